@@ -1,0 +1,168 @@
+"""Gymnasium env: the strategy policy picks k, the env masks a batch and the FR network learns.
+
+Each ``step(action)``:
+  1. k = ``k_choices[action]``;
+  2. the next batch of private training faces (drawn and augmented beforehand, so the
+     observation can describe it) is channel-masked and mixed k-wise by ``HybridMask``;
+  3. the masked batch and its labels go to the shared FR network for one training step
+     (the Ray FR actor, or a local ``FRService``); only masked tensors leave the env;
+  4. reward = FR loss on that mixed batch - lambda * max(0, floor - clean accuracy), where
+     clean accuracy is the FR network's latest held-out identification accuracy (measured by
+     the FR service every ``rl.eval_every`` FR steps). See ``envs.reward``.
+
+Observation (float32 vector, ``5 + len(k_choices) + 4`` entries):
+  [0] FR training progress: FR steps done / planned, clipped to [0, 1]
+  [1] episode progress: steps taken / horizon
+  [2] recent FR loss (the FR service's moving average over every env runner's batches)
+  [3] latest clean identification accuracy
+  [4] clean accuracy - accuracy floor
+  [5 : 5+n] previous action, one-hot (all zero after reset)
+  [-4:] log(1 + mean energy) of the next batch's kept coefficients in four zig-zag bands
+        (channels 0-5, 6-14, 15-27, 28-63); a band fully removed reads 0.
+
+Episodes are truncated after ``rl.horizon`` steps (no terminal state). Each env instance
+has its own seed (from the worker and vector index) and so its own batch order.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import gymnasium as gym
+import numpy as np
+import torch
+
+from envs.reward import reward_parts
+from rl_mask.config import Config, from_dict
+from rl_mask.data import BatchSampler, augment, load_split
+from rl_mask.defences import hybrid_mask_from_config
+from rl_mask.freq import CHANNELS_PER_PLANE
+
+BANDS = ((0, 6), (6, 15), (15, 28), (28, 64))
+
+
+class FRClient:
+    """Calls the FR service, local object or Ray actor handle alike."""
+
+    def __init__(self, target: Any = None, actor_name: str | None = None, namespace: str | None = None):
+        self._target = target
+        self._actor_name = actor_name
+        self._namespace = namespace
+
+    @property
+    def target(self) -> Any:
+        if self._target is None:
+            import ray
+
+            self._target = ray.get_actor(self._actor_name, namespace=self._namespace)
+        return self._target
+
+    def call(self, method: str, *args: Any) -> Any:
+        fn = getattr(self.target, method)
+        if hasattr(fn, "remote"):
+            import ray
+
+            return ray.get(fn.remote(*args))
+        return fn(*args)
+
+
+class HybridMaskingEnv(gym.Env):
+    metadata = {"render_modes": []}
+
+    def __init__(self, env_config: dict | None = None):
+        # RLlib passes an EnvContext: a dict with worker_index / vector_index attributes.
+        worker = int(getattr(env_config, "worker_index", None) or (env_config or {}).get("worker_index", 0))
+        vector = int(getattr(env_config, "vector_index", None) or (env_config or {}).get("vector_index", 0))
+        env_config = dict(env_config or {})
+        cfg = env_config.get("config")
+        self.cfg: Config = cfg if isinstance(cfg, Config) else from_dict(cfg)
+        self.cfg.validate()
+        rl = self.cfg.rl
+        self.k_choices = list(rl.k_choices)
+        self.horizon = rl.horizon
+        self.floor = rl.accuracy_floor
+        self.lam = rl.utility_lambda
+        self.total_fr_steps = int(env_config.get("total_fr_steps", rl.iterations * rl.train_batch_size))
+        self.train_fr = bool(env_config.get("train_fr", True))
+        self.fr = FRClient(env_config.get("fr_service"), env_config.get("fr_actor"), env_config.get("namespace"))
+        self.base_seed = rl.seed + 10_007 * worker + 101 * vector
+
+        train = load_split(self.cfg.data).private_train
+        self.images = train.float_images()
+        self.labels = train.labels
+        self.mask = hybrid_mask_from_config(self.cfg)
+        self.augment = self.cfg.fr.augment
+        kept = self.mask.kept % CHANNELS_PER_PLANE
+        self._band_index = [torch.nonzero((kept >= lo) & (kept < hi)).flatten() for lo, hi in BANDS]
+
+        n = len(self.k_choices)
+        self.action_space = gym.spaces.Discrete(n)
+        low = np.array([0, 0, 0, 0, -1] + [0] * n + [0] * len(BANDS), dtype=np.float32)
+        high = np.array([1, 1, 1e3, 1, 1] + [1] * n + [50] * len(BANDS), dtype=np.float32)
+        self.observation_space = gym.spaces.Box(low, high, dtype=np.float32)
+        self._seed(self.base_seed)
+        self._t = 0
+        self._prev_action: int | None = None
+        self._status = {"clean_acc": 0.0, "fr_step": 0, "loss_ema": 0.0}
+
+    def _seed(self, seed: int) -> None:
+        self.sampler = BatchSampler(len(self.labels), self.cfg.fr.batch_size, seed=seed)
+        self.generator = torch.Generator().manual_seed(seed + 1)
+
+    def _draw_batch(self) -> None:
+        idx = self.sampler.next()
+        images = self.images[idx]
+        if self.augment:
+            images = augment(images, self.generator)
+        self._idx = idx
+        self._masked = self.mask.transform(images)
+
+    def _band_energy(self) -> list[float]:
+        energy = self._masked.pow(2).mean(dim=(0, 2, 3))
+        return [float(torch.log1p(energy[i].mean())) if i.numel() else 0.0 for i in self._band_index]
+
+    def _obs(self) -> np.ndarray:
+        n = len(self.k_choices)
+        onehot = [0.0] * n
+        if self._prev_action is not None:
+            onehot[self._prev_action] = 1.0
+        acc = float(self._status["clean_acc"])
+        obs = [
+            min(1.0, self._status["fr_step"] / max(1, self.total_fr_steps)),
+            self._t / self.horizon,
+            float(self._status["loss_ema"]),
+            acc,
+            acc - self.floor,
+            *onehot,
+            *self._band_energy(),
+        ]
+        return np.clip(np.asarray(obs, dtype=np.float32), self.observation_space.low, self.observation_space.high)
+
+    def reset(self, *, seed: int | None = None, options: dict | None = None):
+        super().reset(seed=seed)
+        if seed is not None:
+            self._seed(int(seed))
+        self._t = 0
+        self._prev_action = None
+        self._status = self.fr.call("status")
+        self._draw_batch()
+        return self._obs(), {}
+
+    def step(self, action):
+        a = int(action)
+        if not self.action_space.contains(a):
+            raise ValueError(f"action {action!r} is not in 0..{len(self.k_choices) - 1}")
+        k = self.k_choices[a]
+        batch = self.mask.mix_transformed(self._masked, self.labels[self._idx], k, self.generator).with_sources(self._idx)
+        if self.train_fr:
+            result = self.fr.call("train_step", batch)
+        else:
+            result = {**self.fr.call("status"), "loss": self.fr.call("eval_loss", batch)}
+        loss = float(result["loss"])
+        self._status = {key: result[key] for key in ("clean_acc", "fr_step", "loss_ema")}
+        parts = reward_parts(loss, self._status["clean_acc"], self.floor, self.lam)
+        self._t += 1
+        self._prev_action = a
+        self._draw_batch()
+        info = {"k": k, "fr_loss": loss, "clean_acc": self._status["clean_acc"], "fr_step": self._status["fr_step"], **parts}
+        return self._obs(), float(parts["reward"]), False, self._t >= self.horizon, info

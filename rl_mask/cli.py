@@ -1,0 +1,101 @@
+"""``rl-mask`` command line: train-fr (core), train (adaptive, Ray), benchmark, export-masked.
+
+Ray is imported only by the subcommands that need it.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+from rl_mask.checkpoint import CheckpointError
+from rl_mask.config import ConfigError
+from rl_mask.data import FaceDataError
+
+
+def _add_common(p: argparse.ArgumentParser, out_required: bool = True) -> None:
+    p.add_argument("--config", help="YAML config file (see configs in the README)")
+    p.add_argument("--data", help="face folder, one sub-folder per identity (default: ../shared/data/att_faces)")
+    p.add_argument("--set", action="append", default=[], metavar="FIELD=VALUE", help="override a config field, e.g. --set mask.cap=0.6")
+    p.add_argument("--out", required=out_required, help="run folder to write")
+    p.add_argument("--quiet", action="store_true", help="no progress bars")
+
+
+def _overrides(args: argparse.Namespace, extra: dict[str, object]) -> list[str]:
+    out = []
+    if args.data:
+        out.append(f"data.root={json.dumps(str(Path(args.data).resolve()))}")
+    for key, value in extra.items():
+        if value is not None:
+            out.append(f"{key}={json.dumps(value)}")
+    return out + list(args.set)
+
+
+def cmd_train_fr(args: argparse.Namespace) -> int:
+    from rl_mask.config import load_config
+    from rl_mask.fr.run import train_fr
+
+    cfg = load_config(
+        args.config,
+        _overrides(args, {"strategy.name": args.strategy, "strategy.k": args.k, "fr.steps": args.steps, "fr.device": args.device}),
+    )
+    summary = train_fr(cfg, args.out, progress=not args.quiet)
+    keys = ("strategy", "identification_acc", "identification_top5", "verification_acc", "fr_steps", "wall_seconds")
+    print(json.dumps({k: summary[k] for k in keys}, indent=2))
+    print(f"run folder: {Path(args.out).resolve()}")
+    return 0
+
+
+def cmd_train(args: argparse.Namespace) -> int:
+    from trainers.train import resolve_config, train
+
+    if args.resume and args.out and Path(args.out).resolve() != Path(args.resume).resolve():
+        raise ConfigError("--resume RUN_DIR continues that folder; leave --out out or give the same folder")
+    out = args.resume or args.out
+    if not out:
+        raise ConfigError("--out RUN_DIR is required (or --resume RUN_DIR)")
+    overrides = _overrides(args, {"rl.num_env_runners": args.num_env_runners, "rl.iterations": args.iterations})
+    cfg = resolve_config(args.config, overrides, args.debug, args.resume)
+    summary = train(cfg, out, address=args.address, resume=bool(args.resume), debug=args.debug, progress=not args.quiet)
+    keys = ("identification_acc", "verification_acc", "floor_held", "k_distribution", "k_entropy", "k_entropy_uniform", "env_steps", "fr_steps", "wall_seconds", "env_steps_per_s")
+    print(json.dumps({k: summary[k] for k in keys}, indent=2))
+    print(f"run folder: {Path(out).resolve()}\nTensorBoard: tensorboard --logdir {summary['tensorboard']}")
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="rl-mask", description=__doc__)
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    p = sub.add_parser("train-fr", help="train the FR network under one fixed defence (no Ray)")
+    _add_common(p)
+    p.add_argument("--strategy", choices=["none", "mask", "fixed-k", "random-k"])
+    p.add_argument("--k", type=int, help="k for --strategy fixed-k")
+    p.add_argument("--steps", type=int, help="FR training steps")
+    p.add_argument("--device", help="auto, cpu, cuda or cuda:N")
+    p.set_defaults(func=cmd_train_fr)
+
+    p = sub.add_parser("train", help="adaptive strategy: RLlib PPO env runners + the shared FR actor on Ray")
+    _add_common(p, out_required=False)
+    p.add_argument("--debug", action="store_true", help="local single-node mode: env + learner in one process, small batches")
+    p.add_argument("--address", help="Ray cluster to join: auto or HOST:PORT (default: start a local Ray)")
+    p.add_argument("--num-env-runners", type=int, help="PPO env runner actors (cluster mode)")
+    p.add_argument("--iterations", type=int, help="PPO iterations")
+    p.add_argument("--resume", metavar="RUN_DIR", help="continue an interrupted run from its latest checkpoint")
+    p.set_defaults(func=cmd_train)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return args.func(args)
+    except (ConfigError, FaceDataError, CheckpointError) as exc:
+        print(f"rl-mask: error: {exc}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,351 @@
+"""One dataclass tree for every run, loaded from YAML and validated once at the edge.
+
+Errors name the field (``mask.cap``), the value and the allowed range. Defaults run on a
+laptop; a cluster run changes only the address and resources.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+STRATEGIES = ("none", "mask", "fixed-k", "random-k")
+WEIGHT_KINDS = ("dirichlet", "instahide")
+COLORS = ("L", "RGB")
+
+
+class ConfigError(ValueError):
+    """A config value that cannot run; the message starts with the field's dotted name."""
+
+
+def default_data_root() -> str:
+    """``$RL_MASK_DATA``, else the bundled AT&T faces in ``../shared`` (from the cwd or the repo)."""
+    env = os.environ.get("RL_MASK_DATA")
+    if env:
+        return env
+    here = Path(__file__).resolve().parent.parent
+    for base in (Path.cwd(), here):
+        for candidate in (base / "../shared/data/att_faces", base / "shared/data/att_faces"):
+            if candidate.is_dir():
+                return os.fspath(candidate.resolve())
+    return os.fspath((here / "../shared/data/att_faces").resolve())
+
+
+@dataclass
+class DataConfig:
+    root: str = ""  # empty: default_data_root()
+    height: int = 112
+    width: int = 96
+    color: str = "L"
+    num_private: int = 20
+    train_per_identity: int = 7
+    split_seed: int = 0
+
+    @property
+    def planes(self) -> int:
+        return 3 if self.color == "RGB" else 1
+
+    def resolved_root(self) -> str:
+        return self.root or default_data_root()
+
+
+@dataclass
+class MaskConfig:
+    removed_channels: list[int] = field(default_factory=lambda: [0, 1, 2, 3, 4, 5])
+    weights: str = "dirichlet"
+    alpha: float = 1.0
+    cap: float = 0.65
+    sign_flip: bool = False
+    upsample: int = 1
+
+
+@dataclass
+class ModelConfig:
+    widths: list[int] = field(default_factory=lambda: [32, 64, 128])
+    depths: list[int] = field(default_factory=lambda: [1, 1, 1])
+    embedding_dim: int = 128
+    dropout: float = 0.2
+    sample_norm: bool = True
+    arc_scale: float = 16.0
+    arc_margin: float = 0.2
+
+
+@dataclass
+class FRConfig:
+    steps: int = 600
+    batch_size: int = 64
+    lr: float = 2e-3
+    weight_decay: float = 5e-4
+    eval_every: int = 100
+    augment: bool = True  # flip/shift/scale/rotate the private faces before they are encoded
+    seed: int = 0
+    device: str = "auto"  # auto | cpu | cuda | cuda:N
+    threads: int = 0  # torch CPU threads; 0 leaves torch's default
+
+
+@dataclass
+class StrategyConfig:
+    name: str = "fixed-k"
+    k: int = 4
+    k_choices: list[int] = field(default_factory=lambda: [2, 3, 4, 5, 6])
+
+    def ks_used(self) -> list[int]:
+        if self.name == "fixed-k":
+            return [self.k]
+        if self.name == "random-k":
+            return list(self.k_choices)
+        return [1]
+
+
+@dataclass
+class RLConfig:
+    """The adaptive strategy: env, PPO and the Ray layout (used by ``rl-mask train``)."""
+
+    k_choices: list[int] = field(default_factory=lambda: [2, 3, 4, 5, 6])
+    horizon: int = 8  # env steps (= FR steps) per episode
+    utility_lambda: float = 20.0  # reward = FR loss - lambda * max(0, floor - clean accuracy)
+    accuracy_floor: float = 0.80
+    eval_every: int = 25  # FR steps between clean-accuracy measurements
+    iterations: int = 12  # PPO iterations
+    train_batch_size: int = 128  # env steps per PPO iteration
+    minibatch_size: int = 32
+    num_epochs: int = 8
+    lr: float = 1e-3
+    gamma: float = 0.9
+    gae_lambda: float = 0.95
+    entropy_coeff: float = 0.0
+    hidden: list[int] = field(default_factory=lambda: [64, 64])
+    num_env_runners: int = 0
+    num_envs_per_env_runner: int = 1
+    num_cpus_per_env_runner: float = 1.0
+    num_learners: int = 0
+    sample_timeout_s: float = 600.0
+    checkpoint_every: int = 4  # PPO iterations
+    image_every: int = 4  # PPO iterations between TensorBoard images
+    policy_eval_steps: int = 64  # env steps to score the trained policy vs uniform random
+    fr_num_gpus: float = -1.0  # -1: one GPU if the cluster has one, else CPU; 0..1 fractional
+    fr_num_cpus: float = 0.0  # 0 never blocks placement on a small machine
+    fr_threads: int = 0  # torch threads in the FR actor; 0: all the node's cores
+    fr_max_restarts: int = 3
+    fr_autosave_every: int = 50  # FR steps between the actor's own recovery saves
+    env_runner_max_restarts: int = 3
+    seed: int = 0
+
+
+@dataclass
+class Config:
+    data: DataConfig = field(default_factory=DataConfig)
+    mask: MaskConfig = field(default_factory=MaskConfig)
+    model: ModelConfig = field(default_factory=ModelConfig)
+    fr: FRConfig = field(default_factory=FRConfig)
+    strategy: StrategyConfig = field(default_factory=StrategyConfig)
+    rl: RLConfig = field(default_factory=RLConfig)
+
+    def to_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+    def validate(self) -> "Config":
+        validate(self)
+        return self
+
+
+# ----------------------------------------------------------------------------- loading
+
+
+def _check_type(value: Any, tp: Any, name: str) -> Any:
+    origin = typing.get_origin(tp)
+    if origin is list:
+        (item_tp,) = typing.get_args(tp)
+        if not isinstance(value, (list, tuple)):
+            raise ConfigError(f"{name}: expected a list, got {value!r}")
+        return [_check_type(v, item_tp, f"{name}[{i}]") for i, v in enumerate(value)]
+    if tp is bool:
+        if not isinstance(value, bool):
+            raise ConfigError(f"{name}: expected true/false, got {value!r}")
+        return value
+    if tp is int:
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise ConfigError(f"{name}: expected an integer, got {value!r}")
+        return value
+    if tp is float:
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise ConfigError(f"{name}: expected a number, got {value!r}")
+        return float(value)
+    if tp is str:
+        if not isinstance(value, str):
+            raise ConfigError(f"{name}: expected a string, got {value!r}")
+        return value
+    return value
+
+
+def _build(cls: type, data: Any, prefix: str) -> Any:
+    if data is None:
+        return cls()
+    if not isinstance(data, dict):
+        raise ConfigError(f"{prefix or 'config'}: expected a mapping, got {data!r}")
+    hints = typing.get_type_hints(cls)
+    names = {f.name for f in dataclasses.fields(cls)}
+    unknown = sorted(set(data) - names)
+    if unknown:
+        where = f"{prefix}." if prefix else ""
+        raise ConfigError(f"unknown field {where}{unknown[0]} (known: {', '.join(sorted(names))})")
+    kwargs = {}
+    for key, value in data.items():
+        name = f"{prefix}.{key}" if prefix else key
+        tp = hints[key]
+        if dataclasses.is_dataclass(tp):
+            kwargs[key] = _build(tp, value, name)
+        else:
+            kwargs[key] = _check_type(value, tp, name)
+    return cls(**kwargs)
+
+
+def from_dict(data: dict | None, cls: type = Config) -> Any:
+    return _build(cls, data or {}, "")
+
+
+def load_config(path: str | Path | None = None, overrides: list[str] | None = None, cls: type = Config) -> Any:
+    """Load ``path`` (YAML), apply ``key.sub=value`` overrides, validate."""
+    data: dict = {}
+    if path is not None:
+        path = Path(path)
+        if not path.is_file():
+            raise ConfigError(f"config file {path} does not exist")
+        try:
+            data = yaml.safe_load(path.read_text()) or {}
+        except yaml.YAMLError as exc:
+            raise ConfigError(f"config file {path} is not valid YAML: {exc}") from exc
+        if not isinstance(data, dict):
+            raise ConfigError(f"config file {path}: top level must be a mapping")
+    for item in overrides or []:
+        set_path(data, item)
+    cfg = from_dict(data, cls)
+    cfg.validate()
+    return cfg
+
+
+def set_path(data: dict, assignment: str) -> None:
+    """Apply ``a.b.c=value`` (value parsed as YAML) to a nested dict."""
+    if "=" not in assignment:
+        raise ConfigError(f"override {assignment!r} must look like field.name=value")
+    key, raw = assignment.split("=", 1)
+    parts = key.strip().split(".")
+    node = data
+    for part in parts[:-1]:
+        node = node.setdefault(part, {})
+        if not isinstance(node, dict):
+            raise ConfigError(f"override {assignment!r}: {part} is not a section")
+    node[parts[-1]] = yaml.safe_load(raw)
+
+
+def save_config(cfg: Any, path: str | Path) -> None:
+    Path(path).write_text(yaml.safe_dump(dataclasses.asdict(cfg), sort_keys=False))
+
+
+# ----------------------------------------------------------------------------- validation
+
+
+def _require(ok: bool, name: str, value: Any, allowed: str) -> None:
+    if not ok:
+        raise ConfigError(f"{name}={value!r} is out of range: {allowed}")
+
+
+def validate_data(d: DataConfig) -> None:
+    _require(d.color in COLORS, "data.color", d.color, f"one of {COLORS}")
+    for name in ("height", "width"):
+        v = getattr(d, name)
+        _require(v >= 8 and v % 8 == 0, f"data.{name}", v, "a multiple of 8 (block DCT), >= 8")
+    _require(d.num_private >= 2, "data.num_private", d.num_private, ">= 2 identities")
+    _require(d.train_per_identity >= 1, "data.train_per_identity", d.train_per_identity, ">= 1")
+
+
+def validate_mask(m: MaskConfig, ks: list[int]) -> None:
+    _require(m.weights in WEIGHT_KINDS, "mask.weights", m.weights, f"one of {WEIGHT_KINDS}")
+    bad = [c for c in m.removed_channels if not 0 <= c < 64]
+    _require(not bad, "mask.removed_channels", m.removed_channels, "zig-zag indices in 0..63")
+    _require(len(set(m.removed_channels)) < 64, "mask.removed_channels", m.removed_channels, "must keep at least one channel")
+    _require(m.alpha > 0, "mask.alpha", m.alpha, "> 0")
+    _require(m.upsample >= 1, "mask.upsample", m.upsample, ">= 1")
+    k_max = max(ks) if ks else 1
+    if k_max > 1:
+        _require(
+            1.0 / k_max < m.cap <= 1.0,
+            "mask.cap",
+            m.cap,
+            f"(1/k, 1] for every k used; largest k is {k_max}, so cap must be > {1.0 / k_max:.4f}",
+        )
+
+
+def validate_model(m: ModelConfig) -> None:
+    _require(len(m.widths) >= 1 and all(w >= 1 for w in m.widths), "model.widths", m.widths, "positive integers")
+    _require(len(m.depths) == len(m.widths), "model.depths", m.depths, f"one depth per width ({len(m.widths)})")
+    _require(all(d >= 1 for d in m.depths), "model.depths", m.depths, "integers >= 1")
+    _require(m.embedding_dim >= 2, "model.embedding_dim", m.embedding_dim, ">= 2")
+    _require(0 <= m.dropout < 1, "model.dropout", m.dropout, "[0, 1)")
+    _require(m.arc_scale > 0, "model.arc_scale", m.arc_scale, "> 0")
+    _require(0 <= m.arc_margin < 1.5, "model.arc_margin", m.arc_margin, "[0, 1.5) radians")
+
+
+def validate_fr(f: FRConfig) -> None:
+    _require(f.steps >= 1, "fr.steps", f.steps, ">= 1")
+    _require(f.batch_size >= 2, "fr.batch_size", f.batch_size, ">= 2")
+    _require(f.lr > 0, "fr.lr", f.lr, "> 0")
+    _require(f.weight_decay >= 0, "fr.weight_decay", f.weight_decay, ">= 0")
+    _require(f.eval_every >= 1, "fr.eval_every", f.eval_every, ">= 1")
+    _require(f.threads >= 0, "fr.threads", f.threads, ">= 0 (0 = torch default)")
+    ok = f.device in ("auto", "cpu", "cuda") or (f.device.startswith("cuda:") and f.device[5:].isdigit())
+    _require(ok, "fr.device", f.device, "auto, cpu, cuda or cuda:N")
+
+
+def validate_k_choices(name: str, ks: list[int], batch_size: int) -> None:
+    _require(len(ks) >= 1, name, ks, "at least one k")
+    _require(len(set(ks)) == len(ks), name, ks, "no repeated k")
+    for k in ks:
+        _require(1 <= k <= batch_size, name, ks, f"every k in 1..batch size ({batch_size})")
+
+
+def validate_strategy(s: StrategyConfig, batch_size: int) -> None:
+    _require(s.name in STRATEGIES, "strategy.name", s.name, f"one of {STRATEGIES}")
+    _require(1 <= s.k <= batch_size, "strategy.k", s.k, f"1..batch size ({batch_size}); k < 1 mixes nothing")
+    validate_k_choices("strategy.k_choices", s.k_choices, batch_size)
+
+
+def validate_rl(r: RLConfig, batch_size: int) -> None:
+    validate_k_choices("rl.k_choices", r.k_choices, batch_size)
+    _require(len(r.k_choices) >= 2, "rl.k_choices", r.k_choices, "at least two choices for the policy")
+    _require(r.horizon >= 1, "rl.horizon", r.horizon, ">= 1")
+    _require(r.utility_lambda >= 0, "rl.utility_lambda", r.utility_lambda, ">= 0")
+    _require(0 <= r.accuracy_floor <= 1, "rl.accuracy_floor", r.accuracy_floor, "[0, 1]")
+    for name in ("eval_every", "iterations", "train_batch_size", "minibatch_size", "num_epochs", "checkpoint_every", "image_every", "policy_eval_steps", "fr_autosave_every"):
+        _require(getattr(r, name) >= 1, f"rl.{name}", getattr(r, name), ">= 1")
+    _require(r.minibatch_size <= r.train_batch_size, "rl.minibatch_size", r.minibatch_size, f"<= rl.train_batch_size ({r.train_batch_size})")
+    _require(r.lr > 0, "rl.lr", r.lr, "> 0")
+    _require(0 < r.gamma <= 1, "rl.gamma", r.gamma, "(0, 1]")
+    _require(0 <= r.gae_lambda <= 1, "rl.gae_lambda", r.gae_lambda, "[0, 1]")
+    _require(r.entropy_coeff >= 0, "rl.entropy_coeff", r.entropy_coeff, ">= 0")
+    _require(all(h >= 1 for h in r.hidden), "rl.hidden", r.hidden, "positive layer sizes")
+    _require(r.num_env_runners >= 0, "rl.num_env_runners", r.num_env_runners, ">= 0 (0 = sample in the driver)")
+    _require(r.num_envs_per_env_runner >= 1, "rl.num_envs_per_env_runner", r.num_envs_per_env_runner, ">= 1")
+    _require(r.num_cpus_per_env_runner >= 0, "rl.num_cpus_per_env_runner", r.num_cpus_per_env_runner, ">= 0")
+    _require(r.num_learners >= 0, "rl.num_learners", r.num_learners, ">= 0")
+    _require(r.sample_timeout_s > 0, "rl.sample_timeout_s", r.sample_timeout_s, "> 0")
+    _require(r.fr_num_gpus == -1 or 0 <= r.fr_num_gpus, "rl.fr_num_gpus", r.fr_num_gpus, "-1 (auto), or >= 0 (fractions allowed)")
+    _require(r.fr_num_cpus >= 0, "rl.fr_num_cpus", r.fr_num_cpus, ">= 0")
+    _require(r.fr_threads >= 0, "rl.fr_threads", r.fr_threads, ">= 0")
+    _require(r.fr_max_restarts >= -1, "rl.fr_max_restarts", r.fr_max_restarts, ">= -1 (-1 = forever)")
+    _require(r.env_runner_max_restarts >= 0, "rl.env_runner_max_restarts", r.env_runner_max_restarts, ">= 0")
+
+
+def validate(cfg: Config) -> None:
+    validate_data(cfg.data)
+    validate_model(cfg.model)
+    validate_fr(cfg.fr)
+    validate_strategy(cfg.strategy, cfg.fr.batch_size)
+    validate_rl(cfg.rl, cfg.fr.batch_size)
+    validate_mask(cfg.mask, cfg.strategy.ks_used() + list(cfg.rl.k_choices))

@@ -1,0 +1,273 @@
+"""Face sets on disk (one folder per identity), identity-disjoint splits and verification pairs.
+
+Faces are loaded once into a uint8 tensor ``[N, P, H, W]`` (P = 1 grey, 3 RGB): aligned
+face crops are small, and an in-memory set lets env runners draw batches without I/O.
+
+Split (seeded, deterministic): identities are shuffled; the first ``num_private`` are the
+*private* identities we protect (their images split into train and held-out test images),
+the rest are the *public* identities, the attacker's auxiliary set. No identity is in both.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from PIL import Image, UnidentifiedImageError
+
+IMAGE_SUFFIXES = (".pgm", ".png", ".jpg", ".jpeg", ".bmp", ".ppm")
+COLOR_MODES = {"L": 1, "RGB": 3}
+
+
+class FaceDataError(ValueError):
+    """A face folder or image that cannot be used; the message names the path."""
+
+
+@dataclass(frozen=True)
+class FaceSet:
+    """Images ``[N, P, H, W]`` uint8 with labels ``[N]`` in ``0..len(identities)-1``."""
+
+    images: torch.Tensor
+    labels: torch.Tensor
+    identities: tuple[str, ...]
+    paths: tuple[str, ...]
+
+    def __len__(self) -> int:
+        return int(self.labels.numel())
+
+    @property
+    def num_classes(self) -> int:
+        return len(self.identities)
+
+    def subset(self, index: torch.Tensor | np.ndarray | list[int]) -> "FaceSet":
+        """The same identities (labels unchanged), a subset of images."""
+        idx = torch.as_tensor(index, dtype=torch.long)
+        return FaceSet(self.images[idx], self.labels[idx], self.identities, tuple(self.paths[i] for i in idx.tolist()))
+
+    def float_images(self, device: torch.device | str = "cpu") -> torch.Tensor:
+        """Images as float in [-1, 1] on ``device``."""
+        return to_float(self.images.to(device))
+
+
+@dataclass(frozen=True)
+class FaceSplit:
+    """Identity-disjoint split. Private labels are ``0..P-1``, public labels ``0..Q-1``."""
+
+    private_train: FaceSet
+    private_test: FaceSet
+    public: FaceSet
+
+
+def to_float(images: torch.Tensor) -> torch.Tensor:
+    """uint8 ``[0, 255]`` -> float ``[-1, 1]``."""
+    return images.float().div_(127.5).sub_(1.0)
+
+
+def to_uint8(images: torch.Tensor) -> torch.Tensor:
+    """float ``[-1, 1]`` -> uint8 (clamped)."""
+    return images.add(1.0).mul(127.5).round().clamp(0, 255).to(torch.uint8)
+
+
+def _fit(img: Image.Image, height: int, width: int) -> Image.Image:
+    """Centre-crop to the target aspect ratio, then resize (keeps faces undistorted)."""
+    w, h = img.size
+    target = width / height
+    if abs(w / h - target) > 1e-3:
+        if w / h > target:
+            new_w = max(1, round(h * target))
+            left = (w - new_w) // 2
+            img = img.crop((left, 0, left + new_w, h))
+        else:
+            new_h = max(1, round(w / target))
+            top = (h - new_h) // 2
+            img = img.crop((0, top, w, top + new_h))
+    if img.size != (width, height):
+        img = img.resize((width, height), Image.BILINEAR)
+    return img
+
+
+def load_image(path: str | Path, height: int, width: int, color: str = "L") -> np.ndarray:
+    """One face as ``uint8 [P, H, W]``; a broken or truncated file raises ``FaceDataError``."""
+    if color not in COLOR_MODES:
+        raise FaceDataError(f"color mode {color!r} is not one of {sorted(COLOR_MODES)}")
+    try:
+        with Image.open(path) as img:
+            img.load()  # decode now: truncated files fail here, not later
+            img = _fit(img.convert(color), height, width)
+            arr = np.asarray(img, dtype=np.uint8)
+    except (OSError, UnidentifiedImageError, ValueError, SyntaxError) as exc:
+        raise FaceDataError(f"cannot read face image {path}: {exc}") from exc
+    return arr[None] if arr.ndim == 2 else arr.transpose(2, 0, 1)
+
+
+def _sort_key(name: str) -> tuple:
+    stem = Path(name).stem
+    return (0, int(stem), name) if stem.isdigit() else (1, 0, name)
+
+
+def load_faces(
+    root: str | Path,
+    height: int = 112,
+    width: int = 96,
+    color: str = "L",
+    min_images: int = 1,
+) -> FaceSet:
+    """Load every identity folder under ``root`` (sorted) into memory."""
+    root = Path(root)
+    if not root.exists():
+        raise FaceDataError(f"face folder {root} does not exist (set --data or data.root)")
+    if not root.is_dir():
+        raise FaceDataError(f"face folder {root} is not a directory")
+    identity_dirs = sorted((d for d in root.iterdir() if d.is_dir() and not d.name.startswith(".")), key=lambda d: d.name)
+    if not identity_dirs:
+        raise FaceDataError(f"face folder {root} has no identity sub-folders (expected one folder per person)")
+    images: list[np.ndarray] = []
+    labels: list[int] = []
+    paths: list[str] = []
+    identities: list[str] = []
+    for d in identity_dirs:
+        files = sorted(
+            (f.name for f in d.iterdir() if f.is_file() and f.suffix.lower() in IMAGE_SUFFIXES), key=_sort_key
+        )
+        if len(files) < min_images:
+            raise FaceDataError(
+                f"identity folder {d} has {len(files)} image(s) ({', '.join(IMAGE_SUFFIXES)}); at least {min_images} needed"
+            )
+        label = len(identities)
+        identities.append(d.name)
+        for name in files:
+            path = d / name
+            images.append(load_image(path, height, width, color))
+            labels.append(label)
+            paths.append(os.fspath(path))
+    return FaceSet(
+        images=torch.from_numpy(np.stack(images)),
+        labels=torch.tensor(labels, dtype=torch.long),
+        identities=tuple(identities),
+        paths=tuple(paths),
+    )
+
+
+def _relabel(faces: FaceSet, identity_ids: list[int], image_index: list[int]) -> FaceSet:
+    remap = {old: new for new, old in enumerate(identity_ids)}
+    idx = torch.tensor(image_index, dtype=torch.long)
+    return FaceSet(
+        images=faces.images[idx],
+        labels=torch.tensor([remap[int(faces.labels[i])] for i in image_index], dtype=torch.long),
+        identities=tuple(faces.identities[i] for i in identity_ids),
+        paths=tuple(faces.paths[i] for i in image_index),
+    )
+
+
+def split_faces(faces: FaceSet, num_private: int, train_per_identity: int, seed: int = 0) -> FaceSplit:
+    """Identity-disjoint private/public split, and a per-identity train/test split of the private ones."""
+    n_ids = faces.num_classes
+    if not 2 <= num_private <= n_ids - 1:
+        raise FaceDataError(
+            f"num_private={num_private} must be in 2..{n_ids - 1}: the set has {n_ids} identities and the attacker needs at least one public one"
+        )
+    if train_per_identity < 1:
+        raise FaceDataError(f"train_per_identity={train_per_identity} must be >= 1")
+    rng = np.random.default_rng(seed)
+    order = rng.permutation(n_ids).tolist()
+    private_ids, public_ids = sorted(order[:num_private]), sorted(order[num_private:])
+    by_id = [np.flatnonzero(faces.labels.numpy() == i).tolist() for i in range(n_ids)]
+    train_idx: list[int] = []
+    test_idx: list[int] = []
+    for i in private_ids:
+        imgs = by_id[i]
+        if len(imgs) < train_per_identity + 1:
+            folder = Path(faces.paths[imgs[0]]).parent if imgs else faces.identities[i]
+            raise FaceDataError(
+                f"private identity folder {folder} has {len(imgs)} image(s); "
+                f"train_per_identity={train_per_identity} needs at least {train_per_identity + 1}"
+            )
+        perm = rng.permutation(imgs).tolist()
+        train_idx += perm[:train_per_identity]
+        test_idx += perm[train_per_identity:]
+    public_idx = [j for i in public_ids for j in by_id[i]]
+    return FaceSplit(
+        private_train=_relabel(faces, private_ids, sorted(train_idx)),
+        private_test=_relabel(faces, private_ids, sorted(test_idx)),
+        public=_relabel(faces, public_ids, public_idx),
+    )
+
+
+def verification_pairs(labels: torch.Tensor, seed: int = 0, max_pairs: int = 3000) -> tuple[torch.Tensor, torch.Tensor]:
+    """Balanced same/different pairs over ``labels``: ``(pairs [M, 2], same [M] bool)``.
+
+    All same-identity pairs (up to ``max_pairs / 2``), and as many different-identity pairs
+    drawn at random without repeats.
+    """
+    rng = np.random.default_rng(seed)
+    lab = labels.numpy()
+    n = len(lab)
+    i, j = np.triu_indices(n, k=1)
+    same_mask = lab[i] == lab[j]
+    same = np.stack([i[same_mask], j[same_mask]], 1)
+    diff = np.stack([i[~same_mask], j[~same_mask]], 1)
+    if len(same) == 0 or len(diff) == 0:
+        raise FaceDataError("verification needs at least two identities with two or more held-out images")
+    m = min(len(same), len(diff), max_pairs // 2)
+    same = same[rng.choice(len(same), m, replace=False)]
+    diff = diff[rng.choice(len(diff), m, replace=False)]
+    pairs = np.concatenate([same, diff])
+    is_same = np.concatenate([np.ones(m, bool), np.zeros(m, bool)])
+    perm = rng.permutation(len(pairs))
+    return torch.from_numpy(pairs[perm]).long(), torch.from_numpy(is_same[perm])
+
+
+class BatchSampler:
+    """Endless seeded batches of indices: reshuffled epochs, no index twice in a batch.
+
+    Like ``drop_last``: the tail of an epoch that does not fill a batch is dropped, so a
+    batch never holds the same face twice (mixing partners must be distinct faces). The
+    batch size is capped at the data-set size (small private sets).
+    """
+
+    def __init__(self, n: int, batch_size: int, seed: int = 0):
+        if n < 1:
+            raise ValueError("cannot sample batches from an empty set")
+        self.n = n
+        self.batch_size = min(batch_size, n)
+        self.generator = torch.Generator().manual_seed(seed)
+        self._queue = torch.empty(0, dtype=torch.long)
+
+    def next(self) -> torch.Tensor:
+        if self._queue.numel() < self.batch_size:
+            self._queue = torch.randperm(self.n, generator=self.generator)
+        batch, self._queue = self._queue[: self.batch_size], self._queue[self.batch_size :]
+        return batch
+
+    def state_dict(self) -> dict:
+        return {"generator": self.generator.get_state(), "queue": self._queue.clone()}
+
+    def load_state_dict(self, state: dict) -> None:
+        self.generator.set_state(state["generator"])
+        self._queue = state["queue"].clone()
+
+
+def load_split(cfg) -> FaceSplit:
+    """Load and split the faces a ``DataConfig`` names."""
+    faces = load_faces(cfg.resolved_root(), cfg.height, cfg.width, cfg.color, min_images=1)
+    return split_faces(faces, cfg.num_private, cfg.train_per_identity, cfg.split_seed)
+
+
+def augment(images: torch.Tensor, generator: torch.Generator | None = None, max_shift: float = 0.06, max_scale: float = 0.06, max_rotate_deg: float = 6.0) -> torch.Tensor:
+    """Random horizontal flip, shift, scale and rotation of a batch ``[B, P, H, W]`` in one
+    ``grid_sample`` call (done by the data owner, before masking)."""
+    b = images.shape[0]
+    u = torch.rand(b, 5, generator=generator) * 2 - 1
+    flip = torch.where(torch.rand(b, generator=generator) < 0.5, -1.0, 1.0)
+    scale = 1 + max_scale * u[:, 0]
+    angle = torch.deg2rad(max_rotate_deg * u[:, 1])
+    cos, sin = torch.cos(angle) * scale, torch.sin(angle) * scale
+    theta = torch.stack(
+        [torch.stack([cos * flip, -sin, max_shift * 2 * u[:, 2]], 1), torch.stack([sin * flip, cos, max_shift * 2 * u[:, 3]], 1)], 1
+    ).to(images.device, images.dtype)
+    grid = F.affine_grid(theta, list(images.shape), align_corners=False)
+    return F.grid_sample(images, grid, mode="bilinear", padding_mode="border", align_corners=False)

@@ -1,0 +1,42 @@
+"""Defences: each a strategy that turns private faces into what leaves the data owner."""
+
+from __future__ import annotations
+
+from rl_mask.config import Config
+from rl_mask.defences.base import Defence
+from rl_mask.defences.hybrid import HybridDefence
+from rl_mask.defences.pixel import PixelDefence
+from rl_mask.masking import HybridMask
+
+
+def hybrid_mask_from_config(cfg: Config) -> HybridMask:
+    m = cfg.mask
+    return HybridMask(
+        removed_channels=m.removed_channels,
+        planes=cfg.data.planes,
+        weights=m.weights,
+        alpha=m.alpha,
+        cap=m.cap,
+        sign_flip=m.sign_flip,
+        upsample=m.upsample,
+    )
+
+
+def build_defence(cfg: Config, name: str | None = None, k_probs: list[float] | None = None) -> Defence:
+    """The defence ``name`` (default ``cfg.strategy.name``) with the config's parameters."""
+    name = name or cfg.strategy.name
+    s = cfg.strategy
+    if name == "none":
+        return PixelDefence("none")
+    if name == "mask":
+        return HybridDefence("mask", hybrid_mask_from_config(cfg), [1])
+    if name == "fixed-k":
+        return HybridDefence(f"fixed-k", hybrid_mask_from_config(cfg), [s.k])
+    if name == "random-k":
+        return HybridDefence("random-k", hybrid_mask_from_config(cfg), s.k_choices)
+    if name == "adaptive":
+        return HybridDefence("adaptive", hybrid_mask_from_config(cfg), s.k_choices, k_probs)
+    raise ValueError(f"unknown defence {name!r}")
+
+
+__all__ = ["Defence", "HybridDefence", "PixelDefence", "build_defence", "hybrid_mask_from_config"]

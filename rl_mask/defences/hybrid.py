@@ -1,0 +1,63 @@
+"""Frequency-domain defences: channel removal alone, and hybrid masking with k drawn per batch.
+
+``mask`` (PPFR-style), ``fixed-k``, ``random-k`` and the learned policy's k distribution are
+one class: a ``HybridMask`` and a distribution over k.
+"""
+
+from __future__ import annotations
+
+from typing import Sequence
+
+import torch
+
+from rl_mask.defences.base import Defence
+from rl_mask.freq import CHANNELS_PER_PLANE
+from rl_mask.masking import HybridMask, MaskedBatch
+
+
+class HybridDefence(Defence):
+    input_kind = "freq"
+
+    def __init__(self, name: str, mask: HybridMask, ks: Sequence[int], probs: Sequence[float] | None = None):
+        if not ks:
+            raise ValueError("HybridDefence needs at least one k")
+        self.name = name
+        self.mask = mask
+        self.ks = [int(k) for k in ks]
+        p = torch.tensor(probs if probs is not None else [1.0] * len(self.ks), dtype=torch.float64)
+        if p.numel() != len(self.ks) or (p < 0).any() or p.sum() <= 0:
+            raise ValueError(f"k probabilities {list(p.tolist())} do not fit k choices {self.ks}")
+        self.probs = (p / p.sum()).tolist()
+
+    def input_shape(self, planes: int, height: int, width: int) -> tuple[int, int, int]:
+        u = self.mask.upsample
+        return (self.mask.num_channels, height * u // 8, width * u // 8)
+
+    def sample_k(self, generator: torch.Generator | None = None) -> int:
+        if len(self.ks) == 1:
+            return self.ks[0]
+        i = torch.multinomial(torch.tensor(self.probs), 1, generator=generator).item()
+        return self.ks[i]
+
+    def encode_train(self, images, labels, generator=None, k: int | None = None) -> MaskedBatch:
+        return self.mask(images, labels, self.sample_k(generator) if k is None else k, generator)
+
+    def encode_eval(self, images: torch.Tensor) -> torch.Tensor:
+        return self.mask.transform(images)
+
+    def to_pixels(self, encoded: torch.Tensor) -> torch.Tensor:
+        return self.mask.to_pixels(encoded)
+
+    def describe(self) -> dict:
+        m = self.mask
+        return {
+            "name": self.name,
+            "removed_channels": list(m.removed_channels),
+            "ks": self.ks,
+            "k_probs": [round(p, 6) for p in self.probs],
+            "weights": m.weights,
+            "alpha": m.alpha,
+            "cap": m.cap,
+            "sign_flip": m.sign_flip,
+            "upsample": m.upsample,
+        }

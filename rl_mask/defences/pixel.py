@@ -1,0 +1,38 @@
+"""Pixel-domain defences: none (plain training), MixUp and InstaHide.
+
+They share ``rl_mask.masking.mix`` with the hybrid mask; only the domain differs.
+"""
+
+from __future__ import annotations
+
+import torch
+
+from rl_mask.defences.base import Defence
+from rl_mask.masking import MaskedBatch, mix
+
+
+class PixelDefence(Defence):
+    input_kind = "pixel"
+
+    def __init__(self, name: str, k: int = 1, weights: str = "dirichlet", alpha: float = 1.0, cap: float = 1.0, sign_flip: bool = False):
+        self.name = name
+        self.k = k
+        self.weights = weights
+        self.alpha = alpha
+        self.cap = cap
+        self.sign_flip = sign_flip
+
+    def input_shape(self, planes: int, height: int, width: int) -> tuple[int, int, int]:
+        return (planes * 64, height // 8, width // 8)
+
+    def encode_train(self, images, labels, generator=None) -> MaskedBatch:
+        return mix(images, labels, self.k, weights=self.weights, alpha=self.alpha, cap=self.cap, sign_flip=self.sign_flip, generator=generator)
+
+    def encode_eval(self, images: torch.Tensor) -> torch.Tensor:
+        return images
+
+    def to_pixels(self, encoded: torch.Tensor) -> torch.Tensor:
+        return encoded
+
+    def describe(self) -> dict:
+        return {"name": self.name, "k": self.k, "weights": self.weights, "alpha": self.alpha, "cap": self.cap, "sign_flip": self.sign_flip}

@@ -1,0 +1,140 @@
+"""One FR network and its optimizer: a training step on a (protected) batch, evaluation, state.
+
+The core of both ``rl-mask train-fr`` and the FR Ray actor. It takes a ``torch.device`` and
+never decides where it runs.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import asdict
+
+import torch
+
+from rl_mask.config import FRConfig, ModelConfig
+from rl_mask.fr.evaluation import identification_accuracy, verification_accuracy
+from rl_mask.masking import MaskedBatch
+from rl_mask.models import ArcFaceHead, FaceRecognizer, IRResNet
+
+
+def resolve_device(name: str) -> torch.device:
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    return torch.device(name)
+
+
+def build_model(meta: dict) -> FaceRecognizer:
+    """The FR model described by ``meta`` (as stored in checkpoints)."""
+    m = ModelConfig(**meta["model"])
+    backbone = IRResNet(
+        tuple(meta["input_shape"]),
+        widths=tuple(m.widths),
+        depths=tuple(m.depths),
+        embedding_dim=m.embedding_dim,
+        dropout=m.dropout,
+        input_kind=meta["input_kind"],
+        sample_norm=m.sample_norm,
+    )
+    head = ArcFaceHead(m.embedding_dim, meta["num_classes"], scale=m.arc_scale, margin=m.arc_margin)
+    return FaceRecognizer(backbone, head)
+
+
+class FRTrainer:
+    """FR model + AdamW with a cosine learning-rate schedule over ``total_steps``."""
+
+    def __init__(
+        self,
+        input_shape: tuple[int, int, int],
+        input_kind: str,
+        num_classes: int,
+        model_cfg: ModelConfig,
+        fr_cfg: FRConfig,
+        device: torch.device,
+        total_steps: int | None = None,
+    ):
+        self.meta = {
+            "input_shape": list(input_shape),
+            "input_kind": input_kind,
+            "num_classes": int(num_classes),
+            "model": asdict(model_cfg),
+        }
+        self.device = device
+        torch.manual_seed(fr_cfg.seed)
+        self.model = build_model(self.meta).to(device)
+        self.optimizer = torch.optim.AdamW(self.model.parameters(), lr=fr_cfg.lr, weight_decay=fr_cfg.weight_decay)
+        self.base_lr = fr_cfg.lr
+        self.total_steps = max(1, total_steps or fr_cfg.steps)
+        self.step = 0
+
+    def set_input_stats(self, inputs: torch.Tensor) -> None:
+        self.model.backbone.set_input_stats(inputs.to(self.device))
+
+    def _lr(self) -> float:
+        warmup = min(50, self.total_steps // 10)
+        if self.step < warmup:
+            return self.base_lr * (self.step + 1) / warmup
+        t = min(1.0, (self.step - warmup) / max(1, self.total_steps - warmup))
+        return self.base_lr * (0.02 + 0.98 * 0.5 * (1 + math.cos(math.pi * t)))
+
+    def loss(self, batch: MaskedBatch) -> torch.Tensor:
+        emb = self.model.embed(batch.inputs.to(self.device, non_blocking=True))
+        return self.model.head.mixed_loss(emb, batch.labels.to(self.device), batch.weights.to(self.device, emb.dtype))
+
+    def train_step(self, batch: MaskedBatch) -> float:
+        """One optimizer step on a protected batch; returns the mixed margin loss."""
+        self.model.train()
+        for group in self.optimizer.param_groups:
+            group["lr"] = self._lr()
+        loss = self.loss(batch)
+        self.optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        self.optimizer.step()
+        self.step += 1
+        return float(loss.detach())
+
+    @torch.no_grad()
+    def eval_loss(self, batch: MaskedBatch) -> float:
+        """The loss of a batch without training on it (scores a policy on a fixed FR state)."""
+        self.model.eval()
+        return float(self.loss(batch))
+
+    @torch.no_grad()
+    def predict(self, inputs: torch.Tensor, chunk: int = 256) -> tuple[torch.Tensor, torch.Tensor]:
+        """``(embeddings, logits)`` of encoded inputs, on CPU."""
+        self.model.eval()
+        embs, logits = [], []
+        for i in range(0, inputs.shape[0], chunk):
+            e = self.model.embed(inputs[i : i + chunk].to(self.device))
+            embs.append(e.cpu())
+            logits.append(self.model.head(e).cpu())
+        return torch.cat(embs), torch.cat(logits)
+
+    def evaluate(self, inputs: torch.Tensor, labels: torch.Tensor, pairs: torch.Tensor | None = None, same: torch.Tensor | None = None) -> dict:
+        """Identification top-1/top-5 on encoded held-out faces; verification on pairs of them."""
+        emb, logits = self.predict(inputs)
+        out = {
+            "identification_acc": identification_accuracy(logits, labels, 1),
+            "identification_top5": identification_accuracy(logits, labels, 5),
+        }
+        if pairs is not None and same is not None:
+            out["verification_acc"] = verification_accuracy(emb, pairs, same)
+        return out
+
+    def state_dict(self) -> dict:
+        return {
+            "model": self.model.state_dict(),
+            "optimizer": self.optimizer.state_dict(),
+            "step": self.step,
+            "meta": self.meta,
+        }
+
+    def load_state_dict(self, state: dict) -> None:
+        if state.get("meta") and state["meta"] != self.meta:
+            raise ValueError(f"FR state is for another model: {state['meta']} != {self.meta}")
+        self.model.load_state_dict(state["model"])
+        self.optimizer.load_state_dict(state["optimizer"])
+        self.step = int(state["step"])
+
+    def weights(self) -> dict:
+        """Final weights file content: ``{"state_dict", "meta"}`` (see ``load_fr_model``)."""
+        return {"state_dict": self.model.state_dict(), "meta": self.meta}

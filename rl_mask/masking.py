@@ -1,0 +1,240 @@
+"""Hybrid masking: frequency channel removal followed by MixUp of k masked faces.
+
+``HybridMask`` is what the data owner applies before a batch leaves it:
+
+1. block DCT (``rl_mask.freq``), 64 zig-zag channels per colour plane;
+2. removal of a configured channel set (default: DC and the lowest zig-zag channels, which
+   carry most of what a person sees, as in PPFR-FD);
+3. MixUp of k masked faces of the batch: each output sample mixes its own face with k-1
+   distinct partners, weights from Dirichlet(alpha) or InstaHide-style normalised |N(0,1)|,
+   redrawn until no weight exceeds ``cap``; optional random sign flips of every coefficient.
+
+The result carries the provenance (which faces, which weights) so that training can use the
+mixed labels and evaluation knows the dominant face. ``k = 1`` is masking without mixing (and
+without sign flips): what held-out and inference images get.
+
+``mix`` is shared with the pixel-domain baselines (MixUp, InstaHide).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Sequence
+
+import numpy as np
+import torch
+
+from rl_mask.freq import CHANNELS_PER_PLANE, block_dct, block_idct
+
+#: Default removed channels (zig-zag indices per plane): DC and the 5 lowest AC channels.
+DEFAULT_REMOVED_CHANNELS: tuple[int, ...] = (0, 1, 2, 3, 4, 5)
+WEIGHT_KINDS = ("dirichlet", "instahide")
+_MAX_WEIGHT_REDRAWS = 10_000
+
+
+@dataclass(frozen=True)
+class MaskedBatch:
+    """A protected batch and its provenance.
+
+    ``inputs[i]`` mixes ``sources[i, j]`` (positions in the batch given to the mask) with
+    weights ``weights[i, j]``; ``labels[i, j]`` is the identity of ``sources[i, j]``.
+    """
+
+    inputs: torch.Tensor  # [B, C, h, w]
+    labels: torch.Tensor  # [B, k] long
+    weights: torch.Tensor  # [B, k] float, rows sum to 1
+    sources: torch.Tensor  # [B, k] long
+
+    @property
+    def k(self) -> int:
+        return int(self.weights.shape[1])
+
+    def soft_labels(self, num_classes: int) -> torch.Tensor:
+        """The weighted sum of the one-hot labels of the mixed faces, ``[B, num_classes]``."""
+        out = torch.zeros(self.labels.shape[0], num_classes, dtype=self.weights.dtype, device=self.weights.device)
+        return out.scatter_add_(1, self.labels, self.weights)
+
+    @property
+    def dominant(self) -> torch.Tensor:
+        """Column (0..k-1) of the largest weight of each sample."""
+        return self.weights.argmax(dim=1)
+
+    @property
+    def dominant_source(self) -> torch.Tensor:
+        return self.sources.gather(1, self.dominant[:, None]).squeeze(1)
+
+    @property
+    def dominant_label(self) -> torch.Tensor:
+        return self.labels.gather(1, self.dominant[:, None]).squeeze(1)
+
+    def with_sources(self, ids: torch.Tensor) -> "MaskedBatch":
+        """Provenance in another index space (e.g. data-set indices of the batch's faces)."""
+        return MaskedBatch(self.inputs, self.labels, self.weights, ids.to(self.sources.device)[self.sources])
+
+    def to(self, device: torch.device | str) -> "MaskedBatch":
+        return MaskedBatch(*(t.to(device) for t in (self.inputs, self.labels, self.weights, self.sources)))
+
+
+def _numpy_rng(generator: torch.Generator | None) -> np.random.Generator:
+    """A numpy generator seeded from the torch one, so one torch seed drives everything."""
+    seed = torch.randint(0, 2**62, (1,), generator=generator).item()
+    return np.random.default_rng(seed)
+
+
+def sample_partners(batch_size: int, k: int, generator: torch.Generator | None = None) -> torch.Tensor:
+    """``[B, k]`` batch positions: column 0 is the sample itself, the rest distinct others."""
+    if not 1 <= k <= batch_size:
+        raise ValueError(f"k={k} needs 1 <= k <= batch size ({batch_size})")
+    own = torch.arange(batch_size)[:, None]
+    if k == 1:
+        return own
+    scores = torch.rand(batch_size, batch_size, generator=generator)
+    scores.fill_diagonal_(2.0)  # never pick yourself as a partner
+    partners = scores.topk(k - 1, dim=1, largest=False).indices
+    return torch.cat([own, partners], dim=1)
+
+
+def sample_weights(
+    n: int,
+    k: int,
+    kind: str = "dirichlet",
+    alpha: float = 1.0,
+    cap: float = 0.65,
+    generator: torch.Generator | None = None,
+) -> torch.Tensor:
+    """``[n, k]`` mixing weights on the simplex, no weight above ``cap`` (redrawn until so)."""
+    if k == 1:
+        return torch.ones(n, 1)
+    if kind not in WEIGHT_KINDS:
+        raise ValueError(f"weights kind {kind!r} is not one of {WEIGHT_KINDS}")
+    if not 1.0 / k < cap <= 1.0:
+        raise ValueError(f"cap={cap} must lie in (1/k, 1] = ({1.0 / k:.4f}, 1] for k={k}")
+    if alpha <= 0:
+        raise ValueError(f"alpha must be > 0, got {alpha}")
+    rng = _numpy_rng(generator)
+
+    def draw(m: int) -> np.ndarray:
+        if kind == "dirichlet":
+            return rng.dirichlet(np.full(k, alpha), size=m)
+        w = np.abs(rng.standard_normal((m, k)))
+        return w / w.sum(axis=1, keepdims=True)
+
+    w = draw(n)
+    for _ in range(_MAX_WEIGHT_REDRAWS):
+        bad = np.flatnonzero(w.max(axis=1) > cap)
+        if bad.size == 0:
+            return torch.from_numpy(w).float()
+        w[bad] = draw(bad.size)
+    raise RuntimeError(f"could not draw {kind} weights with cap {cap} for k={k}; raise the cap")
+
+
+def mix(
+    x: torch.Tensor,
+    labels: torch.Tensor,
+    k: int,
+    *,
+    weights: str = "dirichlet",
+    alpha: float = 1.0,
+    cap: float = 0.65,
+    sign_flip: bool = False,
+    generator: torch.Generator | None = None,
+) -> MaskedBatch:
+    """MixUp of ``k`` samples of ``x`` (any domain); k = 1 returns ``x`` as it is."""
+    b = x.shape[0]
+    sources = sample_partners(b, k, generator)
+    w = sample_weights(b, k, weights, alpha, cap, generator)
+    if k == 1:
+        out = x
+    else:
+        w_dev = w.to(device=x.device, dtype=x.dtype)
+        src_dev = sources.to(x.device)
+        shape = (b,) + (1,) * (x.dim() - 1)
+        out = w_dev[:, 0].reshape(shape) * x[src_dev[:, 0]]
+        for j in range(1, k):
+            out = out + w_dev[:, j].reshape(shape) * x[src_dev[:, j]]
+        if sign_flip:
+            signs = torch.randint(0, 2, out.shape, generator=generator, dtype=torch.int8)
+            out = out * (signs.to(out.device, out.dtype) * 2 - 1)
+    labels = labels.to(sources.device)
+    return MaskedBatch(out, labels[sources], w, sources)
+
+
+def kept_channel_indices(removed: Sequence[int], planes: int) -> torch.Tensor:
+    """Indices (over ``planes * 64`` channels) that survive removal of ``removed`` per plane."""
+    removed_set = set(int(c) for c in removed)
+    bad = [c for c in removed_set if not 0 <= c < CHANNELS_PER_PLANE]
+    if bad:
+        raise ValueError(f"removed channels {sorted(bad)} are outside 0..{CHANNELS_PER_PLANE - 1}")
+    if len(removed_set) >= CHANNELS_PER_PLANE:
+        raise ValueError("removing all 64 channels leaves nothing to train on")
+    kept = [p * CHANNELS_PER_PLANE + c for p in range(planes) for c in range(CHANNELS_PER_PLANE) if c not in removed_set]
+    return torch.tensor(kept, dtype=torch.long)
+
+
+class HybridMask:
+    """Channel removal + frequency MixUp (see the module docstring)."""
+
+    def __init__(
+        self,
+        removed_channels: Sequence[int] = DEFAULT_REMOVED_CHANNELS,
+        planes: int = 1,
+        weights: str = "dirichlet",
+        alpha: float = 1.0,
+        cap: float = 0.65,
+        sign_flip: bool = False,
+        upsample: int = 1,
+    ):
+        if weights not in WEIGHT_KINDS:
+            raise ValueError(f"weights kind {weights!r} is not one of {WEIGHT_KINDS}")
+        self.removed_channels = tuple(sorted(set(int(c) for c in removed_channels)))
+        self.planes = planes
+        self.weights = weights
+        self.alpha = alpha
+        self.cap = cap
+        self.sign_flip = sign_flip
+        self.upsample = upsample
+        self.kept = kept_channel_indices(self.removed_channels, planes)
+
+    @property
+    def num_channels(self) -> int:
+        """Channels of the masked tensor."""
+        return int(self.kept.numel())
+
+    def transform(self, images: torch.Tensor) -> torch.Tensor:
+        """Channel removal only (k = 1): ``[B, P, H, W]`` -> ``[B, kept, h, w]``."""
+        coeffs = block_dct(images, self.upsample)
+        return coeffs.index_select(1, self.kept.to(coeffs.device))
+
+    def __call__(
+        self,
+        images: torch.Tensor,
+        labels: torch.Tensor,
+        k: int,
+        generator: torch.Generator | None = None,
+    ) -> MaskedBatch:
+        """Mask then mix ``k`` faces of the batch ``images [B, P, H, W]`` with ``labels [B]``."""
+        if images.shape[1] != self.planes:
+            raise ValueError(f"HybridMask is set for {self.planes} colour plane(s), images have {images.shape[1]}")
+        return self.mix_transformed(self.transform(images), labels, k, generator)
+
+    def mix_transformed(
+        self, masked: torch.Tensor, labels: torch.Tensor, k: int, generator: torch.Generator | None = None
+    ) -> MaskedBatch:
+        """The mixing half of ``__call__`` on an already channel-removed batch."""
+        return mix(
+            masked,
+            labels,
+            k,
+            weights=self.weights,
+            alpha=self.alpha,
+            cap=self.cap,
+            sign_flip=self.sign_flip,
+            generator=generator,
+        )
+
+    def to_pixels(self, masked: torch.Tensor) -> torch.Tensor:
+        """What a person sees of a masked tensor: removed channels zeroed, inverse DCT."""
+        b, _, h, w = masked.shape
+        full = masked.new_zeros(b, self.planes * CHANNELS_PER_PLANE, h, w)
+        full[:, self.kept.to(masked.device)] = masked
+        return block_idct(full, self.upsample)

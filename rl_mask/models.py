@@ -1,0 +1,159 @@
+"""Face-recognition model: a compact IR-ResNet backbone and an ArcFace margin head.
+
+The backbone works on an 8x-downsampled grid: frequency input is the block-DCT channel
+tensor ``[kept, H/8, W/8]``; pixel input is first rearranged ``pixel_unshuffle(8)`` into
+``[64 P, H/8, W/8]`` (the same grid, the 8x8 block as channels), so both variants share one
+architecture and differ only in the fixed linear map in front of it.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+INPUT_KINDS = ("freq", "pixel")
+
+
+class IRBlock(nn.Module):
+    """Improved residual block (ArcFace IR): BN-conv-BN-PReLU-conv-BN + shortcut."""
+
+    def __init__(self, c_in: int, c_out: int, stride: int):
+        super().__init__()
+        self.body = nn.Sequential(
+            nn.BatchNorm2d(c_in),
+            nn.Conv2d(c_in, c_out, 3, 1, 1, bias=False),
+            nn.BatchNorm2d(c_out),
+            nn.PReLU(c_out),
+            nn.Conv2d(c_out, c_out, 3, stride, 1, bias=False),
+            nn.BatchNorm2d(c_out),
+        )
+        if stride == 1 and c_in == c_out:
+            self.shortcut: nn.Module = nn.Identity()
+        else:
+            self.shortcut = nn.Sequential(nn.Conv2d(c_in, c_out, 1, stride, bias=False), nn.BatchNorm2d(c_out))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.body(x) + self.shortcut(x)
+
+
+class IRResNet(nn.Module):
+    """Embedding network. ``input_shape`` is ``(channels, h, w)`` of the (8x-downsampled) input.
+
+    Inputs are standardised per channel by fixed buffers (``set_input_stats``), since DCT
+    channels differ in scale by orders of magnitude, then (``sample_norm``) each sample is
+    scaled to unit RMS.
+    """
+
+    def __init__(
+        self,
+        input_shape: tuple[int, int, int],
+        widths: tuple[int, ...] = (64, 128, 256),
+        depths: tuple[int, ...] = (1, 1, 1),
+        embedding_dim: int = 256,
+        dropout: float = 0.2,
+        input_kind: str = "freq",
+        sample_norm: bool = True,
+    ):
+        super().__init__()
+        if input_kind not in INPUT_KINDS:
+            raise ValueError(f"input_kind {input_kind!r} is not one of {INPUT_KINDS}")
+        self.input_kind = input_kind
+        self.sample_norm = sample_norm
+        c, h, w = input_shape
+        self.register_buffer("input_mean", torch.zeros(1, c, 1, 1))
+        self.register_buffer("input_std", torch.ones(1, c, 1, 1))
+        self.stem = nn.Sequential(nn.Conv2d(c, widths[0], 3, 1, 1, bias=False), nn.BatchNorm2d(widths[0]), nn.PReLU(widths[0]))
+        layers: list[nn.Module] = []
+        c_prev = widths[0]
+        for i, (width, depth) in enumerate(zip(widths, depths)):
+            for j in range(depth):
+                stride = 2 if (j == 0 and i > 0) else 1
+                layers.append(IRBlock(c_prev, width, stride))
+                if stride == 2:
+                    h, w = math.ceil(h / 2), math.ceil(w / 2)
+                c_prev = width
+        self.body = nn.Sequential(*layers)
+        self.output = nn.Sequential(
+            nn.BatchNorm2d(c_prev),
+            nn.Dropout(dropout),
+            nn.Flatten(),
+            nn.Linear(c_prev * h * w, embedding_dim),
+            nn.BatchNorm1d(embedding_dim),
+        )
+
+    @torch.no_grad()
+    def set_input_stats(self, x: torch.Tensor) -> None:
+        """Fix the per-channel standardisation from sample inputs ``[N, C, h, w]`` (after the input map)."""
+        x = self.prepare(x, standardise=False)
+        self.input_mean.copy_(x.mean(dim=(0, 2, 3), keepdim=True))
+        self.input_std.copy_(x.std(dim=(0, 2, 3), keepdim=True).clamp_min(1e-6))
+
+    def prepare(self, x: torch.Tensor, standardise: bool = True) -> torch.Tensor:
+        if self.input_kind == "pixel":
+            x = F.pixel_unshuffle(x, 8)
+        if standardise:
+            x = (x - self.input_mean) / self.input_std
+            if self.sample_norm:
+                # Mixing k faces shrinks a sample's energy by about sum(w^2); rescaling every
+                # sample to unit RMS keeps mixed training and unmixed inference inputs alike.
+                x = x * x.pow(2).mean(dim=(1, 2, 3), keepdim=True).clamp_min(1e-12).rsqrt()
+        return x
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.output(self.body(self.stem(self.prepare(x))))
+
+
+class ArcFaceHead(nn.Module):
+    """Additive angular margin (ArcFace) classifier: ``s * cos(theta + m)`` on the true class."""
+
+    def __init__(self, embedding_dim: int, num_classes: int, scale: float = 32.0, margin: float = 0.3):
+        super().__init__()
+        self.weight = nn.Parameter(torch.empty(num_classes, embedding_dim))
+        nn.init.xavier_uniform_(self.weight)
+        self.scale = scale
+        self.margin = margin
+        self._cos_m, self._sin_m = math.cos(margin), math.sin(margin)
+        # Beyond theta = pi - m, cos(theta + m) is not monotonic: use the CosFace-like fallback.
+        self._threshold = math.cos(math.pi - margin)
+        self._fallback = math.sin(math.pi - margin) * margin
+
+    def cosine(self, embedding: torch.Tensor) -> torch.Tensor:
+        return F.linear(F.normalize(embedding), F.normalize(self.weight))
+
+    def forward(self, embedding: torch.Tensor) -> torch.Tensor:
+        """Logits without margin (inference)."""
+        return self.scale * self.cosine(embedding)
+
+    def margin_logits(self, cosine: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+        """Logits with the angular margin applied to ``labels`` (training)."""
+        target = cosine.gather(1, labels[:, None])
+        sine = (1.0 - target.pow(2)).clamp_min(1e-7).sqrt()
+        with_margin = target * self._cos_m - sine * self._sin_m
+        with_margin = torch.where(target > self._threshold, with_margin, target - self._fallback)
+        return self.scale * cosine.scatter(1, labels[:, None], with_margin)
+
+    def mixed_loss(self, embedding: torch.Tensor, labels: torch.Tensor, weights: torch.Tensor) -> torch.Tensor:
+        """Loss of mixed samples: ``mean_b sum_j w_bj * CE(margin_logits(y_bj), y_bj)``."""
+        cosine = self.cosine(embedding)
+        loss = embedding.new_zeros(embedding.shape[0])
+        for j in range(labels.shape[1]):
+            loss = loss + weights[:, j] * F.cross_entropy(self.margin_logits(cosine, labels[:, j]), labels[:, j], reduction="none")
+        return loss.mean()
+
+
+class FaceRecognizer(nn.Module):
+    """Backbone + head; ``forward`` gives identity logits, ``embed`` the face embedding."""
+
+    def __init__(self, backbone: IRResNet, head: ArcFaceHead):
+        super().__init__()
+        self.backbone = backbone
+        self.head = head
+
+    def embed(self, x: torch.Tensor) -> torch.Tensor:
+        return self.backbone(x)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.head(self.backbone(x))

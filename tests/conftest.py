@@ -1,0 +1,39 @@
+"""Shared fixtures: the real AT&T faces from ../shared (never copied into the repo)."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+from rl_mask.config import default_data_root
+
+REPO = Path(__file__).resolve().parent.parent
+
+
+@pytest.fixture(scope="session")
+def att_root() -> Path:
+    root = Path(default_data_root())
+    if not (root / "s01" / "1.pgm").is_file():
+        raise RuntimeError(f"the AT&T faces are expected at {root} (../shared/data/att_faces or $RL_MASK_DATA)")
+    return root
+
+
+@pytest.fixture(scope="session")
+def att_faces(att_root):
+    from rl_mask.data import load_faces
+
+    return load_faces(att_root)
+
+
+@pytest.fixture(scope="session")
+def att_float(att_faces):
+    return att_faces.float_images()
+
+
+@pytest.fixture()
+def cli_env() -> dict:
+    env = dict(os.environ)
+    env.setdefault("RL_MASK_DATA", default_data_root())
+    return env

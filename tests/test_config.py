@@ -1,0 +1,43 @@
+import pytest
+
+from rl_mask.config import Config, ConfigError, load_config
+
+
+def _load(tmp_path, text, overrides=()):
+    p = tmp_path / "c.yaml"
+    p.write_text(text)
+    return load_config(p, list(overrides))
+
+
+def test_defaults_validate():
+    Config().validate()
+
+
+def test_yaml_and_overrides(tmp_path):
+    cfg = _load(tmp_path, "strategy:\n  name: fixed-k\n  k: 3\nmask:\n  cap: 0.5\n", ["fr.steps=7"])
+    assert cfg.strategy.k == 3 and cfg.mask.cap == 0.5 and cfg.fr.steps == 7
+
+
+@pytest.mark.parametrize(
+    "text, match",
+    [
+        ("strategy: {k: 0}", r"strategy\.k=0 is out of range"),
+        ("strategy: {name: fixed-k, k: 4}\nmask: {cap: 0.25}", r"mask\.cap=0\.25 is out of range: .*> 0\.2500"),
+        ("strategy: {name: random-k, k_choices: [2, 8]}\nmask: {cap: 0.12}", r"mask\.cap=0\.12 .*largest k is 8"),
+        ("strategy: {name: magic}", r"strategy\.name='magic' is out of range: one of"),
+        ("mask: {colour: 1}", r"unknown field mask\.colour"),
+        ("fr: {steps: many}", r"fr\.steps: expected an integer, got 'many'"),
+        ("data: {height: 100}", r"data\.height=100 .*multiple of 8"),
+        ("mask: {removed_channels: [0, 64]}", r"mask\.removed_channels"),
+        ("fr: {device: tpu}", r"fr\.device='tpu'"),
+        ("- just a list", r"top level must be a mapping"),
+    ],
+)
+def test_bad_values_name_the_field(tmp_path, text, match):
+    with pytest.raises(ConfigError, match=match):
+        _load(tmp_path, text)
+
+
+def test_missing_file(tmp_path):
+    with pytest.raises(ConfigError, match="nope.yaml does not exist"):
+        load_config(tmp_path / "nope.yaml")

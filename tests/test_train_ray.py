@@ -1,0 +1,145 @@
+"""Adaptive training on a real Ray runtime: PPO with one env runner, TensorBoard, checkpoints, resume."""
+
+import json
+
+import pytest
+import ray
+import torch
+from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+from rl_mask.config import Config
+from rl_mask.fr.run import load_fr_model
+from trainers.fr_actor import create_fr_actor
+from trainers.train import NAMESPACE, latest_checkpoint, train
+
+pytestmark = pytest.mark.ray
+
+
+def tiny_config(**rl) -> Config:
+    cfg = Config()
+    cfg.fr.batch_size = 16
+    r = cfg.rl
+    r.num_env_runners = 1
+    r.num_cpus_per_env_runner = 1
+    r.horizon = 4
+    r.train_batch_size = 32
+    r.minibatch_size = 16
+    r.num_epochs = 2
+    r.iterations = 2
+    r.eval_every = 8
+    r.checkpoint_every = 1
+    r.image_every = 1
+    r.policy_eval_steps = 8
+    for k, v in rl.items():
+        setattr(r, k, v)
+    return cfg.validate()
+
+
+@pytest.fixture(scope="module")
+def ray_runtime():
+    ray.init(num_cpus=2, include_dashboard=False, namespace=NAMESPACE)
+    yield
+    ray.shutdown()
+
+
+@pytest.fixture(scope="module")
+def short_run(ray_runtime, tmp_path_factory):
+    run = tmp_path_factory.mktemp("adaptive")
+    summary = train(tiny_config(), run, progress=False)
+    return run, summary
+
+
+def test_short_ppo_run_writes_the_run_folder(short_run):
+    run, summary = short_run
+    assert summary["finished"] and summary["iterations"] == 2
+    assert summary["env_steps"] == 64 and summary["fr_steps"] >= 64
+    assert set(summary["k_distribution"]) == {"2", "3", "4", "5", "6"}
+    assert abs(sum(summary["k_distribution"].values()) - 1) < 1e-3
+    assert 0 <= summary["identification_acc"] <= 1
+    on_disk = json.loads((run / "summary.json").read_text())
+    assert on_disk["env_steps"] == 64
+    model, meta = load_fr_model(run / "fr.pt")
+    assert meta["input_kind"] == "freq" and meta["num_classes"] == 20
+    assert (run / "checkpoints" / "latest").read_text() == "iter_000002"
+    assert (latest_checkpoint(run) / "algo").is_dir()
+
+
+def test_tensorboard_events_hold_our_tags(short_run):
+    run, _ = short_run
+    acc = EventAccumulator(str(run / "tb"), size_guidance={"scalars": 0, "images": 0, "histograms": 0})
+    acc.Reload()
+    tags = acc.Tags()
+    for tag in [
+        "mask/reward",
+        "mask/reward_privacy_fr_loss",
+        "mask/reward_utility_penalty",
+        "fr/loss",
+        "fr/clean_identification_acc",
+        "mask/k_mean",
+        "ppo/env_runners/episode_return_mean",
+        "ppo/learner/policy_loss",
+        "ppo/learner/entropy",
+    ]:
+        assert tag in tags["scalars"], tag
+    assert "mask/k" in tags["histograms"]
+    assert "faces/original_vs_masked" in tags["images"]
+    steps = [e.step for e in acc.Scalars("mask/k_mean")]
+    assert steps == [32, 64]  # x-axis: env steps sampled
+    k_mean = acc.Scalars("mask/k_mean")[0].value
+    assert 2 <= k_mean <= 6
+    reward = acc.Scalars("mask/reward")[0].value
+    parts = acc.Scalars("mask/reward_privacy_fr_loss")[0].value - acc.Scalars("mask/reward_utility_penalty")[0].value
+    assert reward == pytest.approx(parts, rel=1e-5)
+
+
+def test_fr_actor_state_round_trip(ray_runtime, tmp_path):
+    cfg = tiny_config()
+    a = create_fr_actor(cfg, tmp_path, "fr-roundtrip-a", NAMESPACE, 100)
+    b = create_fr_actor(cfg, tmp_path / "b", "fr-roundtrip-b", NAMESPACE, 100)
+    try:
+        from rl_mask.defences import build_defence
+        from rl_mask.fr.run import prepare_data
+
+        data = prepare_data(cfg)
+        batch = build_defence(cfg, "fixed-k").encode_train(data.train_images[:16], data.train_labels[:16], torch.Generator().manual_seed(0))
+        ray.get(a.train_step.remote(batch))
+        state = ray.get(a.get_state.remote())
+        ray.get(b.set_state.remote(state))
+        back = ray.get(b.get_state.remote())
+        for name, tensor in state["trainer"]["model"].items():
+            assert torch.equal(tensor, back["trainer"]["model"][name])
+        assert back["trainer"]["step"] == 1
+    finally:
+        ray.kill(a)
+        ray.kill(b)
+
+
+def test_checkpoint_resume_continues_counters_and_restores_fr_weights(ray_runtime, tmp_path):
+    run = tmp_path / "run"
+    cfg = tiny_config()
+    first = train(cfg, run, progress=False, stop_after=1)
+    assert not first["finished"] and first["iterations"] == 1 and first["env_steps"] == 32
+    ckpt = latest_checkpoint(run)
+    saved = torch.load(ckpt / "fr_state.pt", weights_only=True)["trainer"]
+    # resume, zero more iterations: the FR network that comes back is the saved one, exactly
+    again = train(cfg, run, progress=False, resume=True, stop_after=0)
+    assert again["iterations"] == 1 and again["env_steps"] == 32 and again["fr_steps"] == saved["step"]
+    restored = torch.load(run / "fr.pt", weights_only=True)["state_dict"]
+    assert restored.keys() == saved["model"].keys()
+    for name, tensor in saved["model"].items():
+        assert torch.equal(restored[name], tensor), name
+    # resume to the end: counters go on from the checkpoint, not from zero
+    done = train(cfg, run, progress=False, resume=True)
+    assert done["finished"] and done["iterations"] == 2 and done["env_steps"] == 64
+    assert done["fr_steps"] >= saved["step"] + 32
+    acc = EventAccumulator(str(run / "tb"), size_guidance={"scalars": 0})
+    acc.Reload()
+    assert [e.step for e in acc.Scalars("mask/k_mean")] == [32, 64]
+
+
+def test_fresh_run_refuses_a_used_folder(ray_runtime, short_run):
+    from rl_mask.config import ConfigError
+
+    run, _ = short_run
+    with pytest.raises(ConfigError, match="already holds a run; pass --resume"):
+        train(tiny_config(), run, progress=False)

@@ -1,0 +1,74 @@
+"""The Ray actor that hosts and trains the shared FR network.
+
+One per run, named (with an explicit namespace) so env runners on any node find it. It asks
+for a GPU when the cluster has one (fractions allowed) and runs on CPU otherwise; its CPU
+request defaults to 0 so it never blocks placement on a small machine. With ``max_restarts``
+Ray restarts it after a crash; the new process reloads the FR state it last autosaved, and
+calls in flight are retried (``max_task_retries``), so env runners just see a slow step.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import ray
+import torch
+
+from rl_mask.config import Config, from_dict
+from rl_mask.fr.service import FRService
+
+
+def _cpu(obj):
+    """Tensors to CPU so a state can cross to a process without CUDA."""
+    if isinstance(obj, torch.Tensor):
+        return obj.detach().cpu()
+    if isinstance(obj, dict):
+        return {k: _cpu(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return type(obj)(_cpu(v) for v in obj)
+    return obj
+
+
+class FRActorImpl(FRService):
+    """``FRService`` in an actor: picks its device and threads, exposes CPU-side state."""
+
+    def __init__(self, cfg: dict, total_steps: int, autosave_path: str | None, autosave_every: int, threads: int = 0):
+        torch.set_num_threads(threads or os.cpu_count() or 1)
+        device = torch.device("cuda") if ray.get_gpu_ids() and torch.cuda.is_available() else torch.device("cpu")
+        super().__init__(from_dict(cfg), total_steps, device, autosave_path=autosave_path, autosave_every=autosave_every)
+
+    def get_state(self) -> dict:
+        return _cpu(self.state_dict())
+
+    def set_state(self, state: dict) -> None:
+        self.load_state_dict(state)
+
+    def weights(self) -> dict:
+        return _cpu(super().weights())
+
+    def pid(self) -> int:
+        return os.getpid()
+
+
+FRActor = ray.remote(FRActorImpl)
+
+
+def fr_num_gpus(requested: float) -> float:
+    """-1 = auto: one GPU if the cluster has any, else CPU."""
+    if requested >= 0:
+        return requested
+    return 1.0 if ray.cluster_resources().get("GPU", 0) >= 1 else 0.0
+
+
+def create_fr_actor(cfg: Config, run_dir: str | Path, name: str, namespace: str, total_steps: int):
+    rl = cfg.rl
+    autosave = Path(run_dir).resolve() / "checkpoints" / "fr_autosave.pt"
+    return FRActor.options(
+        name=name,
+        namespace=namespace,
+        num_cpus=rl.fr_num_cpus,
+        num_gpus=fr_num_gpus(rl.fr_num_gpus),
+        max_restarts=rl.fr_max_restarts,
+        max_task_retries=-1 if rl.fr_max_restarts != 0 else 0,
+    ).remote(cfg.to_dict(), total_steps, str(autosave), rl.fr_autosave_every, rl.fr_threads)

@@ -1,0 +1,57 @@
+"""RLlib PPO (new API stack) for the strategy policy: every hyperparameter from ``cfg.rl``."""
+
+from __future__ import annotations
+
+from ray.rllib.algorithms.ppo import PPOConfig
+from ray.rllib.core.rl_module.default_model_config import DefaultModelConfig
+
+from envs.hybrid_masking import HybridMaskingEnv
+from rl_mask.config import Config
+
+
+def total_fr_steps(cfg: Config) -> int:
+    """FR steps the run plans (one per env step): the FR learning-rate schedule's length."""
+    return cfg.rl.iterations * cfg.rl.train_batch_size
+
+
+def build_ppo_config(cfg: Config, fr_actor: str, namespace: str) -> PPOConfig:
+    rl = cfg.rl
+    env_config = {
+        "config": cfg.to_dict(),
+        "fr_actor": fr_actor,
+        "namespace": namespace,
+        "total_fr_steps": total_fr_steps(cfg),
+    }
+    fragment = max(1, rl.train_batch_size // (max(1, rl.num_env_runners) * rl.num_envs_per_env_runner))
+    return (
+        PPOConfig()
+        .environment(HybridMaskingEnv, env_config=env_config, normalize_actions=False, clip_actions=False)
+        .env_runners(
+            num_env_runners=rl.num_env_runners,
+            num_envs_per_env_runner=rl.num_envs_per_env_runner,
+            num_cpus_per_env_runner=rl.num_cpus_per_env_runner,
+            rollout_fragment_length=fragment,
+            sample_timeout_s=rl.sample_timeout_s,
+            # Each env step is a full FR training step: vectorised sub-envs run one by one.
+            gym_env_vectorize_mode="sync",
+        )
+        .learners(num_learners=rl.num_learners, num_gpus_per_learner=0)
+        .training(
+            lr=rl.lr,
+            gamma=rl.gamma,
+            lambda_=rl.gae_lambda,
+            train_batch_size_per_learner=rl.train_batch_size,
+            minibatch_size=rl.minibatch_size,
+            num_epochs=rl.num_epochs,
+            entropy_coeff=rl.entropy_coeff,
+            # FR losses are O(10) and returns O(100): do not clip the value loss at RLlib's 10.
+            vf_clip_param=1e4,
+        )
+        .rl_module(model_config=DefaultModelConfig(fcnet_hiddens=list(rl.hidden), fcnet_activation="tanh", vf_share_layers=False))
+        .fault_tolerance(
+            restart_failed_env_runners=True,
+            max_num_env_runner_restarts=rl.env_runner_max_restarts,
+            delay_between_env_runner_restarts_s=1.0,
+        )
+        .debugging(seed=rl.seed, log_level="WARN")
+    )

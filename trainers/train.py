@@ -1,0 +1,284 @@
+"""``rl-mask train``: the adaptive strategy, PPO env runners + the shared FR actor, one run folder.
+
+The loop is ours (not Tune's) so that debug mode is a plain ``algo.train()`` loop in one
+process and every TensorBoard tag is explicit. Per iteration it logs PPO's figures and
+ours, and every ``rl.checkpoint_every`` iterations writes a checkpoint that holds the
+algorithm (policy, optimizer, counters) and the FR actor's state together.
+
+Run folder::
+
+    RUN_DIR/config.yaml  summary.json  fr.pt  policy.pt
+    RUN_DIR/tb/                       TensorBoard events
+    RUN_DIR/checkpoints/iter_NNNNNN/  algo/ (RLlib), fr_state.pt, state.json
+    RUN_DIR/checkpoints/latest        name of the newest complete checkpoint
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import shutil
+import time
+import uuid
+from pathlib import Path
+
+import numpy as np
+import ray
+import torch
+from tqdm.auto import tqdm
+
+from envs.hybrid_masking import HybridMaskingEnv
+from rl_mask.checkpoint import atomic_write_text, load_checkpoint, save_checkpoint
+from rl_mask.config import Config, ConfigError, load_config, save_config
+from rl_mask.data import load_split
+from rl_mask.defences import hybrid_mask_from_config
+from trainers.fr_actor import create_fr_actor
+from trainers.ppo import build_ppo_config, total_fr_steps
+from trainers.tensorboard import RunWriter, fr_scalars, ppo_scalars
+
+NAMESPACE = "rl-mask"
+KEEP_CHECKPOINTS = 2
+
+
+# ----------------------------------------------------------------------------- config
+
+
+def debug_overrides() -> list[str]:
+    """Local single-node mode: one process for env + learner, small batches."""
+    return [
+        "rl.num_env_runners=0",
+        "rl.num_learners=0",
+        "rl.train_batch_size=128",
+        "rl.minibatch_size=32",
+        "rl.iterations=12",
+    ]
+
+
+def resolve_config(config_file: str | None, overrides: list[str], debug: bool, resume_dir: str | None) -> Config:
+    """The config a run uses: a resumed run starts from its own saved config."""
+    if resume_dir:
+        saved = Path(resume_dir) / "config.yaml"
+        if not saved.is_file():
+            raise ConfigError(f"--resume {resume_dir}: no config.yaml there, not a run folder")
+        if config_file:
+            raise ConfigError("--resume uses the run's own config.yaml; change fields with --set instead of --config")
+        return load_config(saved, overrides)
+    return load_config(config_file, (debug_overrides() if debug else []) + overrides)
+
+
+# ----------------------------------------------------------------------------- checkpoints
+
+
+def latest_checkpoint(run_dir: Path) -> Path | None:
+    pointer = run_dir / "checkpoints" / "latest"
+    if not pointer.is_file():
+        return None
+    path = run_dir / "checkpoints" / pointer.read_text().strip()
+    return path if path.is_dir() else None
+
+
+def write_checkpoint(run_dir: Path, algo, fr, state: dict) -> Path:
+    """Algorithm + FR state + counters in one folder, made visible only when complete."""
+    root = run_dir / "checkpoints"
+    name = f"iter_{state['iteration']:06d}"
+    tmp = root / f".{name}.tmp"
+    shutil.rmtree(tmp, ignore_errors=True)
+    tmp.mkdir(parents=True)
+    algo.save_to_path(str((tmp / "algo").resolve()))
+    save_checkpoint(ray.get(fr.get_state.remote()), tmp / "fr_state.pt")
+    (tmp / "state.json").write_text(json.dumps(state, indent=2))
+    final = root / name
+    shutil.rmtree(final, ignore_errors=True)
+    os.replace(tmp, final)
+    atomic_write_text(root / "latest", name)
+    for old in sorted(root.glob("iter_*"))[:-KEEP_CHECKPOINTS]:
+        shutil.rmtree(old, ignore_errors=True)
+    return final
+
+
+# ----------------------------------------------------------------------------- ray
+
+
+def init_ray(address: str | None, debug: bool) -> bool:
+    """Connect to (or start) Ray; returns True if this call started it."""
+    if ray.is_initialized():
+        return False
+    kwargs = {"namespace": NAMESPACE, "log_to_driver": True}
+    if address:
+        ray.init(address=address, **kwargs)
+    else:
+        ray.init(include_dashboard=False, **kwargs)
+    return True
+
+
+# ----------------------------------------------------------------------------- policy
+
+
+def policy_probs(module, obs: np.ndarray) -> np.ndarray:
+    """Action probabilities of the trained policy for observations ``[N, D]``."""
+    with torch.no_grad():
+        out = module.forward_inference({"obs": torch.as_tensor(obs, dtype=torch.float32)})
+        return torch.softmax(out["action_dist_inputs"], dim=-1).numpy()
+
+
+def entropy(p: np.ndarray) -> float:
+    p = p[p > 0]
+    return float(-(p * np.log(p)).sum())
+
+
+def score_policy(cfg: Config, fr, module, steps: int, seed: int) -> dict:
+    """The trained policy vs a uniform-random one on the same, frozen FR state and batches."""
+    out = {}
+    for name in ("policy", "uniform"):
+        env = HybridMaskingEnv({"config": cfg, "fr_service": fr, "train_fr": False, "worker_index": 99, "vector_index": 0})
+        rng = np.random.default_rng(seed)
+        obs, _ = env.reset(seed=seed)
+        rewards, ks, probs = [], [], []
+        for _ in range(steps):
+            if name == "policy":
+                p = policy_probs(module, obs[None])[0]
+                probs.append(p)
+                action = int(rng.choice(len(p), p=p))
+            else:
+                action = int(rng.integers(len(cfg.rl.k_choices)))
+            obs, reward, _, truncated, info = env.step(action)
+            rewards.append(reward)
+            ks.append(info["k"])
+            if truncated:
+                obs, _ = env.reset()
+        out[name] = {"mean_reward": float(np.mean(rewards)), "mean_k": float(np.mean(ks))}
+        if probs:
+            mean_p = np.mean(probs, axis=0)
+            out["k_distribution"] = {str(k): round(float(p), 4) for k, p in zip(cfg.rl.k_choices, mean_p)}
+            out["k_entropy"] = entropy(mean_p)
+            out["k_entropy_uniform"] = math.log(len(cfg.rl.k_choices))
+    out["reward_gain_over_uniform"] = out["policy"]["mean_reward"] - out["uniform"]["mean_reward"]
+    return out
+
+
+# ----------------------------------------------------------------------------- main loop
+
+
+def masked_examples(cfg: Config, ks: list[int], n: int = 8) -> list[torch.Tensor]:
+    """Rows for TensorBoard: originals, channel removal only, then mixtures for each k."""
+    train = load_split(cfg.data).private_train
+    idx = torch.linspace(0, len(train) - 1, n).long()
+    images, labels = train.float_images()[idx], train.labels[idx]
+    mask = hybrid_mask_from_config(cfg)
+    g = torch.Generator().manual_seed(0)
+    rows = [images, mask.to_pixels(mask.transform(images))]
+    rows += [mask.to_pixels(mask(images, labels, k, g).inputs) for k in ks]
+    return rows
+
+
+def train(
+    cfg: Config,
+    out_dir: str | Path,
+    *,
+    address: str | None = None,
+    resume: bool = False,
+    debug: bool = False,
+    progress: bool = True,
+    stop_after: int | None = None,
+) -> dict:
+    """Run (or resume) adaptive training; returns the summary (also ``RUN_DIR/summary.json``).
+
+    ``stop_after`` ends the loop after that many iterations of this call (tests of resume).
+    """
+    run_dir = Path(out_dir).resolve()
+    ckpt = latest_checkpoint(run_dir) if resume else None
+    if resume and ckpt is None:
+        raise ConfigError(f"--resume {run_dir}: no complete checkpoint under checkpoints/")
+    if not resume and (run_dir / "checkpoints").exists():
+        raise ConfigError(f"--out {run_dir} already holds a run; pass --resume {run_dir} to continue it, or another --out")
+    run_dir.mkdir(parents=True, exist_ok=True)
+    save_config(cfg, run_dir / "config.yaml")
+    started_ray = init_ray(address, debug)
+    rl = cfg.rl
+    prior = json.loads((ckpt / "state.json").read_text()) if ckpt else {"iteration": 0, "env_steps": 0, "wall_seconds": 0.0}
+    t0 = time.perf_counter()
+    fr_name = f"fr-{uuid.uuid4().hex[:8]}"
+    fr = create_fr_actor(cfg, run_dir, fr_name, NAMESPACE, total_fr_steps(cfg))
+    algo = None
+    writer = None
+    try:
+        if ckpt:
+            ray.get(fr.set_state.remote(load_checkpoint(ckpt / "fr_state.pt", required=("trainer",))))
+        ray.get(fr.status.remote())  # fail fast if the actor cannot start
+        algo = build_ppo_config(cfg, fr_name, NAMESPACE).build_algo()
+        if ckpt:
+            algo.restore_from_path(str((ckpt / "algo").resolve()))
+        writer = RunWriter(run_dir / "tb", purge_step=prior["env_steps"] if ckpt else None)
+        examples = masked_examples(cfg, rl.k_choices)
+        print(f"TensorBoard: tensorboard --logdir {run_dir / 'tb'}", flush=True)
+        start_iter = algo.iteration
+        end_iter = rl.iterations if stop_after is None else min(rl.iterations, start_iter + stop_after)
+        env_steps = prior["env_steps"]
+        bar = tqdm(range(start_iter, end_iter), desc="train (PPO iterations)", disable=not progress, dynamic_ncols=True, initial=0)
+        for it in bar:
+            result = algo.train()
+            env_steps = int(result["env_runners"]["num_env_steps_sampled_lifetime"])
+            records = ray.get(fr.drain_log.remote())
+            writer.scalars(ppo_scalars(result), env_steps)
+            ours = fr_scalars(records, rl.accuracy_floor, rl.utility_lambda, rl.k_choices)
+            writer.scalars(ours, env_steps)
+            writer.k_histogram([r["k"] for r in records], env_steps)
+            if (it + 1) % rl.image_every == 0 or it == start_iter:
+                writer.images("faces/original_vs_masked", examples, env_steps)
+            if ours:
+                bar.set_postfix(k=f"{ours['mask/k_mean']:.2f}", loss=f"{ours['fr/loss']:.2f}", acc=f"{ours['fr/clean_identification_acc']:.2f}")
+            if (it + 1) % rl.checkpoint_every == 0 or it + 1 == end_iter:
+                state = {"iteration": it + 1, "env_steps": env_steps, "wall_seconds": prior["wall_seconds"] + time.perf_counter() - t0}
+                state["fr_steps"] = int(ray.get(fr.status.remote())["fr_step"])
+                write_checkpoint(run_dir, algo, fr, state)
+        finished = algo.iteration >= rl.iterations
+        summary = finalize(cfg, run_dir, algo, fr, env_steps, prior["wall_seconds"] + time.perf_counter() - t0, finished, writer)
+        return summary
+    finally:
+        if writer is not None:
+            writer.close()
+        if algo is not None:
+            algo.stop()
+        ray.kill(fr, no_restart=True)
+        if started_ray:
+            ray.shutdown()
+
+
+def finalize(cfg: Config, run_dir: Path, algo, fr, env_steps: int, wall: float, finished: bool, writer: RunWriter) -> dict:
+    rl = cfg.rl
+    metrics = ray.get(fr.evaluate.remote())
+    info = ray.get(fr.info.remote())
+    module = algo.get_module()
+    scores = score_policy(cfg, fr, module, rl.policy_eval_steps, seed=rl.seed + 12345)
+    save_checkpoint(ray.get(fr.weights.remote()), run_dir / "fr.pt")
+    save_checkpoint(
+        {"state_dict": {k: v.detach().cpu() for k, v in module.state_dict().items()}, "k_choices": list(rl.k_choices), "hidden": list(rl.hidden)},
+        run_dir / "policy.pt",
+    )
+    writer.scalars({"final/identification_acc": metrics["identification_acc"], "final/verification_acc": metrics["verification_acc"]}, env_steps)
+    summary = {
+        "finished": finished,
+        "identification_acc": metrics["identification_acc"],
+        "identification_top5": metrics["identification_top5"],
+        "verification_acc": metrics["verification_acc"],
+        "accuracy_floor": rl.accuracy_floor,
+        "floor_held": metrics["identification_acc"] >= rl.accuracy_floor,
+        "k_choices": list(rl.k_choices),
+        "k_distribution": scores["k_distribution"],
+        "k_entropy": scores["k_entropy"],
+        "k_entropy_uniform": scores["k_entropy_uniform"],
+        "policy_vs_uniform": {k: scores[k] for k in ("policy", "uniform", "reward_gain_over_uniform")},
+        "iterations": algo.iteration,
+        "env_steps": env_steps,
+        "fr_steps": info["fr_step"],
+        "fr_device": info["device"],
+        "fr_images_trained": info["images_trained"],
+        "fr_images_per_s": info["images_trained"] / max(info["train_seconds"], 1e-9),
+        "wall_seconds": round(wall, 2),
+        "env_steps_per_s": env_steps / max(wall, 1e-9),
+        "num_env_runners": rl.num_env_runners,
+        "tensorboard": str(run_dir / "tb"),
+    }
+    atomic_write_text(run_dir / "summary.json", json.dumps(summary, indent=2))
+    return summary
