@@ -272,13 +272,14 @@ def validate_mask(m: MaskConfig, ks: list[int]) -> None:
     _require(len(set(m.removed_channels)) < 64, "mask.removed_channels", m.removed_channels, "must keep at least one channel")
     _require(m.alpha > 0, "mask.alpha", m.alpha, "> 0")
     _require(m.upsample >= 1, "mask.upsample", m.upsample, ">= 1")
-    k_max = max(ks) if ks else 1
-    if k_max > 1:
+    mixing = [k for k in ks if k > 1]
+    if mixing:
+        k_min = min(mixing)  # cap > 1/k binds hardest at the smallest mixing k
         _require(
-            1.0 / k_max < m.cap <= 1.0,
+            1.0 / k_min < m.cap <= 1.0,
             "mask.cap",
             m.cap,
-            f"(1/k, 1] for every k used; largest k is {k_max}, so cap must be > {1.0 / k_max:.4f}",
+            f"(1/k, 1] for every k used (strategy.k, strategy.k_choices, rl.k_choices); smallest mixing k is {k_min}, so cap must be > {1.0 / k_min:.4f}",
         )
 
 

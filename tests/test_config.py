@@ -14,16 +14,16 @@ def test_defaults_validate():
 
 
 def test_yaml_and_overrides(tmp_path):
-    cfg = _load(tmp_path, "strategy:\n  name: fixed-k\n  k: 3\nmask:\n  cap: 0.5\n", ["fr.steps=7"])
-    assert cfg.strategy.k == 3 and cfg.mask.cap == 0.5 and cfg.fr.steps == 7
+    cfg = _load(tmp_path, "strategy:\n  name: fixed-k\n  k: 3\nmask:\n  cap: 0.6\n", ["fr.steps=7"])
+    assert cfg.strategy.k == 3 and cfg.mask.cap == 0.6 and cfg.fr.steps == 7
 
 
 @pytest.mark.parametrize(
     "text, match",
     [
         ("strategy: {k: 0}", r"strategy\.k=0 is out of range"),
-        ("strategy: {name: fixed-k, k: 4}\nmask: {cap: 0.25}", r"mask\.cap=0\.25 is out of range: .*> 0\.2500"),
-        ("strategy: {name: random-k, k_choices: [2, 8]}\nmask: {cap: 0.12}", r"mask\.cap=0\.12 .*largest k is 8"),
+        ("strategy: {name: fixed-k, k: 4}\nmask: {cap: 0.2}\nrl: {k_choices: [4, 6]}", r"mask\.cap=0\.2 is out of range: .*> 0\.2500"),
+        ("strategy: {name: fixed-k, k: 4}\nmask: {cap: 0.5}", r"mask\.cap=0\.5 .*smallest mixing k is 2, so cap must be > 0\.5000"),
         ("strategy: {name: magic}", r"strategy\.name='magic' is out of range: one of"),
         ("mask: {colour: 1}", r"unknown field mask\.colour"),
         ("fr: {steps: many}", r"fr\.steps: expected an integer, got 'many'"),
