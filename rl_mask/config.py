@@ -116,7 +116,7 @@ class RLConfig:
     train_batch_size: int = 128  # env steps per PPO iteration
     minibatch_size: int = 32
     num_epochs: int = 8
-    lr: float = 1e-3
+    lr: float = 3e-3
     gamma: float = 0.9
     gae_lambda: float = 0.95
     entropy_coeff: float = 0.0

@@ -143,3 +143,51 @@ def test_fresh_run_refuses_a_used_folder(ray_runtime, short_run):
     run, _ = short_run
     with pytest.raises(ConfigError, match="already holds a run; pass --resume"):
         train(tiny_config(), run, progress=False)
+
+
+def test_fr_actor_restarts_with_its_last_saved_weights(ray_runtime, tmp_path):
+    import os
+    import signal
+
+    from rl_mask.defences import build_defence
+    from rl_mask.fr.run import prepare_data
+    from trainers.fr_actor import autosave_path
+
+    cfg = tiny_config(fr_autosave_every=2, fr_max_restarts=1)
+    actor = create_fr_actor(cfg, tmp_path, "fr-crash", NAMESPACE, 100)
+    try:
+        data = prepare_data(cfg)
+        defence = build_defence(cfg, "fixed-k")
+        g = torch.Generator().manual_seed(0)
+        for i in range(3):
+            sl = slice(16 * i, 16 * i + 16)
+            ray.get(actor.train_step.remote(defence.encode_train(data.train_images[sl], data.train_labels[sl], g)))
+        saved = torch.load(autosave_path(tmp_path), weights_only=True)["trainer"]
+        assert saved["step"] == 2
+        before = ray.get(actor.info.remote())
+        assert not before["restarted"] and before["fr_step"] == 3
+        os.kill(ray.get(actor.pid.remote()), signal.SIGKILL)
+        after = ray.get(actor.info.remote())  # Ray restarts it; the call is retried
+        assert after["restarted"] and after["pid"] != before["pid"]
+        assert after["restored_step"] == 2 and after["fr_step"] == 2
+        state = ray.get(actor.get_state.remote())["trainer"]
+        for name, tensor in saved["model"].items():
+            assert torch.equal(state["model"][name], tensor), name
+    finally:
+        ray.kill(actor, no_restart=True)
+
+
+def test_resume_refuses_pickled_algorithm_state(tmp_path):
+    from rl_mask.checkpoint import CheckpointError, save_checkpoint
+    from rl_mask.config import save_config
+
+    run = tmp_path / "run"
+    ckpt = run / "checkpoints" / "iter_000001"
+    (ckpt / "algo").mkdir(parents=True)
+    (ckpt / "algo" / "algorithm_state.pkl").write_bytes(b"\x80\x04N.")  # would be unpickled by RLlib
+    save_checkpoint({"trainer": {}}, ckpt / "fr_state.pt")
+    (ckpt / "state.json").write_text('{"iteration": 1, "env_steps": 32, "wall_seconds": 1.0}')
+    (run / "checkpoints" / "latest").write_text("iter_000001")
+    save_config(tiny_config(), run / "config.yaml")
+    with pytest.raises(CheckpointError, match="holds pickled state"):
+        train(tiny_config(), run, resume=True, progress=False)

@@ -42,13 +42,21 @@ class FRActorImpl(FRService):
         return _cpu(self.state_dict())
 
     def set_state(self, state: dict) -> None:
+        """Load a state (resume) and autosave it at once, so a crash right after does not lose it."""
         self.load_state_dict(state)
+        if self.autosave_path:
+            self.save(self.autosave_path)
 
     def weights(self) -> dict:
         return _cpu(super().weights())
 
     def pid(self) -> int:
         return os.getpid()
+
+    def info(self) -> dict:
+        ctx = ray.get_runtime_context()
+        # A restarted actor says so, and which autosaved FR state it reloaded (restored_from).
+        return {**super().info(), "node_id": ctx.get_node_id(), "restarted": bool(ctx.was_current_actor_reconstructed), "pid": os.getpid()}
 
 
 FRActor = ray.remote(FRActorImpl)
@@ -61,9 +69,13 @@ def fr_num_gpus(requested: float) -> float:
     return 1.0 if ray.cluster_resources().get("GPU", 0) >= 1 else 0.0
 
 
+def autosave_path(run_dir: str | Path) -> Path:
+    return Path(run_dir).resolve() / "checkpoints" / "fr_autosave.pt"
+
+
 def create_fr_actor(cfg: Config, run_dir: str | Path, name: str, namespace: str, total_steps: int):
     rl = cfg.rl
-    autosave = Path(run_dir).resolve() / "checkpoints" / "fr_autosave.pt"
+    autosave = autosave_path(run_dir)
     return FRActor.options(
         name=name,
         namespace=namespace,

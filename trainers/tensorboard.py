@@ -54,8 +54,12 @@ def fr_scalars(records: list[dict], floor: float, lam: float, k_choices: list[in
         "fr/steps": float(records[-1]["fr_step"]),
         "mask/k_mean": float(ks.mean()),
     }
+    losses = np.array([r["loss"] for r in records])
     for k in k_choices:
         out[f"mask/k_fraction/{k}"] = float((ks == k).mean())
+        if (ks == k).any():
+            # the privacy reward each action earned this iteration: what the policy learns from
+            out[f"mask/fr_loss_by_k/{k}"] = float(losses[ks == k].mean())
     return out
 
 

@@ -29,11 +29,11 @@ import torch
 from tqdm.auto import tqdm
 
 from envs.hybrid_masking import HybridMaskingEnv
-from rl_mask.checkpoint import atomic_write_text, load_checkpoint, save_checkpoint
+from rl_mask.checkpoint import CheckpointError, atomic_write_text, load_checkpoint, save_checkpoint
 from rl_mask.config import Config, ConfigError, load_config, save_config
 from rl_mask.data import load_split
 from rl_mask.defences import hybrid_mask_from_config
-from trainers.fr_actor import create_fr_actor
+from trainers.fr_actor import autosave_path, create_fr_actor
 from trainers.ppo import build_ppo_config, total_fr_steps
 from trainers.tensorboard import RunWriter, fr_scalars, ppo_scalars
 
@@ -78,6 +78,13 @@ def latest_checkpoint(run_dir: Path) -> Path | None:
     return path if path.is_dir() else None
 
 
+def check_no_pickles(path: Path) -> None:
+    """Refuse an algorithm checkpoint whose state would be unpickled (only msgpack is read)."""
+    pickled = [p for p in path.rglob("*.pkl") if p.name != "class_and_ctor_args.pkl" and not p.with_suffix(".msgpack").is_file()]
+    if pickled:
+        raise CheckpointError(f"checkpoint {path} holds pickled state ({pickled[0]}); rl-mask only restores msgpack checkpoints it wrote")
+
+
 def write_checkpoint(run_dir: Path, algo, fr, state: dict) -> Path:
     """Algorithm + FR state + counters in one folder, made visible only when complete."""
     root = run_dir / "checkpoints"
@@ -85,7 +92,8 @@ def write_checkpoint(run_dir: Path, algo, fr, state: dict) -> Path:
     tmp = root / f".{name}.tmp"
     shutil.rmtree(tmp, ignore_errors=True)
     tmp.mkdir(parents=True)
-    algo.save_to_path(str((tmp / "algo").resolve()))
+    # msgpack, not pickle: resuming never unpickles anything from the run folder.
+    algo.save_to_path(str((tmp / "algo").resolve()), use_msgpack=True)
     save_checkpoint(ray.get(fr.get_state.remote()), tmp / "fr_state.pt")
     (tmp / "state.json").write_text(json.dumps(state, indent=2))
     final = root / name
@@ -186,12 +194,17 @@ def train(
 
     ``stop_after`` ends the loop after that many iterations of this call (tests of resume).
     """
+    # Everything that can be wrong with the inputs fails here, before any Ray resource is taken.
     run_dir = Path(out_dir).resolve()
     ckpt = latest_checkpoint(run_dir) if resume else None
     if resume and ckpt is None:
         raise ConfigError(f"--resume {run_dir}: no complete checkpoint under checkpoints/")
     if not resume and (run_dir / "checkpoints").exists():
         raise ConfigError(f"--out {run_dir} already holds a run; pass --resume {run_dir} to continue it, or another --out")
+    if ckpt:
+        check_no_pickles(ckpt / "algo")
+        fr_state = load_checkpoint(ckpt / "fr_state.pt", required=("trainer",))
+    load_split(cfg.data)  # the faces load and split as configured
     run_dir.mkdir(parents=True, exist_ok=True)
     save_config(cfg, run_dir / "config.yaml")
     started_ray = init_ray(address, debug)
@@ -199,25 +212,31 @@ def train(
     prior = json.loads((ckpt / "state.json").read_text()) if ckpt else {"iteration": 0, "env_steps": 0, "wall_seconds": 0.0}
     t0 = time.perf_counter()
     fr_name = f"fr-{uuid.uuid4().hex[:8]}"
+    # A resumed run restarts from its checkpoint: an autosave written after it is out of step.
+    autosave_path(run_dir).unlink(missing_ok=True)
     fr = create_fr_actor(cfg, run_dir, fr_name, NAMESPACE, total_fr_steps(cfg))
     algo = None
     writer = None
     try:
         if ckpt:
-            ray.get(fr.set_state.remote(load_checkpoint(ckpt / "fr_state.pt", required=("trainer",))))
+            ray.get(fr.set_state.remote(fr_state))
         ray.get(fr.status.remote())  # fail fast if the actor cannot start
         algo = build_ppo_config(cfg, fr_name, NAMESPACE).build_algo()
         if ckpt:
             algo.restore_from_path(str((ckpt / "algo").resolve()))
-        writer = RunWriter(run_dir / "tb", purge_step=prior["env_steps"] if ckpt else None)
+        # Drop events a killed run wrote after its last checkpoint (TensorBoard purges >= purge_step).
+        writer = RunWriter(run_dir / "tb", purge_step=prior["env_steps"] + 1 if ckpt else None)
         examples = masked_examples(cfg, rl.k_choices)
         print(f"TensorBoard: tensorboard --logdir {run_dir / 'tb'}", flush=True)
         start_iter = algo.iteration
         end_iter = rl.iterations if stop_after is None else min(rl.iterations, start_iter + stop_after)
         env_steps = prior["env_steps"]
+        iteration_seconds = []
         bar = tqdm(range(start_iter, end_iter), desc="train (PPO iterations)", disable=not progress, dynamic_ncols=True, initial=0)
         for it in bar:
+            t_iter = time.perf_counter()
             result = algo.train()
+            iteration_seconds.append(time.perf_counter() - t_iter)
             env_steps = int(result["env_runners"]["num_env_steps_sampled_lifetime"])
             records = ray.get(fr.drain_log.remote())
             writer.scalars(ppo_scalars(result), env_steps)
@@ -233,7 +252,7 @@ def train(
                 state["fr_steps"] = int(ray.get(fr.status.remote())["fr_step"])
                 write_checkpoint(run_dir, algo, fr, state)
         finished = algo.iteration >= rl.iterations
-        summary = finalize(cfg, run_dir, algo, fr, env_steps, prior["wall_seconds"] + time.perf_counter() - t0, finished, writer)
+        summary = finalize(cfg, run_dir, algo, fr, env_steps, prior["wall_seconds"] + time.perf_counter() - t0, finished, writer, iteration_seconds)
         return summary
     finally:
         if writer is not None:
@@ -245,11 +264,12 @@ def train(
             ray.shutdown()
 
 
-def finalize(cfg: Config, run_dir: Path, algo, fr, env_steps: int, wall: float, finished: bool, writer: RunWriter) -> dict:
+def finalize(cfg: Config, run_dir: Path, algo, fr, env_steps: int, wall: float, finished: bool, writer: RunWriter, iteration_seconds: list[float]) -> dict:
     rl = cfg.rl
     metrics = ray.get(fr.evaluate.remote())
     info = ray.get(fr.info.remote())
     module = algo.get_module()
+    runner_nodes = algo.env_runner_group.foreach_env_runner(lambda runner: ray.get_runtime_context().get_node_id(), local_env_runner=False)
     scores = score_policy(cfg, fr, module, rl.policy_eval_steps, seed=rl.seed + 12345)
     save_checkpoint(ray.get(fr.weights.remote()), run_dir / "fr.pt")
     save_checkpoint(
@@ -278,6 +298,13 @@ def finalize(cfg: Config, run_dir: Path, algo, fr, env_steps: int, wall: float, 
         "wall_seconds": round(wall, 2),
         "env_steps_per_s": env_steps / max(wall, 1e-9),
         "num_env_runners": rl.num_env_runners,
+        "env_runner_nodes": sorted(set(runner_nodes)),
+        "fr_actor_node": info["node_id"],
+        "fr_actor_restarted": info["restarted"],
+        "fr_restored_from": info["restored_from"],
+        "fr_restored_step": info["restored_step"],
+        "iteration_seconds": [round(t, 3) for t in iteration_seconds],
+        "fr_images_per_iteration": rl.train_batch_size * cfg.fr.batch_size,
         "tensorboard": str(run_dir / "tb"),
     }
     atomic_write_text(run_dir / "summary.json", json.dumps(summary, indent=2))

@@ -47,9 +47,12 @@ class FRService:
         self.loss_ema = 0.0  # recent FR loss over every env runner's batches
         self._log: list[dict] = []
         self.restored_from: str | None = None
+        self.restored_step: int | None = None
         if self.autosave_path and self.autosave_path.is_file():
+            # A restart after a crash: carry on from the last autosave, not from scratch.
             self.load_state_dict(load_checkpoint(self.autosave_path, self.device, required=("trainer",)))
             self.restored_from = str(self.autosave_path)
+            self.restored_step = self.trainer.step
         else:
             self.clean_acc = self._clean_accuracy()
 
@@ -99,6 +102,7 @@ class FRService:
             "train_seconds": self.train_seconds,
             "clean_acc": self.clean_acc,
             "restored_from": self.restored_from,
+            "restored_step": self.restored_step,
             "threads": torch.get_num_threads(),
         }
 

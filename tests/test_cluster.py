@@ -1,0 +1,206 @@
+"""A real two-node Ray cluster on this machine: ray job submit, faults, resume.
+
+The cluster is two raylets started with ``ray start`` (a head with 1 CPU, a second node
+with 1 CPU), token authentication on; drivers are separate processes, as on a cluster.
+"""
+
+import json
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import psutil
+import pytest
+import yaml
+from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+from rl_mask.config import default_data_root
+
+pytestmark = pytest.mark.ray
+
+REPO = Path(__file__).resolve().parent.parent
+BIN = Path(sys.executable).parent
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def cluster_env() -> dict:
+    env = dict(os.environ)
+    env["PATH"] = f"{BIN}{os.pathsep}{env.get('PATH', '')}"
+    env["RAY_AUTH_MODE"] = "token"  # the cluster and every client use ~/.ray/auth_token
+    env["RL_MASK_DATA"] = default_data_root()
+    env.pop("RAY_ADDRESS", None)
+    return env
+
+
+def ray_cli(*args, env, check=True, timeout=120):
+    return subprocess.run([str(BIN / "ray"), *args], env=env, capture_output=True, text=True, check=check, timeout=timeout)
+
+
+@pytest.fixture(scope="module")
+def cluster(tmp_path_factory):
+    env = cluster_env()
+    ray_cli("get-auth-token", "--generate", env=env)
+    port, dash = free_port(), free_port()
+    common = ["--num-cpus", "1", "--object-store-memory", str(300 * 1024**2), "--disable-usage-stats"]
+    # Each node its own temp dir, as on separate machines: two runtime-env agents sharing one
+    # folder would clean up each other's unpacked job working directories.
+    head_tmp, worker_tmp = tempfile.mkdtemp(prefix="rlmh"), tempfile.mkdtemp(prefix="rlmw")
+    ray_cli("start", "--head", f"--port={port}", "--dashboard-host=127.0.0.1", f"--dashboard-port={dash}", f"--temp-dir={head_tmp}", *common, env=env)
+    try:
+        ray_cli("start", f"--address=127.0.0.1:{port}", f"--temp-dir={worker_tmp}", *common, env=env)
+        yield {"address": f"127.0.0.1:{port}", "dashboard": f"http://127.0.0.1:{dash}", "env": env, "tmp": tmp_path_factory.mktemp("cluster")}
+    finally:
+        ray_cli("stop", "--force", env=env, check=False)
+        shutil.rmtree(head_tmp, ignore_errors=True)
+        shutil.rmtree(worker_tmp, ignore_errors=True)
+
+
+def tiny_config(path: Path, iterations: int = 2, **rl) -> Path:
+    cfg = {
+        "fr": {"batch_size": 16},
+        "rl": {
+            "num_env_runners": 2,
+            "num_cpus_per_env_runner": 1,
+            "horizon": 4,
+            "train_batch_size": 32,
+            "minibatch_size": 16,
+            "num_epochs": 2,
+            "iterations": iterations,
+            "eval_every": 8,
+            "checkpoint_every": 1,
+            "image_every": 2,
+            "policy_eval_steps": 8,
+            "fr_autosave_every": 4,
+            **rl,
+        },
+    }
+    path.write_text(yaml.safe_dump(cfg))
+    return path
+
+
+def start_driver(cluster, *args) -> subprocess.Popen:
+    cmd = [sys.executable, "-m", "trainers.cluster_entry", "--address", cluster["address"], "--quiet", *args]
+    return subprocess.Popen(cmd, cwd=REPO, env=cluster["env"], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, start_new_session=True)
+
+
+def wait_for(predicate, timeout: float, what: str, proc: subprocess.Popen | None = None):
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        if predicate():
+            return
+        if proc is not None and proc.poll() is not None:
+            raise AssertionError(f"driver exited ({proc.returncode}) before {what}:\n{proc.stdout.read()[-4000:]}")
+        time.sleep(0.5)
+    raise AssertionError(f"timed out waiting for {what}")
+
+
+def ray_processes(title: str) -> list[psutil.Process]:
+    out = []
+    for p in psutil.process_iter(["cmdline"]):
+        cmd = " ".join(p.info["cmdline"] or [])
+        if cmd.startswith(f"ray::{title}"):
+            out.append(p)
+    return out
+
+
+def finish(proc: subprocess.Popen, timeout: float = 400) -> str:
+    out, _ = proc.communicate(timeout=timeout)
+    assert proc.returncode == 0, out[-6000:]
+    return out
+
+
+def iterations_done(run: Path) -> int:
+    latest = run / "checkpoints" / "latest"
+    return int(latest.read_text().split("_")[1]) if latest.is_file() else 0
+
+
+def test_job_submit_succeeds_with_env_runners_on_both_nodes(cluster):
+    run = cluster["tmp"] / "job-run"
+    cfg = tiny_config(cluster["tmp"] / "job.yaml")
+    result = subprocess.run(
+        [str(BIN / "ray"), "job", "submit", "--address", cluster["dashboard"], "--runtime-env", "cluster/runtime_env.yaml",
+         "--submission-id", "rl-mask-test-job", "--", "python", "-m", "trainers.cluster_entry", "--out", str(run), "--config", str(cfg), "--quiet"],
+        cwd=REPO, env=cluster["env"], capture_output=True, text=True, timeout=500,
+    )
+    assert result.returncode == 0, result.stdout[-6000:] + result.stderr[-3000:]
+    status = subprocess.run(
+        [sys.executable, "-c", f"from ray.job_submission import JobSubmissionClient as C; print(C({cluster['dashboard']!r}).get_job_status('rl-mask-test-job').value)"],
+        env=cluster["env"], capture_output=True, text=True, timeout=60,
+    )
+    assert status.stdout.strip().splitlines()[-1] == "SUCCEEDED", status.stdout + status.stderr
+    summary = json.loads((run / "summary.json").read_text())
+    assert summary["finished"] and summary["env_steps"] == 64
+    assert len(summary["env_runner_nodes"]) == 2  # one env runner on each node
+    assert (run / "checkpoints" / "latest").read_text() == "iter_000002"
+    assert list((run / "tb").glob("events.out.tfevents.*"))
+    assert (run / "fr.pt").is_file() and (run / "config.yaml").is_file()
+
+
+def test_bad_config_fails_before_the_cluster_is_touched(cluster):
+    bad = cluster["tmp"] / "bad.yaml"
+    bad.write_text("rl: {k_choices: [2, 0]}\n")
+    proc = subprocess.run(
+        [sys.executable, "-m", "trainers.cluster_entry", "--address", "127.0.0.1:1", "--out", str(cluster["tmp"] / "never"), "--config", str(bad)],
+        cwd=REPO, env=cluster["env"], capture_output=True, text=True, timeout=60,
+    )
+    assert proc.returncode == 2 and "rl.k_choices=[2, 0] is out of range" in proc.stderr
+    assert not (cluster["tmp"] / "never").exists()
+
+
+def test_killing_an_env_runner_mid_run_still_completes(cluster):
+    run = cluster["tmp"] / "kill-runner"
+    proc = start_driver(cluster, "--out", str(run), "--config", str(tiny_config(cluster["tmp"] / "kr.yaml", iterations=4)))
+    wait_for(lambda: iterations_done(run) >= 1, 300, "the first checkpoint", proc)
+    runners = ray_processes("SingleAgentEnvRunner")
+    assert len(runners) == 2
+    runners[0].send_signal(signal.SIGKILL)
+    finish(proc)
+    summary = json.loads((run / "summary.json").read_text())
+    assert summary["finished"] and summary["iterations"] == 4
+    assert not runners[0].is_running()
+
+
+def test_killing_the_fr_actor_mid_run_recovers_its_weights(cluster):
+    run = cluster["tmp"] / "kill-fr"
+    proc = start_driver(cluster, "--out", str(run), "--config", str(tiny_config(cluster["tmp"] / "kf.yaml", iterations=4)))
+    wait_for(lambda: iterations_done(run) >= 1 and (run / "checkpoints" / "fr_autosave.pt").is_file(), 300, "an FR autosave", proc)
+    (actor,) = ray_processes("FRActorImpl")
+    actor.send_signal(signal.SIGKILL)
+    finish(proc)
+    summary = json.loads((run / "summary.json").read_text())
+    assert summary["finished"] and summary["iterations"] == 4
+    assert summary["fr_actor_restarted"] is True
+    assert summary["fr_restored_from"].endswith("fr_autosave.pt") and summary["fr_restored_step"] >= 4
+    assert summary["fr_steps"] > summary["fr_restored_step"]
+
+
+def test_killing_the_whole_run_then_resume_continues_the_counters(cluster):
+    run = cluster["tmp"] / "kill-all"
+    cfg = tiny_config(cluster["tmp"] / "ka.yaml", iterations=4)
+    proc = start_driver(cluster, "--out", str(run), "--config", str(cfg))
+    wait_for(lambda: iterations_done(run) >= 2, 300, "two checkpoints", proc)
+    os.killpg(proc.pid, signal.SIGKILL)
+    proc.wait(timeout=30)
+    assert not (run / "summary.json").exists()
+    at_kill = iterations_done(run)
+    state = json.loads((run / "checkpoints" / f"iter_{at_kill:06d}" / "state.json").read_text())
+    resumed = start_driver(cluster, "--resume", str(run))
+    finish(resumed)
+    summary = json.loads((run / "summary.json").read_text())
+    assert summary["finished"] and summary["iterations"] == 4 and summary["env_steps"] == 4 * 32
+    assert summary["fr_steps"] >= state["fr_steps"] + (4 - at_kill) * 32
+    acc = EventAccumulator(str(run / "tb"), size_guidance={"scalars": 0})
+    acc.Reload()
+    steps = [e.step for e in acc.Scalars("mask/k_mean")]
+    assert steps == [32, 64, 96, 128]  # nothing repeated or lost across the kill
