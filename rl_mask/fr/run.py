@@ -76,12 +76,12 @@ def set_threads(threads: int) -> None:
 
 def train_fr(cfg: Config, out_dir: str | Path, defence: Defence | None = None, progress: bool = True, data: PrivateData | None = None) -> dict:
     """Train under ``defence`` (default: the config's strategy); write the run folder; return the summary."""
+    started = time.perf_counter()
+    data = data or prepare_data(cfg)  # bad faces fail before anything is written
     out = Path(out_dir)
     (out / "checkpoints").mkdir(parents=True, exist_ok=True)
     save_config(cfg, out / "config.yaml")
     set_threads(cfg.fr.threads)
-    started = time.perf_counter()
-    data = data or prepare_data(cfg)
     defence = defence or build_defence(cfg)
     device = resolve_device(cfg.fr.device)
     trainer = make_trainer(cfg, defence, data, device)
