@@ -11,7 +11,7 @@ import sys
 from pathlib import Path
 
 from rl_mask.checkpoint import CheckpointError
-from rl_mask.config import ConfigError
+from rl_mask.config import STRATEGIES, ConfigError
 from rl_mask.data import FaceDataError
 
 
@@ -65,13 +65,33 @@ def cmd_train(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_benchmark(args: argparse.Namespace) -> int:
+    from rl_mask.benchmark import run_benchmark
+    from rl_mask.config import load_config
+
+    cfg = load_config(args.config, _overrides(args, {}))
+    results = run_benchmark(cfg, args.out, quick=args.quick, adaptive_run=args.adaptive_run, progress=not args.quiet)
+    print((Path(args.out) / "results.md").read_text())
+    print(f"wall time {results['wall_seconds'] / 60:.1f} min; results in {Path(args.out).resolve()}")
+    return 0
+
+
+def cmd_export_masked(args: argparse.Namespace) -> int:
+    from rl_mask.export import export_masked
+
+    meta = export_masked(args.run, args.out, batches=args.batches, data_root=args.data)
+    print(json.dumps({k: meta[k] for k in ("samples", "batches", "exact_replay", "input_kind")}, indent=2))
+    print(f"wrote {Path(args.out).resolve()}")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="rl-mask", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
 
     p = sub.add_parser("train-fr", help="train the FR network under one fixed defence (no Ray)")
     _add_common(p)
-    p.add_argument("--strategy", choices=["none", "mask", "fixed-k", "random-k"])
+    p.add_argument("--strategy", choices=list(STRATEGIES))
     p.add_argument("--k", type=int, help="k for --strategy fixed-k")
     p.add_argument("--steps", type=int, help="FR training steps")
     p.add_argument("--device", help="auto, cpu, cuda or cuda:N")
@@ -85,6 +105,19 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--iterations", type=int, help="PPO iterations")
     p.add_argument("--resume", metavar="RUN_DIR", help="continue an interrupted run from its latest checkpoint")
     p.set_defaults(func=cmd_train)
+
+    p = sub.add_parser("benchmark", help="train every defence, run every attack; write results.json, results.md, pareto.png")
+    _add_common(p)
+    p.add_argument("--quick", action="store_true", help="the small budgets of benchmark.quick (about 20 min on 2 CPU cores)")
+    p.add_argument("--adaptive-run", metavar="RUN_DIR", help="an rl-mask train output for the adaptive row (else: k distribution from config, no policy)")
+    p.set_defaults(func=cmd_benchmark)
+
+    p = sub.add_parser("export-masked", help="write a run's protected training tensors with labels and provenance (.npz)")
+    p.add_argument("--run", required=True, metavar="RUN_DIR", help="an rl-mask train-fr or train output folder")
+    p.add_argument("--out", required=True, metavar="FILE.npz")
+    p.add_argument("--batches", type=int, help="training batches to export (default: one epoch)")
+    p.add_argument("--data", help="face folder, if it moved since the run")
+    p.set_defaults(func=cmd_export_masked)
     return parser
 
 

@@ -15,7 +15,9 @@ from typing import Any
 
 import yaml
 
-STRATEGIES = ("none", "mask", "fixed-k", "random-k")
+STRATEGIES = ("none", "mask", "fixed-k", "random-k", "mixup", "instahide", "dpsgd")
+BENCHMARK_DEFENCES = ("none", "mask", "mixup", "instahide", "dpsgd", "fixed-k", "random-k", "adaptive")
+BENCHMARK_ATTACKS = ("whitebox", "blackbox", "mi-face", "gmi")
 WEIGHT_KINDS = ("dirichlet", "instahide")
 COLORS = ("L", "RGB")
 
@@ -139,6 +141,63 @@ class RLConfig:
 
 
 @dataclass
+class DPConfig:
+    """DP-SGD (strategy ``dpsgd``, Opacus): the noise multiplier is chosen so that ``fr.steps``
+    steps of Poisson-sampled batches spend exactly ``target_epsilon`` at ``delta``."""
+
+    target_epsilon: float = 8.0
+    delta: float = 1e-5
+    max_grad_norm: float = 1.0
+
+
+@dataclass
+class BenchmarkBudget:
+    """Training and attack budgets of one ``rl-mask benchmark`` mode (the same for every defence)."""
+
+    fr_steps: int = 600
+    eval_model_steps: int = 400
+    attack_batches: int = 3  # protected training batches (as they left the data owner) attacked
+    decoder_steps: int = 2000
+    decoder_batch_size: int = 16
+    mi_steps: int = 300
+    mi_restarts: int = 4
+    gan_steps: int = 2500
+    gmi_steps: int = 200
+    gmi_restarts: int = 4
+
+
+def _quick_budget() -> BenchmarkBudget:
+    return BenchmarkBudget(
+        fr_steps=300,
+        eval_model_steps=150,
+        attack_batches=2,
+        decoder_steps=500,
+        decoder_batch_size=16,
+        mi_steps=200,
+        mi_restarts=2,
+        gan_steps=800,
+        gmi_steps=100,
+        gmi_restarts=2,
+    )
+
+
+@dataclass
+class BenchmarkConfig:
+    """``rl-mask benchmark``: which defences and attacks, and the budgets of both modes."""
+
+    defences: list[str] = field(default_factory=lambda: list(BENCHMARK_DEFENCES))
+    attacks: list[str] = field(default_factory=lambda: list(BENCHMARK_ATTACKS))
+    # k distribution over rl.k_choices for the adaptive row when no --adaptive-run is given
+    # (no learned policy then); empty = uniform.
+    adaptive_k_probs: list[float] = field(default_factory=list)
+    blackbox_k: int = 3  # the black-box attacker's guess of k
+    decoder_gan_weight: float = 0.0  # > 0 adds the pix2pix conditional GAN loss to the decoders
+    seed: int = 0
+    full: BenchmarkBudget = field(default_factory=BenchmarkBudget)
+    quick: BenchmarkBudget = field(default_factory=_quick_budget)
+
+
+@dataclass
 class Config:
     data: DataConfig = field(default_factory=DataConfig)
     mask: MaskConfig = field(default_factory=MaskConfig)
@@ -146,6 +205,8 @@ class Config:
     fr: FRConfig = field(default_factory=FRConfig)
     strategy: StrategyConfig = field(default_factory=StrategyConfig)
     rl: RLConfig = field(default_factory=RLConfig)
+    dp: DPConfig = field(default_factory=DPConfig)
+    benchmark: BenchmarkConfig = field(default_factory=BenchmarkConfig)
 
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)
@@ -343,6 +404,32 @@ def validate_rl(r: RLConfig, batch_size: int) -> None:
     _require(r.env_runner_max_restarts >= 0, "rl.env_runner_max_restarts", r.env_runner_max_restarts, ">= 0")
 
 
+def validate_dp(d: DPConfig) -> None:
+    _require(d.target_epsilon > 0, "dp.target_epsilon", d.target_epsilon, "> 0")
+    _require(0 < d.delta < 1, "dp.delta", d.delta, "(0, 1)")
+    _require(d.max_grad_norm > 0, "dp.max_grad_norm", d.max_grad_norm, "> 0")
+
+
+def validate_benchmark(b: BenchmarkConfig, rl_k_choices: list[int]) -> None:
+    for name, values, allowed in (("defences", b.defences, BENCHMARK_DEFENCES), ("attacks", b.attacks, BENCHMARK_ATTACKS)):
+        _require(len(values) >= 1, f"benchmark.{name}", values, f"at least one of {allowed}")
+        bad = [v for v in values if v not in allowed]
+        _require(not bad, f"benchmark.{name}", values, f"each one of {allowed} ({bad[0] if bad else ''!s} is not)")
+        _require(len(set(values)) == len(values), f"benchmark.{name}", values, "no repeats")
+    probs = b.adaptive_k_probs
+    if probs:
+        _require(len(probs) == len(rl_k_choices), "benchmark.adaptive_k_probs", probs, f"one probability per rl.k_choices {rl_k_choices}, or empty for uniform")
+        _require(all(p >= 0 for p in probs) and sum(probs) > 0, "benchmark.adaptive_k_probs", probs, "non-negative, not all zero")
+    _require(b.blackbox_k >= 1, "benchmark.blackbox_k", b.blackbox_k, ">= 1")
+    _require(b.decoder_gan_weight >= 0, "benchmark.decoder_gan_weight", b.decoder_gan_weight, ">= 0")
+    for mode in ("full", "quick"):
+        budget = getattr(b, mode)
+        for f in dataclasses.fields(BenchmarkBudget):
+            v = getattr(budget, f.name)
+            _require(v >= 1, f"benchmark.{mode}.{f.name}", v, ">= 1")
+        _require(budget.decoder_batch_size >= 2, f"benchmark.{mode}.decoder_batch_size", budget.decoder_batch_size, ">= 2")
+
+
 def validate(cfg: Config) -> None:
     validate_data(cfg.data)
     validate_model(cfg.model)
@@ -350,3 +437,5 @@ def validate(cfg: Config) -> None:
     validate_strategy(cfg.strategy, cfg.fr.batch_size)
     validate_rl(cfg.rl, cfg.fr.batch_size)
     validate_mask(cfg.mask, cfg.strategy.ks_used() + list(cfg.rl.k_choices))
+    validate_dp(cfg.dp)
+    validate_benchmark(cfg.benchmark, list(cfg.rl.k_choices))

@@ -18,6 +18,9 @@ class Defence(abc.ABC):
     name: str = "defence"
     #: "freq" (block-DCT channels) or "pixel": which input map the FR backbone uses.
     input_kind: str = "pixel"
+    #: True for defences in the training procedure itself (DP-SGD): the FR trainer then
+    #: clips and noises per-sample gradients (``rl_mask.fr.private``).
+    private_training: bool = False
 
     @abc.abstractmethod
     def input_shape(self, planes: int, height: int, width: int) -> tuple[int, int, int]:

@@ -1,12 +1,14 @@
-"""Pixel-domain defences: none (plain training), MixUp and InstaHide.
+"""Pixel-domain defences: none (plain training), MixUp, InstaHide, and DP-SGD.
 
-They share ``rl_mask.masking.mix`` with the hybrid mask; only the domain differs.
+MixUp and InstaHide share ``rl_mask.masking.mix`` with the hybrid mask; only the domain
+differs. DP-SGD leaves the pixels as they are and protects through training instead.
 """
 
 from __future__ import annotations
 
 import torch
 
+from rl_mask.config import DPConfig
 from rl_mask.defences.base import Defence
 from rl_mask.masking import MaskedBatch, mix
 
@@ -36,3 +38,22 @@ class PixelDefence(Defence):
 
     def describe(self) -> dict:
         return {"name": self.name, "k": self.k, "weights": self.weights, "alpha": self.alpha, "cap": self.cap, "sign_flip": self.sign_flip}
+
+
+class DPSGDDefence(PixelDefence):
+    """DP-SGD (Abadi et al. 2016) through Opacus: clean pixels, per-sample gradient clipping
+    and Gaussian noise, Poisson-sampled batches; BatchNorm becomes GroupNorm (Opacus cannot
+    clip per sample through batch statistics).
+
+    It protects the *trained model* (and so against model inversion) with a formal
+    (epsilon, delta) guarantee; the training tensors themselves are plain pixels.
+    """
+
+    private_training = True
+
+    def __init__(self, dp: DPConfig):
+        super().__init__("dpsgd")
+        self.dp = dp
+
+    def describe(self) -> dict:
+        return {**super().describe(), "dp": {"target_epsilon": self.dp.target_epsilon, "delta": self.dp.delta, "max_grad_norm": self.dp.max_grad_norm}}

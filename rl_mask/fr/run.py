@@ -15,6 +15,7 @@ from rl_mask.config import Config, save_config
 from rl_mask.data import BatchSampler, FaceSplit, augment, load_split, verification_pairs
 from rl_mask.defences import Defence, build_defence
 from rl_mask.fr.trainer import FRTrainer, build_model, resolve_device
+from rl_mask.masking import MaskedBatch
 from rl_mask.models import FaceRecognizer
 
 
@@ -50,11 +51,89 @@ def prepare_data(cfg: Config) -> PrivateData:
 
 
 def make_trainer(cfg: Config, defence: Defence, data: PrivateData, device: torch.device, total_steps: int | None = None) -> FRTrainer:
-    """An FR trainer whose input standardisation is fixed from the encoded private train faces."""
+    """An FR trainer whose input standardisation is fixed from the encoded private train faces
+    (a DP-SGD trainer when the defence protects through training)."""
     shape = defence.input_shape(cfg.data.planes, cfg.data.height, cfg.data.width)
-    trainer = FRTrainer(shape, defence.input_kind, data.num_classes, cfg.model, cfg.fr, device, total_steps)
+    if defence.private_training:
+        from rl_mask.fr.private import DPFRTrainer
+
+        trainer: FRTrainer = DPFRTrainer(
+            shape, defence.input_kind, data.num_classes, cfg.model, cfg.fr, cfg.dp, device, len(data.train_labels), total_steps
+        )
+    else:
+        trainer = FRTrainer(shape, defence.input_kind, data.num_classes, cfg.model, cfg.fr, device, total_steps)
     trainer.set_input_stats(defence.encode_eval(data.train_images))
     return trainer
+
+
+@dataclass
+class TrainingBatch:
+    """One protected training batch. ``masked`` is what leaves the data owner (provenance in
+    batch positions); ``originals`` (the augmented faces before encoding) never leave it."""
+
+    indices: torch.Tensor  # private-train data-set indices of the batch's faces
+    originals: torch.Tensor
+    masked: MaskedBatch
+
+    def provenance(self) -> MaskedBatch:
+        """``masked`` with sources as private-train data-set indices."""
+        return self.masked.with_sources(self.indices)
+
+
+class TrainingStream:
+    """The protected training batches of a ``train_fr`` run, in order, from its seed: the
+    training loop, ``export-masked`` and the benchmark's attacks all draw from this one
+    definition, so a replay yields exactly the tensors the run trained on."""
+
+    def __init__(self, cfg: Config, defence: Defence, data: PrivateData):
+        self.cfg = cfg
+        self.defence = defence
+        self.data = data
+        n = len(data.train_labels)
+        if defence.private_training:
+            from rl_mask.fr.private import PoissonSampler
+
+            self.sampler = PoissonSampler(n, min(1.0, cfg.fr.batch_size / n), seed=cfg.fr.seed)
+        else:
+            self.sampler = BatchSampler(n, cfg.fr.batch_size, seed=cfg.fr.seed)
+        self.generator = torch.Generator().manual_seed(cfg.fr.seed)
+
+    def next(self) -> TrainingBatch:
+        idx = self.sampler.next()
+        images = self.data.train_images[idx]
+        if len(idx) == 0:  # an empty Poisson batch (DP-SGD): nothing leaves, the step still counts
+            none = torch.empty(0, 1, dtype=torch.long)
+            return TrainingBatch(idx, images, MaskedBatch(self.defence.encode_eval(images), none, torch.empty(0, 1), none))
+        if self.cfg.fr.augment:
+            images = augment(images, self.generator)
+        batch = self.defence.encode_train(images, self.data.train_labels[idx], self.generator)
+        return TrainingBatch(idx, images, batch)
+
+    def state_dict(self) -> dict:
+        return {"sampler": self.sampler.state_dict(), "generator": self.generator.get_state()}
+
+
+def concat_batches(batches: list[TrainingBatch]) -> tuple[MaskedBatch, torch.Tensor]:
+    """Several batches as one ``MaskedBatch`` (provenance as data-set indices) and the dominant
+    original of each sample. Batches with fewer mixed faces than the largest k are padded with
+    columns of weight 0, label -1 and source -1."""
+    kept = [b for b in batches if b.masked.inputs.shape[0] > 0]
+    if not kept:
+        raise ValueError("no protected samples in the given batches")
+    k = max(b.masked.k for b in kept)
+
+    def pad(t: torch.Tensor, value: float) -> torch.Tensor:
+        return torch.cat([t, t.new_full((t.shape[0], k - t.shape[1]), value)], dim=1)
+
+    provs = [b.provenance() for b in kept]
+    masked = MaskedBatch(
+        torch.cat([p.inputs for p in provs]),
+        torch.cat([pad(p.labels, -1) for p in provs]),
+        torch.cat([pad(p.weights, 0.0) for p in provs]),
+        torch.cat([pad(p.sources, -1) for p in provs]),
+    )
+    originals = torch.cat([b.originals[b.masked.dominant_source] for b in kept])
+    return masked, originals
 
 
 def evaluate(trainer: FRTrainer, defence: Defence, data: PrivateData) -> dict:
@@ -85,25 +164,16 @@ def train_fr(cfg: Config, out_dir: str | Path, defence: Defence | None = None, p
     defence = defence or build_defence(cfg)
     device = resolve_device(cfg.fr.device)
     trainer = make_trainer(cfg, defence, data, device)
-    sampler = BatchSampler(len(data.train_labels), cfg.fr.batch_size, seed=cfg.fr.seed)
-    generator = torch.Generator().manual_seed(cfg.fr.seed)
+    stream = TrainingStream(cfg, defence, data)
     history = []
     metrics: dict = {}
     bar = tqdm(range(cfg.fr.steps), desc=f"train-fr [{defence.name}]", disable=not progress, dynamic_ncols=True)
     for step in bar:
-        idx = sampler.next()
-        images = data.train_images[idx]
-        if cfg.fr.augment:
-            images = augment(images, generator)
-        batch = defence.encode_train(images, data.train_labels[idx], generator)
-        loss = trainer.train_step(batch)
+        loss = trainer.train_step(stream.next().masked)
         if (step + 1) % cfg.fr.eval_every == 0 or step + 1 == cfg.fr.steps:
             metrics = evaluate(trainer, defence, data)
             history.append({"step": step + 1, "loss": loss, **metrics})
-            save_checkpoint(
-                {"trainer": trainer.state_dict(), "sampler": sampler.state_dict(), "generator": generator.get_state()},
-                out / "checkpoints" / "fr_state.pt",
-            )
+            save_checkpoint({"trainer": trainer.state_dict(), **stream.state_dict()}, out / "checkpoints" / "fr_state.pt")
             bar.set_postfix(loss=f"{loss:.3f}", acc=f"{metrics['identification_acc']:.3f}")
     save_checkpoint(trainer.weights(), out / "fr.pt")
     seconds = time.perf_counter() - started
@@ -124,5 +194,7 @@ def train_fr(cfg: Config, out_dir: str | Path, defence: Defence | None = None, p
         "history": history,
         "config": cfg.to_dict(),
     }
+    if defence.private_training:
+        summary["dp"] = trainer.privacy()
     atomic_write_text(out / "summary.json", json.dumps(summary, indent=2))
     return summary

@@ -36,7 +36,13 @@ def build_model(meta: dict) -> FaceRecognizer:
         sample_norm=m.sample_norm,
     )
     head = ArcFaceHead(m.embedding_dim, meta["num_classes"], scale=m.arc_scale, margin=m.arc_margin)
-    return FaceRecognizer(backbone, head)
+    model = FaceRecognizer(backbone, head)
+    if meta.get("norm") == "group":
+        # DP-SGD models (rl_mask.fr.private): Opacus' BatchNorm -> GroupNorm replacement.
+        from opacus.validators import ModuleValidator
+
+        model = ModuleValidator.fix(model)
+    return model
 
 
 class FRTrainer:

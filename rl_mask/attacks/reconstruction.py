@@ -1,0 +1,192 @@
+"""Reconstruction attacks: a decoder trained on public (protected, original) pairs.
+
+The attacker runs a defence on its own public faces (identities disjoint from the private
+ones) to make (encoded, dominant original) pairs, trains a ``BlockUNet`` to map one to the
+other, and applies it to the protected private training tensors that left the data owner.
+
+- ``WhiteBoxReconstruction`` knows the deployed defence and all its parameters (channels,
+  k or k distribution, weight law, cap, sign flips): it simulates exactly that defence.
+- ``BlackBoxReconstruction`` knows only what the tensors show: their domain (block-DCT
+  channels or pixels), how many channels are left and the grid size. It trains on a fixed,
+  documented guess (``guess_defence``): the same number of channels removed but the *lowest
+  in row-major* order of the 8x8 block rather than zig-zag order (so 3 of the default 6
+  removed channels differ), and MixUp of ``guess_k`` faces (default 3) with Dirichlet(1)
+  weights capped at 0.65, without sign flips.
+"""
+
+from __future__ import annotations
+
+import json
+
+import torch
+import torch.nn.functional as F
+from tqdm.auto import tqdm
+
+from rl_mask.attacks.base import Attack, AttackTarget, Reconstruction
+from rl_mask.attacks.decoder import BlockUNet, PatchCritic
+from rl_mask.data import augment
+from rl_mask.defences.base import Defence
+from rl_mask.defences.hybrid import HybridDefence
+from rl_mask.defences.pixel import PixelDefence
+from rl_mask.freq import CHANNELS_PER_PLANE, ZIGZAG
+from rl_mask.masking import HybridMask
+
+
+def light_jitter(images: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
+    """Mild contrast/brightness changes: more varied public pairs from few faces."""
+    b = images.shape[0]
+    contrast = 0.8 + 0.4 * torch.rand(b, 1, 1, 1, generator=generator)
+    brightness = 0.1 * (torch.rand(b, 1, 1, 1, generator=generator) * 2 - 1)
+    mean = images.mean(dim=(1, 2, 3), keepdim=True)
+    return ((images - mean) * contrast + mean + brightness).clamp(-1, 1)
+
+
+def simulation_key(defence: Defence) -> str:
+    """The parameters that decide how a defence encodes training data (not its name, not how
+    the FR model is trained): equal keys mean identical simulations."""
+    d = {k: v for k, v in defence.describe().items() if k not in ("name", "dp")}
+    return json.dumps({"domain": defence.input_kind, **d}, sort_keys=True)
+
+
+def row_major_guess(n_removed: int) -> list[int]:
+    """Zig-zag indices of the ``n_removed`` lowest coefficients in row-major block order."""
+    zigzag_index = {rc: i for i, rc in enumerate(ZIGZAG)}
+    return sorted(zigzag_index[(i // 8, i % 8)] for i in range(n_removed))
+
+
+def guess_defence(defence: Defence, planes: int, height: int, width: int, guess_k: int = 3) -> Defence:
+    """The black-box attacker's guess from what the protected tensors reveal (see module doc)."""
+    if defence.input_kind == "freq":
+        channels, h, _ = defence.input_shape(planes, height, width)
+        n_removed = CHANNELS_PER_PLANE - channels // planes
+        upsample = max(1, h * 8 // height)
+        mask = HybridMask(row_major_guess(n_removed), planes=planes, weights="dirichlet", alpha=1.0, cap=0.65, upsample=upsample)
+        return HybridDefence("blackbox-guess", mask, [guess_k])
+    return PixelDefence("blackbox-guess", k=guess_k, weights="dirichlet", alpha=1.0, cap=0.65)
+
+
+def train_decoder(
+    simulated: Defence,
+    public: torch.Tensor,
+    steps: int,
+    batch_size: int = 32,
+    lr: float = 2e-3,
+    gan_weight: float = 0.0,
+    seed: int = 0,
+    progress: bool = False,
+    desc: str = "decoder",
+) -> BlockUNet:
+    """Train a decoder on ``simulated``-protected public faces -> their dominant originals.
+
+    Each step draws a batch of public faces, augments them (flip, shift, scale, rotation,
+    contrast), encodes the batch with the simulated defence (mixing partners come from the
+    same batch) and regresses the dominant face with L1 (+ ``gan_weight`` x pix2pix loss).
+    """
+    torch.manual_seed(seed)
+    generator = torch.Generator().manual_seed(seed)
+    n = public.shape[0]
+    batch_size = min(batch_size, n)
+    labels = torch.arange(n)
+    decoder = BlockUNet(public.shape[1]).to(memory_format=torch.channels_last)  # faster CPU convolutions
+
+    def pairs() -> tuple[torch.Tensor, torch.Tensor]:
+        idx = torch.randperm(n, generator=generator)[:batch_size]
+        faces = light_jitter(augment(public[idx], generator), generator)
+        batch = simulated.encode_train(faces, labels[idx], generator)
+        return simulated.to_pixels(batch.inputs), faces[batch.dominant_source]
+
+    decoder.set_input_scale(torch.cat([pairs()[0] for _ in range(4)]))
+    opt = torch.optim.AdamW(decoder.parameters(), lr=lr, weight_decay=1e-4)
+    sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=lr, total_steps=steps, pct_start=0.1)
+    critic = opt_c = None
+    if gan_weight > 0:
+        critic = PatchCritic(public.shape[1])
+        opt_c = torch.optim.Adam(critic.parameters(), lr=lr / 2, betas=(0.5, 0.999))
+    decoder.train()
+    bar = tqdm(range(steps), desc=desc, disable=not progress, dynamic_ncols=True, leave=False)
+    for _ in bar:
+        view, target = pairs()
+        out = decoder(view)
+        loss = F.l1_loss(out, target)
+        if critic is not None:
+            real = critic(view, target)
+            fake = critic(view, out.detach())
+            loss_c = F.binary_cross_entropy_with_logits(real, torch.ones_like(real)) + F.binary_cross_entropy_with_logits(fake, torch.zeros_like(fake))
+            opt_c.zero_grad(set_to_none=True)
+            loss_c.backward()
+            opt_c.step()
+            adv = critic(view, out)
+            loss = loss + gan_weight * F.binary_cross_entropy_with_logits(adv, torch.ones_like(adv))
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+        sched.step()
+        bar.set_postfix(l1=f"{F.l1_loss(out.detach(), target):.3f}")
+    return decoder.eval()
+
+
+class WhiteBoxReconstruction(Attack):
+    """Knows the deployed defence and its parameters; simulates exactly it on public faces."""
+
+    name = "whitebox"
+    kind = "reconstruction"
+
+    def __init__(self, steps: int = 1500, batch_size: int = 32, lr: float = 2e-3, gan_weight: float = 0.0, seed: int = 0):
+        self.steps = steps
+        self.batch_size = batch_size
+        self.lr = lr
+        self.gan_weight = gan_weight
+        self.seed = seed
+        self.simulated: Defence | None = None
+        self.decoder: BlockUNet | None = None
+
+    def simulate(self, defence: Defence, planes: int, height: int, width: int) -> Defence:
+        return defence
+
+    def fit(self, public: torch.Tensor, defence: Defence, progress: bool = False) -> "WhiteBoxReconstruction":
+        _, p, h, w = public.shape
+        self.simulated = self.simulate(defence, p, h, w)
+        self.decoder = train_decoder(
+            self.simulated, public, self.steps, self.batch_size, self.lr, self.gan_weight, self.seed, progress, desc=f"{self.name} decoder"
+        )
+        return self
+
+    @torch.no_grad()
+    def attack(self, target: AttackTarget, progress: bool = False) -> Reconstruction:
+        if self.decoder is None or self.simulated is None:
+            raise RuntimeError(f"{self.name}: call fit() before attack()")
+        inputs = target.masked.inputs
+        out = [self.decoder(self.simulated.to_pixels(inputs[i : i + 64])) for i in range(0, inputs.shape[0], 64)]
+        return Reconstruction(torch.cat(out), target.masked.dominant_label.clone(), self.kind)
+
+    def fit_key(self, defence: Defence, image_shape: tuple[int, int, int]) -> str:
+        budget = (self.steps, self.batch_size, self.lr, self.gan_weight, self.seed)
+        return f"{self.name}:{budget}:{simulation_key(defence)}"
+
+    def describe(self) -> dict:
+        d = {"name": self.name, "kind": self.kind, "steps": self.steps, "batch_size": self.batch_size, "gan_weight": self.gan_weight}
+        if self.simulated is not None:
+            d["trained_on"] = self.simulated.describe()
+        return d
+
+
+class BlackBoxReconstruction(WhiteBoxReconstruction):
+    """Knows only the tensors' domain and shape; trains on ``guess_defence`` (module doc)."""
+
+    name = "blackbox"
+
+    def __init__(self, *args, guess_k: int = 3, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.guess_k = guess_k
+
+    def simulate(self, defence: Defence, planes: int, height: int, width: int) -> Defence:
+        return guess_defence(defence, planes, height, width, self.guess_k)
+
+    def fit_key(self, defence: Defence, image_shape: tuple[int, int, int]) -> str:
+        # The guess depends only on the domain and the tensor shape, so one decoder serves
+        # every defence that looks alike.
+        budget = (self.steps, self.batch_size, self.lr, self.gan_weight, self.seed, self.guess_k)
+        return f"{self.name}:{budget}:{defence.input_kind}:{defence.input_shape(*image_shape)}"
+
+    def describe(self) -> dict:
+        return {**super().describe(), "guess_k": self.guess_k}

@@ -1,0 +1,245 @@
+"""``rl-mask benchmark``: every defence trained on the same private faces with the same budget,
+every attack run against each, scored by one independent evaluation model.
+
+Order of work (all seeded; a rerun with the same config and thread count reproduces the
+numbers):
+
+1. load and split the faces; assert no private identity is in the attacker's public set;
+2. train the evaluation model on the clean private training faces;
+3. per defence: train the FR network (``train_fr``, run folder under ``OUT/runs/NAME``), or,
+   for ``adaptive`` with ``--adaptive-run``, load that run's model and learned k distribution;
+   replay the first ``attack_batches`` protected training batches (what left the data owner);
+4. per attack: fit on the public faces (a fit is shared between defences that look the same
+   to that attacker, e.g. one GAN for every GMI run), attack, score;
+5. write ``results.json``, ``results.md``, ``pareto.png`` and ``examples.png``.
+"""
+
+from __future__ import annotations
+
+import copy
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import torch
+from tqdm.auto import tqdm
+
+from rl_mask.attacks import AttackTarget, Reconstruction, build_attack
+from rl_mask.config import Config, ConfigError, save_config
+from rl_mask.data import FaceDataError, FaceSplit
+from rl_mask.defences import Defence, build_defence
+from rl_mask.fr.evaluation import identification_accuracy, verification_accuracy
+from rl_mask.fr.run import PrivateData, TrainingStream, concat_batches, load_fr_model, prepare_data, set_threads, train_fr
+from rl_mask.metrics import PrivacyJudge, judge_report, train_evaluation_model
+from rl_mask.models import FaceRecognizer
+from rl_mask.report import write_report
+from rl_mask.run_folder import read_run
+
+
+class IdentityLeakError(FaceDataError):
+    """A private identity is in the attacker's public auxiliary set."""
+
+
+def check_identity_disjoint(split: FaceSplit) -> None:
+    """The attacker's public faces must not show any private person (by folder name and path)."""
+    private = set(split.private_train.identities) | set(split.private_test.identities)
+    shared = private & set(split.public.identities)
+    if shared:
+        raise IdentityLeakError(f"private identities {sorted(shared)} are also in the public set")
+    private_paths = set(split.private_train.paths) | set(split.private_test.paths)
+    if private_paths & set(split.public.paths):
+        raise IdentityLeakError("some private images are also in the public set")
+
+
+@dataclass
+class DefenceRun:
+    """A trained defence: the model, its utility, and where it came from."""
+
+    name: str
+    defence: Defence
+    model: FaceRecognizer
+    utility: dict
+    note: str = ""
+    dp: dict | None = None
+    run_dir: str | None = None
+    seconds: float = 0.0
+    replayed: bool = True
+
+
+@torch.no_grad()
+def evaluate_model(model: FaceRecognizer, defence: Defence, data: PrivateData) -> dict:
+    """Identification (top-1/top-5) and verification of held-out private faces."""
+    model.eval()
+    inputs = defence.encode_eval(data.test_images)
+    emb = model.embed(inputs)
+    logits = model.head(emb)
+    return {
+        "identification_acc": identification_accuracy(logits, data.test_labels, 1),
+        "identification_top5": identification_accuracy(logits, data.test_labels, 5),
+        "verification_acc": verification_accuracy(emb, data.pairs, data.same),
+    }
+
+
+def _adaptive_from_run(cfg: Config, data: PrivateData, run_dir: str) -> DefenceRun:
+    run = read_run(run_dir)
+    d, r = cfg.data, run.cfg.data
+    for name in ("height", "width", "color", "num_private", "train_per_identity", "split_seed"):
+        if getattr(d, name) != getattr(r, name):
+            raise ConfigError(f"--adaptive-run {run_dir}: data.{name}={getattr(r, name)!r} differs from this benchmark's {getattr(d, name)!r}")
+    if Path(d.resolved_root()).resolve() != Path(r.resolved_root()).resolve():
+        raise ConfigError(f"--adaptive-run {run_dir}: data.root {r.resolved_root()} differs from this benchmark's {d.resolved_root()}")
+    model, meta = load_fr_model(run.fr_weights)
+    expected = list(run.defence.input_shape(d.planes, d.height, d.width))
+    if meta["input_shape"] != expected or meta["num_classes"] != data.num_classes:
+        raise ConfigError(f"--adaptive-run {run_dir}: fr.pt is for input {meta['input_shape']} / {meta['num_classes']} classes, expected {expected} / {data.num_classes}")
+    dist = dict(zip(run.defence.ks, run.defence.probs))
+    note = (
+        f"learned policy from {run.path} (k distribution {', '.join(f'{k}: {p:.3f}' for k, p in dist.items())}); "
+        f"its FR budget is that run's ({run.summary.get('fr_steps', '?')} FR steps), not this benchmark's; "
+        "attacked batches are re-drawn from the policy's k distribution, not replayed"
+    )
+    return DefenceRun("adaptive", run.defence, model, evaluate_model(model, run.defence, data), note=note, run_dir=str(run.path), replayed=False)
+
+
+def train_defence(name: str, cfg: Config, data: PrivateData, out: Path, adaptive_run: str | None, progress: bool) -> DefenceRun:
+    started = time.perf_counter()
+    if name == "adaptive" and adaptive_run:
+        run = _adaptive_from_run(cfg, data, adaptive_run)
+        run.seconds = time.perf_counter() - started
+        return run
+    note = ""
+    if name == "adaptive":
+        ks = list(cfg.rl.k_choices)
+        probs = list(cfg.benchmark.adaptive_k_probs) or [1.0] * len(ks)
+        defence = build_defence(cfg, "adaptive", probs, ks)
+        note = (
+            "no --adaptive-run given: no learned policy; the FR network is trained here with k drawn from "
+            f"benchmark.adaptive_k_probs over rl.k_choices {dict(zip(ks, defence.probs))}"
+            + (" (uniform: the same distribution as random-k)" if not cfg.benchmark.adaptive_k_probs else "")
+        )
+    else:
+        defence = build_defence(cfg, name)
+    run_dir = out / "runs" / name
+    summary = train_fr(cfg, run_dir, defence=defence, progress=progress, data=data)
+    model, _ = load_fr_model(run_dir / "fr.pt")
+    utility = {k: summary[k] for k in ("identification_acc", "identification_top5", "verification_acc")}
+    return DefenceRun(name, defence, model, utility, note=note, dp=summary.get("dp"), run_dir=str(run_dir), seconds=time.perf_counter() - started)
+
+
+def attacked_batches(cfg: Config, run: DefenceRun, data: PrivateData, batches: int) -> tuple[AttackTarget, torch.Tensor]:
+    """The first ``batches`` protected training batches (a replay of what the FR run trained
+    on) as an attack target, and the dominant originals they are scored against."""
+    stream = TrainingStream(cfg, run.defence, data)
+    drawn = [stream.next() for _ in range(batches)]
+    masked, dominant_originals = concat_batches(drawn)
+    return AttackTarget(run.defence, masked, run.model, data.num_classes), dominant_originals
+
+
+@dataclass
+class BenchmarkState:
+    fitted: dict = field(default_factory=dict)
+    fit_seconds: dict = field(default_factory=dict)
+
+
+def mean_face_baseline(public: torch.Tensor, judge: PrivacyJudge, target: AttackTarget, references: torch.Tensor) -> dict:
+    """The do-nothing attacker: the mean public face for every protected sample."""
+    n = target.masked.inputs.shape[0]
+    rec = Reconstruction(public.mean(0, keepdim=True).expand(n, -1, -1, -1).contiguous(), target.masked.dominant_label, "reconstruction")
+    return judge.score(rec, references)
+
+
+def run_benchmark(cfg: Config, out_dir: str | Path, quick: bool = False, adaptive_run: str | None = None, progress: bool = True) -> dict:
+    """Run the benchmark into ``out_dir``; returns the results dict (also ``results.json``)."""
+    started = time.perf_counter()
+    bench = cfg.benchmark
+    budget = bench.quick if quick else bench.full
+    run_cfg = copy.deepcopy(cfg)
+    run_cfg.fr.steps = budget.fr_steps
+    run_cfg.validate()
+    data = prepare_data(run_cfg)  # bad faces fail before anything is written
+    check_identity_disjoint(data.split)
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    save_config(run_cfg, out / "config.yaml")
+    set_threads(run_cfg.fr.threads)
+    public = data.split.public.float_images()
+    image_shape = tuple(public.shape[1:])
+    timings: dict[str, float] = {}
+
+    t = time.perf_counter()
+    judge_model = train_evaluation_model(data.train_images, data.train_labels, data.num_classes, budget.eval_model_steps, seed=bench.seed + 1234, progress=progress)
+    judge = PrivacyJudge(
+        judge_model,
+        gallery=torch.cat([data.train_images, data.test_images]),
+        gallery_labels=torch.cat([data.train_labels, data.test_labels]),
+        train_images=data.train_images,
+        train_labels=data.train_labels,
+        num_classes=data.num_classes,
+    )
+    judge_quality = vars(judge_report(judge_model, data.train_images, data.train_labels, data.test_images, data.test_labels))
+    timings["evaluation_model"] = time.perf_counter() - t
+
+    state = BenchmarkState()
+    defences: list[dict] = []
+    examples: list[dict] = []
+    baseline: dict | None = None
+    outer = tqdm(bench.defences, desc="benchmark (defences)", disable=not progress, dynamic_ncols=True)
+    for name in outer:
+        outer.set_postfix(defence=name)
+        run = train_defence(name, run_cfg, data, out, adaptive_run, progress)
+        timings[f"train/{name}"] = run.seconds
+        target, references = attacked_batches(run_cfg, run, data, budget.attack_batches)
+        if baseline is None:
+            baseline = mean_face_baseline(public, judge, target, references)
+        cells: dict[str, dict] = {}
+        recs: dict[str, Reconstruction] = {}
+        for attack_name in bench.attacks:
+            attack = build_attack(attack_name, bench, budget)
+            key = attack.fit_key(run.defence, image_shape)
+            if key not in state.fitted:
+                t = time.perf_counter()
+                state.fitted[key] = attack.fit(public, run.defence, progress=progress)
+                timings[f"fit/{attack_name}/{name}"] = time.perf_counter() - t
+            attack = state.fitted[key]
+            t = time.perf_counter()
+            rec = attack.attack(target, progress=progress)
+            timings[f"attack/{attack_name}/{name}"] = time.perf_counter() - t
+            cells[attack_name] = {**judge.score(rec, references if rec.kind == "reconstruction" else None), "attack": attack.describe()}
+            recs[attack_name] = rec
+        defences.append(
+            {
+                "name": name,
+                "defence": run.defence.describe(),
+                "utility": run.utility,
+                "dp": run.dp,
+                "note": run.note,
+                "run_dir": run.run_dir,
+                "replayed_batches": run.replayed,
+                "attacked_samples": int(target.masked.inputs.shape[0]),
+                "attacks": cells,
+            }
+        )
+        examples.append({"name": name, "view": run.defence.to_pixels(target.masked.inputs[:1]), "original": references[:1], "label": int(target.masked.dominant_label[0]), "recs": recs})
+    results = {
+        "mode": "quick" if quick else "full",
+        "budget": vars(budget),
+        "seed": bench.seed,
+        "torch_threads": torch.get_num_threads(),
+        "data": {
+            "root": run_cfg.data.resolved_root(),
+            "private_identities": data.num_classes,
+            "private_train_images": len(data.train_labels),
+            "private_test_images": len(data.test_labels),
+            "public_identities": data.split.public.num_classes,
+            "public_images": len(data.split.public),
+            "chance_acc1": 1.0 / data.num_classes,
+        },
+        "evaluation_model": {"architecture": "VGG-style CNN on pixels (rl_mask.metrics.evaluator)", **judge_quality, "knn_reference": judge.knn_reference},
+        "baseline_mean_public_face": baseline,
+        "adaptive_run": adaptive_run,
+        "defences": defences,
+        "timings_seconds": {k: round(v, 2) for k, v in timings.items()},
+    }
+    results["wall_seconds"] = round(time.perf_counter() - started, 2)
+    write_report(results, out, examples)
+    return results

@@ -1,0 +1,83 @@
+"""``rl-mask export-masked``: the protected training tensors of a run, as they leave the data
+owner, with labels and provenance, for a third party to audit with its own attack.
+
+The file (``numpy.savez_compressed``) holds, for M protected samples mixing up to K faces:
+
+- ``inputs``  float32 ``[M, C, h, w]``: exactly what the FR trainer received;
+- ``labels``  int64 ``[M, K]``: identity (private label) of each mixed face;
+- ``weights`` float32 ``[M, K]``: mixing weights (rows sum to 1);
+- ``sources`` int64 ``[M, K]``: provenance, indices into the run's private training set
+  (the split of ``config.yaml``: identities shuffled with ``data.split_seed``);
+  columns beyond a batch's own k are padding (weight 0, label and source -1);
+- ``batch``   int64 ``[M]``: the training step each sample was drawn for;
+- ``meta``    a JSON string: the defence, the run, whether the batches are an exact replay.
+
+The original faces never go into the file.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from rl_mask.checkpoint import atomic_write_bytes
+from rl_mask.config import ConfigError
+from rl_mask.fr.run import TrainingStream, concat_batches, prepare_data
+from rl_mask.run_folder import read_run
+
+
+def export_masked(run_dir: str | Path, out_file: str | Path, batches: int | None = None, data_root: str | None = None) -> dict:
+    """Write the first ``batches`` protected training batches of ``run_dir`` (default: one
+    epoch's worth) to ``out_file``; returns the meta dict."""
+    run = read_run(run_dir)
+    cfg = run.cfg
+    if data_root:
+        cfg.data.root = str(Path(data_root).resolve())
+    data = prepare_data(cfg)
+    if batches is None:
+        batches = max(1, len(data.train_labels) // cfg.fr.batch_size)
+    if batches < 1:
+        raise ConfigError(f"--batches {batches} must be >= 1")
+    stream = TrainingStream(cfg, run.defence, data)
+    drawn = [stream.next() for _ in range(batches)]
+    masked, _ = concat_batches(drawn)
+    step = torch.cat([torch.full((b.masked.inputs.shape[0],), i, dtype=torch.long) for i, b in enumerate(drawn)])
+    meta = {
+        "run": str(run.path.resolve()),
+        "defence": run.defence.describe(),
+        "exact_replay": run.replayable,
+        "replay_note": (
+            "the first training batches of this train-fr run, replayed from its seed: identical to what the FR trainer received"
+            if run.replayable
+            else "an rl-mask train (adaptive) run: batches re-drawn with the learned k distribution, not the env runners' exact batches"
+        ),
+        "augmented": bool(cfg.fr.augment),
+        "batches": batches,
+        "samples": int(masked.inputs.shape[0]),
+        "source_index_space": {
+            "set": "private_train",
+            "data_root": cfg.data.resolved_root(),
+            "split_seed": cfg.data.split_seed,
+            "num_private": cfg.data.num_private,
+            "train_per_identity": cfg.data.train_per_identity,
+            "size": int(len(data.train_labels)),
+        },
+        "input_kind": run.defence.input_kind,
+    }
+    buffer = io.BytesIO()
+    np.savez_compressed(
+        buffer,
+        inputs=masked.inputs.numpy().astype(np.float32),
+        labels=masked.labels.numpy().astype(np.int64),
+        weights=masked.weights.numpy().astype(np.float32),
+        sources=masked.sources.numpy().astype(np.int64),
+        batch=step.numpy(),
+        meta=np.array(json.dumps(meta)),
+    )
+    out_file = Path(out_file)
+    atomic_write_bytes(out_file, buffer.getvalue())
+    return meta

@@ -1,0 +1,160 @@
+"""The independent evaluation model: a judge of whether a reconstruction shows the right person.
+
+A small VGG-style CNN on pixels (a different architecture and input map from the target
+IR-ResNet, trained separately, from another seed) fitted on the *clean* private training
+faces. Attacks never see it. Its top-1/top-5 prediction on a reconstruction is the identity
+leak, and its L2-normalised penultimate features give the KNN distance to the private faces.
+
+It is trained with strong but identity-preserving augmentation (geometry, contrast,
+brightness, blur, noise) so that a blurred or low-contrast reconstruction of a person is still
+judged as that person: the judge must not under-report leaks.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+from tqdm.auto import tqdm
+
+from rl_mask.data import augment
+from rl_mask.fr.evaluation import identification_accuracy
+
+#: Input resolution divisor: faces are average-pooled 2x before the first convolution.
+INPUT_POOL = 2
+
+
+def _stage(c_in: int, c_out: int, convs: int) -> nn.Sequential:
+    layers: list[nn.Module] = []
+    for i in range(convs):
+        layers += [nn.Conv2d(c_in if i == 0 else c_out, c_out, 3, padding=1, bias=False), nn.BatchNorm2d(c_out), nn.ReLU(inplace=True)]
+    return nn.Sequential(*layers)
+
+
+class EvaluationModel(nn.Module):
+    """VGG-style classifier: conv stages with max-pooling, global pooling, linear head (the
+    deeper stages get two convolutions; the high-resolution ones one, to stay cheap on CPU)."""
+
+    def __init__(
+        self,
+        planes: int,
+        num_classes: int,
+        widths: tuple[int, ...] = (32, 64, 128, 256),
+        convs: tuple[int, ...] = (1, 1, 2, 2),
+        dropout: float = 0.3,
+    ):
+        super().__init__()
+        layers: list[nn.Module] = []
+        c = planes
+        for i, (w, n) in enumerate(zip(widths, convs)):
+            layers.append(_stage(c, w, n))
+            if i < len(widths) - 1:
+                layers.append(nn.MaxPool2d(2))
+            c = w
+        self.features_net = nn.Sequential(*layers)
+        self.dropout = nn.Dropout(dropout)
+        self.classifier = nn.Linear(c, num_classes)
+        self.num_classes = num_classes
+
+    def features(self, x: torch.Tensor) -> torch.Tensor:
+        """Penultimate features, L2-normalised (the KNN space)."""
+        x = F.avg_pool2d(x, INPUT_POOL)
+        h = self.features_net(x)
+        return F.normalize(h.mean(dim=(2, 3)), dim=1)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = F.avg_pool2d(x, INPUT_POOL)
+        h = self.features_net(x).mean(dim=(2, 3))
+        return self.classifier(self.dropout(h))
+
+    @torch.no_grad()
+    def predict(self, images: torch.Tensor, chunk: int = 128) -> tuple[torch.Tensor, torch.Tensor]:
+        """``(logits, features)`` of images ``[N, P, H, W]`` in [-1, 1], on CPU."""
+        self.eval()
+        logits, feats = [], []
+        for i in range(0, images.shape[0], chunk):
+            x = images[i : i + chunk].clamp(-1, 1)
+            h = F.avg_pool2d(x, INPUT_POOL)
+            h = self.features_net(h).mean(dim=(2, 3))
+            logits.append(self.classifier(h))
+            feats.append(F.normalize(h, dim=1))
+        return torch.cat(logits), torch.cat(feats)
+
+
+def photometric_jitter(images: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
+    """Random contrast, brightness, Gaussian blur and noise: faces stay recognisable."""
+    b = images.shape[0]
+    contrast = 0.6 + 0.8 * torch.rand(b, 1, 1, 1, generator=generator)
+    brightness = 0.3 * (torch.rand(b, 1, 1, 1, generator=generator) * 2 - 1)
+    mean = images.mean(dim=(1, 2, 3), keepdim=True)
+    out = (images - mean) * contrast + mean + brightness
+    blur = torch.rand(b, generator=generator) < 0.5
+    if blur.any():
+        sigma = 0.5 + 1.5 * torch.rand(1, generator=generator).item()
+        out[blur] = gaussian_blur(out[blur], sigma)
+    noise = 0.05 * torch.rand(b, 1, 1, 1, generator=generator) * torch.randn(images.shape, generator=generator)
+    return (out + noise).clamp(-1, 1)
+
+
+def gaussian_blur(images: torch.Tensor, sigma: float) -> torch.Tensor:
+    """Separable Gaussian blur of ``[B, P, H, W]`` (reflect padding)."""
+    radius = max(1, math.ceil(2.5 * sigma))
+    x = torch.arange(-radius, radius + 1, dtype=images.dtype)
+    k = torch.exp(-(x**2) / (2 * sigma**2))
+    k = k / k.sum()
+    p = images.shape[1]
+    out = F.pad(images, (radius, radius, radius, radius), mode="reflect")
+    out = F.conv2d(out, k.view(1, 1, 1, -1).repeat(p, 1, 1, 1), groups=p)
+    return F.conv2d(out, k.view(1, 1, -1, 1).repeat(p, 1, 1, 1), groups=p)
+
+
+@dataclass
+class EvaluationReport:
+    """How good the judge is on held-out private faces (a judge that cannot recognise clean
+    faces cannot measure leaks)."""
+
+    test_acc: float
+    test_top5: float
+    train_acc: float
+
+
+def train_evaluation_model(
+    train_images: torch.Tensor,
+    train_labels: torch.Tensor,
+    num_classes: int,
+    steps: int,
+    batch_size: int = 32,
+    lr: float = 2e-3,
+    seed: int = 1234,
+    progress: bool = False,
+) -> EvaluationModel:
+    """Fit the judge on clean private training faces (augmented), AdamW + cosine schedule."""
+    torch.manual_seed(seed)
+    generator = torch.Generator().manual_seed(seed)
+    model = EvaluationModel(train_images.shape[1], num_classes)
+    opt = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=5e-4)
+    sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=lr, total_steps=steps, pct_start=0.15)
+    n = train_images.shape[0]
+    model.train()
+    for _ in tqdm(range(steps), desc="evaluation model", disable=not progress, dynamic_ncols=True, leave=False):
+        idx = torch.randint(0, n, (min(batch_size, n),), generator=generator)
+        x = photometric_jitter(augment(train_images[idx], generator, max_shift=0.08, max_scale=0.1, max_rotate_deg=10.0), generator)
+        loss = F.cross_entropy(model(x), train_labels[idx], label_smoothing=0.1)
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+        sched.step()
+    return model.eval()
+
+
+def judge_report(model: EvaluationModel, train_images, train_labels, test_images, test_labels) -> EvaluationReport:
+    test_logits, _ = model.predict(test_images)
+    train_logits, _ = model.predict(train_images)
+    return EvaluationReport(
+        test_acc=identification_accuracy(test_logits, test_labels, 1),
+        test_top5=identification_accuracy(test_logits, test_labels, 5),
+        train_acc=identification_accuracy(train_logits, train_labels, 1),
+    )

@@ -1,0 +1,62 @@
+"""Shared, cached pieces for the privacy tests (real AT&T faces, real training, tiny budgets).
+
+Cached per test session so that test_attacks, test_metrics and test_benchmark train the
+evaluation model and the unprotected FR model once.
+"""
+
+from __future__ import annotations
+
+import functools
+import tempfile
+from pathlib import Path
+
+import torch
+
+from rl_mask.config import Config
+from rl_mask.fr.run import load_fr_model, prepare_data, train_fr
+from rl_mask.metrics import PrivacyJudge, train_evaluation_model
+
+JUDGE_STEPS = 120
+FR_STEPS = 150
+
+
+def tiny_config(**fr) -> Config:
+    cfg = Config()
+    cfg.fr.eval_every = 50
+    for k, v in fr.items():
+        setattr(cfg.fr, k, v)
+    return cfg.validate()
+
+
+@functools.lru_cache(maxsize=None)
+def data():
+    return prepare_data(Config())
+
+
+@functools.lru_cache(maxsize=None)
+def public() -> torch.Tensor:
+    return data().split.public.float_images()
+
+
+@functools.lru_cache(maxsize=None)
+def judge() -> PrivacyJudge:
+    d = data()
+    model = train_evaluation_model(d.train_images, d.train_labels, d.num_classes, JUDGE_STEPS, seed=1234)
+    return PrivacyJudge(
+        model,
+        gallery=torch.cat([d.train_images, d.test_images]),
+        gallery_labels=torch.cat([d.train_labels, d.test_labels]),
+        train_images=d.train_images,
+        train_labels=d.train_labels,
+        num_classes=d.num_classes,
+    )
+
+
+@functools.lru_cache(maxsize=None)
+def unprotected_model():
+    """The FR network trained on clean pixels (``none``), short budget."""
+    out = Path(tempfile.mkdtemp(prefix="rl-mask-test-none-"))
+    cfg = tiny_config(steps=FR_STEPS)
+    summary = train_fr(cfg, out, progress=False, data=data(), defence=__import__("rl_mask.defences", fromlist=["build_defence"]).build_defence(cfg, "none"))
+    model, _ = load_fr_model(out / "fr.pt")
+    return model, summary
