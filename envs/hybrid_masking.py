@@ -41,20 +41,29 @@ from rl_mask.freq import CHANNELS_PER_PLANE
 BANDS = ((0, 6), (6, 15), (15, 28), (28, 64))
 
 
+#: FR services hosted in this process (debug mode: env, learner and FR network in one
+#: process), by name; env configs name them with ``fr_local`` (configs are deep-copied).
+LOCAL_FR_SERVICES: dict[str, Any] = {}
+
+
 class FRClient:
     """Calls the FR service, local object or Ray actor handle alike."""
 
-    def __init__(self, target: Any = None, actor_name: str | None = None, namespace: str | None = None):
+    def __init__(self, target: Any = None, actor_name: str | None = None, namespace: str | None = None, local_name: str | None = None):
         self._target = target
         self._actor_name = actor_name
         self._namespace = namespace
+        self._local_name = local_name
 
     @property
     def target(self) -> Any:
         if self._target is None:
-            import ray
+            if self._local_name is not None:
+                self._target = LOCAL_FR_SERVICES[self._local_name]
+            else:
+                import ray
 
-            self._target = ray.get_actor(self._actor_name, namespace=self._namespace)
+                self._target = ray.get_actor(self._actor_name, namespace=self._namespace)
         return self._target
 
     def call(self, method: str, *args: Any) -> Any:
@@ -84,7 +93,7 @@ class HybridMaskingEnv(gym.Env):
         self.lam = rl.utility_lambda
         self.total_fr_steps = int(env_config.get("total_fr_steps", rl.iterations * rl.train_batch_size))
         self.train_fr = bool(env_config.get("train_fr", True))
-        self.fr = FRClient(env_config.get("fr_service"), env_config.get("fr_actor"), env_config.get("namespace"))
+        self.fr = FRClient(env_config.get("fr_service"), env_config.get("fr_actor"), env_config.get("namespace"), env_config.get("fr_local"))
         self.base_seed = rl.seed + 10_007 * worker + 101 * vector
 
         train = load_split(self.cfg.data).private_train

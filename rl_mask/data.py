@@ -10,6 +10,7 @@ the rest are the *public* identities, the attacker's auxiliary set. No identity 
 
 from __future__ import annotations
 
+import functools
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -257,10 +258,19 @@ def load_split(cfg) -> FaceSplit:
     return split_faces(faces, cfg.num_private, cfg.train_per_identity, cfg.split_seed)
 
 
+@functools.lru_cache(maxsize=8)
+def _base_grid(height: int, width: int) -> torch.Tensor:
+    """``[H*W, 3]`` homogeneous pixel-centre coordinates in [-1, 1] (``align_corners=False``)."""
+    ys = (torch.arange(height, dtype=torch.float32) * 2 + 1) / height - 1
+    xs = (torch.arange(width, dtype=torch.float32) * 2 + 1) / width - 1
+    gy, gx = torch.meshgrid(ys, xs, indexing="ij")
+    return torch.stack([gx, gy, torch.ones_like(gx)], dim=-1).reshape(-1, 3)
+
+
 def augment(images: torch.Tensor, generator: torch.Generator | None = None, max_shift: float = 0.06, max_scale: float = 0.06, max_rotate_deg: float = 6.0) -> torch.Tensor:
     """Random horizontal flip, shift, scale and rotation of a batch ``[B, P, H, W]`` in one
     ``grid_sample`` call (done by the data owner, before masking)."""
-    b = images.shape[0]
+    b, _, h, w = images.shape
     u = torch.rand(b, 5, generator=generator) * 2 - 1
     flip = torch.where(torch.rand(b, generator=generator) < 0.5, -1.0, 1.0)
     scale = 1 + max_scale * u[:, 0]
@@ -268,6 +278,10 @@ def augment(images: torch.Tensor, generator: torch.Generator | None = None, max_
     cos, sin = torch.cos(angle) * scale, torch.sin(angle) * scale
     theta = torch.stack(
         [torch.stack([cos * flip, -sin, max_shift * 2 * u[:, 2]], 1), torch.stack([sin * flip, cos, max_shift * 2 * u[:, 3]], 1)], 1
-    ).to(images.device, images.dtype)
-    grid = F.affine_grid(theta, list(images.shape), align_corners=False)
+    )
+    # The grid F.affine_grid builds, from a cached base grid with element-wise multiply-adds
+    # (affine_grid and a K=3 batched matmul are several times slower on CPU).
+    base = _base_grid(h, w)
+    gx, gy = (theta[:, r, 0, None] * base[:, 0] + theta[:, r, 1, None] * base[:, 1] + theta[:, r, 2, None] for r in (0, 1))
+    grid = torch.stack([gx, gy], dim=-1).reshape(b, h, w, 2).to(images.device, images.dtype)
     return F.grid_sample(images, grid, mode="bilinear", padding_mode="border", align_corners=False)

@@ -52,6 +52,7 @@ def short_run(ray_runtime, tmp_path_factory):
 def test_short_ppo_run_writes_the_run_folder(short_run):
     run, summary = short_run
     assert summary["finished"] and summary["iterations"] == 2
+    assert summary["fr_host"] == "ray actor" and len(summary["env_runner_nodes"]) == 1
     assert summary["env_steps"] == 64 and summary["fr_steps"] >= 64
     assert set(summary["k_distribution"]) == {"2", "3", "4", "5", "6"}
     assert abs(sum(summary["k_distribution"].values()) - 1) < 1e-3
@@ -135,6 +136,14 @@ def test_checkpoint_resume_continues_counters_and_restores_fr_weights(ray_runtim
     acc = EventAccumulator(str(run / "tb"), size_guidance={"scalars": 0})
     acc.Reload()
     assert [e.step for e in acc.Scalars("mask/k_mean")] == [32, 64]
+
+
+def test_debug_mode_runs_env_learner_and_fr_in_one_process(ray_runtime, tmp_path):
+    summary = train(tiny_config(num_env_runners=0, iterations=1), tmp_path / "debug", progress=False, debug=True)
+    assert summary["finished"] and summary["env_steps"] == 32 and summary["fr_steps"] >= 32
+    assert summary["fr_host"] == "driver process (debug)" and summary["env_runner_nodes"] == []
+    model, _ = load_fr_model(tmp_path / "debug" / "fr.pt")
+    assert (tmp_path / "debug" / "checkpoints" / "latest").read_text() == "iter_000001"
 
 
 def test_fresh_run_refuses_a_used_folder(ray_runtime, short_run):

@@ -10,6 +10,7 @@ calls in flight are retried (``max_task_retries``), so env runners just see a sl
 from __future__ import annotations
 
 import os
+import warnings
 from pathlib import Path
 
 import ray
@@ -19,44 +20,24 @@ from rl_mask.config import Config, from_dict
 from rl_mask.fr.service import FRService
 
 
-def _cpu(obj):
-    """Tensors to CPU so a state can cross to a process without CUDA."""
-    if isinstance(obj, torch.Tensor):
-        return obj.detach().cpu()
-    if isinstance(obj, dict):
-        return {k: _cpu(v) for k, v in obj.items()}
-    if isinstance(obj, (list, tuple)):
-        return type(obj)(_cpu(v) for v in obj)
-    return obj
-
-
 class FRActorImpl(FRService):
-    """``FRService`` in an actor: picks its device and threads, exposes CPU-side state."""
+    """``FRService`` in an actor: picks its device and threads, reports where it runs."""
 
     def __init__(self, cfg: dict, total_steps: int, autosave_path: str | None, autosave_every: int, threads: int = 0):
         torch.set_num_threads(threads or os.cpu_count() or 1)
         device = torch.device("cuda") if ray.get_gpu_ids() and torch.cuda.is_available() else torch.device("cpu")
         super().__init__(from_dict(cfg), total_steps, device, autosave_path=autosave_path, autosave_every=autosave_every)
 
-    def get_state(self) -> dict:
-        return _cpu(self.state_dict())
-
-    def set_state(self, state: dict) -> None:
-        """Load a state (resume) and autosave it at once, so a crash right after does not lose it."""
-        self.load_state_dict(state)
-        if self.autosave_path:
-            self.save(self.autosave_path)
-
-    def weights(self) -> dict:
-        return _cpu(super().weights())
-
     def pid(self) -> int:
         return os.getpid()
 
     def info(self) -> dict:
         ctx = ray.get_runtime_context()
+        with warnings.catch_warnings():  # Ray's property reads a deprecated actor_id internally
+            warnings.simplefilter("ignore")
+            restarted = bool(ctx.was_current_actor_reconstructed)
         # A restarted actor says so, and which autosaved FR state it reloaded (restored_from).
-        return {**super().info(), "node_id": ctx.get_node_id(), "restarted": bool(ctx.was_current_actor_reconstructed), "pid": os.getpid()}
+        return {**super().info(), "node_id": ctx.get_node_id(), "restarted": restarted}
 
 
 FRActor = ray.remote(FRActorImpl)

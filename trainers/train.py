@@ -28,11 +28,12 @@ import ray
 import torch
 from tqdm.auto import tqdm
 
-from envs.hybrid_masking import HybridMaskingEnv
+from envs.hybrid_masking import LOCAL_FR_SERVICES, FRClient, HybridMaskingEnv
 from rl_mask.checkpoint import CheckpointError, atomic_write_text, load_checkpoint, save_checkpoint
 from rl_mask.config import Config, ConfigError, load_config, save_config
 from rl_mask.data import load_split
 from rl_mask.defences import hybrid_mask_from_config
+from rl_mask.fr.service import FRService
 from trainers.fr_actor import autosave_path, create_fr_actor
 from trainers.ppo import build_ppo_config, total_fr_steps
 from trainers.tensorboard import RunWriter, fr_scalars, ppo_scalars
@@ -85,7 +86,7 @@ def check_no_pickles(path: Path) -> None:
         raise CheckpointError(f"checkpoint {path} holds pickled state ({pickled[0]}); rl-mask only restores msgpack checkpoints it wrote")
 
 
-def write_checkpoint(run_dir: Path, algo, fr, state: dict) -> Path:
+def write_checkpoint(run_dir: Path, algo, fr: FRClient, state: dict) -> Path:
     """Algorithm + FR state + counters in one folder, made visible only when complete."""
     root = run_dir / "checkpoints"
     name = f"iter_{state['iteration']:06d}"
@@ -94,7 +95,7 @@ def write_checkpoint(run_dir: Path, algo, fr, state: dict) -> Path:
     tmp.mkdir(parents=True)
     # msgpack, not pickle: resuming never unpickles anything from the run folder.
     algo.save_to_path(str((tmp / "algo").resolve()), use_msgpack=True)
-    save_checkpoint(ray.get(fr.get_state.remote()), tmp / "fr_state.pt")
+    save_checkpoint(fr.call("get_state"), tmp / "fr_state.pt")
     (tmp / "state.json").write_text(json.dumps(state, indent=2))
     final = root / name
     shutil.rmtree(final, ignore_errors=True)
@@ -135,11 +136,11 @@ def entropy(p: np.ndarray) -> float:
     return float(-(p * np.log(p)).sum())
 
 
-def score_policy(cfg: Config, fr, module, steps: int, seed: int) -> dict:
+def score_policy(cfg: Config, fr: FRClient, module, steps: int, seed: int) -> dict:
     """The trained policy vs a uniform-random one on the same, frozen FR state and batches."""
     out = {}
     for name in ("policy", "uniform"):
-        env = HybridMaskingEnv({"config": cfg, "fr_service": fr, "train_fr": False, "worker_index": 99, "vector_index": 0})
+        env = HybridMaskingEnv({"config": cfg, "fr_service": fr.target, "train_fr": False, "worker_index": 99, "vector_index": 0})
         rng = np.random.default_rng(seed)
         obs, _ = env.reset(seed=seed)
         rewards, ks, probs = [], [], []
@@ -214,14 +215,22 @@ def train(
     fr_name = f"fr-{uuid.uuid4().hex[:8]}"
     # A resumed run restarts from its checkpoint: an autosave written after it is out of step.
     autosave_path(run_dir).unlink(missing_ok=True)
-    fr = create_fr_actor(cfg, run_dir, fr_name, NAMESPACE, total_fr_steps(cfg))
+    if debug:
+        # Debug mode: env, learner and FR network in this one process (breakpoints work
+        # everywhere, no transfers); the same FRService the actor hosts.
+        LOCAL_FR_SERVICES[fr_name] = FRService(
+            cfg, total_fr_steps(cfg), autosave_path=autosave_path(run_dir), autosave_every=rl.fr_autosave_every
+        )
+        fr = FRClient(local_name=fr_name)
+    else:
+        fr = FRClient(create_fr_actor(cfg, run_dir, fr_name, NAMESPACE, total_fr_steps(cfg)))
     algo = None
     writer = None
     try:
         if ckpt:
-            ray.get(fr.set_state.remote(fr_state))
-        ray.get(fr.status.remote())  # fail fast if the actor cannot start
-        algo = build_ppo_config(cfg, fr_name, NAMESPACE).build_algo()
+            fr.call("set_state", fr_state)
+        fr.call("status")  # fail fast if the actor cannot start
+        algo = build_ppo_config(cfg, fr_name, NAMESPACE, local_fr=debug).build_algo()
         if ckpt:
             algo.restore_from_path(str((ckpt / "algo").resolve()))
         # Drop events a killed run wrote after its last checkpoint (TensorBoard purges >= purge_step).
@@ -238,7 +247,7 @@ def train(
             result = algo.train()
             iteration_seconds.append(time.perf_counter() - t_iter)
             env_steps = int(result["env_runners"]["num_env_steps_sampled_lifetime"])
-            records = ray.get(fr.drain_log.remote())
+            records = fr.call("drain_log")
             writer.scalars(ppo_scalars(result), env_steps)
             ours = fr_scalars(records, rl.accuracy_floor, rl.utility_lambda, rl.k_choices)
             writer.scalars(ours, env_steps)
@@ -249,7 +258,7 @@ def train(
                 bar.set_postfix(k=f"{ours['mask/k_mean']:.2f}", loss=f"{ours['fr/loss']:.2f}", acc=f"{ours['fr/clean_identification_acc']:.2f}")
             if (it + 1) % rl.checkpoint_every == 0 or it + 1 == end_iter:
                 state = {"iteration": it + 1, "env_steps": env_steps, "wall_seconds": prior["wall_seconds"] + time.perf_counter() - t0}
-                state["fr_steps"] = int(ray.get(fr.status.remote())["fr_step"])
+                state["fr_steps"] = int(fr.call("status")["fr_step"])
                 write_checkpoint(run_dir, algo, fr, state)
         finished = algo.iteration >= rl.iterations
         summary = finalize(cfg, run_dir, algo, fr, env_steps, prior["wall_seconds"] + time.perf_counter() - t0, finished, writer, iteration_seconds)
@@ -259,19 +268,22 @@ def train(
             writer.close()
         if algo is not None:
             algo.stop()
-        ray.kill(fr, no_restart=True)
+        if debug:
+            LOCAL_FR_SERVICES.pop(fr_name, None)
+        else:
+            ray.kill(fr.target, no_restart=True)
         if started_ray:
             ray.shutdown()
 
 
-def finalize(cfg: Config, run_dir: Path, algo, fr, env_steps: int, wall: float, finished: bool, writer: RunWriter, iteration_seconds: list[float]) -> dict:
+def finalize(cfg: Config, run_dir: Path, algo, fr: FRClient, env_steps: int, wall: float, finished: bool, writer: RunWriter, iteration_seconds: list[float]) -> dict:
     rl = cfg.rl
-    metrics = ray.get(fr.evaluate.remote())
-    info = ray.get(fr.info.remote())
+    metrics = fr.call("evaluate")
+    info = fr.call("info")
     module = algo.get_module()
     runner_nodes = algo.env_runner_group.foreach_env_runner(lambda runner: ray.get_runtime_context().get_node_id(), local_env_runner=False)
     scores = score_policy(cfg, fr, module, rl.policy_eval_steps, seed=rl.seed + 12345)
-    save_checkpoint(ray.get(fr.weights.remote()), run_dir / "fr.pt")
+    save_checkpoint(fr.call("weights"), run_dir / "fr.pt")
     save_checkpoint(
         {"state_dict": {k: v.detach().cpu() for k, v in module.state_dict().items()}, "k_choices": list(rl.k_choices), "hidden": list(rl.hidden)},
         run_dir / "policy.pt",
@@ -299,6 +311,7 @@ def finalize(cfg: Config, run_dir: Path, algo, fr, env_steps: int, wall: float, 
         "env_steps_per_s": env_steps / max(wall, 1e-9),
         "num_env_runners": rl.num_env_runners,
         "env_runner_nodes": sorted(set(runner_nodes)),
+        "fr_host": "driver process (debug)" if info["pid"] == os.getpid() else "ray actor",
         "fr_actor_node": info["node_id"],
         "fr_actor_restarted": info["restarted"],
         "fr_restored_from": info["restored_from"],

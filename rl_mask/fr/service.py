@@ -7,6 +7,7 @@ measures clean (k = 1) identification accuracy on the held-out private faces eve
 
 from __future__ import annotations
 
+import os
 import time
 from pathlib import Path
 
@@ -20,6 +21,17 @@ from rl_mask.fr.trainer import resolve_device
 from rl_mask.masking import MaskedBatch
 
 LOSS_EMA = 0.95
+
+
+def to_cpu(obj):
+    """Tensors to CPU so a state can be saved or cross to a process without CUDA."""
+    if isinstance(obj, torch.Tensor):
+        return obj.detach().cpu()
+    if isinstance(obj, dict):
+        return {k: to_cpu(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return type(obj)(to_cpu(v) for v in obj)
+    return obj
 
 
 class FRService:
@@ -104,6 +116,9 @@ class FRService:
             "restored_from": self.restored_from,
             "restored_step": self.restored_step,
             "threads": torch.get_num_threads(),
+            "pid": os.getpid(),
+            "node_id": None,
+            "restarted": False,
         }
 
     def state_dict(self) -> dict:
@@ -115,11 +130,20 @@ class FRService:
         self.loss_ema = float(state.get("loss_ema", 0.0))
         self.images_trained = int(state.get("images_trained", 0))
 
+    def get_state(self) -> dict:
+        return to_cpu(self.state_dict())
+
+    def set_state(self, state: dict) -> None:
+        """Load a state (resume) and autosave it at once, so a crash right after does not lose it."""
+        self.load_state_dict(state)
+        if self.autosave_path:
+            self.save(self.autosave_path)
+
     def save(self, path: str | Path) -> None:
-        save_checkpoint(self.state_dict(), path)
+        save_checkpoint(self.get_state(), path)
 
     def load(self, path: str | Path) -> None:
         self.load_state_dict(load_checkpoint(path, self.device, required=("trainer",)))
 
     def weights(self) -> dict:
-        return self.trainer.weights()
+        return to_cpu(self.trainer.weights())
