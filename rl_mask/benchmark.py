@@ -168,14 +168,7 @@ def run_benchmark(cfg: Config, out_dir: str | Path, quick: bool = False, adaptiv
 
     t = time.perf_counter()
     judge_model = train_evaluation_model(data.train_images, data.train_labels, data.num_classes, budget.eval_model_steps, seed=bench.seed + 1234, progress=progress)
-    judge = PrivacyJudge(
-        judge_model,
-        gallery=torch.cat([data.train_images, data.test_images]),
-        gallery_labels=torch.cat([data.train_labels, data.test_labels]),
-        train_images=data.train_images,
-        train_labels=data.train_labels,
-        num_classes=data.num_classes,
-    )
+    judge = PrivacyJudge.for_private_data(judge_model, data)
     judge_quality = vars(judge_report(judge_model, data.train_images, data.train_labels, data.test_images, data.test_labels))
     timings["evaluation_model"] = time.perf_counter() - t
 

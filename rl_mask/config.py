@@ -136,6 +136,7 @@ class RLConfig:
     fr_threads: int = 0  # torch threads in the FR actor; 0: all the node's cores
     fr_max_restarts: int = 3
     fr_autosave_every: int = 50  # FR steps between the actor's own recovery saves
+    record_masked_batches: int = 2  # first FR batches kept as received, for export-masked
     env_runner_max_restarts: int = 3
     seed: int = 0
 
@@ -386,6 +387,7 @@ def validate_rl(r: RLConfig, batch_size: int) -> None:
     _require(0 <= r.accuracy_floor <= 1, "rl.accuracy_floor", r.accuracy_floor, "[0, 1]")
     for name in ("eval_every", "iterations", "train_batch_size", "minibatch_size", "num_epochs", "checkpoint_every", "image_every", "policy_eval_steps", "fr_autosave_every"):
         _require(getattr(r, name) >= 1, f"rl.{name}", getattr(r, name), ">= 1")
+    _require(r.record_masked_batches >= 0, "rl.record_masked_batches", r.record_masked_batches, ">= 0")
     _require(r.minibatch_size <= r.train_batch_size, "rl.minibatch_size", r.minibatch_size, f"<= rl.train_batch_size ({r.train_batch_size})")
     _require(r.lr > 0, "rl.lr", r.lr, "> 0")
     _require(0 < r.gamma <= 1, "rl.gamma", r.gamma, "(0, 1]")

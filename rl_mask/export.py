@@ -9,7 +9,7 @@ The file (``numpy.savez_compressed``) holds, for M protected samples mixing up t
 - ``sources`` int64 ``[M, K]``: provenance, indices into the run's private training set
   (the split of ``config.yaml``: identities shuffled with ``data.split_seed``);
   columns beyond a batch's own k are padding (weight 0, label and source -1);
-- ``batch``   int64 ``[M]``: the training step each sample was drawn for;
+- ``batch``   int64 ``[M]``: which of the exported batches each sample belongs to;
 - ``meta``    a JSON string: the defence, the run, whether the batches are an exact replay.
 
 The original faces never go into the file.
@@ -24,15 +24,21 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from rl_mask.checkpoint import atomic_write_bytes
+from rl_mask.checkpoint import atomic_write_bytes, load_checkpoint
 from rl_mask.config import ConfigError
-from rl_mask.fr.run import TrainingStream, concat_batches, prepare_data
-from rl_mask.run_folder import read_run
+from rl_mask.fr.run import TrainingStream, concat_masked, prepare_data
+from rl_mask.masking import MaskedBatch
+from rl_mask.run_folder import read_run, recorded_batches_path
 
 
 def export_masked(run_dir: str | Path, out_file: str | Path, batches: int | None = None, data_root: str | None = None) -> dict:
     """Write the first ``batches`` protected training batches of ``run_dir`` (default: one
-    epoch's worth) to ``out_file``; returns the meta dict."""
+    epoch's worth) to ``out_file``; returns the meta dict.
+
+    A ``train-fr`` run is replayed from its seed; an adaptive run exports the batches its FR
+    service recorded as received (``rl.record_masked_batches`` of them); only an adaptive run
+    without that record falls back to re-drawing with its k distribution (``exact_replay``
+    false in the meta)."""
     run = read_run(run_dir)
     cfg = run.cfg
     if data_root:
@@ -42,21 +48,29 @@ def export_masked(run_dir: str | Path, out_file: str | Path, batches: int | None
         batches = max(1, len(data.train_labels) // cfg.fr.batch_size)
     if batches < 1:
         raise ConfigError(f"--batches {batches} must be >= 1")
-    stream = TrainingStream(cfg, run.defence, data)
-    drawn = [stream.next() for _ in range(batches)]
-    masked, _ = concat_batches(drawn)
-    step = torch.cat([torch.full((b.masked.inputs.shape[0],), i, dtype=torch.long) for i, b in enumerate(drawn)])
+    recorded = recorded_batches_path(run.path)
+    if not run.replayable and recorded.is_file():
+        saved = load_checkpoint(recorded, required=("batches",))["batches"][:batches]
+        drawn = [MaskedBatch(b["inputs"], b["labels"], b["weights"], b["sources"]) for b in saved]
+        exact, note = True, f"the first {len(drawn)} batches the FR network of this rl-mask train run received from its env runners, as recorded ({recorded.name})"
+    else:
+        stream = TrainingStream(cfg, run.defence, data)
+        drawn = [stream.next().provenance() for _ in range(batches)]
+        exact = run.replayable
+        note = (
+            "the first training batches of this train-fr run, replayed from its seed: identical to what the FR trainer received"
+            if exact
+            else "an rl-mask train run without recorded batches: re-drawn with the learned k distribution, not the env runners' exact batches"
+        )
+    masked = concat_masked(drawn)
+    step = torch.cat([torch.full((b.inputs.shape[0],), i, dtype=torch.long) for i, b in enumerate(drawn)])
     meta = {
         "run": str(run.path.resolve()),
         "defence": run.defence.describe(),
-        "exact_replay": run.replayable,
-        "replay_note": (
-            "the first training batches of this train-fr run, replayed from its seed: identical to what the FR trainer received"
-            if run.replayable
-            else "an rl-mask train (adaptive) run: batches re-drawn with the learned k distribution, not the env runners' exact batches"
-        ),
+        "exact_replay": exact,
+        "replay_note": note,
         "augmented": bool(cfg.fr.augment),
-        "batches": batches,
+        "batches": len(drawn),
         "samples": int(masked.inputs.shape[0]),
         "source_index_space": {
             "set": "private_train",

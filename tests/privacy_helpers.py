@@ -13,6 +13,7 @@ from pathlib import Path
 import torch
 
 from rl_mask.config import Config
+from rl_mask.defences import build_defence
 from rl_mask.fr.run import load_fr_model, prepare_data, train_fr
 from rl_mask.metrics import PrivacyJudge, train_evaluation_model
 
@@ -42,14 +43,7 @@ def public() -> torch.Tensor:
 def judge() -> PrivacyJudge:
     d = data()
     model = train_evaluation_model(d.train_images, d.train_labels, d.num_classes, JUDGE_STEPS, seed=1234)
-    return PrivacyJudge(
-        model,
-        gallery=torch.cat([d.train_images, d.test_images]),
-        gallery_labels=torch.cat([d.train_labels, d.test_labels]),
-        train_images=d.train_images,
-        train_labels=d.train_labels,
-        num_classes=d.num_classes,
-    )
+    return PrivacyJudge.for_private_data(model, d)
 
 
 @functools.lru_cache(maxsize=None)
@@ -57,6 +51,6 @@ def unprotected_model():
     """The FR network trained on clean pixels (``none``), short budget."""
     out = Path(tempfile.mkdtemp(prefix="rl-mask-test-none-"))
     cfg = tiny_config(steps=FR_STEPS)
-    summary = train_fr(cfg, out, progress=False, data=data(), defence=__import__("rl_mask.defences", fromlist=["build_defence"]).build_defence(cfg, "none"))
+    summary = train_fr(cfg, out, progress=False, data=data(), defence=build_defence(cfg, "none"))
     model, _ = load_fr_model(out / "fr.pt")
     return model, summary

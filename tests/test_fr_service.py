@@ -55,3 +55,20 @@ def test_autosave_is_reloaded_after_a_crash(setup, tmp_path):
     log = a.drain_log()
     assert [r["fr_step"] for r in log] == [1, 2, 3] and all(r["k"] == 4 for r in log)
     assert a.drain_log() == []
+
+
+def test_first_batches_are_recorded_exactly_as_received(setup, tmp_path):
+    cfg, data, batches = setup
+    path = tmp_path / "masked_batches.pt"
+    a = FRService(cfg, 50, "cpu", data=data, record_path=path, record_batches=2)
+    for b in batches[:3]:
+        a.train_step(b)
+    saved = torch.load(path, weights_only=True)["batches"]
+    assert [s["fr_step"] for s in saved] == [1, 2]
+    for s, b in zip(saved, batches[:2]):
+        for field in ("inputs", "labels", "weights", "sources"):
+            assert torch.equal(s[field], getattr(b, field))
+    # A restarted (or resumed) service keeps the first process's record.
+    restarted = FRService(cfg, 50, "cpu", data=data, record_path=path, record_batches=2)
+    restarted.train_step(batches[3])
+    assert [s["fr_step"] for s in torch.load(path, weights_only=True)["batches"]] == [1, 2]

@@ -65,6 +65,26 @@ def test_short_ppo_run_writes_the_run_folder(short_run):
     assert (latest_checkpoint(run) / "algo").is_dir()
 
 
+def test_export_masked_gives_the_batches_the_fr_actor_received(short_run, tmp_path):
+    import numpy as np
+
+    from rl_mask.export import export_masked
+    from rl_mask.fr.run import prepare_data
+
+    run, summary = short_run
+    meta = export_masked(run, tmp_path / "masked.npz")
+    f = np.load(tmp_path / "masked.npz")
+    cfg = tiny_config()
+    assert meta["exact_replay"] is True and meta["batches"] == cfg.rl.record_masked_batches
+    assert f["inputs"].shape[0] == cfg.rl.record_masked_batches * cfg.fr.batch_size
+    real = f["sources"] >= 0
+    # every batch mixes k in k_choices faces; labels are the identities of the recorded sources
+    ks = real.reshape(cfg.rl.record_masked_batches, cfg.fr.batch_size, -1).sum(-1)
+    assert set(ks.min(axis=1).tolist()) <= set(cfg.rl.k_choices) and (ks.min(axis=1) == ks.max(axis=1)).all()
+    assert (f["labels"][real] == prepare_data(cfg).train_labels.numpy()[f["sources"][real]]).all()
+    assert np.allclose(f["weights"].sum(1), 1.0, atol=1e-5)
+
+
 def test_tensorboard_events_hold_our_tags(short_run):
     run, _ = short_run
     acc = EventAccumulator(str(run / "tb"), size_guidance={"scalars": 0, "images": 0, "histograms": 0})
@@ -160,7 +180,7 @@ def test_fr_actor_restarts_with_its_last_saved_weights(ray_runtime, tmp_path):
 
     from rl_mask.defences import build_defence
     from rl_mask.fr.run import prepare_data
-    from trainers.fr_actor import autosave_path
+    from rl_mask.run_folder import autosave_path
 
     cfg = tiny_config(fr_autosave_every=2, fr_max_restarts=1)
     actor = create_fr_actor(cfg, tmp_path, "fr-crash", NAMESPACE, 100)

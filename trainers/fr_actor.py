@@ -18,15 +18,25 @@ import torch
 
 from rl_mask.config import Config, from_dict
 from rl_mask.fr.service import FRService
+from rl_mask.run_folder import autosave_path, recorded_batches_path
 
 
 class FRActorImpl(FRService):
     """``FRService`` in an actor: picks its device and threads, reports where it runs."""
 
-    def __init__(self, cfg: dict, total_steps: int, autosave_path: str | None, autosave_every: int, threads: int = 0):
+    def __init__(self, cfg: dict, total_steps: int, run_dir: str, threads: int = 0):
         torch.set_num_threads(threads or os.cpu_count() or 1)
         device = torch.device("cuda") if ray.get_gpu_ids() and torch.cuda.is_available() else torch.device("cpu")
-        super().__init__(from_dict(cfg), total_steps, device, autosave_path=autosave_path, autosave_every=autosave_every)
+        config = from_dict(cfg)
+        super().__init__(
+            config,
+            total_steps,
+            device,
+            autosave_path=autosave_path(run_dir),
+            autosave_every=config.rl.fr_autosave_every,
+            record_path=recorded_batches_path(run_dir),
+            record_batches=config.rl.record_masked_batches,
+        )
 
     def pid(self) -> int:
         return os.getpid()
@@ -50,13 +60,10 @@ def fr_num_gpus(requested: float) -> float:
     return 1.0 if ray.cluster_resources().get("GPU", 0) >= 1 else 0.0
 
 
-def autosave_path(run_dir: str | Path) -> Path:
-    return Path(run_dir).resolve() / "checkpoints" / "fr_autosave.pt"
 
 
 def create_fr_actor(cfg: Config, run_dir: str | Path, name: str, namespace: str, total_steps: int):
     rl = cfg.rl
-    autosave = autosave_path(run_dir)
     return FRActor.options(
         name=name,
         namespace=namespace,
@@ -64,4 +71,4 @@ def create_fr_actor(cfg: Config, run_dir: str | Path, name: str, namespace: str,
         num_gpus=fr_num_gpus(rl.fr_num_gpus),
         max_restarts=rl.fr_max_restarts,
         max_task_retries=-1 if rl.fr_max_restarts != 0 else 0,
-    ).remote(cfg.to_dict(), total_steps, str(autosave), rl.fr_autosave_every, rl.fr_threads)
+    ).remote(cfg.to_dict(), total_steps, str(Path(run_dir).resolve()), rl.fr_threads)

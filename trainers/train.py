@@ -34,7 +34,8 @@ from rl_mask.config import Config, ConfigError, load_config, save_config
 from rl_mask.data import load_split
 from rl_mask.defences import hybrid_mask_from_config
 from rl_mask.fr.service import FRService
-from trainers.fr_actor import autosave_path, create_fr_actor
+from rl_mask.run_folder import autosave_path, recorded_batches_path
+from trainers.fr_actor import create_fr_actor
 from trainers.ppo import build_ppo_config, total_fr_steps
 from trainers.tensorboard import RunWriter, fr_scalars, ppo_scalars
 
@@ -215,11 +216,18 @@ def train(
     fr_name = f"fr-{uuid.uuid4().hex[:8]}"
     # A resumed run restarts from its checkpoint: an autosave written after it is out of step.
     autosave_path(run_dir).unlink(missing_ok=True)
+    if not resume:  # left by a run killed before its first checkpoint
+        recorded_batches_path(run_dir).unlink(missing_ok=True)
     if debug:
         # Debug mode: env, learner and FR network in this one process (breakpoints work
         # everywhere, no transfers); the same FRService the actor hosts.
         LOCAL_FR_SERVICES[fr_name] = FRService(
-            cfg, total_fr_steps(cfg), autosave_path=autosave_path(run_dir), autosave_every=rl.fr_autosave_every
+            cfg,
+            total_fr_steps(cfg),
+            autosave_path=autosave_path(run_dir),
+            autosave_every=rl.fr_autosave_every,
+            record_path=recorded_batches_path(run_dir),
+            record_batches=rl.record_masked_batches,
         )
         fr = FRClient(local_name=fr_name)
     else:

@@ -113,25 +113,30 @@ class TrainingStream:
         return {"sampler": self.sampler.state_dict(), "generator": self.generator.get_state()}
 
 
-def concat_batches(batches: list[TrainingBatch]) -> tuple[MaskedBatch, torch.Tensor]:
-    """Several batches as one ``MaskedBatch`` (provenance as data-set indices) and the dominant
-    original of each sample. Batches with fewer mixed faces than the largest k are padded with
-    columns of weight 0, label -1 and source -1."""
-    kept = [b for b in batches if b.masked.inputs.shape[0] > 0]
+def concat_masked(batches: list[MaskedBatch]) -> MaskedBatch:
+    """Several masked batches as one. Batches with fewer mixed faces than the largest k are
+    padded with columns of weight 0, label -1 and source -1."""
+    kept = [b for b in batches if b.inputs.shape[0] > 0]
     if not kept:
         raise ValueError("no protected samples in the given batches")
-    k = max(b.masked.k for b in kept)
+    k = max(b.k for b in kept)
 
     def pad(t: torch.Tensor, value: float) -> torch.Tensor:
         return torch.cat([t, t.new_full((t.shape[0], k - t.shape[1]), value)], dim=1)
 
-    provs = [b.provenance() for b in kept]
-    masked = MaskedBatch(
-        torch.cat([p.inputs for p in provs]),
-        torch.cat([pad(p.labels, -1) for p in provs]),
-        torch.cat([pad(p.weights, 0.0) for p in provs]),
-        torch.cat([pad(p.sources, -1) for p in provs]),
+    return MaskedBatch(
+        torch.cat([b.inputs for b in kept]),
+        torch.cat([pad(b.labels, -1) for b in kept]),
+        torch.cat([pad(b.weights, 0.0) for b in kept]),
+        torch.cat([pad(b.sources, -1) for b in kept]),
     )
+
+
+def concat_batches(batches: list[TrainingBatch]) -> tuple[MaskedBatch, torch.Tensor]:
+    """Several batches as one ``MaskedBatch`` (provenance as data-set indices, padded as in
+    ``concat_masked``) and the dominant original of each sample."""
+    kept = [b for b in batches if b.masked.inputs.shape[0] > 0]
+    masked = concat_masked([b.provenance() for b in kept])
     originals = torch.cat([b.originals[b.masked.dominant_source] for b in kept])
     return masked, originals
 

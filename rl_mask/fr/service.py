@@ -3,6 +3,8 @@
 Every env runner sends masked batches here; the service takes one training step per batch,
 measures clean (k = 1) identification accuracy on the held-out private faces every
 ``eval_every`` FR steps, and keeps a log of (k, loss, accuracy) per step for TensorBoard.
+It also keeps its first few batches exactly as received (``record_path``): what left the
+data owner, for ``rl-mask export-masked`` to hand to an auditor.
 """
 
 from __future__ import annotations
@@ -43,6 +45,8 @@ class FRService:
         data: PrivateData | None = None,
         autosave_path: str | Path | None = None,
         autosave_every: int = 0,
+        record_path: str | Path | None = None,
+        record_batches: int = 0,
     ):
         self.cfg = cfg
         self.device = torch.device(device) if device is not None else resolve_device(cfg.fr.device)
@@ -59,6 +63,10 @@ class FRService:
         self.loss_ema = 0.0  # recent FR loss over every env runner's batches
         self._log: list[dict] = []
         self.restored_from: str | None = None
+        # A resumed or restarted run keeps the batches its first process recorded.
+        self.record_path = Path(record_path) if record_path and record_batches and not Path(record_path).exists() else None
+        self.record_batches = record_batches
+        self._recorded: list[dict] = []
         self.restored_step: int | None = None
         if self.autosave_path and self.autosave_path.is_file():
             # A restart after a crash: carry on from the last autosave, not from scratch.
@@ -85,9 +93,17 @@ class FRService:
         self.images_trained += int(batch.inputs.shape[0])
         self.loss_ema = loss if self.trainer.step == 1 else LOSS_EMA * self.loss_ema + (1 - LOSS_EMA) * loss
         self._log.append({"fr_step": self.trainer.step, "k": batch.k, "loss": loss, "clean_acc": self.clean_acc})
+        if self.record_path and len(self._recorded) < self.record_batches:
+            self._record(batch)
         if self.autosave_path and self.autosave_every and self.trainer.step % self.autosave_every == 0:
             self.save(self.autosave_path)
         return {"loss": loss, **self.status()}
+
+    def _record(self, batch: MaskedBatch) -> None:
+        """Append ``batch`` (as trained on) to the record file, rewritten atomically."""
+        fields = ("inputs", "labels", "weights", "sources")
+        self._recorded.append({"fr_step": self.trainer.step, **{f: to_cpu(getattr(batch, f)) for f in fields}})
+        save_checkpoint({"batches": self._recorded}, self.record_path)
 
     def status(self) -> dict:
         """What an env observes of the FR network."""

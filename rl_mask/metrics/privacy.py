@@ -26,6 +26,7 @@ A defence's privacy is its *worst* (lowest) score over the attacks run against i
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
@@ -34,6 +35,9 @@ from rl_mask.attacks.base import Reconstruction
 from rl_mask.fr.evaluation import identification_accuracy
 from rl_mask.metrics.evaluator import EvaluationModel
 from rl_mask.metrics.image import best_match, psnr, ssim
+
+if TYPE_CHECKING:
+    from rl_mask.fr.run import PrivateData
 
 ALPHA = 0.4  # visual / feature-level
 BETA = 0.6  # attack-level
@@ -61,6 +65,18 @@ class PrivacyJudge:
     train_images: torch.Tensor  # private training faces (inversion attacks' PSNR/SSIM references)
     train_labels: torch.Tensor
     num_classes: int
+
+    @classmethod
+    def for_private_data(cls, model: EvaluationModel, data: "PrivateData") -> "PrivacyJudge":
+        """Gallery = every private face (train + test); references = the training faces."""
+        return cls(
+            model,
+            gallery=torch.cat([data.train_images, data.test_images]),
+            gallery_labels=torch.cat([data.train_labels, data.test_labels]),
+            train_images=data.train_images,
+            train_labels=data.train_labels,
+            num_classes=data.num_classes,
+        )
 
     def __post_init__(self) -> None:
         _, self.gallery_features = self.model.predict(self.gallery)
