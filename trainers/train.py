@@ -220,12 +220,11 @@ def train(
         recorded_batches_path(run_dir).unlink(missing_ok=True)
     if debug:
         # Debug mode: env, learner and FR network in this one process (breakpoints work
-        # everywhere, no transfers); the same FRService the actor hosts.
+        # everywhere, no transfers); the same FRService the actor hosts, without the actor's
+        # recovery saves (a crash here ends the run; --resume starts from its checkpoint).
         LOCAL_FR_SERVICES[fr_name] = FRService(
             cfg,
             total_fr_steps(cfg),
-            autosave_path=autosave_path(run_dir),
-            autosave_every=rl.fr_autosave_every,
             record_path=recorded_batches_path(run_dir),
             record_batches=rl.record_masked_batches,
         )
