@@ -18,17 +18,17 @@ from __future__ import annotations
 
 import copy
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 import torch
 from tqdm.auto import tqdm
 
-from rl_mask.attacks import AttackTarget, Reconstruction, build_attack
+from rl_mask.attacks import Attack, AttackTarget, Reconstruction, build_attack
 from rl_mask.config import Config, ConfigError, save_config
 from rl_mask.data import FaceDataError, FaceSplit
 from rl_mask.defences import Defence, build_defence
-from rl_mask.fr.evaluation import identification_accuracy, verification_accuracy
+from rl_mask.fr.evaluation import recognition_metrics
 from rl_mask.fr.run import PrivateData, TrainingStream, concat_batches, load_fr_model, prepare_data, set_threads, train_fr
 from rl_mask.metrics import PrivacyJudge, judge_report, train_evaluation_model
 from rl_mask.models import FaceRecognizer
@@ -72,12 +72,7 @@ def evaluate_model(model: FaceRecognizer, defence: Defence, data: PrivateData) -
     model.eval()
     inputs = defence.encode_eval(data.test_images)
     emb = model.embed(inputs)
-    logits = model.head(emb)
-    return {
-        "identification_acc": identification_accuracy(logits, data.test_labels, 1),
-        "identification_top5": identification_accuracy(logits, data.test_labels, 5),
-        "verification_acc": verification_accuracy(emb, data.pairs, data.same),
-    }
+    return recognition_metrics(emb, model.head(emb), data.test_labels, data.pairs, data.same)
 
 
 def _adaptive_from_run(cfg: Config, data: PrivateData, run_dir: str) -> DefenceRun:
@@ -135,12 +130,6 @@ def attacked_batches(cfg: Config, run: DefenceRun, data: PrivateData, batches: i
     return AttackTarget(run.defence, masked, run.model, data.num_classes), dominant_originals
 
 
-@dataclass
-class BenchmarkState:
-    fitted: dict = field(default_factory=dict)
-    fit_seconds: dict = field(default_factory=dict)
-
-
 def mean_face_baseline(public: torch.Tensor, judge: PrivacyJudge, target: AttackTarget, references: torch.Tensor) -> dict:
     """The do-nothing attacker: the mean public face for every protected sample."""
     n = target.masked.inputs.shape[0]
@@ -172,7 +161,7 @@ def run_benchmark(cfg: Config, out_dir: str | Path, quick: bool = False, adaptiv
     judge_quality = vars(judge_report(judge_model, data.train_images, data.train_labels, data.test_images, data.test_labels))
     timings["evaluation_model"] = time.perf_counter() - t
 
-    state = BenchmarkState()
+    fitted: dict[str, Attack] = {}  # by fit_key: one fit serves every defence that looks alike to the attack
     defences: list[dict] = []
     examples: list[dict] = []
     baseline: dict | None = None
@@ -189,11 +178,11 @@ def run_benchmark(cfg: Config, out_dir: str | Path, quick: bool = False, adaptiv
         for attack_name in bench.attacks:
             attack = build_attack(attack_name, bench, budget)
             key = attack.fit_key(run.defence, image_shape)
-            if key not in state.fitted:
+            if key not in fitted:
                 t = time.perf_counter()
-                state.fitted[key] = attack.fit(public, run.defence, progress=progress)
+                fitted[key] = attack.fit(public, run.defence, progress=progress)
                 timings[f"fit/{attack_name}/{name}"] = time.perf_counter() - t
-            attack = state.fitted[key]
+            attack = fitted[key]
             t = time.perf_counter()
             rec = attack.attack(target, progress=progress)
             timings[f"attack/{attack_name}/{name}"] = time.perf_counter() - t

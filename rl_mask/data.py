@@ -267,6 +267,16 @@ def _base_grid(height: int, width: int) -> torch.Tensor:
     return torch.stack([gx, gy, torch.ones_like(gx)], dim=-1).reshape(-1, 3)
 
 
+def contrast_brightness(images: torch.Tensor, generator: torch.Generator | None, contrast_min: float, contrast_width: float, brightness: float) -> torch.Tensor:
+    """Per image: contrast in [contrast_min, contrast_min + contrast_width] about the image's
+    mean, then a brightness shift in [-brightness, brightness] (not clamped)."""
+    b = images.shape[0]
+    contrast = contrast_min + contrast_width * torch.rand(b, 1, 1, 1, generator=generator)
+    shift = brightness * (torch.rand(b, 1, 1, 1, generator=generator) * 2 - 1)
+    mean = images.mean(dim=(1, 2, 3), keepdim=True)
+    return (images - mean) * contrast + mean + shift
+
+
 def augment(images: torch.Tensor, generator: torch.Generator | None = None, max_shift: float = 0.06, max_scale: float = 0.06, max_rotate_deg: float = 6.0) -> torch.Tensor:
     """Random horizontal flip, shift, scale and rotation of a batch ``[B, P, H, W]`` in one
     ``grid_sample`` call (done by the data owner, before masking)."""

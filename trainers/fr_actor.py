@@ -60,8 +60,6 @@ def fr_num_gpus(requested: float) -> float:
     return 1.0 if ray.cluster_resources().get("GPU", 0) >= 1 else 0.0
 
 
-
-
 def create_fr_actor(cfg: Config, run_dir: str | Path, name: str, namespace: str, total_steps: int):
     rl = cfg.rl
     return FRActor.options(

@@ -14,11 +14,10 @@ consulted).
 from __future__ import annotations
 
 import torch
-from tqdm.auto import tqdm
 
 from rl_mask.attacks.base import Attack, AttackTarget, Reconstruction
 from rl_mask.attacks.gan import FaceGAN, train_gan
-from rl_mask.attacks.inversion import best_restarts, freeze, jitter, target_confidence, target_logits
+from rl_mask.attacks.inversion import best_restarts, freeze, jitter, optimise_latent, target_confidence, target_logits
 from rl_mask.defences.base import Defence
 
 LATENT_BOUND = 3.0
@@ -61,20 +60,15 @@ class GANPriorInversion(Attack):
         c = target.num_classes
         labels = torch.arange(c).repeat(self.restarts)
         generator = torch.Generator().manual_seed(self.seed + 1)
-        z = torch.randn(len(labels), g_net.latent_dim, generator=generator).requires_grad_(True)
-        opt = torch.optim.Adam([z], lr=self.lr)
-        sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, self.steps, eta_min=self.lr * 0.05)
-        for _ in tqdm(range(self.steps), desc=self.name, disable=not progress, dynamic_ncols=True, leave=False):
+        z = torch.randn(len(labels), g_net.latent_dim, generator=generator)
+
+        def objective(z: torch.Tensor) -> torch.Tensor:
             x = g_net.generate(z)
             logits = target_logits(model, defence, jitter(x, self.jitter, generator))
             identity = -logits.gather(1, labels[:, None]).squeeze(1)
-            loss = identity - self.prior_weight * self.gan.realism(x)
-            opt.zero_grad(set_to_none=True)
-            loss.sum().backward()
-            opt.step()
-            sched.step()
-            with torch.no_grad():
-                z.clamp_(-LATENT_BOUND, LATENT_BOUND)
+            return identity - self.prior_weight * self.gan.realism(x)
+
+        z = optimise_latent(z, objective, self.steps, self.lr, bound=LATENT_BOUND, desc=self.name, progress=progress)
         with torch.no_grad():
             images = g_net.generate(z)
         scores = target_confidence(model, defence, images, labels, generator, strength=self.jitter)

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import copy
+from typing import Callable
 
 import torch
+from tqdm.auto import tqdm
 
 from rl_mask.data import augment
 from rl_mask.defences.base import Defence
@@ -59,3 +61,28 @@ def freeze(model: torch.nn.Module) -> torch.nn.Module:
     for p in model.parameters():
         p.requires_grad_(False)
     return model
+
+
+def optimise_latent(
+    z: torch.Tensor,
+    objective: Callable[[torch.Tensor], torch.Tensor],
+    steps: int,
+    lr: float,
+    bound: float,
+    desc: str,
+    progress: bool = False,
+) -> torch.Tensor:
+    """Minimise ``objective(z)`` (one loss per row) by Adam with a cosine-annealed learning
+    rate, clamping ``z`` to [-bound, bound] after every step; returns the final ``z``."""
+    z = z.detach().clone().requires_grad_(True)
+    opt = torch.optim.Adam([z], lr=lr)
+    sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, steps, eta_min=lr * 0.05)
+    for _ in tqdm(range(steps), desc=desc, disable=not progress, dynamic_ncols=True, leave=False):
+        loss = objective(z)
+        opt.zero_grad(set_to_none=True)
+        loss.sum().backward()
+        opt.step()
+        sched.step()
+        with torch.no_grad():
+            z.clamp_(-bound, bound)
+    return z.detach()

@@ -23,10 +23,9 @@ from __future__ import annotations
 
 import torch
 import torch.nn.functional as F
-from tqdm.auto import tqdm
 
 from rl_mask.attacks.base import Attack, AttackTarget, Reconstruction
-from rl_mask.attacks.inversion import best_restarts, freeze, jitter, target_confidence, target_logits, total_variation
+from rl_mask.attacks.inversion import best_restarts, freeze, jitter, optimise_latent, target_confidence, target_logits, total_variation
 from rl_mask.defences.base import Defence
 
 OBJECTIVES = ("logit", "ce")
@@ -86,24 +85,19 @@ class MIFace(Attack):
         generator = torch.Generator().manual_seed(self.seed)
         start = F.avg_pool2d(self.prior, self.downscale) if self.downscale > 1 else self.prior
         z = start.repeat(len(labels), 1, 1, 1)
-        z = (z + self.init_noise * torch.randn(z.shape, generator=generator)).clamp(-1, 1).requires_grad_(True)
-        opt = torch.optim.Adam([z], lr=self.lr)
-        sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, self.steps, eta_min=self.lr * 0.05)
-        for _ in tqdm(range(self.steps), desc=self.name, disable=not progress, dynamic_ncols=True, leave=False):
+        z = (z + self.init_noise * torch.randn(z.shape, generator=generator)).clamp(-1, 1)
+
+        def objective(z: torch.Tensor) -> torch.Tensor:
             x = self._upsample(z)
             logits = target_logits(model, defence, jitter(x, self.jitter, generator))
             if self.objective == "logit":
                 loss = -logits.gather(1, labels[:, None]).squeeze(1)
             else:
                 loss = F.cross_entropy(logits, labels, reduction="none")
-            loss = loss + self.tv_weight * total_variation(x) + self.l2_weight * (x - self.prior).pow(2).flatten(1).mean(1)
-            opt.zero_grad(set_to_none=True)
-            loss.sum().backward()
-            opt.step()
-            sched.step()
-            with torch.no_grad():
-                z.clamp_(-1, 1)
-        images = self._upsample(z).detach()
+            return loss + self.tv_weight * total_variation(x) + self.l2_weight * (x - self.prior).pow(2).flatten(1).mean(1)
+
+        z = optimise_latent(z, objective, self.steps, self.lr, bound=1.0, desc=self.name, progress=progress)
+        images = self._upsample(z)
         scores = target_confidence(model, defence, images, labels, generator, strength=self.jitter)
         return Reconstruction(best_restarts(images, scores, c, self.restarts), torch.arange(c), self.kind)
 

@@ -24,7 +24,7 @@ from tqdm.auto import tqdm
 
 from rl_mask.attacks.base import Attack, AttackTarget, Reconstruction
 from rl_mask.attacks.decoder import BlockUNet, PatchCritic
-from rl_mask.data import augment
+from rl_mask.data import augment, contrast_brightness
 from rl_mask.defences.base import Defence
 from rl_mask.defences.hybrid import HybridDefence
 from rl_mask.defences.pixel import PixelDefence
@@ -34,11 +34,7 @@ from rl_mask.masking import HybridMask
 
 def light_jitter(images: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
     """Mild contrast/brightness changes: more varied public pairs from few faces."""
-    b = images.shape[0]
-    contrast = 0.8 + 0.4 * torch.rand(b, 1, 1, 1, generator=generator)
-    brightness = 0.1 * (torch.rand(b, 1, 1, 1, generator=generator) * 2 - 1)
-    mean = images.mean(dim=(1, 2, 3), keepdim=True)
-    return ((images - mean) * contrast + mean + brightness).clamp(-1, 1)
+    return contrast_brightness(images, generator, contrast_min=0.8, contrast_width=0.4, brightness=0.1).clamp(-1, 1)
 
 
 def simulation_key(defence: Defence) -> str:

@@ -36,3 +36,14 @@ def verification_accuracy(embeddings: torch.Tensor, pairs: torch.Tensor, same: t
         best = max(candidates, key=lambda t: _fold_accuracy(scores[train], truth[train], t))
         accs.append(_fold_accuracy(scores[test], truth[test], best))
     return float(np.mean(accs))
+
+
+def recognition_metrics(embeddings: torch.Tensor, logits: torch.Tensor, labels: torch.Tensor, pairs: torch.Tensor | None = None, same: torch.Tensor | None = None) -> dict:
+    """Identification top-1/top-5 of held-out faces, and verification on pairs of them."""
+    out = {
+        "identification_acc": identification_accuracy(logits, labels, 1),
+        "identification_top5": identification_accuracy(logits, labels, 5),
+    }
+    if pairs is not None and same is not None:
+        out["verification_acc"] = verification_accuracy(embeddings, pairs, same)
+    return out

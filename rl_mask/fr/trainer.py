@@ -12,7 +12,7 @@ from dataclasses import asdict
 import torch
 
 from rl_mask.config import FRConfig, ModelConfig
-from rl_mask.fr.evaluation import identification_accuracy, verification_accuracy
+from rl_mask.fr.evaluation import recognition_metrics
 from rl_mask.masking import MaskedBatch
 from rl_mask.models import ArcFaceHead, FaceRecognizer, IRResNet
 
@@ -117,14 +117,7 @@ class FRTrainer:
 
     def evaluate(self, inputs: torch.Tensor, labels: torch.Tensor, pairs: torch.Tensor | None = None, same: torch.Tensor | None = None) -> dict:
         """Identification top-1/top-5 on encoded held-out faces; verification on pairs of them."""
-        emb, logits = self.predict(inputs)
-        out = {
-            "identification_acc": identification_accuracy(logits, labels, 1),
-            "identification_top5": identification_accuracy(logits, labels, 5),
-        }
-        if pairs is not None and same is not None:
-            out["verification_acc"] = verification_accuracy(emb, pairs, same)
-        return out
+        return recognition_metrics(*self.predict(inputs), labels, pairs, same)
 
     def state_dict(self) -> dict:
         return {

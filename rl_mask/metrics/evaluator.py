@@ -20,7 +20,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 from tqdm.auto import tqdm
 
-from rl_mask.data import augment
+from rl_mask.data import augment, contrast_brightness
 from rl_mask.fr.evaluation import identification_accuracy
 
 #: Input resolution divisor: faces are average-pooled 2x before the first convolution.
@@ -59,16 +59,12 @@ class EvaluationModel(nn.Module):
         self.classifier = nn.Linear(c, num_classes)
         self.num_classes = num_classes
 
-    def features(self, x: torch.Tensor) -> torch.Tensor:
-        """Penultimate features, L2-normalised (the KNN space)."""
-        x = F.avg_pool2d(x, INPUT_POOL)
-        h = self.features_net(x)
-        return F.normalize(h.mean(dim=(2, 3)), dim=1)
+    def penultimate(self, x: torch.Tensor) -> torch.Tensor:
+        """Globally pooled features before the classifier (``predict`` L2-normalises them: the KNN space)."""
+        return self.features_net(F.avg_pool2d(x, INPUT_POOL)).mean(dim=(2, 3))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        x = F.avg_pool2d(x, INPUT_POOL)
-        h = self.features_net(x).mean(dim=(2, 3))
-        return self.classifier(self.dropout(h))
+        return self.classifier(self.dropout(self.penultimate(x)))
 
     @torch.no_grad()
     def predict(self, images: torch.Tensor, chunk: int = 128) -> tuple[torch.Tensor, torch.Tensor]:
@@ -76,9 +72,7 @@ class EvaluationModel(nn.Module):
         self.eval()
         logits, feats = [], []
         for i in range(0, images.shape[0], chunk):
-            x = images[i : i + chunk].clamp(-1, 1)
-            h = F.avg_pool2d(x, INPUT_POOL)
-            h = self.features_net(h).mean(dim=(2, 3))
+            h = self.penultimate(images[i : i + chunk].clamp(-1, 1))
             logits.append(self.classifier(h))
             feats.append(F.normalize(h, dim=1))
         return torch.cat(logits), torch.cat(feats)
@@ -87,10 +81,7 @@ class EvaluationModel(nn.Module):
 def photometric_jitter(images: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
     """Random contrast, brightness, Gaussian blur and noise: faces stay recognisable."""
     b = images.shape[0]
-    contrast = 0.6 + 0.8 * torch.rand(b, 1, 1, 1, generator=generator)
-    brightness = 0.3 * (torch.rand(b, 1, 1, 1, generator=generator) * 2 - 1)
-    mean = images.mean(dim=(1, 2, 3), keepdim=True)
-    out = (images - mean) * contrast + mean + brightness
+    out = contrast_brightness(images, generator, contrast_min=0.6, contrast_width=0.8, brightness=0.3)
     blur = torch.rand(b, generator=generator) < 0.5
     if blur.any():
         sigma = 0.5 + 1.5 * torch.rand(1, generator=generator).item()
