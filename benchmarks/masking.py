@@ -17,9 +17,11 @@ from pathlib import Path
 import torch
 
 from rl_mask.config import Config
-from rl_mask.data import load_split
-from rl_mask.defences import build_defence
-from rl_mask.fr.run import make_trainer, prepare_data
+from rl_mask.owner.data import load_split
+from rl_mask.owner.defences import build_defence
+from rl_mask.owner.messages import training_setup
+from rl_mask.owner.stream import prepare_data
+from rl_mask.server.trainer import trainer_for
 
 
 def interleaved_seconds(fns: list, repeats: int, warmup: int = 3) -> list[list[float]]:
@@ -53,11 +55,11 @@ def main() -> None:
     faces = torch.cat([data.train_images, load_split(cfg.data).public.float_images()])[: args.batch]
     labels = torch.arange(args.batch) % data.num_classes
     defence = build_defence(cfg)
-    trainer = make_trainer(cfg, defence, data, torch.device("cpu"))
+    trainer = trainer_for(training_setup(cfg, defence, data), torch.device("cpu"))
     g = torch.Generator().manual_seed(0)
     batch = defence.encode_train(faces, labels, g)
 
-    mask_all, step_all = interleaved_seconds([lambda: defence.encode_train(faces, labels, g), lambda: trainer.train_step(batch)], args.repeats)
+    mask_all, step_all = interleaved_seconds([lambda: defence.encode_train(faces, labels, g), lambda: trainer.train_step(batch.protected())], args.repeats)
     mask_s, step_s = statistics.median(mask_all), statistics.median(step_all)
     result = {
         "benchmark": "masking",

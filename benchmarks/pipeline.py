@@ -23,23 +23,25 @@ from pathlib import Path
 import torch
 
 from rl_mask.config import Config
-from rl_mask.data import BatchSampler, augment
-from rl_mask.defences import build_defence
-from rl_mask.fr.run import make_trainer, prepare_data
+from rl_mask.owner.data import BatchSampler, augment
+from rl_mask.owner.defences import build_defence
+from rl_mask.owner.messages import training_setup
+from rl_mask.owner.stream import prepare_data
+from rl_mask.server.trainer import trainer_for
 from trainers.train import train
 
 
 def plain_loop(cfg: Config, steps: int) -> dict:
     data = prepare_data(cfg)
     defence = build_defence(cfg, "random-k")
-    trainer = make_trainer(cfg, defence, data, torch.device("cpu"), total_steps=steps)
+    trainer = trainer_for(training_setup(cfg, defence, data, total_steps=steps), torch.device("cpu"))
     sampler = BatchSampler(len(data.train_labels), cfg.fr.batch_size, seed=0)
     g = torch.Generator().manual_seed(0)
 
     def step():
         idx = sampler.next()
         batch = defence.encode_train(augment(data.train_images[idx], g), data.train_labels[idx], g)
-        trainer.train_step(batch)
+        trainer.train_step(batch.protected())
 
     for _ in range(10):
         step()

@@ -1,21 +1,23 @@
-"""Gymnasium env: the strategy policy picks k, the env masks a batch and the FR network learns.
+"""Gymnasium env (data owner side): the policy picks k, the env protects a batch, the FR server learns.
 
 Each ``step(action)``:
   1. k = ``k_choices[action]``;
-  2. the next batch of private training faces (drawn and augmented beforehand, so the
-     observation can describe it) is channel-masked and mixed k-wise by ``HybridMask``;
-  3. the masked batch and its labels go to the shared FR network for one training step
-     (the Ray FR actor, or a local ``FRService``); only masked tensors leave the env;
-  4. reward = FR loss on that mixed batch - lambda * max(0, floor - clean accuracy), where
-     clean accuracy is the FR network's latest held-out identification accuracy (measured by
-     the FR service every ``rl.eval_every`` FR steps). See ``envs.reward``.
+  2. the next batch of private training faces (drawn and augmented beforehand by the same
+     ``TrainingStream`` and defence object as ``train-fr``, so the observation can describe
+     it) is encoded by the ``adaptive`` defence with that k;
+  3. only its ``ProtectedBatch`` crosses to the shared FR server for one training step
+     (the Ray FR actor, or a local ``FRService``), recorded as sent (``BoundaryRecorder``);
+  4. reward = FR loss on that mixed batch - lambda * max(0, floor - validation accuracy),
+     where validation accuracy is the FR server's latest identification accuracy on the k = 1
+     validation encodings the owner sent (measured every ``rl.eval_every`` FR steps); the
+     test split is never used here. See ``envs.reward``.
 
 Observation (float32 vector, ``5 + len(k_choices) + 4`` entries):
   [0] FR training progress: FR steps done / planned, clipped to [0, 1]
   [1] episode progress: steps taken / horizon
   [2] recent FR loss (the FR service's moving average over every env runner's batches)
-  [3] latest clean identification accuracy
-  [4] clean accuracy - accuracy floor
+  [3] latest validation identification accuracy
+  [4] validation accuracy - accuracy floor
   [5 : 5+n] previous action, one-hot (all zero after reset)
   [-4:] log(1 + mean energy) of the next batch's kept coefficients in four zig-zag bands
         (channels 0-5, 6-14, 15-27, 28-63); a band fully removed reads 0.
@@ -34,9 +36,10 @@ import torch
 
 from envs.reward import reward_parts
 from rl_mask.config import Config, from_dict
-from rl_mask.data import BatchSampler, augment, load_split
-from rl_mask.defences import hybrid_mask_from_config
-from rl_mask.freq import CHANNELS_PER_PLANE
+from rl_mask.owner.defences import build_defence
+from rl_mask.owner.freq import CHANNELS_PER_PLANE
+from rl_mask.owner.recorder import BoundaryRecorder
+from rl_mask.owner.stream import TrainingStream, prepare_data
 
 BANDS = ((0, 6), (6, 15), (15, 28), (28, 64))
 
@@ -95,13 +98,13 @@ class HybridMaskingEnv(gym.Env):
         self.train_fr = bool(env_config.get("train_fr", True))
         self.fr = FRClient(env_config.get("fr_service"), env_config.get("fr_actor"), env_config.get("namespace"), env_config.get("fr_local"))
         self.base_seed = rl.seed + 10_007 * worker + 101 * vector
+        run_dir = env_config.get("run_dir")
+        self.recorder = BoundaryRecorder(run_dir, f"env-w{worker:03d}-v{vector:02d}", rl.record_masked_batches) if run_dir and self.train_fr else None
 
-        train = load_split(self.cfg.data).private_train
-        self.images = train.float_images()
-        self.labels = train.labels
-        self.mask = hybrid_mask_from_config(self.cfg)
-        self.augment = self.cfg.fr.augment
-        kept = self.mask.kept % CHANNELS_PER_PLANE
+        self.data = prepare_data(self.cfg)
+        # The same defence object and batch path as train-fr; the policy's action sets k.
+        self.defence = build_defence(self.cfg, "adaptive", k_choices=self.k_choices)
+        kept = self.defence.mask.kept % CHANNELS_PER_PLANE
         self._band_index = [torch.nonzero((kept >= lo) & (kept < hi)).flatten() for lo, hi in BANDS]
 
         n = len(self.k_choices)
@@ -112,22 +115,16 @@ class HybridMaskingEnv(gym.Env):
         self._seed(self.base_seed)
         self._t = 0
         self._prev_action: int | None = None
-        self._status = {"clean_acc": 0.0, "fr_step": 0, "loss_ema": 0.0}
+        self._status = {"val_acc": 0.0, "fr_step": 0, "loss_ema": 0.0}
 
     def _seed(self, seed: int) -> None:
-        self.sampler = BatchSampler(len(self.labels), self.cfg.fr.batch_size, seed=seed)
-        self.generator = torch.Generator().manual_seed(seed + 1)
+        self.stream = TrainingStream(self.cfg, self.defence, self.data, seed=seed)
 
     def _draw_batch(self) -> None:
-        idx = self.sampler.next()
-        images = self.images[idx]
-        if self.augment:
-            images = augment(images, self.generator)
-        self._idx = idx
-        self._masked = self.mask.transform(images)
+        self._idx, self._images = self.stream.draw()
 
     def _band_energy(self) -> list[float]:
-        energy = self._masked.pow(2).mean(dim=(0, 2, 3))
+        energy = self.defence.encode_eval(self._images).pow(2).mean(dim=(0, 2, 3))
         return [float(torch.log1p(energy[i].mean())) if i.numel() else 0.0 for i in self._band_index]
 
     def _obs(self) -> np.ndarray:
@@ -135,7 +132,7 @@ class HybridMaskingEnv(gym.Env):
         onehot = [0.0] * n
         if self._prev_action is not None:
             onehot[self._prev_action] = 1.0
-        acc = float(self._status["clean_acc"])
+        acc = float(self._status["val_acc"])
         obs = [
             min(1.0, self._status["fr_step"] / max(1, self.total_fr_steps)),
             self._t / self.horizon,
@@ -162,16 +159,19 @@ class HybridMaskingEnv(gym.Env):
         if not self.action_space.contains(a):
             raise ValueError(f"action {action!r} is not in 0..{len(self.k_choices) - 1}")
         k = self.k_choices[a]
-        batch = self.mask.mix_transformed(self._masked, self.labels[self._idx], k, self.generator).with_sources(self._idx)
+        batch = self.stream.encode(self._idx, self._images, k=k)
+        sent = batch.masked.protected()  # the door: only this crosses
         if self.train_fr:
-            result = self.fr.call("train_step", batch)
+            if self.recorder is not None:
+                self.recorder.record(sent, batch.provenance().sources)
+            result = self.fr.call("train_step", sent)
         else:
-            result = {**self.fr.call("status"), "loss": self.fr.call("eval_loss", batch)}
+            result = {**self.fr.call("status"), "loss": self.fr.call("eval_loss", sent)}
         loss = float(result["loss"])
-        self._status = {key: result[key] for key in ("clean_acc", "fr_step", "loss_ema")}
-        parts = reward_parts(loss, self._status["clean_acc"], self.floor, self.lam)
+        self._status = {key: result[key] for key in ("val_acc", "fr_step", "loss_ema")}
+        parts = reward_parts(loss, self._status["val_acc"], self.floor, self.lam)
         self._t += 1
         self._prev_action = a
         self._draw_batch()
-        info = {"k": k, "fr_loss": loss, "clean_acc": self._status["clean_acc"], "fr_step": self._status["fr_step"], **parts}
+        info = {"k": k, "fr_loss": loss, "val_acc": self._status["val_acc"], "fr_step": self._status["fr_step"], **parts}
         return self._obs(), float(parts["reward"]), False, self._t >= self.horizon, info

@@ -46,7 +46,8 @@ class DataConfig:
     width: int = 96
     color: str = "L"
     num_private: int = 20
-    train_per_identity: int = 7
+    train_per_identity: int = 6
+    val_per_identity: int = 1  # validation faces per private identity: the policy's utility signal
     split_seed: int = 0
 
     @property
@@ -136,7 +137,8 @@ class RLConfig:
     fr_threads: int = 0  # torch threads in the FR actor; 0: all the node's cores
     fr_max_restarts: int = 3
     fr_autosave_every: int = 50  # FR steps between the actor's own recovery saves
-    record_masked_batches: int = 2  # first FR batches kept as received, for export-masked
+    record_masked_batches: int = 2  # first batches each env sends, kept as sent (RUN_DIR/boundary), for export-masked
+    log_original_faces: bool = False  # true: TensorBoard shows the ORIGINAL private faces beside the protected ones
     env_runner_max_restarts: int = 3
     seed: int = 0
 
@@ -325,6 +327,7 @@ def validate_data(d: DataConfig) -> None:
         _require(v >= 8 and v % 8 == 0, f"data.{name}", v, "a multiple of 8 (block DCT), >= 8")
     _require(d.num_private >= 2, "data.num_private", d.num_private, ">= 2 identities")
     _require(d.train_per_identity >= 1, "data.train_per_identity", d.train_per_identity, ">= 1")
+    _require(d.val_per_identity >= 0, "data.val_per_identity", d.val_per_identity, ">= 0")
 
 
 def validate_mask(m: MaskConfig, ks: list[int]) -> None:

@@ -3,8 +3,8 @@
 Two kinds of folders exist: ``rl-mask train-fr`` runs (``summary.json`` holds ``defence``, the
 defence's parameters; the training batches can be replayed exactly from the seed), and
 ``rl-mask train`` adaptive runs (``summary.json`` holds the learned policy's
-``k_distribution``; batches came from RL env runners: the first few are kept as received in
-``masked_batches.pt``, and evaluation draws more from the learned k distribution).
+``k_distribution``; batches came from RL env runners: the first few each sent are kept as
+sent in ``boundary/``).
 """
 
 from __future__ import annotations
@@ -14,17 +14,12 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from rl_mask.config import Config, ConfigError, load_config
-from rl_mask.defences import Defence, HybridDefence, build_defence, hybrid_mask_from_config
+from rl_mask.owner.defences import Defence, HybridDefence, build_defence, hybrid_mask_from_config
 
 
 def autosave_path(run_dir: str | Path) -> Path:
     """The FR service's own recovery save (an actor restarted after a crash reloads it)."""
     return Path(run_dir).resolve() / "checkpoints" / "fr_autosave.pt"
-
-
-def recorded_batches_path(run_dir: str | Path) -> Path:
-    """An adaptive run's first FR batches exactly as the FR service received them."""
-    return Path(run_dir).resolve() / "masked_batches.pt"
 
 
 @dataclass

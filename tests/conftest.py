@@ -22,7 +22,7 @@ def att_root() -> Path:
 
 @pytest.fixture(scope="session")
 def att_faces(att_root):
-    from rl_mask.data import load_faces
+    from rl_mask.owner.data import load_faces
 
     return load_faces(att_root)
 

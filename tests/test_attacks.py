@@ -6,13 +6,13 @@ import torch
 
 from rl_mask.attacks import AttackTarget, BlackBoxReconstruction, GANPriorInversion, MIFace, WhiteBoxReconstruction
 from rl_mask.attacks.reconstruction import guess_defence, row_major_guess, simulation_key
-from rl_mask.benchmark import IdentityLeakError, check_identity_disjoint
+from rl_mask.bench.benchmark import IdentityLeakError, check_identity_disjoint
 from rl_mask.config import Config
-from rl_mask.data import FaceSplit
-from rl_mask.defences import build_defence
-from rl_mask.fr.run import TrainingStream, concat_batches
-from rl_mask.fr.trainer import build_model
-from rl_mask.metrics import psnr
+from rl_mask.owner.data import FaceSplit
+from rl_mask.owner.defences import build_defence
+from rl_mask.owner.stream import TrainingStream, concat_batches
+from rl_mask.server.trainer import build_model
+from rl_mask.owner.judge import psnr
 
 import privacy_helpers as H
 
@@ -36,7 +36,7 @@ def _judged_acc1(images, labels) -> float:
 def test_public_faces_never_show_a_private_person():
     split = H.data().split
     check_identity_disjoint(split)
-    leaky = FaceSplit(split.private_train, split.private_test, split.private_train)
+    leaky = FaceSplit(split.private_train, split.private_val, split.private_test, split.private_train)
     with pytest.raises(IdentityLeakError, match="also in the public set"):
         check_identity_disjoint(leaky)
 

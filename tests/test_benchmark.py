@@ -8,11 +8,12 @@ import sys
 import numpy as np
 import pytest
 
-from rl_mask.benchmark import run_benchmark
+from rl_mask.bench.benchmark import run_benchmark
 from rl_mask.config import BENCHMARK_ATTACKS, ConfigError, load_config
-from rl_mask.defences import build_defence
-from rl_mask.fr.run import TrainingStream, concat_batches, train_fr
-from rl_mask.report import pareto_front
+from rl_mask.owner.defences import build_defence
+from rl_mask.owner.stream import TrainingStream, concat_batches
+from rl_mask.train_fr import train_fr
+from rl_mask.bench.report import pareto_front
 
 import privacy_helpers as H
 
@@ -82,7 +83,7 @@ def test_adaptive_row_uses_the_learned_k_distribution_of_a_run(tmp_path):
 
 
 def test_adaptive_without_a_run_says_so():
-    from rl_mask.benchmark import train_defence
+    from rl_mask.bench.benchmark import train_defence
 
     cfg = tiny_benchmark_config(["adaptive"])
     cfg.fr.steps = 2
@@ -100,7 +101,7 @@ def test_export_masked_writes_exactly_what_left_the_data_owner(tmp_path, cli_env
     cfg.strategy.name = "random-k"
     train_fr(cfg, run, progress=False, data=H.data())
     out = tmp_path / "masked.npz"
-    proc = subprocess.run([sys.executable, "-m", "rl_mask.cli", "export-masked", "--run", str(run), "--out", str(out), "--batches", "3"], env=cli_env, capture_output=True, text=True, timeout=600)
+    proc = subprocess.run([sys.executable, "-m", "trainers.cli", "export-masked", "--run", str(run), "--out", str(out), "--batches", "3"], env=cli_env, capture_output=True, text=True, timeout=600)
     assert proc.returncode == 0, proc.stderr[-3000:]
     f = np.load(out)
     meta = json.loads(str(f["meta"]))
@@ -133,7 +134,7 @@ def test_bad_benchmark_config_names_the_field(override, message):
 
 def test_cli_rejects_a_folder_that_is_not_a_run(tmp_path, cli_env):
     (tmp_path / "x").mkdir()
-    proc = subprocess.run([sys.executable, "-m", "rl_mask.cli", "export-masked", "--run", str(tmp_path / "x"), "--out", str(tmp_path / "m.npz")], env=cli_env, capture_output=True, text=True, timeout=300)
+    proc = subprocess.run([sys.executable, "-m", "trainers.cli", "export-masked", "--run", str(tmp_path / "x"), "--out", str(tmp_path / "m.npz")], env=cli_env, capture_output=True, text=True, timeout=300)
     assert proc.returncode == 2 and "has no config.yaml" in proc.stderr
 
 

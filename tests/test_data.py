@@ -5,7 +5,7 @@ import pytest
 import torch
 from PIL import Image
 
-from rl_mask.data import FaceDataError, augment, load_faces, split_faces, verification_pairs
+from rl_mask.owner.data import FaceDataError, augment, load_faces, split_faces, verification_pairs
 
 
 def test_att_faces_load(att_faces):

@@ -9,10 +9,12 @@ import torch
 from opacus.validators import ModuleValidator
 
 from rl_mask.config import STRATEGIES, Config
-from rl_mask.defences import INSTAHIDE_CAP, build_defence
-from rl_mask.fr.run import TrainingStream, load_fr_model, train_fr
-from rl_mask.fr.trainer import FRTrainer
-from rl_mask.masking import mix
+from rl_mask.owner.defences import INSTAHIDE_CAP, build_defence
+from rl_mask.owner.stream import TrainingStream
+from rl_mask.server.trainer import load_fr_model
+from rl_mask.train_fr import train_fr
+from rl_mask.server.trainer import FRTrainer
+from rl_mask.owner.masking import mix
 
 import privacy_helpers as H
 
@@ -96,7 +98,7 @@ def test_train_fr_replays_the_training_stream_exactly(tmp_path, monkeypatch):
 def test_train_fr_cli_runs_a_baseline_strategy(tmp_path, cli_env):
     out = tmp_path / "mixup"
     proc = subprocess.run(
-        [sys.executable, "-m", "rl_mask.cli", "train-fr", "--strategy", "mixup", "--steps", "4", "--set", "fr.eval_every=2", "--out", str(out), "--quiet"],
+        [sys.executable, "-m", "trainers.cli", "train-fr", "--strategy", "mixup", "--steps", "4", "--set", "fr.eval_every=2", "--out", str(out), "--quiet"],
         env=cli_env, capture_output=True, text=True, timeout=600,
     )
     assert proc.returncode == 0, proc.stderr[-3000:]

@@ -8,7 +8,7 @@ from gymnasium.utils.env_checker import check_env
 from envs.hybrid_masking import HybridMaskingEnv
 from envs.reward import reward_parts
 from rl_mask.config import Config
-from rl_mask.fr.service import FRService
+from rl_mask.server.service import FRService
 
 
 @pytest.fixture(scope="module")

@@ -4,9 +4,9 @@ import pytest
 import torch
 
 from rl_mask.config import Config
-from rl_mask.defences import build_defence
-from rl_mask.fr.run import prepare_data
-from rl_mask.fr.service import FRService
+from rl_mask.owner.defences import build_defence
+from rl_mask.owner.stream import prepare_data
+from rl_mask.server.service import FRService
 
 
 @pytest.fixture(scope="module")

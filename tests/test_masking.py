@@ -1,8 +1,8 @@
 import pytest
 import torch
 
-from rl_mask.freq import block_dct, block_idct
-from rl_mask.masking import DEFAULT_REMOVED_CHANNELS, HybridMask, kept_channel_indices, sample_partners, sample_weights
+from rl_mask.owner.freq import block_dct, block_idct
+from rl_mask.owner.masking import DEFAULT_REMOVED_CHANNELS, HybridMask, kept_channel_indices, sample_partners, sample_weights
 
 
 @pytest.fixture(scope="module")

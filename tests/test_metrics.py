@@ -7,8 +7,8 @@ import pytest
 import torch
 
 from rl_mask.attacks import Reconstruction
-from rl_mask.metrics import best_match, privacy_score, psnr, ssim
-from rl_mask.metrics.image import PSNR_CAP_DB
+from rl_mask.owner.judge import best_match, privacy_score, psnr, ssim
+from rl_mask.owner.judge.image import PSNR_CAP_DB
 
 import privacy_helpers as H
 

@@ -2,8 +2,8 @@ import torch
 import torch.nn.functional as F
 
 from rl_mask.config import ModelConfig
-from rl_mask.fr.trainer import build_model
-from rl_mask.models import ArcFaceHead
+from rl_mask.server.trainer import build_model
+from rl_mask.server.models import ArcFaceHead
 
 
 def _meta(kind, shape, classes=20):

@@ -7,14 +7,15 @@ import sys
 import pytest
 import torch
 
-from rl_mask.fr.run import load_fr_model, prepare_data
+from rl_mask.owner.stream import prepare_data
+from rl_mask.server.trainer import load_fr_model
 from rl_mask.config import Config
-from rl_mask.defences import build_defence
-from rl_mask.fr.evaluation import identification_accuracy
+from rl_mask.owner.defences import build_defence
+from rl_mask.server.evaluation import identification_accuracy
 
 
 def run_cli(args, env, check=True):
-    proc = subprocess.run([sys.executable, "-m", "rl_mask.cli", *args], env=env, capture_output=True, text=True, timeout=900)
+    proc = subprocess.run([sys.executable, "-m", "trainers.cli", *args], env=env, capture_output=True, text=True, timeout=900)
     if check:
         assert proc.returncode == 0, proc.stderr[-4000:]
     return proc

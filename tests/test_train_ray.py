@@ -8,7 +8,7 @@ import torch
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
 from rl_mask.config import Config
-from rl_mask.fr.run import load_fr_model
+from rl_mask.server.trainer import load_fr_model
 from trainers.fr_actor import create_fr_actor
 from trainers.train import NAMESPACE, latest_checkpoint, train
 
@@ -68,8 +68,8 @@ def test_short_ppo_run_writes_the_run_folder(short_run):
 def test_export_masked_gives_the_batches_the_fr_actor_received(short_run, tmp_path):
     import numpy as np
 
-    from rl_mask.export import export_masked
-    from rl_mask.fr.run import prepare_data
+    from rl_mask.owner.export import export_masked
+    from rl_mask.owner.stream import prepare_data
 
     run, summary = short_run
     meta = export_masked(run, tmp_path / "masked.npz")
@@ -118,8 +118,8 @@ def test_fr_actor_state_round_trip(ray_runtime, tmp_path):
     a = create_fr_actor(cfg, tmp_path, "fr-roundtrip-a", NAMESPACE, 100)
     b = create_fr_actor(cfg, tmp_path / "b", "fr-roundtrip-b", NAMESPACE, 100)
     try:
-        from rl_mask.defences import build_defence
-        from rl_mask.fr.run import prepare_data
+        from rl_mask.owner.defences import build_defence
+        from rl_mask.owner.stream import prepare_data
 
         data = prepare_data(cfg)
         batch = build_defence(cfg, "fixed-k").encode_train(data.train_images[:16], data.train_labels[:16], torch.Generator().manual_seed(0))
@@ -178,8 +178,8 @@ def test_fr_actor_restarts_with_its_last_saved_weights(ray_runtime, tmp_path):
     import os
     import signal
 
-    from rl_mask.defences import build_defence
-    from rl_mask.fr.run import prepare_data
+    from rl_mask.owner.defences import build_defence
+    from rl_mask.owner.stream import prepare_data
     from rl_mask.run_folder import autosave_path
 
     cfg = tiny_config(fr_autosave_every=2, fr_max_restarts=1)

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import sys
 
-from rl_mask.cli import main
+from trainers.cli import main
 
 
 def cluster_argv(argv: list[str]) -> list[str]:

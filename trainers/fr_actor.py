@@ -16,27 +16,20 @@ from pathlib import Path
 import ray
 import torch
 
-from rl_mask.config import Config, from_dict
-from rl_mask.fr.service import FRService
-from rl_mask.run_folder import autosave_path, recorded_batches_path
+from rl_mask.config import Config
+from rl_mask.protocol import TrainingSetup
+from rl_mask.run_folder import autosave_path
+from rl_mask.server.service import FRService
 
 
 class FRActorImpl(FRService):
     """``FRService`` in an actor: picks its device and threads, reports where it runs."""
 
-    def __init__(self, cfg: dict, total_steps: int, run_dir: str, threads: int = 0):
+    def __init__(self, setup: dict, run_dir: str, autosave_every: int, threads: int = 0):
         torch.set_num_threads(threads or os.cpu_count() or 1)
         device = torch.device("cuda") if ray.get_gpu_ids() and torch.cuda.is_available() else torch.device("cpu")
-        config = from_dict(cfg)
-        super().__init__(
-            config,
-            total_steps,
-            device,
-            autosave_path=autosave_path(run_dir),
-            autosave_every=config.rl.fr_autosave_every,
-            record_path=recorded_batches_path(run_dir),
-            record_batches=config.rl.record_masked_batches,
-        )
+        # The server is told only the TrainingSetup (no config with a face path in it).
+        super().__init__(TrainingSetup.from_dict(setup), device, autosave_path=autosave_path(run_dir), autosave_every=autosave_every)
 
     def pid(self) -> int:
         return os.getpid()
@@ -60,7 +53,7 @@ def fr_num_gpus(requested: float) -> float:
     return 1.0 if ray.cluster_resources().get("GPU", 0) >= 1 else 0.0
 
 
-def create_fr_actor(cfg: Config, run_dir: str | Path, name: str, namespace: str, total_steps: int):
+def create_fr_actor(cfg: Config, setup: TrainingSetup, run_dir: str | Path, name: str, namespace: str):
     rl = cfg.rl
     return FRActor.options(
         name=name,
@@ -69,4 +62,4 @@ def create_fr_actor(cfg: Config, run_dir: str | Path, name: str, namespace: str,
         num_gpus=fr_num_gpus(rl.fr_num_gpus),
         max_restarts=rl.fr_max_restarts,
         max_task_retries=-1 if rl.fr_max_restarts != 0 else 0,
-    ).remote(cfg.to_dict(), total_steps, str(Path(run_dir).resolve()), rl.fr_threads)
+    ).remote(setup.to_dict(), str(Path(run_dir).resolve()), rl.fr_autosave_every, rl.fr_threads)

@@ -14,11 +14,13 @@ def total_fr_steps(cfg: Config) -> int:
     return cfg.rl.iterations * cfg.rl.train_batch_size
 
 
-def build_ppo_config(cfg: Config, fr_name: str, namespace: str, local_fr: bool = False) -> PPOConfig:
-    """``local_fr``: the FR service lives in this process (debug mode), else a named Ray actor."""
+def build_ppo_config(cfg: Config, fr_name: str, namespace: str, local_fr: bool = False, run_dir: str | None = None) -> PPOConfig:
+    """``local_fr``: the FR service lives in this process (debug mode), else a named Ray actor.
+    ``run_dir``: where env runners record the batches they send (``RUN_DIR/boundary``)."""
     rl = cfg.rl
     env_config = {
         "config": cfg.to_dict(),
+        "run_dir": run_dir,
         ("fr_local" if local_fr else "fr_actor"): fr_name,
         "namespace": namespace,
         "total_fr_steps": total_fr_steps(cfg),

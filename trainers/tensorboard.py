@@ -40,17 +40,17 @@ def ppo_scalars(result: dict) -> dict[str, float]:
 
 
 def fr_scalars(records: list[dict], floor: float, lam: float, k_choices: list[int]) -> dict[str, float]:
-    """Our figures from the FR actor's per-step log: reward and parts, FR loss, accuracy, k."""
+    """Our figures from the FR actor's per-step log: reward and parts, FR loss, validation accuracy, k."""
     if not records:
         return {}
-    parts = [reward_parts(r["loss"], r["clean_acc"], floor, lam) for r in records]
+    parts = [reward_parts(r["loss"], r["val_acc"], floor, lam) for r in records]
     ks = np.array([r["k"] for r in records])
     out = {
         "mask/reward": float(np.mean([p["reward"] for p in parts])),
         "mask/reward_privacy_fr_loss": float(np.mean([p["reward_privacy"] for p in parts])),
         "mask/reward_utility_penalty": float(np.mean([p["reward_utility_penalty"] for p in parts])),
         "fr/loss": float(np.mean([r["loss"] for r in records])),
-        "fr/clean_identification_acc": float(records[-1]["clean_acc"]),
+        "fr/val_identification_acc": float(records[-1]["val_acc"]),
         "fr/steps": float(records[-1]["fr_step"]),
         "mask/k_mean": float(ks.mean()),
     }

@@ -31,16 +31,20 @@ from tqdm.auto import tqdm
 from envs.hybrid_masking import LOCAL_FR_SERVICES, FRClient, HybridMaskingEnv
 from rl_mask.checkpoint import CheckpointError, atomic_write_text, load_checkpoint, save_checkpoint
 from rl_mask.config import Config, ConfigError, load_config, save_config
-from rl_mask.data import load_split
-from rl_mask.defences import hybrid_mask_from_config
-from rl_mask.fr.service import FRService
-from rl_mask.run_folder import autosave_path, recorded_batches_path
+from rl_mask.owner.defences import build_defence
+from rl_mask.owner.messages import test_set, training_setup, validation_set
+from rl_mask.owner.recorder import boundary_dir
+from rl_mask.owner.stream import PrivateData, prepare_data
+from rl_mask.run_folder import autosave_path
+from rl_mask.server.service import FRService
 from trainers.fr_actor import create_fr_actor
 from trainers.ppo import build_ppo_config, total_fr_steps
 from trainers.tensorboard import RunWriter, fr_scalars, ppo_scalars
 
 NAMESPACE = "rl-mask"
 KEEP_CHECKPOINTS = 2
+#: TensorBoard image tag: protected views only, or (with rl.log_original_faces) originals first.
+EXAMPLES_TAG = {False: "faces/protected", True: "faces/original_vs_protected"}
 
 
 # ----------------------------------------------------------------------------- config
@@ -170,14 +174,17 @@ def score_policy(cfg: Config, fr: FRClient, module, steps: int, seed: int) -> di
 # ----------------------------------------------------------------------------- main loop
 
 
-def masked_examples(cfg: Config, ks: list[int], n: int = 8) -> list[torch.Tensor]:
-    """Rows for TensorBoard: originals, channel removal only, then mixtures for each k."""
-    train = load_split(cfg.data).private_train
-    idx = torch.linspace(0, len(train) - 1, n).long()
-    images, labels = train.float_images()[idx], train.labels[idx]
-    mask = hybrid_mask_from_config(cfg)
+def masked_examples(cfg: Config, data: PrivateData, ks: list[int], originals: bool = False, n: int = 8) -> list[torch.Tensor]:
+    """Rows for TensorBoard: what crosses, as a person would see it (channel removal only,
+    then the mixtures for each k, through the inverse DCT). The original faces come first
+    only with ``rl.log_original_faces`` (TensorBoard logs are read by more people than the
+    face folder)."""
+    idx = torch.linspace(0, len(data.train_labels) - 1, n).long()
+    images, labels = data.train_images[idx], data.train_labels[idx]
+    mask = build_defence(cfg, "adaptive", k_choices=ks).mask
     g = torch.Generator().manual_seed(0)
-    rows = [images, mask.to_pixels(mask.transform(images))]
+    rows = [images] if originals else []
+    rows += [mask.to_pixels(mask.transform(images))]
     rows += [mask.to_pixels(mask(images, labels, k, g).inputs) for k in ks]
     return rows
 
@@ -206,7 +213,7 @@ def train(
     if ckpt:
         check_no_pickles(ckpt / "algo")
         fr_state = load_checkpoint(ckpt / "fr_state.pt", required=("trainer",))
-    load_split(cfg.data)  # the faces load and split as configured
+    data = prepare_data(cfg)  # the faces load and split as configured
     run_dir.mkdir(parents=True, exist_ok=True)
     save_config(cfg, run_dir / "config.yaml")
     started_ray = init_ray(address, debug)
@@ -217,32 +224,30 @@ def train(
     # A resumed run restarts from its checkpoint: an autosave written after it is out of step.
     autosave_path(run_dir).unlink(missing_ok=True)
     if not resume:  # left by a run killed before its first checkpoint
-        recorded_batches_path(run_dir).unlink(missing_ok=True)
+        shutil.rmtree(boundary_dir(run_dir), ignore_errors=True)
+    # The data owner's side: the defence, and the messages the FR server gets before training.
+    defence = build_defence(cfg, "adaptive", k_choices=rl.k_choices)
+    setup = training_setup(cfg, defence, data, total_fr_steps(cfg), rl.eval_every)
     if debug:
         # Debug mode: env, learner and FR network in this one process (breakpoints work
         # everywhere, no transfers); the same FRService the actor hosts, without the actor's
         # recovery saves (a crash here ends the run; --resume starts from its checkpoint).
-        LOCAL_FR_SERVICES[fr_name] = FRService(
-            cfg,
-            total_fr_steps(cfg),
-            record_path=recorded_batches_path(run_dir),
-            record_batches=rl.record_masked_batches,
-        )
+        LOCAL_FR_SERVICES[fr_name] = FRService(setup)
         fr = FRClient(local_name=fr_name)
     else:
-        fr = FRClient(create_fr_actor(cfg, run_dir, fr_name, NAMESPACE, total_fr_steps(cfg)))
+        fr = FRClient(create_fr_actor(cfg, setup, run_dir, fr_name, NAMESPACE))
     algo = None
     writer = None
     try:
         if ckpt:
             fr.call("set_state", fr_state)
-        fr.call("status")  # fail fast if the actor cannot start
-        algo = build_ppo_config(cfg, fr_name, NAMESPACE, local_fr=debug).build_algo()
+        fr.call("set_validation", validation_set(defence, data))  # also fails fast if the actor cannot start
+        algo = build_ppo_config(cfg, fr_name, NAMESPACE, local_fr=debug, run_dir=str(run_dir)).build_algo()
         if ckpt:
             algo.restore_from_path(str((ckpt / "algo").resolve()))
         # Drop events a killed run wrote after its last checkpoint (TensorBoard purges >= purge_step).
         writer = RunWriter(run_dir / "tb", purge_step=prior["env_steps"] + 1 if ckpt else None)
-        examples = masked_examples(cfg, rl.k_choices)
+        examples = masked_examples(cfg, data, rl.k_choices, originals=rl.log_original_faces)
         print(f"TensorBoard: tensorboard --logdir {run_dir / 'tb'}", flush=True)
         start_iter = algo.iteration
         end_iter = rl.iterations if stop_after is None else min(rl.iterations, start_iter + stop_after)
@@ -260,15 +265,15 @@ def train(
             writer.scalars(ours, env_steps)
             writer.k_histogram([r["k"] for r in records], env_steps)
             if (it + 1) % rl.image_every == 0 or it == start_iter:
-                writer.images("faces/original_vs_masked", examples, env_steps)
+                writer.images(EXAMPLES_TAG[rl.log_original_faces], examples, env_steps)
             if ours:
-                bar.set_postfix(k=f"{ours['mask/k_mean']:.2f}", loss=f"{ours['fr/loss']:.2f}", acc=f"{ours['fr/clean_identification_acc']:.2f}")
+                bar.set_postfix(k=f"{ours['mask/k_mean']:.2f}", loss=f"{ours['fr/loss']:.2f}", acc=f"{ours['fr/val_identification_acc']:.2f}")
             if (it + 1) % rl.checkpoint_every == 0 or it + 1 == end_iter:
                 state = {"iteration": it + 1, "env_steps": env_steps, "wall_seconds": prior["wall_seconds"] + time.perf_counter() - t0}
                 state["fr_steps"] = int(fr.call("status")["fr_step"])
                 write_checkpoint(run_dir, algo, fr, state)
         finished = algo.iteration >= rl.iterations
-        summary = finalize(cfg, run_dir, algo, fr, env_steps, prior["wall_seconds"] + time.perf_counter() - t0, finished, writer, iteration_seconds)
+        summary = finalize(cfg, defence, data, run_dir, algo, fr, env_steps, prior["wall_seconds"] + time.perf_counter() - t0, finished, writer, iteration_seconds)
         return summary
     finally:
         if writer is not None:
@@ -283,9 +288,9 @@ def train(
             ray.shutdown()
 
 
-def finalize(cfg: Config, run_dir: Path, algo, fr: FRClient, env_steps: int, wall: float, finished: bool, writer: RunWriter, iteration_seconds: list[float]) -> dict:
+def finalize(cfg: Config, defence, data: PrivateData, run_dir: Path, algo, fr: FRClient, env_steps: int, wall: float, finished: bool, writer: RunWriter, iteration_seconds: list[float]) -> dict:
     rl = cfg.rl
-    metrics = fr.call("evaluate")
+    metrics = fr.call("evaluate", test_set(defence, data))  # the test split: used only here
     info = fr.call("info")
     module = algo.get_module()
     runner_nodes = algo.env_runner_group.foreach_env_runner(lambda runner: ray.get_runtime_context().get_node_id(), local_env_runner=False)

@@ -4,7 +4,7 @@ An attack sees what a real adversary would: the attacker's own public faces (ide
 disjoint from the private ones), the defence as far as its threat model allows, and the
 target (the protected training tensors as they left the data owner, and/or the trained FR
 model). It returns reconstructions and the identity each is meant to show; scoring them
-against the private originals is the harness's job (``rl_mask.metrics``), never the attack's.
+against the private originals is the harness's job (``rl_mask.owner.judge``), never the attack's.
 """
 
 from __future__ import annotations
@@ -14,9 +14,9 @@ from dataclasses import dataclass
 
 import torch
 
-from rl_mask.defences.base import Defence
-from rl_mask.masking import MaskedBatch
-from rl_mask.models import FaceRecognizer
+from rl_mask.owner.defences.base import Defence
+from rl_mask.owner.masking import MaskedBatch
+from rl_mask.server.models import FaceRecognizer
 
 #: Reconstruction attacks recover the dominant face of each protected training sample;
 #: inversion attacks recover one face per private identity from the trained model.

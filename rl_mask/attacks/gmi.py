@@ -18,7 +18,7 @@ import torch
 from rl_mask.attacks.base import Attack, AttackTarget, Reconstruction
 from rl_mask.attacks.gan import FaceGAN, train_gan
 from rl_mask.attacks.inversion import best_restarts, freeze, jitter, optimise_latent, target_confidence, target_logits
-from rl_mask.defences.base import Defence
+from rl_mask.owner.defences.base import Defence
 
 LATENT_BOUND = 3.0
 

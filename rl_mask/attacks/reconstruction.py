@@ -24,12 +24,12 @@ from tqdm.auto import tqdm
 
 from rl_mask.attacks.base import Attack, AttackTarget, Reconstruction
 from rl_mask.attacks.decoder import BlockUNet, PatchCritic
-from rl_mask.data import augment, contrast_brightness
-from rl_mask.defences.base import Defence
-from rl_mask.defences.hybrid import HybridDefence
-from rl_mask.defences.pixel import PixelDefence
-from rl_mask.freq import CHANNELS_PER_PLANE, ZIGZAG
-from rl_mask.masking import HybridMask
+from rl_mask.owner.data import augment, contrast_brightness
+from rl_mask.owner.defences.base import Defence
+from rl_mask.owner.defences.hybrid import HybridDefence
+from rl_mask.owner.defences.pixel import PixelDefence
+from rl_mask.owner.freq import CHANNELS_PER_PLANE, ZIGZAG
+from rl_mask.owner.masking import HybridMask
 
 
 def light_jitter(images: torch.Tensor, generator: torch.Generator) -> torch.Tensor:

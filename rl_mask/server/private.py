@@ -25,34 +25,12 @@ from opacus.accountants.utils import get_noise_multiplier
 from opacus.optimizers import DPOptimizer
 
 from rl_mask.config import DPConfig, FRConfig, ModelConfig
-from rl_mask.fr.trainer import FRTrainer, build_model
-from rl_mask.masking import MaskedBatch
+from rl_mask.server.trainer import FRTrainer, build_model
+from rl_mask.protocol import ProtectedBatch
 
 #: RDP orders searched when converting to (epsilon, delta): Opacus' defaults extended to 256,
 #: since short runs (few steps) reach their tightest bound beyond Opacus' largest order (63).
 RDP_ORDERS = [1 + x / 10.0 for x in range(1, 100)] + list(range(12, 257))
-
-
-class PoissonSampler:
-    """Batches where each of ``n`` faces is included independently with ``sample_rate``."""
-
-    def __init__(self, n: int, sample_rate: float, seed: int = 0):
-        if n < 1:
-            raise ValueError("cannot sample batches from an empty set")
-        if not 0 < sample_rate <= 1:
-            raise ValueError(f"sample_rate={sample_rate} must lie in (0, 1]")
-        self.n = n
-        self.sample_rate = sample_rate
-        self.generator = torch.Generator().manual_seed(seed)
-
-    def next(self) -> torch.Tensor:
-        return torch.nonzero(torch.rand(self.n, generator=self.generator) < self.sample_rate).squeeze(1)
-
-    def state_dict(self) -> dict:
-        return {"generator": self.generator.get_state()}
-
-    def load_state_dict(self, state: dict) -> None:
-        self.generator.set_state(state["generator"])
 
 
 class DPFRTrainer(FRTrainer):
@@ -74,6 +52,9 @@ class DPFRTrainer(FRTrainer):
         self.meta["norm"] = "group"
         torch.manual_seed(fr_cfg.seed)
         self.model = build_model(self.meta).to(device)
+        # Input standardisation fitted on a batch would be a statistic of private pixels
+        # outside the DP accounting: DP-SGD keeps the data-independent identity map.
+        self.input_stats_fitted = True
         self.dp = dp_cfg
         self.sample_rate = min(1.0, fr_cfg.batch_size / train_size)
         self.noise_multiplier = get_noise_multiplier(
@@ -96,7 +77,7 @@ class DPFRTrainer(FRTrainer):
         )
         self.optimizer.attach_step_hook(self.accountant.get_optimizer_hook_fn(sample_rate=self.sample_rate))
 
-    def loss(self, batch: MaskedBatch) -> torch.Tensor:
+    def loss(self, batch: ProtectedBatch) -> torch.Tensor:
         if batch.k != 1:
             raise ValueError(f"DP-SGD trains on unmixed faces; got a batch mixing k={batch.k}")
         head = self.model.head
@@ -104,7 +85,7 @@ class DPFRTrainer(FRTrainer):
         labels = batch.labels[:, 0].to(self.device)
         return F.cross_entropy(head.margin_logits(logits / head.scale, labels), labels)
 
-    def train_step(self, batch: MaskedBatch) -> float:
+    def train_step(self, batch: ProtectedBatch) -> float:
         if batch.inputs.shape[0] == 0:
             # An empty Poisson batch: no update, but the step still counts for the accountant.
             self.accountant.step(noise_multiplier=self.noise_multiplier, sample_rate=self.sample_rate)
@@ -116,7 +97,7 @@ class DPFRTrainer(FRTrainer):
             return super().train_step(batch)
 
     @torch.no_grad()
-    def eval_loss(self, batch: MaskedBatch) -> float:
+    def eval_loss(self, batch: ProtectedBatch) -> float:
         self.model.eval()
         return float(self.loss(batch))
 

@@ -26,13 +26,15 @@ from tqdm.auto import tqdm
 
 from rl_mask.attacks import Attack, AttackTarget, Reconstruction, build_attack
 from rl_mask.config import Config, ConfigError, save_config
-from rl_mask.data import FaceDataError, FaceSplit
-from rl_mask.defences import Defence, build_defence
-from rl_mask.fr.evaluation import recognition_metrics
-from rl_mask.fr.run import PrivateData, TrainingStream, concat_batches, load_fr_model, prepare_data, set_threads, train_fr
-from rl_mask.metrics import PrivacyJudge, judge_report, train_evaluation_model
-from rl_mask.models import FaceRecognizer
-from rl_mask.report import write_report
+from rl_mask.owner.data import FaceDataError, FaceSplit
+from rl_mask.owner.defences import Defence, build_defence
+from rl_mask.server.evaluation import recognition_metrics
+from rl_mask.owner.stream import PrivateData, TrainingStream, concat_batches, prepare_data
+from rl_mask.server.trainer import load_fr_model
+from rl_mask.train_fr import set_threads, train_fr
+from rl_mask.owner.judge import PrivacyJudge, judge_report, train_evaluation_model
+from rl_mask.server.models import FaceRecognizer
+from rl_mask.bench.report import write_report
 from rl_mask.run_folder import read_run
 
 
@@ -216,7 +218,7 @@ def run_benchmark(cfg: Config, out_dir: str | Path, quick: bool = False, adaptiv
             "public_images": len(data.split.public),
             "chance_acc1": 1.0 / data.num_classes,
         },
-        "evaluation_model": {"architecture": "VGG-style CNN on pixels (rl_mask.metrics.evaluator)", **judge_quality, "knn_reference": judge.knn_reference},
+        "evaluation_model": {"architecture": "VGG-style CNN on pixels (rl_mask.owner.judge.evaluator)", **judge_quality, "knn_reference": judge.knn_reference},
         "baseline_mean_public_face": baseline,
         "adaptive_run": adaptive_run,
         "defences": defences,

@@ -10,9 +10,9 @@ from typing import Sequence
 
 import torch
 
-from rl_mask.defences.base import Defence
-from rl_mask.freq import CHANNELS_PER_PLANE
-from rl_mask.masking import HybridMask, MaskedBatch
+from rl_mask.owner.defences.base import Defence
+from rl_mask.owner.freq import CHANNELS_PER_PLANE
+from rl_mask.owner.masking import HybridMask, MaskedBatch
 
 
 class HybridDefence(Defence):

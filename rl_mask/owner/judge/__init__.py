@@ -1,8 +1,8 @@
 """Privacy and utility metrics: PSNR/SSIM, the independent evaluation model, identity leak,
 KNN distance and the combined privacy score."""
 
-from rl_mask.metrics.evaluator import EvaluationModel, judge_report, train_evaluation_model
-from rl_mask.metrics.image import best_match, psnr, ssim
-from rl_mask.metrics.privacy import ALPHA, BETA, PrivacyJudge, privacy_score
+from rl_mask.owner.judge.evaluator import EvaluationModel, judge_report, train_evaluation_model
+from rl_mask.owner.judge.image import best_match, psnr, ssim
+from rl_mask.owner.judge.privacy import ALPHA, BETA, PrivacyJudge, privacy_score
 
 __all__ = ["ALPHA", "BETA", "EvaluationModel", "PrivacyJudge", "best_match", "judge_report", "privacy_score", "psnr", "ssim", "train_evaluation_model"]

@@ -12,7 +12,7 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 
 from rl_mask.checkpoint import atomic_write_text  # noqa: E402
-from rl_mask.metrics.privacy import ALPHA, BETA, PSNR_CEIL_DB, PSNR_FLOOR_DB  # noqa: E402
+from rl_mask.owner.judge.privacy import ALPHA, BETA, PSNR_CEIL_DB, PSNR_FLOOR_DB  # noqa: E402
 
 ATTACK_TITLES = {
     "whitebox": "white-box reconstruction",

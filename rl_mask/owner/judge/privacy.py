@@ -3,7 +3,7 @@
 Given an attack's ``Reconstruction`` (images and the private identity each should show):
 
 - ``acc1`` / ``acc5``: identity leak, the fraction the independent evaluation model
-  (``rl_mask.metrics.evaluator``) puts the right identity first / in its top 5 (chance is
+  (``rl_mask.owner.judge.evaluator``) puts the right identity first / in its top 5 (chance is
   1 / number of private identities, and 5 / that);
 - ``knn``: mean L2 distance, in the evaluation model's normalised feature space, from a
   reconstruction to the *nearest* private face (train or test) of its identity;
@@ -32,12 +32,12 @@ import numpy as np
 import torch
 
 from rl_mask.attacks.base import Reconstruction
-from rl_mask.fr.evaluation import identification_accuracy
-from rl_mask.metrics.evaluator import EvaluationModel
-from rl_mask.metrics.image import best_match, psnr, ssim
+from rl_mask.server.evaluation import identification_accuracy
+from rl_mask.owner.judge.evaluator import EvaluationModel
+from rl_mask.owner.judge.image import best_match, psnr, ssim
 
 if TYPE_CHECKING:
-    from rl_mask.fr.run import PrivateData
+    from rl_mask.owner.stream import PrivateData
 
 ALPHA = 0.4  # visual / feature-level
 BETA = 0.6  # attack-level

@@ -1,7 +1,9 @@
-"""One FR network and its optimizer: a training step on a (protected) batch, evaluation, state.
+"""One FR network and its optimizer: a training step on a protected batch, evaluation, state.
 
-The core of both ``rl-mask train-fr`` and the FR Ray actor. It takes a ``torch.device`` and
-never decides where it runs.
+The FR server's core, in ``rl-mask train-fr`` and in the FR Ray actor alike. It is built from
+the owner's ``TrainingSetup`` message and learns only from ``ProtectedBatch`` messages: its
+input standardisation is fitted on the first protected batch it receives, never on faces.
+It takes a ``torch.device`` and never decides where it runs.
 """
 
 from __future__ import annotations
@@ -11,10 +13,13 @@ from dataclasses import asdict
 
 import torch
 
+from pathlib import Path
+
+from rl_mask.checkpoint import load_checkpoint
 from rl_mask.config import FRConfig, ModelConfig
-from rl_mask.fr.evaluation import recognition_metrics
-from rl_mask.masking import MaskedBatch
-from rl_mask.models import ArcFaceHead, FaceRecognizer, IRResNet
+from rl_mask.protocol import ProtectedBatch, TrainingSetup
+from rl_mask.server.evaluation import recognition_metrics
+from rl_mask.server.models import ArcFaceHead, FaceRecognizer, IRResNet
 
 
 def resolve_device(name: str) -> torch.device:
@@ -38,7 +43,7 @@ def build_model(meta: dict) -> FaceRecognizer:
     head = ArcFaceHead(m.embedding_dim, meta["num_classes"], scale=m.arc_scale, margin=m.arc_margin)
     model = FaceRecognizer(backbone, head)
     if meta.get("norm") == "group":
-        # DP-SGD models (rl_mask.fr.private): Opacus' BatchNorm -> GroupNorm replacement.
+        # DP-SGD models (rl_mask.server.private): Opacus' BatchNorm -> GroupNorm replacement.
         from opacus.validators import ModuleValidator
 
         model = ModuleValidator.fix(model)
@@ -71,9 +76,11 @@ class FRTrainer:
         self.base_lr = fr_cfg.lr
         self.total_steps = max(1, total_steps or fr_cfg.steps)
         self.step = 0
+        self.input_stats_fitted = False
 
     def set_input_stats(self, inputs: torch.Tensor) -> None:
         self.model.backbone.set_input_stats(inputs.to(self.device))
+        self.input_stats_fitted = True
 
     def _lr(self) -> float:
         warmup = min(50, self.total_steps // 10)
@@ -82,12 +89,15 @@ class FRTrainer:
         t = min(1.0, (self.step - warmup) / max(1, self.total_steps - warmup))
         return self.base_lr * (0.02 + 0.98 * 0.5 * (1 + math.cos(math.pi * t)))
 
-    def loss(self, batch: MaskedBatch) -> torch.Tensor:
+    def loss(self, batch: ProtectedBatch) -> torch.Tensor:
         emb = self.model.embed(batch.inputs.to(self.device, non_blocking=True))
         return self.model.head.mixed_loss(emb, batch.labels.to(self.device), batch.weights.to(self.device, emb.dtype))
 
-    def train_step(self, batch: MaskedBatch) -> float:
+    def train_step(self, batch: ProtectedBatch) -> float:
         """One optimizer step on a protected batch; returns the mixed margin loss."""
+        if not self.input_stats_fitted and batch.inputs.shape[0] > 1:
+            # Standardisation from what crossed (the first protected batch), not from faces.
+            self.set_input_stats(batch.inputs)
         self.model.train()
         for group in self.optimizer.param_groups:
             group["lr"] = self._lr()
@@ -99,7 +109,7 @@ class FRTrainer:
         return float(loss.detach())
 
     @torch.no_grad()
-    def eval_loss(self, batch: MaskedBatch) -> float:
+    def eval_loss(self, batch: ProtectedBatch) -> float:
         """The loss of a batch without training on it (scores a policy on a fixed FR state)."""
         self.model.eval()
         return float(self.loss(batch))
@@ -125,6 +135,7 @@ class FRTrainer:
             "optimizer": self.optimizer.state_dict(),
             "step": self.step,
             "meta": self.meta,
+            "input_stats_fitted": self.input_stats_fitted,
         }
 
     def load_state_dict(self, state: dict) -> None:
@@ -133,7 +144,27 @@ class FRTrainer:
         self.model.load_state_dict(state["model"])
         self.optimizer.load_state_dict(state["optimizer"])
         self.step = int(state["step"])
+        self.input_stats_fitted = bool(state.get("input_stats_fitted", self.step > 0))
 
     def weights(self) -> dict:
         """Final weights file content: ``{"state_dict", "meta"}`` (see ``load_fr_model``)."""
         return {"state_dict": self.model.state_dict(), "meta": self.meta}
+
+
+def trainer_for(setup: TrainingSetup, device: torch.device) -> FRTrainer:
+    """The FR trainer a ``TrainingSetup`` asks for (DP-SGD when the defence trains privately)."""
+    if setup.private_training:
+        from rl_mask.server.private import DPFRTrainer
+
+        return DPFRTrainer(
+            setup.input_shape, setup.input_kind, setup.num_classes, setup.model, setup.fr, setup.dp, device, setup.train_size, setup.total_steps
+        )
+    return FRTrainer(setup.input_shape, setup.input_kind, setup.num_classes, setup.model, setup.fr, device, setup.total_steps)
+
+
+def load_fr_model(path: str | Path, map_location: str | torch.device = "cpu") -> tuple[FaceRecognizer, dict]:
+    """Load final FR weights (``RUN_DIR/fr.pt``) into a ready model; returns ``(model, meta)``."""
+    ckpt = load_checkpoint(path, map_location, required=("state_dict", "meta"))
+    model = build_model(ckpt["meta"])
+    model.load_state_dict(ckpt["state_dict"])
+    return model.eval(), ckpt["meta"]

@@ -11,7 +11,7 @@ import abc
 
 import torch
 
-from rl_mask.masking import MaskedBatch
+from rl_mask.owner.masking import MaskedBatch
 
 
 class Defence(abc.ABC):
@@ -19,7 +19,7 @@ class Defence(abc.ABC):
     #: "freq" (block-DCT channels) or "pixel": which input map the FR backbone uses.
     input_kind: str = "pixel"
     #: True for defences in the training procedure itself (DP-SGD): the FR trainer then
-    #: clips and noises per-sample gradients (``rl_mask.fr.private``).
+    #: clips and noises per-sample gradients (``rl_mask.server.private``).
     private_training: bool = False
 
     @abc.abstractmethod

@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 from rl_mask.config import Config
-from rl_mask.defences.base import Defence
-from rl_mask.defences.hybrid import HybridDefence
-from rl_mask.defences.pixel import DPSGDDefence, PixelDefence
-from rl_mask.masking import HybridMask
+from rl_mask.owner.defences.base import Defence
+from rl_mask.owner.defences.hybrid import HybridDefence
+from rl_mask.owner.defences.pixel import DPSGDDefence, PixelDefence
+from rl_mask.owner.masking import HybridMask
 
 #: Pixel MixUp (Zhang et al. 2018): two faces, weight ~ Beta(1, 1) (Dirichlet(1) for k = 2), no cap.
 MIXUP_K = 2

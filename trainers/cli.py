@@ -12,7 +12,7 @@ from pathlib import Path
 
 from rl_mask.checkpoint import CheckpointError
 from rl_mask.config import STRATEGIES, ConfigError
-from rl_mask.data import FaceDataError
+from rl_mask.owner.data import FaceDataError
 
 
 def _add_common(p: argparse.ArgumentParser, out_required: bool = True) -> None:
@@ -35,7 +35,7 @@ def _overrides(args: argparse.Namespace, extra: dict[str, object]) -> list[str]:
 
 def cmd_train_fr(args: argparse.Namespace) -> int:
     from rl_mask.config import load_config
-    from rl_mask.fr.run import train_fr
+    from rl_mask.train_fr import train_fr
 
     cfg = load_config(
         args.config,
@@ -66,7 +66,7 @@ def cmd_train(args: argparse.Namespace) -> int:
 
 
 def cmd_benchmark(args: argparse.Namespace) -> int:
-    from rl_mask.benchmark import run_benchmark
+    from rl_mask.bench.benchmark import run_benchmark
     from rl_mask.config import load_config
 
     cfg = load_config(args.config, _overrides(args, {}))
@@ -77,10 +77,10 @@ def cmd_benchmark(args: argparse.Namespace) -> int:
 
 
 def cmd_export_masked(args: argparse.Namespace) -> int:
-    from rl_mask.export import export_masked
+    from rl_mask.owner.export import export_masked
 
     meta = export_masked(args.run, args.out, batches=args.batches, data_root=args.data)
-    print(json.dumps({k: meta[k] for k in ("samples", "batches", "exact_replay", "input_kind")}, indent=2))
+    print(json.dumps({k: meta[k] for k in ("samples", "batches", "exact", "input_kind", "how")}, indent=2))
     print(f"wrote {Path(args.out).resolve()}")
     return 0
 

@@ -20,8 +20,8 @@ import torch.nn as nn
 import torch.nn.functional as F
 from tqdm.auto import tqdm
 
-from rl_mask.data import augment, contrast_brightness
-from rl_mask.fr.evaluation import identification_accuracy
+from rl_mask.owner.data import augment, contrast_brightness
+from rl_mask.server.evaluation import identification_accuracy
 
 #: Input resolution divisor: faces are average-pooled 2x before the first convolution.
 INPUT_POOL = 2

@@ -2,7 +2,7 @@
 
 ``HybridMask`` is what the data owner applies before a batch leaves it:
 
-1. block DCT (``rl_mask.freq``), 64 zig-zag channels per colour plane;
+1. block DCT (``rl_mask.owner.freq``), 64 zig-zag channels per colour plane;
 2. removal of a configured channel set (default: DC and the lowest zig-zag channels, which
    carry most of what a person sees, as in PPFR-FD);
 3. MixUp of k masked faces of the batch: each output sample mixes its own face with k-1
@@ -24,7 +24,8 @@ from typing import Sequence
 import numpy as np
 import torch
 
-from rl_mask.freq import CHANNELS_PER_PLANE, block_dct, block_idct
+from rl_mask.owner.freq import CHANNELS_PER_PLANE, block_dct, block_idct
+from rl_mask.protocol import ProtectedBatch
 
 #: Default removed channels (zig-zag indices per plane): DC and the 5 lowest AC channels.
 DEFAULT_REMOVED_CHANNELS: tuple[int, ...] = (0, 1, 2, 3, 4, 5)
@@ -34,10 +35,11 @@ _MAX_WEIGHT_REDRAWS = 10_000
 
 @dataclass(frozen=True)
 class MaskedBatch:
-    """A protected batch and its provenance.
+    """A protected batch and its provenance: the data owner's own record of a batch.
 
     ``inputs[i]`` mixes ``sources[i, j]`` (positions in the batch given to the mask) with
     weights ``weights[i, j]``; ``labels[i, j]`` is the identity of ``sources[i, j]``.
+    ``sources`` never leaves the owner: ``protected()`` is what crosses to the FR server.
     """
 
     inputs: torch.Tensor  # [B, C, h, w]
@@ -70,6 +72,10 @@ class MaskedBatch:
     def with_sources(self, ids: torch.Tensor) -> "MaskedBatch":
         """Provenance in another index space (e.g. data-set indices of the batch's faces)."""
         return MaskedBatch(self.inputs, self.labels, self.weights, ids.to(self.sources.device)[self.sources])
+
+    def protected(self) -> ProtectedBatch:
+        """The message that crosses to the FR server: everything but the provenance."""
+        return ProtectedBatch(self.inputs, self.labels, self.weights)
 
     def to(self, device: torch.device | str) -> "MaskedBatch":
         return MaskedBatch(*(t.to(device) for t in (self.inputs, self.labels, self.weights, self.sources)))

@@ -4,8 +4,10 @@ Faces are loaded once into a uint8 tensor ``[N, P, H, W]`` (P = 1 grey, 3 RGB): 
 face crops are small, and an in-memory set lets env runners draw batches without I/O.
 
 Split (seeded, deterministic): identities are shuffled; the first ``num_private`` are the
-*private* identities we protect (their images split into train and held-out test images),
-the rest are the *public* identities, the attacker's auxiliary set. No identity is in both.
+*private* identities we protect (their images split into train, validation and held-out test
+images), the rest are the *public* identities, the attacker's auxiliary set. No identity is
+in both. Validation faces feed the adaptive policy's utility signal; test faces are used only
+by the final evaluation, so the reported accuracy is not the one the policy optimised.
 """
 
 from __future__ import annotations
@@ -59,6 +61,7 @@ class FaceSplit:
     """Identity-disjoint split. Private labels are ``0..P-1``, public labels ``0..Q-1``."""
 
     private_train: FaceSet
+    private_val: FaceSet
     private_test: FaceSet
     public: FaceSet
 
@@ -164,8 +167,9 @@ def _relabel(faces: FaceSet, identity_ids: list[int], image_index: list[int]) ->
     )
 
 
-def split_faces(faces: FaceSet, num_private: int, train_per_identity: int, seed: int = 0) -> FaceSplit:
-    """Identity-disjoint private/public split, and a per-identity train/test split of the private ones."""
+def split_faces(faces: FaceSet, num_private: int, train_per_identity: int, seed: int = 0, val_per_identity: int = 0) -> FaceSplit:
+    """Identity-disjoint private/public split, and a per-identity train/validation/test split
+    of the private ones."""
     n_ids = faces.num_classes
     if not 2 <= num_private <= n_ids - 1:
         raise FaceDataError(
@@ -173,26 +177,32 @@ def split_faces(faces: FaceSet, num_private: int, train_per_identity: int, seed:
         )
     if train_per_identity < 1:
         raise FaceDataError(f"train_per_identity={train_per_identity} must be >= 1")
+    if val_per_identity < 0:
+        raise FaceDataError(f"val_per_identity={val_per_identity} must be >= 0")
     rng = np.random.default_rng(seed)
     order = rng.permutation(n_ids).tolist()
     private_ids, public_ids = sorted(order[:num_private]), sorted(order[num_private:])
     by_id = [np.flatnonzero(faces.labels.numpy() == i).tolist() for i in range(n_ids)]
     train_idx: list[int] = []
+    val_idx: list[int] = []
     test_idx: list[int] = []
+    held = train_per_identity + val_per_identity
     for i in private_ids:
         imgs = by_id[i]
-        if len(imgs) < train_per_identity + 1:
+        if len(imgs) < held + 1:
             folder = Path(faces.paths[imgs[0]]).parent if imgs else faces.identities[i]
             raise FaceDataError(
-                f"private identity folder {folder} has {len(imgs)} image(s); "
-                f"train_per_identity={train_per_identity} needs at least {train_per_identity + 1}"
+                f"private identity folder {folder} has {len(imgs)} image(s); train_per_identity={train_per_identity} "
+                f"+ val_per_identity={val_per_identity} + at least one test image needs {held + 1}"
             )
         perm = rng.permutation(imgs).tolist()
         train_idx += perm[:train_per_identity]
-        test_idx += perm[train_per_identity:]
+        val_idx += perm[train_per_identity:held]
+        test_idx += perm[held:]
     public_idx = [j for i in public_ids for j in by_id[i]]
     return FaceSplit(
         private_train=_relabel(faces, private_ids, sorted(train_idx)),
+        private_val=_relabel(faces, private_ids, sorted(val_idx)),
         private_test=_relabel(faces, private_ids, sorted(test_idx)),
         public=_relabel(faces, public_ids, public_idx),
     )
@@ -252,10 +262,32 @@ class BatchSampler:
         self._queue = state["queue"].clone()
 
 
+class PoissonSampler:
+    """DP-SGD's sampling (the RDP accountant assumes it). Batches where each of ``n`` faces is included independently with ``sample_rate``."""
+
+    def __init__(self, n: int, sample_rate: float, seed: int = 0):
+        if n < 1:
+            raise ValueError("cannot sample batches from an empty set")
+        if not 0 < sample_rate <= 1:
+            raise ValueError(f"sample_rate={sample_rate} must lie in (0, 1]")
+        self.n = n
+        self.sample_rate = sample_rate
+        self.generator = torch.Generator().manual_seed(seed)
+
+    def next(self) -> torch.Tensor:
+        return torch.nonzero(torch.rand(self.n, generator=self.generator) < self.sample_rate).squeeze(1)
+
+    def state_dict(self) -> dict:
+        return {"generator": self.generator.get_state()}
+
+    def load_state_dict(self, state: dict) -> None:
+        self.generator.set_state(state["generator"])
+
+
 def load_split(cfg) -> FaceSplit:
     """Load and split the faces a ``DataConfig`` names."""
     faces = load_faces(cfg.resolved_root(), cfg.height, cfg.width, cfg.color, min_images=1)
-    return split_faces(faces, cfg.num_private, cfg.train_per_identity, cfg.split_seed)
+    return split_faces(faces, cfg.num_private, cfg.train_per_identity, cfg.split_seed, cfg.val_per_identity)
 
 
 @functools.lru_cache(maxsize=8)

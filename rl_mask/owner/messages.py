@@ -1,0 +1,34 @@
+"""The messages the data owner sends through the door (``rl_mask.protocol``), made in one place."""
+
+from __future__ import annotations
+
+from rl_mask.config import Config
+from rl_mask.owner.defences import Defence
+from rl_mask.owner.stream import PrivateData
+from rl_mask.protocol import ProtectedEvalSet, TrainingSetup
+
+
+def training_setup(cfg: Config, defence: Defence, data: PrivateData, total_steps: int | None = None, eval_every: int | None = None) -> TrainingSetup:
+    """What the FR server is told once: shapes, class count, budget, hyperparameters."""
+    return TrainingSetup(
+        input_shape=tuple(defence.input_shape(cfg.data.planes, cfg.data.height, cfg.data.width)),
+        input_kind=defence.input_kind,
+        num_classes=data.num_classes,
+        train_size=len(data.train_labels),
+        total_steps=int(total_steps or cfg.fr.steps),
+        private_training=defence.private_training,
+        model=cfg.model,
+        fr=cfg.fr,
+        dp=cfg.dp,
+        eval_every=int(eval_every or cfg.rl.eval_every),
+    )
+
+
+def validation_set(defence: Defence, data: PrivateData) -> ProtectedEvalSet:
+    """k = 1 encodings of the validation faces: the server's utility signal for the reward."""
+    return ProtectedEvalSet("validation", defence.encode_eval(data.val_images), data.val_labels.clone())
+
+
+def test_set(defence: Defence, data: PrivateData) -> ProtectedEvalSet:
+    """k = 1 encodings of the test faces with verification pairs: the final, reported evaluation."""
+    return ProtectedEvalSet("test", defence.encode_eval(data.test_images), data.test_labels.clone(), data.pairs, data.same)

@@ -1,0 +1,51 @@
+"""What crossed the door, recorded on the data owner's side as it was sent.
+
+Each sender (an env instance, named by its worker and vector index) keeps its first
+``limit`` ``ProtectedBatch`` messages exactly as sent, with the owner-only provenance beside
+them under ``owner_`` keys, in ``RUN_DIR/boundary/<sender>.pt`` (rewritten atomically).
+``export-masked`` reads these files: an adaptive run is exported from what its FR server
+received, not from a re-implementation of the training stream.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import torch
+
+from rl_mask.checkpoint import load_checkpoint, save_checkpoint
+from rl_mask.protocol import ProtectedBatch
+
+BOUNDARY_DIR = "boundary"
+
+
+def boundary_dir(run_dir: str | Path) -> Path:
+    return Path(run_dir).resolve() / BOUNDARY_DIR
+
+
+class BoundaryRecorder:
+    def __init__(self, run_dir: str | Path, sender: str, limit: int):
+        self.path = boundary_dir(run_dir) / f"{sender}.pt"
+        self.limit = limit
+        # A restarted or resumed sender keeps what its first process recorded.
+        self.active = limit > 0 and not self.path.exists()
+        self._records: list[dict] = []
+
+    def record(self, sent: ProtectedBatch, sources: torch.Tensor) -> None:
+        """Keep ``sent`` (as it crossed) and its provenance (private-train indices ``[B, k]``)."""
+        if not self.active or len(self._records) >= self.limit:
+            return
+        entry = {name: t.detach().cpu().clone() for name, t in sent.as_arrays().items()}
+        entry["owner_sources"] = sources.detach().cpu().clone()
+        self._records.append(entry)
+        save_checkpoint({"sender": self.path.stem, "messages": self._records}, self.path)
+
+
+def read_boundary(run_dir: str | Path) -> list[dict]:
+    """Every recorded message of a run, sender by sender (sorted by name), in sending order."""
+    folder = boundary_dir(run_dir)
+    out = []
+    for path in sorted(folder.glob("*.pt")) if folder.is_dir() else []:
+        for i, msg in enumerate(load_checkpoint(path, required=("messages",))["messages"]):
+            out.append({**msg, "owner_sender": path.stem, "owner_sequence": i})
+    return out

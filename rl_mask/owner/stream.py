@@ -1,0 +1,141 @@
+"""The data owner's private faces as tensors and the protected training batches of a run.
+
+``TrainingStream`` is the one batch path: ``train-fr``, the adaptive env, ``export-masked``
+and the benchmark's attacks all draw their batches from it, so a run can be replayed and
+exported exactly.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+
+from rl_mask.config import Config
+from rl_mask.owner.data import BatchSampler, PoissonSampler, FaceSplit, augment, load_split, verification_pairs
+from rl_mask.owner.defences import Defence
+from rl_mask.owner.masking import MaskedBatch
+
+
+@dataclass
+class PrivateData:
+    """The private faces as tensors: what every trainer and evaluator starts from."""
+
+    split: FaceSplit
+    train_images: torch.Tensor  # float [-1, 1]
+    train_labels: torch.Tensor
+    val_images: torch.Tensor
+    val_labels: torch.Tensor
+    test_images: torch.Tensor
+    test_labels: torch.Tensor
+    pairs: torch.Tensor
+    same: torch.Tensor
+
+    @property
+    def num_classes(self) -> int:
+        return self.split.private_train.num_classes
+
+
+def prepare_data(cfg: Config) -> PrivateData:
+    split = load_split(cfg.data)
+    pairs, same = verification_pairs(split.private_test.labels, seed=cfg.data.split_seed)
+    return PrivateData(
+        split=split,
+        train_images=split.private_train.float_images(),
+        train_labels=split.private_train.labels,
+        val_images=split.private_val.float_images(),
+        val_labels=split.private_val.labels,
+        test_images=split.private_test.float_images(),
+        test_labels=split.private_test.labels,
+        pairs=pairs,
+        same=same,
+    )
+
+
+@dataclass
+class TrainingBatch:
+    """One protected training batch. ``masked`` is what leaves the data owner (provenance in
+    batch positions); ``originals`` (the augmented faces before encoding) never leave it."""
+
+    indices: torch.Tensor  # private-train data-set indices of the batch's faces
+    originals: torch.Tensor
+    masked: MaskedBatch
+
+    def provenance(self) -> MaskedBatch:
+        """``masked`` with sources as private-train data-set indices."""
+        return self.masked.with_sources(self.indices)
+
+
+class TrainingStream:
+    """The protected training batches of a ``train_fr`` run, in order, from its seed: the
+    training loop, ``export-masked`` and the benchmark's attacks all draw from this one
+    definition, so a replay yields exactly the tensors the run trained on."""
+
+    def __init__(self, cfg: Config, defence: Defence, data: PrivateData, seed: int | None = None):
+        self.cfg = cfg
+        self.defence = defence
+        self.data = data
+        seed = cfg.fr.seed if seed is None else seed
+        n = len(data.train_labels)
+        if defence.private_training:
+            self.sampler = PoissonSampler(n, min(1.0, cfg.fr.batch_size / n), seed=seed)
+        else:
+            self.sampler = BatchSampler(n, cfg.fr.batch_size, seed=seed)
+        self.generator = torch.Generator().manual_seed(seed)
+
+    def draw(self) -> tuple[torch.Tensor, torch.Tensor]:
+        """The next batch's data-set indices and (augmented) faces, not yet encoded."""
+        idx = self.sampler.next()
+        images = self.data.train_images[idx]
+        if len(idx) and self.cfg.fr.augment:
+            images = augment(images, self.generator)
+        return idx, images
+
+    def encode(self, idx: torch.Tensor, images: torch.Tensor, k: int | None = None) -> TrainingBatch:
+        """Protect a drawn batch (``k``: the mixing k chosen for it, for defences that take one)."""
+        if len(idx) == 0:  # an empty Poisson batch (DP-SGD): nothing leaves, the step still counts
+            none = torch.empty(0, 1, dtype=torch.long)
+            return TrainingBatch(idx, images, MaskedBatch(self.defence.encode_eval(images), none, torch.empty(0, 1), none))
+        kwargs = {} if k is None else {"k": k}
+        batch = self.defence.encode_train(images, self.data.train_labels[idx], self.generator, **kwargs)
+        return TrainingBatch(idx, images, batch)
+
+    def next(self, k: int | None = None) -> TrainingBatch:
+        return self.encode(*self.draw(), k=k)
+
+    def state_dict(self) -> dict:
+        return {"sampler": self.sampler.state_dict(), "generator": self.generator.get_state()}
+
+    def load_state_dict(self, state: dict) -> None:
+        self.sampler.load_state_dict(state["sampler"])
+        self.generator.set_state(state["generator"])
+
+
+def concat_masked(batches: list[MaskedBatch]) -> MaskedBatch:
+    """Several masked batches as one. Batches with fewer mixed faces than the largest k are
+    padded with columns of weight 0, label -1 and source -1."""
+    kept = [b for b in batches if b.inputs.shape[0] > 0]
+    if not kept:
+        raise ValueError("no protected samples in the given batches")
+    k = max(b.k for b in kept)
+
+    def pad(t: torch.Tensor, value: float) -> torch.Tensor:
+        return torch.cat([t, t.new_full((t.shape[0], k - t.shape[1]), value)], dim=1)
+
+    return MaskedBatch(
+        torch.cat([b.inputs for b in kept]),
+        torch.cat([pad(b.labels, -1) for b in kept]),
+        torch.cat([pad(b.weights, 0.0) for b in kept]),
+        torch.cat([pad(b.sources, -1) for b in kept]),
+    )
+
+
+def concat_batches(batches: list[TrainingBatch]) -> tuple[MaskedBatch, torch.Tensor]:
+    """Several batches as one ``MaskedBatch`` (provenance as data-set indices, padded as in
+    ``concat_masked``) and the dominant original of each sample."""
+    kept = [b for b in batches if b.masked.inputs.shape[0] > 0]
+    masked = concat_masked([b.provenance() for b in kept])
+    originals = torch.cat([b.originals[b.masked.dominant_source] for b in kept])
+    return masked, originals
+
+

@@ -1,0 +1,126 @@
+"""The door between the data owner and the FR server: the only messages that cross.
+
+The *data owner* reads the private faces, augments, masks and mixes them; the *FR server*
+(honest but curious) trains and evaluates the FR network. Everything below crosses, and so
+is what an attacker at the server has (with the trained model); nothing else crosses: no
+provenance (which faces were mixed), no raw faces, no statistics of raw faces, no paths.
+
+Owner -> server
+  ``TrainingSetup``   once per run: what the server needs to build the FR network.
+  ``ProtectedBatch``  once per FR step: the protected inputs with their labels and weights.
+  ``ProtectedEvalSet`` k = 1 encodings (channel removal only, no mixing) of held-out faces:
+                      the *validation* split, for the reward's utility signal, and at the
+                      end of a run the *test* split, for the reported accuracy.
+Server -> owner
+  ``StepReport``      the loss of a step and the server's latest validation accuracy.
+
+Every field is listed in the README's threat-model section; attacks (``rl_mask.attacks``)
+may use every one of them.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, fields
+
+import torch
+
+from rl_mask.config import DPConfig, FRConfig, ModelConfig
+
+
+@dataclass(frozen=True)
+class ProtectedBatch:
+    """One protected training batch, as it crosses.
+
+    Row ``i`` of ``inputs`` mixes k faces with weights ``weights[i]`` (rows sum to 1);
+    ``labels[i, j]`` is the private identity of the face in column j. Column 0 is the face
+    drawn for row i itself, columns 1..k-1 its partners (other faces of the same batch): the
+    mixing algorithm is public, so this layout is part of what crosses. Which faces the
+    partners are (the provenance) does not cross.
+    """
+
+    inputs: torch.Tensor  # [B, C, h, w] float
+    labels: torch.Tensor  # [B, k] long
+    weights: torch.Tensor  # [B, k] float
+
+    @property
+    def k(self) -> int:
+        return int(self.weights.shape[1])
+
+    def __len__(self) -> int:
+        return int(self.inputs.shape[0])
+
+    def soft_labels(self, num_classes: int) -> torch.Tensor:
+        """The weighted sum of the one-hot labels of the mixed faces, ``[B, num_classes]``."""
+        out = torch.zeros(self.labels.shape[0], num_classes, dtype=self.weights.dtype, device=self.weights.device)
+        return out.scatter_add_(1, self.labels.clamp_min(0), self.weights)
+
+    @property
+    def dominant_label(self) -> torch.Tensor:
+        """The identity of the largest-weight face of each row."""
+        return self.labels.gather(1, self.weights.argmax(dim=1, keepdim=True)).squeeze(1)
+
+    def to(self, device: torch.device | str) -> "ProtectedBatch":
+        return ProtectedBatch(self.inputs.to(device), self.labels.to(device), self.weights.to(device))
+
+    def as_arrays(self) -> dict[str, torch.Tensor]:
+        """The fields by their message names (what ``export-masked`` writes unprefixed)."""
+        return {f.name: getattr(self, f.name) for f in fields(self)}
+
+
+@dataclass(frozen=True)
+class ProtectedEvalSet:
+    """k = 1 encodings of held-out faces with their identities (and, for the test split,
+    verification pairs over them): validation for the reward, test for the final report."""
+
+    split: str  # "validation" or "test"
+    inputs: torch.Tensor  # [N, C, h, w]
+    labels: torch.Tensor  # [N]
+    pairs: torch.Tensor | None = None  # [M, 2] indices into inputs
+    same: torch.Tensor | None = None  # [M] bool
+
+    def __len__(self) -> int:
+        return int(self.inputs.shape[0])
+
+
+@dataclass(frozen=True)
+class TrainingSetup:
+    """What the server is told once: the input tensor's shape and kind, how many private
+    identities (the classifier's width) and training faces (DP-SGD's sampling rate), the
+    planned FR steps, and the model / optimiser / DP hyperparameters."""
+
+    input_shape: tuple[int, int, int]
+    input_kind: str  # "freq" or "pixel"
+    num_classes: int
+    train_size: int
+    total_steps: int
+    private_training: bool
+    model: ModelConfig
+    fr: FRConfig
+    dp: DPConfig
+    eval_every: int = 25  # FR steps between validation-accuracy measurements
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "TrainingSetup":
+        d = dict(d)
+        d["input_shape"] = tuple(d["input_shape"])
+        d["model"] = ModelConfig(**d["model"])
+        d["fr"] = FRConfig(**d["fr"])
+        d["dp"] = DPConfig(**d["dp"])
+        return cls(**d)
+
+
+@dataclass(frozen=True)
+class StepReport:
+    """The server's answer to a ``ProtectedBatch``."""
+
+    loss: float
+    fr_step: int
+    val_acc: float  # identification accuracy on the latest validation set (0 before any)
+    loss_ema: float
+
+
+#: The field names of each message, as the README documents them (tests keep both in step).
+MESSAGE_FIELDS = {cls.__name__: tuple(f.name for f in fields(cls)) for cls in (TrainingSetup, ProtectedBatch, ProtectedEvalSet, StepReport)}
