@@ -17,7 +17,7 @@ from tqdm.auto import tqdm
 from rl_mask.checkpoint import atomic_write_text, save_checkpoint
 from rl_mask.config import Config, save_config
 from rl_mask.owner.defences import Defence, build_defence
-from rl_mask.owner.messages import test_set, training_setup
+from rl_mask.owner.messages import final_test_set, training_setup
 from rl_mask.owner.stream import PrivateData, TrainingStream, prepare_data
 from rl_mask.protocol import ProtectedEvalSet
 from rl_mask.server.trainer import FRTrainer, resolve_device, trainer_for
@@ -45,7 +45,7 @@ def train_fr(cfg: Config, out_dir: str | Path, defence: Defence | None = None, p
     device = resolve_device(cfg.fr.device)
     trainer = trainer_for(training_setup(cfg, defence, data), device)
     stream = TrainingStream(cfg, defence, data)
-    evaluation = test_set(defence, data)
+    evaluation = final_test_set(defence, data)
     history = []
     metrics: dict = {}
     bar = tqdm(range(cfg.fr.steps), desc=f"train-fr [{defence.name}]", disable=not progress, dynamic_ncols=True)

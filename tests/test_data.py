@@ -18,12 +18,15 @@ def test_att_faces_load(att_faces):
 
 
 def test_split_is_identity_disjoint_and_seeded(att_faces):
-    s = split_faces(att_faces, num_private=20, train_per_identity=7, seed=0)
-    assert len(s.private_train) == 140 and len(s.private_test) == 60 and len(s.public) == 200
+    s = split_faces(att_faces, num_private=20, train_per_identity=6, seed=0, val_per_identity=1)
+    assert len(s.private_train) == 120 and len(s.private_val) == 20 and len(s.private_test) == 60 and len(s.public) == 200
     assert set(s.private_train.identities).isdisjoint(s.public.identities)
-    assert s.private_train.identities == s.private_test.identities
-    assert set(s.private_train.paths).isdisjoint(s.private_test.paths)
+    assert s.private_train.identities == s.private_test.identities == s.private_val.identities
+    # validation (the policy's utility signal) and test (the reported accuracy) never overlap
+    paths = [set(x.paths) for x in (s.private_train, s.private_val, s.private_test)]
+    assert paths[0].isdisjoint(paths[1]) and paths[0].isdisjoint(paths[2]) and paths[1].isdisjoint(paths[2])
     assert torch.equal(torch.bincount(s.private_test.labels), torch.full((20,), 3))
+    assert torch.equal(torch.bincount(s.private_val.labels), torch.full((20,), 1))
     again = split_faces(att_faces, 20, 7, seed=0)
     other = split_faces(att_faces, 20, 7, seed=1)
     assert again.private_train.paths == s.private_train.paths
@@ -86,7 +89,7 @@ def test_identity_with_too_few_images(att_root, tmp_path):
     for f in list((root / "s03").iterdir())[2:]:
         f.unlink()
     faces = load_faces(root)
-    with pytest.raises(FaceDataError, match=r"s03 has 2 image\(s\); train_per_identity=7"):
+    with pytest.raises(FaceDataError, match=r"s03 has 2 image\(s\); train_per_identity=7 \+ val_per_identity=0"):
         split_faces(faces, num_private=3, train_per_identity=7, seed=0)
     with pytest.raises(FaceDataError, match="at least 5 needed"):
         load_faces(root, min_images=5)

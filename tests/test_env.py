@@ -8,6 +8,9 @@ from gymnasium.utils.env_checker import check_env
 from envs.hybrid_masking import HybridMaskingEnv
 from envs.reward import reward_parts
 from rl_mask.config import Config
+from rl_mask.owner.defences import build_defence
+from rl_mask.owner.messages import training_setup, validation_set
+from rl_mask.owner.stream import prepare_data
 from rl_mask.server.service import FRService
 
 
@@ -22,7 +25,11 @@ def small_cfg():
 
 @pytest.fixture(scope="module")
 def service(small_cfg):
-    return FRService(small_cfg, total_steps=100, device="cpu")
+    data = prepare_data(small_cfg)
+    defence = build_defence(small_cfg, "adaptive", k_choices=small_cfg.rl.k_choices)
+    server = FRService(training_setup(small_cfg, defence, data, total_steps=100), device="cpu")
+    server.set_validation(validation_set(defence, data))
+    return server
 
 
 def make_env(cfg, fr, **extra):
@@ -44,11 +51,11 @@ def test_step_trains_fr_and_rewards_loss_minus_penalty(small_cfg, service):
     for t in range(4):
         obs, reward, terminated, truncated, info = env.step(4)  # k = 6
         assert info["k"] == 6 and not terminated
-        expected = reward_parts(info["fr_loss"], info["clean_acc"], 0.8, small_cfg.rl.utility_lambda)
+        expected = reward_parts(info["fr_loss"], info["val_acc"], 0.8, small_cfg.rl.utility_lambda)
         assert reward == pytest.approx(expected["reward"])
-        assert info["reward_utility_penalty"] == pytest.approx(small_cfg.rl.utility_lambda * max(0.0, 0.8 - info["clean_acc"]))
+        assert info["reward_utility_penalty"] == pytest.approx(small_cfg.rl.utility_lambda * max(0.0, 0.8 - info["val_acc"]))
         assert obs[5 + 4] == 1.0 and obs[5:9].sum() == 0  # previous action one-hot
-        assert obs[3] == pytest.approx(info["clean_acc"]) and obs[4] == pytest.approx(info["clean_acc"] - 0.8)
+        assert obs[3] == pytest.approx(info["val_acc"]) and obs[4] == pytest.approx(info["val_acc"] - 0.8)
     assert truncated and service.fr_step == step0 + 4  # fixed horizon; one FR step per env step
     assert obs[-4] == 0.0  # band 0-5 is removed by the default mask
     assert (obs[-3:] > 0).all()

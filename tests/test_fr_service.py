@@ -1,11 +1,19 @@
-"""The FR service (what the Ray actor hosts): state round trip and crash recovery."""
+"""The FR server (what the Ray actor hosts): the door, state round trip, crash recovery, and
+training in a process that cannot read the faces."""
+
+import json
+import subprocess
+import sys
+import textwrap
 
 import pytest
 import torch
 
 from rl_mask.config import Config
 from rl_mask.owner.defences import build_defence
-from rl_mask.owner.stream import prepare_data
+from rl_mask.owner.messages import final_test_set, training_setup, validation_set
+from rl_mask.owner.stream import TrainingStream, prepare_data
+from rl_mask.protocol import MESSAGE_FIELDS, ProtectedBatch
 from rl_mask.server.service import FRService
 
 
@@ -17,22 +25,39 @@ def setup():
     cfg.validate()
     data = prepare_data(cfg)
     defence = build_defence(cfg, "fixed-k")
-    g = torch.Generator().manual_seed(0)
-    batches = [defence.encode_train(data.train_images[i * 16 : i * 16 + 16], data.train_labels[i * 16 : i * 16 + 16], g) for i in range(4)]
-    return cfg, data, batches
+    stream = TrainingStream(cfg, defence, data)
+    batches = [stream.next() for _ in range(4)]
+    return cfg, data, defence, [b.masked.protected() for b in batches], batches
+
+
+def test_the_server_takes_only_door_messages(setup):
+    cfg, data, defence, sent, owner_records = setup
+    server = FRService(training_setup(cfg, defence, data, 50), "cpu")
+    with pytest.raises(TypeError, match="ProtectedBatch"):
+        server.train_step(owner_records[0].masked)  # the owner's record carries provenance: refused
+    server.set_validation(validation_set(defence, data))
+    out = server.train_step(sent[0])
+    assert out["fr_step"] == 1 and set(out) == {"loss", "val_acc", "fr_step", "loss_ema"}
+    # Nothing in what crosses names a face, its path or where it sits in the data set.
+    crossed = {f for fields in MESSAGE_FIELDS.values() for f in fields}
+    assert not {f for f in crossed if any(w in f for w in ("source", "index", "indices", "path", "original", "root"))}
+    assert set(MESSAGE_FIELDS["ProtectedBatch"]) == {"inputs", "labels", "weights"}
+    assert "data" not in training_setup(cfg, defence, data).to_dict()
 
 
 def test_state_round_trip_gives_identical_training(setup, tmp_path):
-    cfg, data, batches = setup
-    a = FRService(cfg, 50, "cpu", data=data)
+    cfg, data, defence, batches, _ = setup
+    msg = training_setup(cfg, defence, data, 50)
+    a = FRService(msg, "cpu")
+    a.set_validation(validation_set(defence, data))
     for b in batches[:2]:
         a.train_step(b)
     a.save(tmp_path / "fr.pt")
-    b_ = FRService(cfg, 50, "cpu", data=data)
+    b_ = FRService(msg, "cpu")
     b_.load(tmp_path / "fr.pt")
     for (na, ta), (nb, tb) in zip(a.trainer.model.state_dict().items(), b_.trainer.model.state_dict().items()):
         assert na == nb and torch.equal(ta, tb)
-    assert b_.fr_step == 2 and b_.clean_acc == a.clean_acc
+    assert b_.fr_step == 2 and b_.val_acc == a.val_acc and torch.equal(b_.validation.inputs, a.validation.inputs)
     torch.manual_seed(0)
     ra = a.train_step(batches[2])
     torch.manual_seed(0)
@@ -41,14 +66,15 @@ def test_state_round_trip_gives_identical_training(setup, tmp_path):
 
 
 def test_autosave_is_reloaded_after_a_crash(setup, tmp_path):
-    cfg, data, batches = setup
+    cfg, data, defence, batches, _ = setup
     path = tmp_path / "autosave.pt"
-    a = FRService(cfg, 50, "cpu", data=data, autosave_path=path, autosave_every=2)
+    msg = training_setup(cfg, defence, data, 50)
+    a = FRService(msg, "cpu", autosave_path=path, autosave_every=2)
     for b in batches[:3]:
         a.train_step(b)
     assert path.is_file()
     saved = torch.load(path, weights_only=True)["trainer"]["model"]
-    restarted = FRService(cfg, 50, "cpu", data=data, autosave_path=path, autosave_every=2)
+    restarted = FRService(msg, "cpu", autosave_path=path, autosave_every=2)
     assert restarted.restored_from == str(path) and restarted.fr_step == 2
     for name, tensor in restarted.trainer.model.state_dict().items():
         assert torch.equal(tensor, saved[name])
@@ -57,18 +83,55 @@ def test_autosave_is_reloaded_after_a_crash(setup, tmp_path):
     assert a.drain_log() == []
 
 
-def test_first_batches_are_recorded_exactly_as_received(setup, tmp_path):
-    cfg, data, batches = setup
-    path = tmp_path / "masked_batches.pt"
-    a = FRService(cfg, 50, "cpu", data=data, record_path=path, record_batches=2)
-    for b in batches[:3]:
-        a.train_step(b)
-    saved = torch.load(path, weights_only=True)["batches"]
-    assert [s["fr_step"] for s in saved] == [1, 2]
-    for s, b in zip(saved, batches[:2]):
-        for field in ("inputs", "labels", "weights", "sources"):
-            assert torch.equal(s[field], getattr(b, field))
-    # A restarted (or resumed) service keeps the first process's record.
-    restarted = FRService(cfg, 50, "cpu", data=data, record_path=path, record_batches=2)
-    restarted.train_step(batches[3])
-    assert [s["fr_step"] for s in torch.load(path, weights_only=True)["batches"]] == [1, 2]
+SERVER_PROCESS = textwrap.dedent(
+    """
+    # The FR server in a process where the face folder cannot be read: an audit hook refuses
+    # every open / listing under it, before any rl_mask import.
+    import json, os, sys
+    face_root = os.path.realpath(sys.argv[1])
+    def guard(event, args):
+        if event in ("open", "os.listdir", "os.scandir") and args and isinstance(args[0], (str, bytes, os.PathLike)):
+            path = os.path.realpath(os.fsdecode(args[0]))
+            if path == face_root or path.startswith(face_root + os.sep):
+                raise PermissionError(f"the FR server may not read {path}")
+    sys.addaudithook(guard)
+    try:
+        open(os.path.join(face_root, "s01", "1.pgm"), "rb")
+        raise SystemExit("the guard did not stop a face read")
+    except PermissionError:
+        pass
+    import torch
+    from rl_mask.protocol import ProtectedBatch, ProtectedEvalSet, TrainingSetup
+    from rl_mask.server.service import FRService
+    inbox = torch.load(sys.argv[2], weights_only=True)
+    server = FRService(TrainingSetup.from_dict(inbox["setup"]), "cpu")
+    before = server.set_validation(ProtectedEvalSet("validation", **inbox["validation"]))["val_acc"]
+    losses = [server.train_step(ProtectedBatch(**b))["loss"] for b in inbox["batches"]]
+    after = server.evaluate(ProtectedEvalSet("test", **inbox["test"]))
+    print(json.dumps({"before": before, "val_acc": server.val_acc, "losses": losses, "test_acc": after["identification_acc"]}))
+    """
+)
+
+
+def test_server_trains_where_the_faces_cannot_be_read(setup, att_root, tmp_path):
+    """Only owner messages reach the server process (as files here; over Ray in a run)."""
+    cfg, data, _, _, _ = setup
+    defence = build_defence(cfg, "mask")
+    stream = TrainingStream(cfg, defence, data)
+    batches = [{k: v for k, v in stream.next().masked.protected().as_arrays().items()} for _ in range(60)]
+    val, test = validation_set(defence, data), final_test_set(defence, data)
+    inbox = {
+        "setup": training_setup(cfg, defence, data, 60, eval_every=20).to_dict(),
+        "validation": {"inputs": val.inputs, "labels": val.labels},
+        "test": {"inputs": test.inputs, "labels": test.labels},
+        "batches": batches,
+    }
+    torch.save(inbox, tmp_path / "inbox.pt")
+    script = tmp_path / "server.py"
+    script.write_text(SERVER_PROCESS)
+    proc = subprocess.run([sys.executable, str(script), str(att_root), str(tmp_path / "inbox.pt")], capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    out = json.loads(proc.stdout.strip().splitlines()[-1])
+    chance = 1 / data.num_classes
+    assert sum(out["losses"][-10:]) < sum(out["losses"][:10])
+    assert out["val_acc"] > 3 * chance and out["test_acc"] > 3 * chance, out

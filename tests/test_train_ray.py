@@ -8,6 +8,9 @@ import torch
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
 from rl_mask.config import Config
+from rl_mask.owner.defences import build_defence
+from rl_mask.owner.messages import training_setup
+from rl_mask.owner.stream import prepare_data
 from rl_mask.server.trainer import load_fr_model
 from trainers.fr_actor import create_fr_actor
 from trainers.train import NAMESPACE, latest_checkpoint, train
@@ -65,23 +68,23 @@ def test_short_ppo_run_writes_the_run_folder(short_run):
     assert (latest_checkpoint(run) / "algo").is_dir()
 
 
-def test_export_masked_gives_the_batches_the_fr_actor_received(short_run, tmp_path):
+def test_export_masked_gives_the_batches_the_env_runner_sent(short_run, tmp_path):
     import numpy as np
 
     from rl_mask.owner.export import export_masked
-    from rl_mask.owner.stream import prepare_data
 
     run, summary = short_run
     meta = export_masked(run, tmp_path / "masked.npz")
     f = np.load(tmp_path / "masked.npz")
     cfg = tiny_config()
-    assert meta["exact_replay"] is True and meta["batches"] == cfg.rl.record_masked_batches
+    assert meta["exact"] is True and meta["batches"] == cfg.rl.record_masked_batches  # one env runner
+    assert sorted(f.files) == ["inputs", "labels", "message", "owner_meta", "owner_sources", "weights"]
     assert f["inputs"].shape[0] == cfg.rl.record_masked_batches * cfg.fr.batch_size
-    real = f["sources"] >= 0
+    real = f["owner_sources"] >= 0
     # every batch mixes k in k_choices faces; labels are the identities of the recorded sources
     ks = real.reshape(cfg.rl.record_masked_batches, cfg.fr.batch_size, -1).sum(-1)
     assert set(ks.min(axis=1).tolist()) <= set(cfg.rl.k_choices) and (ks.min(axis=1) == ks.max(axis=1)).all()
-    assert (f["labels"][real] == prepare_data(cfg).train_labels.numpy()[f["sources"][real]]).all()
+    assert (f["labels"][real] == prepare_data(cfg).train_labels.numpy()[f["owner_sources"][real]]).all()
     assert np.allclose(f["weights"].sum(1), 1.0, atol=1e-5)
 
 
@@ -95,7 +98,7 @@ def test_tensorboard_events_hold_our_tags(short_run):
         "mask/reward_privacy_fr_loss",
         "mask/reward_utility_penalty",
         "fr/loss",
-        "fr/clean_identification_acc",
+        "fr/val_identification_acc",
         "mask/k_mean",
         "ppo/env_runners/episode_return_mean",
         "ppo/learner/policy_loss",
@@ -103,7 +106,10 @@ def test_tensorboard_events_hold_our_tags(short_run):
     ]:
         assert tag in tags["scalars"], tag
     assert "mask/k" in tags["histograms"]
-    assert "faces/original_vs_masked" in tags["images"]
+    # protected views only: no original face in the logs unless rl.log_original_faces
+    assert tags["images"] == ["faces/protected"]
+    grid = acc.Images("faces/protected")[0]
+    assert grid.height == 112 * (1 + len(tiny_config().rl.k_choices))  # rows: channel removal only, then one per k
     steps = [e.step for e in acc.Scalars("mask/k_mean")]
     assert steps == [32, 64]  # x-axis: env steps sampled
     k_mean = acc.Scalars("mask/k_mean")[0].value
@@ -115,14 +121,13 @@ def test_tensorboard_events_hold_our_tags(short_run):
 
 def test_fr_actor_state_round_trip(ray_runtime, tmp_path):
     cfg = tiny_config()
-    a = create_fr_actor(cfg, tmp_path, "fr-roundtrip-a", NAMESPACE, 100)
-    b = create_fr_actor(cfg, tmp_path / "b", "fr-roundtrip-b", NAMESPACE, 100)
+    data = prepare_data(cfg)
+    defence = build_defence(cfg, "fixed-k")
+    setup = training_setup(cfg, defence, data, 100)
+    a = create_fr_actor(cfg, setup, tmp_path, "fr-roundtrip-a", NAMESPACE)
+    b = create_fr_actor(cfg, setup, tmp_path / "b", "fr-roundtrip-b", NAMESPACE)
     try:
-        from rl_mask.owner.defences import build_defence
-        from rl_mask.owner.stream import prepare_data
-
-        data = prepare_data(cfg)
-        batch = build_defence(cfg, "fixed-k").encode_train(data.train_images[:16], data.train_labels[:16], torch.Generator().manual_seed(0))
+        batch = defence.encode_train(data.train_images[:16], data.train_labels[:16], torch.Generator().manual_seed(0)).protected()
         ray.get(a.train_step.remote(batch))
         state = ray.get(a.get_state.remote())
         ray.get(b.set_state.remote(state))
@@ -158,12 +163,37 @@ def test_checkpoint_resume_continues_counters_and_restores_fr_weights(ray_runtim
     assert [e.step for e in acc.Scalars("mask/k_mean")] == [32, 64]
 
 
-def test_debug_mode_runs_env_learner_and_fr_in_one_process(ray_runtime, tmp_path):
-    summary = train(tiny_config(num_env_runners=0, iterations=1), tmp_path / "debug", progress=False, debug=True)
+def test_debug_mode_runs_env_learner_and_fr_in_one_process(ray_runtime, tmp_path, monkeypatch):
+    """One process; and export-masked of the run equals, byte for byte, what the FR server received."""
+    import numpy as np
+
+    from rl_mask.owner.export import export_masked
+    from rl_mask.protocol import ProtectedBatch
+    from rl_mask.server.service import FRService
+
+    received: list[ProtectedBatch] = []
+    real_step = FRService.train_step
+
+    def spy(self, batch):
+        received.append(ProtectedBatch(*(t.clone() for t in (batch.inputs, batch.labels, batch.weights))))
+        return real_step(self, batch)
+
+    monkeypatch.setattr(FRService, "train_step", spy)
+    summary = train(tiny_config(num_env_runners=0, iterations=1, record_masked_batches=3), tmp_path / "debug", progress=False, debug=True)
     assert summary["finished"] and summary["env_steps"] == 32 and summary["fr_steps"] >= 32
     assert summary["fr_host"] == "driver process (debug)" and summary["env_runner_nodes"] == []
     model, _ = load_fr_model(tmp_path / "debug" / "fr.pt")
     assert (tmp_path / "debug" / "checkpoints" / "latest").read_text() == "iter_000001"
+    assert len(received) >= 32
+    export_masked(tmp_path / "debug", tmp_path / "crossed.npz")
+    f = np.load(tmp_path / "crossed.npz")
+    n = 16  # fr.batch_size
+    assert f["inputs"].shape[0] == 3 * n
+    for i, sent in enumerate(received[:3]):
+        rows = slice(i * n, (i + 1) * n)
+        assert f["inputs"][rows].tobytes() == sent.inputs.numpy().astype(np.float32).tobytes()
+        assert np.array_equal(f["labels"][rows][:, : sent.k], sent.labels.numpy())
+        assert f["weights"][rows][:, : sent.k].tobytes() == sent.weights.numpy().tobytes()
 
 
 def test_fresh_run_refuses_a_used_folder(ray_runtime, short_run):
@@ -178,19 +208,17 @@ def test_fr_actor_restarts_with_its_last_saved_weights(ray_runtime, tmp_path):
     import os
     import signal
 
-    from rl_mask.owner.defences import build_defence
-    from rl_mask.owner.stream import prepare_data
     from rl_mask.run_folder import autosave_path
 
     cfg = tiny_config(fr_autosave_every=2, fr_max_restarts=1)
-    actor = create_fr_actor(cfg, tmp_path, "fr-crash", NAMESPACE, 100)
+    data = prepare_data(cfg)
+    defence = build_defence(cfg, "fixed-k")
+    actor = create_fr_actor(cfg, training_setup(cfg, defence, data, 100), tmp_path, "fr-crash", NAMESPACE)
     try:
-        data = prepare_data(cfg)
-        defence = build_defence(cfg, "fixed-k")
         g = torch.Generator().manual_seed(0)
         for i in range(3):
             sl = slice(16 * i, 16 * i + 16)
-            ray.get(actor.train_step.remote(defence.encode_train(data.train_images[sl], data.train_labels[sl], g)))
+            ray.get(actor.train_step.remote(defence.encode_train(data.train_images[sl], data.train_labels[sl], g).protected()))
         saved = torch.load(autosave_path(tmp_path), weights_only=True)["trainer"]
         assert saved["step"] == 2
         before = ray.get(actor.info.remote())

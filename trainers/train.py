@@ -32,7 +32,7 @@ from envs.hybrid_masking import LOCAL_FR_SERVICES, FRClient, HybridMaskingEnv
 from rl_mask.checkpoint import CheckpointError, atomic_write_text, load_checkpoint, save_checkpoint
 from rl_mask.config import Config, ConfigError, load_config, save_config
 from rl_mask.owner.defences import build_defence
-from rl_mask.owner.messages import test_set, training_setup, validation_set
+from rl_mask.owner.messages import final_test_set, training_setup, validation_set
 from rl_mask.owner.recorder import boundary_dir
 from rl_mask.owner.stream import PrivateData, prepare_data
 from rl_mask.run_folder import autosave_path
@@ -290,7 +290,7 @@ def train(
 
 def finalize(cfg: Config, defence, data: PrivateData, run_dir: Path, algo, fr: FRClient, env_steps: int, wall: float, finished: bool, writer: RunWriter, iteration_seconds: list[float]) -> dict:
     rl = cfg.rl
-    metrics = fr.call("evaluate", test_set(defence, data))  # the test split: used only here
+    metrics = fr.call("evaluate", final_test_set(defence, data))  # the test split: used only here
     info = fr.call("info")
     module = algo.get_module()
     runner_nodes = algo.env_runner_group.foreach_env_runner(lambda runner: ray.get_runtime_context().get_node_id(), local_env_runner=False)

@@ -29,6 +29,6 @@ def validation_set(defence: Defence, data: PrivateData) -> ProtectedEvalSet:
     return ProtectedEvalSet("validation", defence.encode_eval(data.val_images), data.val_labels.clone())
 
 
-def test_set(defence: Defence, data: PrivateData) -> ProtectedEvalSet:
+def final_test_set(defence: Defence, data: PrivateData) -> ProtectedEvalSet:
     """k = 1 encodings of the test faces with verification pairs: the final, reported evaluation."""
     return ProtectedEvalSet("test", defence.encode_eval(data.test_images), data.test_labels.clone(), data.pairs, data.same)
