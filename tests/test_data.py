@@ -27,8 +27,8 @@ def test_split_is_identity_disjoint_and_seeded(att_faces):
     assert paths[0].isdisjoint(paths[1]) and paths[0].isdisjoint(paths[2]) and paths[1].isdisjoint(paths[2])
     assert torch.equal(torch.bincount(s.private_test.labels), torch.full((20,), 3))
     assert torch.equal(torch.bincount(s.private_val.labels), torch.full((20,), 1))
-    again = split_faces(att_faces, 20, 7, seed=0)
-    other = split_faces(att_faces, 20, 7, seed=1)
+    again = split_faces(att_faces, 20, 6, seed=0, val_per_identity=1)
+    other = split_faces(att_faces, 20, 6, seed=1, val_per_identity=1)
     assert again.private_train.paths == s.private_train.paths
     assert other.private_train.identities != s.private_train.identities
 

@@ -63,6 +63,10 @@ def test_step_trains_fr_and_rewards_loss_minus_penalty(small_cfg, service):
 
 def test_higher_k_costs_the_fr_network_more(small_cfg, service):
     """The privacy reward is real: on the same FR state, mixing more faces gives a higher loss."""
+    trainer = make_env(small_cfg, service, worker_index=5)
+    trainer.reset(seed=1)
+    for t in range(40):  # an FR network that has learned something
+        trainer.step(t % 5)
     losses = {}
     for action, k in [(0, 2), (4, 6)]:
         env = make_env(small_cfg, service, train_fr=False)
