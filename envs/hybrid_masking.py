@@ -35,47 +35,14 @@ import numpy as np
 import torch
 
 from envs.reward import reward_parts
+from envs.fr_client import FRClient
 from rl_mask.config import Config, from_dict
 from rl_mask.owner.defences import build_defence
 from rl_mask.owner.freq import CHANNELS_PER_PLANE
 from rl_mask.owner.recorder import BoundaryRecorder
-from rl_mask.owner.stream import TrainingStream, prepare_data
+from rl_mask.owner.stream import TrainingStream, prepare_shard
 
 BANDS = ((0, 6), (6, 15), (15, 28), (28, 64))
-
-
-#: FR services hosted in this process (debug mode: env, learner and FR network in one
-#: process), by name; env configs name them with ``fr_local`` (configs are deep-copied).
-LOCAL_FR_SERVICES: dict[str, Any] = {}
-
-
-class FRClient:
-    """Calls the FR service, local object or Ray actor handle alike."""
-
-    def __init__(self, target: Any = None, actor_name: str | None = None, namespace: str | None = None, local_name: str | None = None):
-        self._target = target
-        self._actor_name = actor_name
-        self._namespace = namespace
-        self._local_name = local_name
-
-    @property
-    def target(self) -> Any:
-        if self._target is None:
-            if self._local_name is not None:
-                self._target = LOCAL_FR_SERVICES[self._local_name]
-            else:
-                import ray
-
-                self._target = ray.get_actor(self._actor_name, namespace=self._namespace)
-        return self._target
-
-    def call(self, method: str, *args: Any) -> Any:
-        fn = getattr(self.target, method)
-        if hasattr(fn, "remote"):
-            import ray
-
-            return ray.get(fn.remote(*args))
-        return fn(*args)
 
 
 class HybridMaskingEnv(gym.Env):
@@ -96,12 +63,15 @@ class HybridMaskingEnv(gym.Env):
         self.lam = rl.utility_lambda
         self.total_fr_steps = int(env_config.get("total_fr_steps", rl.iterations * rl.train_batch_size))
         self.train_fr = bool(env_config.get("train_fr", True))
-        self.fr = FRClient(env_config.get("fr_service"), env_config.get("fr_actor"), env_config.get("namespace"), env_config.get("fr_local"))
+        self.fr = FRClient(env_config.get("fr_service"), env_config.get("fr_actors"), env_config.get("namespace"), env_config.get("fr_local"))
         self.base_seed = rl.seed + 10_007 * worker + 101 * vector
         run_dir = env_config.get("run_dir")
         self.recorder = BoundaryRecorder(run_dir, f"env-w{worker:03d}-v{vector:02d}", rl.record_masked_batches) if run_dir and self.train_fr else None
 
-        self.data = prepare_data(self.cfg)
+        # Each remote env runner (worker 1..R) holds only its shard of the private training
+        # faces; the local one (worker 0: debug mode) and policy scoring hold them all.
+        runners = rl.num_env_runners
+        self.data = prepare_shard(self.cfg, worker - 1, runners) if 1 <= worker <= runners else prepare_shard(self.cfg, 0, 1)
         # The same defence object and batch path as train-fr; the policy's action sets k.
         self.defence = build_defence(self.cfg, "adaptive", k_choices=self.k_choices)
         kept = self.defence.mask.kept % CHANNELS_PER_PLANE
@@ -155,23 +125,36 @@ class HybridMaskingEnv(gym.Env):
         return self._obs(), {}
 
     def step(self, action):
+        return self.receive(self.send(action))
+
+    def send(self, action) -> tuple:
+        """Protect the drawn batch with the action's k and send it (the door: only its
+        ``ProtectedBatch`` crosses); draw the next batch while the server computes."""
         a = int(action)
         if not self.action_space.contains(a):
             raise ValueError(f"action {action!r} is not in 0..{len(self.k_choices) - 1}")
         k = self.k_choices[a]
         batch = self.stream.encode(self._idx, self._images, k=k)
-        sent = batch.masked.protected()  # the door: only this crosses
+        sent = batch.masked.protected()
         if self.train_fr:
             if self.recorder is not None:
                 self.recorder.record(sent, batch.provenance().sources)
-            result = self.fr.call("train_step", sent)
+            handle = self.fr.submit("train_step", sent)
         else:
-            result = {**self.fr.call("status"), "loss": self.fr.call("eval_loss", sent)}
+            handle = self.fr.submit("eval_loss", sent)
+        self._draw_batch()
+        return a, k, handle
+
+    def receive(self, pending: tuple):
+        """The step's answer from the server -> (obs, reward, terminated, truncated, info)."""
+        a, k, handle = pending
+        result = self.fr.result(handle)
+        if not self.train_fr:
+            result = {**self.fr.call("status"), "loss": result}
         loss = float(result["loss"])
         self._status = {key: result[key] for key in ("val_acc", "fr_step", "loss_ema")}
         parts = reward_parts(loss, self._status["val_acc"], self.floor, self.lam)
         self._t += 1
         self._prev_action = a
-        self._draw_batch()
         info = {"k": k, "fr_loss": loss, "val_acc": self._status["val_acc"], "fr_step": self._status["fr_step"], **parts}
         return self._obs(), float(parts["reward"]), False, self._t >= self.horizon, info

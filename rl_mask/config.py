@@ -49,6 +49,8 @@ class DataConfig:
     train_per_identity: int = 6
     val_per_identity: int = 1  # validation faces per private identity: the policy's utility signal
     split_seed: int = 0
+    cache: bool = True  # decode the folder once into a packed, memory-mapped file (rl_mask.owner.face_cache)
+    cache_dir: str = ""  # empty: $RL_MASK_CACHE, else ~/.cache/rl-mask/faces
 
     @property
     def planes(self) -> int:
@@ -125,13 +127,14 @@ class RLConfig:
     entropy_coeff: float = 0.0
     hidden: list[int] = field(default_factory=lambda: [64, 64])
     num_env_runners: int = 0
-    num_envs_per_env_runner: int = 1
+    max_inflight: int = 2  # protected batches each env runner keeps in flight (its sub-envs step together)
     num_cpus_per_env_runner: float = 1.0
     num_learners: int = 0
     sample_timeout_s: float = 600.0
     checkpoint_every: int = 4  # PPO iterations
     image_every: int = 4  # PPO iterations between TensorBoard images
     policy_eval_steps: int = 64  # env steps to score the trained policy vs uniform random
+    fr_workers: int = 1  # data-parallel FR workers (Ray actors, one GPU each when present), one network
     fr_num_gpus: float = -1.0  # -1: one GPU if the cluster has one, else CPU; 0..1 fractional
     fr_num_cpus: float = 0.0  # 0 never blocks placement on a small machine
     fr_threads: int = 0  # torch threads in the FR actor; 0: all the node's cores
@@ -398,7 +401,9 @@ def validate_rl(r: RLConfig, batch_size: int) -> None:
     _require(r.entropy_coeff >= 0, "rl.entropy_coeff", r.entropy_coeff, ">= 0")
     _require(all(h >= 1 for h in r.hidden), "rl.hidden", r.hidden, "positive layer sizes")
     _require(r.num_env_runners >= 0, "rl.num_env_runners", r.num_env_runners, ">= 0 (0 = sample in the driver)")
-    _require(r.num_envs_per_env_runner >= 1, "rl.num_envs_per_env_runner", r.num_envs_per_env_runner, ">= 1")
+    _require(r.max_inflight >= 1, "rl.max_inflight", r.max_inflight, ">= 1")
+    _require(r.fr_workers >= 1, "rl.fr_workers", r.fr_workers, ">= 1")
+    _require(batch_size % r.fr_workers == 0, "rl.fr_workers", r.fr_workers, f"a divisor of fr.batch_size ({batch_size}): each FR worker trains on an equal shard of every batch")
     _require(r.num_cpus_per_env_runner >= 0, "rl.num_cpus_per_env_runner", r.num_cpus_per_env_runner, ">= 0")
     _require(r.num_learners >= 0, "rl.num_learners", r.num_learners, ">= 0")
     _require(r.sample_timeout_s > 0, "rl.sample_timeout_s", r.sample_timeout_s, "> 0")

@@ -34,6 +34,12 @@ class FRActorImpl(FRService):
     def pid(self) -> int:
         return os.getpid()
 
+    def rendezvous(self) -> str:
+        """Where the data-parallel group meets: this node's address and a free port."""
+        from rl_mask.server.data_parallel import free_port
+
+        return f"tcp://{ray.util.get_node_ip_address()}:{free_port()}"
+
     def info(self) -> dict:
         ctx = ray.get_runtime_context()
         with warnings.catch_warnings():  # Ray's property reads a deprecated actor_id internally
@@ -53,7 +59,7 @@ def fr_num_gpus(requested: float) -> float:
     return 1.0 if ray.cluster_resources().get("GPU", 0) >= 1 else 0.0
 
 
-def create_fr_actor(cfg: Config, setup: TrainingSetup, run_dir: str | Path, name: str, namespace: str):
+def create_fr_actor(cfg: Config, setup: TrainingSetup, run_dir: str | Path, name: str, namespace: str, rank: int = 0):
     rl = cfg.rl
     return FRActor.options(
         name=name,
@@ -62,4 +68,4 @@ def create_fr_actor(cfg: Config, setup: TrainingSetup, run_dir: str | Path, name
         num_gpus=fr_num_gpus(rl.fr_num_gpus),
         max_restarts=rl.fr_max_restarts,
         max_task_retries=-1 if rl.fr_max_restarts != 0 else 0,
-    ).remote(setup.to_dict(), str(Path(run_dir).resolve()), rl.fr_autosave_every, rl.fr_threads)
+    ).remote(setup.to_dict(), str(Path(run_dir).resolve()), rl.fr_autosave_every if rank == 0 else 0, rl.fr_threads)

@@ -7,6 +7,7 @@ from ray.rllib.core.rl_module.default_model_config import DefaultModelConfig
 
 from envs.hybrid_masking import HybridMaskingEnv
 from rl_mask.config import Config
+from trainers.env_runner import InflightEnvRunner
 
 
 def total_fr_steps(cfg: Config) -> int:
@@ -14,29 +15,30 @@ def total_fr_steps(cfg: Config) -> int:
     return cfg.rl.iterations * cfg.rl.train_batch_size
 
 
-def build_ppo_config(cfg: Config, fr_name: str, namespace: str, local_fr: bool = False, run_dir: str | None = None) -> PPOConfig:
-    """``local_fr``: the FR service lives in this process (debug mode), else a named Ray actor.
-    ``run_dir``: where env runners record the batches they send (``RUN_DIR/boundary``)."""
+def build_ppo_config(cfg: Config, fr_names: list[str], namespace: str, local_fr: bool = False, run_dir: str | None = None) -> PPOConfig:
+    """``local_fr``: the FR service lives in this process (debug mode), else named Ray actors
+    (one per data-parallel FR worker). ``run_dir``: where env runners record the batches they
+    send (``RUN_DIR/boundary``)."""
     rl = cfg.rl
     env_config = {
         "config": cfg.to_dict(),
         "run_dir": run_dir,
-        ("fr_local" if local_fr else "fr_actor"): fr_name,
+        **({"fr_local": fr_names[0]} if local_fr else {"fr_actors": list(fr_names)}),
         "namespace": namespace,
         "total_fr_steps": total_fr_steps(cfg),
     }
-    fragment = max(1, rl.train_batch_size // (max(1, rl.num_env_runners) * rl.num_envs_per_env_runner))
+    fragment = max(1, rl.train_batch_size // (max(1, rl.num_env_runners) * rl.max_inflight))
     return (
         PPOConfig()
         .environment(HybridMaskingEnv, env_config=env_config, normalize_actions=False, clip_actions=False)
         .env_runners(
             num_env_runners=rl.num_env_runners,
-            num_envs_per_env_runner=rl.num_envs_per_env_runner,
+            # Each sub-env keeps one protected batch in flight (envs.inflight).
+            env_runner_cls=InflightEnvRunner,
+            num_envs_per_env_runner=rl.max_inflight,
             num_cpus_per_env_runner=rl.num_cpus_per_env_runner,
             rollout_fragment_length=fragment,
             sample_timeout_s=rl.sample_timeout_s,
-            # Each env step is a full FR training step: vectorised sub-envs run one by one.
-            gym_env_vectorize_mode="sync",
         )
         .learners(num_learners=rl.num_learners, num_gpus_per_learner=0)
         .training(

@@ -28,7 +28,8 @@ import ray
 import torch
 from tqdm.auto import tqdm
 
-from envs.hybrid_masking import LOCAL_FR_SERVICES, FRClient, HybridMaskingEnv
+from envs.fr_client import LOCAL_FR_SERVICES, FRClient
+from envs.hybrid_masking import HybridMaskingEnv
 from rl_mask.checkpoint import CheckpointError, atomic_write_text, load_checkpoint, save_checkpoint
 from rl_mask.config import Config, ConfigError, load_config, save_config
 from rl_mask.owner.defences import build_defence
@@ -37,7 +38,7 @@ from rl_mask.owner.recorder import boundary_dir
 from rl_mask.owner.stream import PrivateData, prepare_data
 from rl_mask.run_folder import autosave_path
 from rl_mask.server.service import FRService
-from trainers.fr_actor import create_fr_actor
+from trainers.fr_group import FRGroup
 from trainers.ppo import build_ppo_config, total_fr_steps
 from trainers.tensorboard import RunWriter, fr_scalars, ppo_scalars
 
@@ -54,6 +55,7 @@ def debug_overrides() -> list[str]:
     """Local single-node mode: one process for env + learner, small batches."""
     return [
         "rl.num_env_runners=0",
+        "rl.max_inflight=1",
         "rl.num_learners=0",
         "rl.train_batch_size=128",
         "rl.minibatch_size=32",
@@ -228,21 +230,29 @@ def train(
     # The data owner's side: the defence, and the messages the FR server gets before training.
     defence = build_defence(cfg, "adaptive", k_choices=rl.k_choices)
     setup = training_setup(cfg, defence, data, total_fr_steps(cfg), rl.eval_every)
+    group = None
     if debug:
         # Debug mode: env, learner and FR network in this one process (breakpoints work
         # everywhere, no transfers); the same FRService the actor hosts, without the actor's
         # recovery saves (a crash here ends the run; --resume starts from its checkpoint).
+        if rl.fr_workers != 1:
+            raise ConfigError(f"rl.fr_workers={rl.fr_workers}: debug mode hosts one FR network in this process; use a Ray run for data-parallel FR workers")
         LOCAL_FR_SERVICES[fr_name] = FRService(setup)
         fr = FRClient(local_name=fr_name)
+        fr_names = [fr_name]
     else:
-        fr = FRClient(create_fr_actor(cfg, setup, run_dir, fr_name, NAMESPACE))
+        group = FRGroup(cfg, setup, run_dir, fr_name, NAMESPACE)
+        fr = FRClient(group.actors)
+        fr_names = group.names
     algo = None
     writer = None
     try:
-        if ckpt:
-            fr.call("set_state", fr_state)
-        fr.call("set_validation", validation_set(defence, data))  # also fails fast if the actor cannot start
-        algo = build_ppo_config(cfg, fr_name, NAMESPACE, local_fr=debug, run_dir=str(run_dir)).build_algo()
+        validation = validation_set(defence, data)
+        for target in fr.targets:  # every FR worker: any of them may have to hand its state on
+            if ckpt:
+                FRClient(target).call("set_state", fr_state)
+            FRClient(target).call("set_validation", validation)  # also fails fast if an actor cannot start
+        algo = build_ppo_config(cfg, fr_names, NAMESPACE, local_fr=debug, run_dir=str(run_dir)).build_algo()
         if ckpt:
             algo.restore_from_path(str((ckpt / "algo").resolve()))
         # Drop events a killed run wrote after its last checkpoint (TensorBoard purges >= purge_step).
@@ -259,6 +269,8 @@ def train(
             result = algo.train()
             iteration_seconds.append(time.perf_counter() - t_iter)
             env_steps = int(result["env_runners"]["num_env_steps_sampled_lifetime"])
+            if group is not None and group.heal():
+                print(f"FR group re-formed after a worker restart ({group.reformed} so far)", flush=True)
             records = fr.call("drain_log")
             writer.scalars(ppo_scalars(result), env_steps)
             ours = fr_scalars(records, rl.accuracy_floor, rl.utility_lambda, rl.k_choices)
@@ -283,7 +295,7 @@ def train(
         if debug:
             LOCAL_FR_SERVICES.pop(fr_name, None)
         else:
-            ray.kill(fr.target, no_restart=True)
+            group.kill()
         if started_ray:
             ray.shutdown()
 
@@ -322,6 +334,8 @@ def finalize(cfg: Config, defence, data: PrivateData, run_dir: Path, algo, fr: F
         "wall_seconds": round(wall, 2),
         "env_steps_per_s": env_steps / max(wall, 1e-9),
         "num_env_runners": rl.num_env_runners,
+        "max_inflight": rl.max_inflight,
+        "fr_workers": rl.fr_workers,
         "env_runner_nodes": sorted(set(runner_nodes)),
         "fr_host": "driver process (debug)" if info["pid"] == os.getpid() else "ray actor",
         "fr_actor_node": info["node_id"],

@@ -32,15 +32,29 @@ class FaceDataError(ValueError):
 
 @dataclass(frozen=True)
 class FaceSet:
-    """Images ``[N, P, H, W]`` uint8 with labels ``[N]`` in ``0..len(identities)-1``."""
+    """Images ``[N, P, H, W]`` uint8 with labels ``[N]`` in ``0..len(identities)-1``.
 
-    images: torch.Tensor
+    The pixels stay in ``store`` (all faces of the folder, possibly a memory map of the face
+    cache, ``rl_mask.owner.face_cache``) until ``images`` is read: splits and shards of a
+    large set cost no memory until they are used.
+    """
+
+    store: torch.Tensor  # [N_all, P, H, W] uint8
+    rows: torch.Tensor  # [N] rows of store
     labels: torch.Tensor
     identities: tuple[str, ...]
     paths: tuple[str, ...]
 
+    @classmethod
+    def of(cls, images: torch.Tensor, labels: torch.Tensor, identities: tuple[str, ...], paths: tuple[str, ...]) -> "FaceSet":
+        return cls(images, torch.arange(images.shape[0]), labels, identities, paths)
+
     def __len__(self) -> int:
         return int(self.labels.numel())
+
+    @property
+    def images(self) -> torch.Tensor:
+        return self.store[self.rows]
 
     @property
     def num_classes(self) -> int:
@@ -49,7 +63,13 @@ class FaceSet:
     def subset(self, index: torch.Tensor | np.ndarray | list[int]) -> "FaceSet":
         """The same identities (labels unchanged), a subset of images."""
         idx = torch.as_tensor(index, dtype=torch.long)
-        return FaceSet(self.images[idx], self.labels[idx], self.identities, tuple(self.paths[i] for i in idx.tolist()))
+        return FaceSet(self.store, self.rows[idx], self.labels[idx], self.identities, tuple(self.paths[i] for i in idx.tolist()))
+
+    def shard(self, index: int, count: int) -> "FaceSet":
+        """Shard ``index`` of ``count`` (every count-th image): an env runner's share."""
+        if not 0 <= index < count:
+            raise ValueError(f"shard {index} of {count} does not exist")
+        return self.subset(torch.arange(index, len(self), count))
 
     def float_images(self, device: torch.device | str = "cpu") -> torch.Tensor:
         """Images as float in [-1, 1] on ``device``."""
@@ -113,14 +133,8 @@ def _sort_key(name: str) -> tuple:
     return (0, int(stem), name) if stem.isdigit() else (1, 0, name)
 
 
-def load_faces(
-    root: str | Path,
-    height: int = 112,
-    width: int = 96,
-    color: str = "L",
-    min_images: int = 1,
-) -> FaceSet:
-    """Load every identity folder under ``root`` (sorted) into memory."""
+def list_faces(root: str | Path, min_images: int = 1) -> tuple[list[str], list[list[Path]]]:
+    """The identity folders under ``root`` (sorted) and their image files (sorted)."""
     root = Path(root)
     if not root.exists():
         raise FaceDataError(f"face folder {root} does not exist (set --data or data.root)")
@@ -129,38 +143,49 @@ def load_faces(
     identity_dirs = sorted((d for d in root.iterdir() if d.is_dir() and not d.name.startswith(".")), key=lambda d: d.name)
     if not identity_dirs:
         raise FaceDataError(f"face folder {root} has no identity sub-folders (expected one folder per person)")
-    images: list[np.ndarray] = []
-    labels: list[int] = []
-    paths: list[str] = []
     identities: list[str] = []
+    files: list[list[Path]] = []
     for d in identity_dirs:
-        files = sorted(
-            (f.name for f in d.iterdir() if f.is_file() and f.suffix.lower() in IMAGE_SUFFIXES), key=_sort_key
-        )
-        if len(files) < min_images:
+        names = sorted((f.name for f in d.iterdir() if f.is_file() and f.suffix.lower() in IMAGE_SUFFIXES), key=_sort_key)
+        if len(names) < min_images:
             raise FaceDataError(
-                f"identity folder {d} has {len(files)} image(s) ({', '.join(IMAGE_SUFFIXES)}); at least {min_images} needed"
+                f"identity folder {d} has {len(names)} image(s) ({', '.join(IMAGE_SUFFIXES)}); at least {min_images} needed"
             )
-        label = len(identities)
         identities.append(d.name)
-        for name in files:
-            path = d / name
-            images.append(load_image(path, height, width, color))
-            labels.append(label)
-            paths.append(os.fspath(path))
-    return FaceSet(
-        images=torch.from_numpy(np.stack(images)),
-        labels=torch.tensor(labels, dtype=torch.long),
-        identities=tuple(identities),
-        paths=tuple(paths),
-    )
+        files.append([d / n for n in names])
+    return identities, files
+
+
+def load_faces(
+    root: str | Path,
+    height: int = 112,
+    width: int = 96,
+    color: str = "L",
+    min_images: int = 1,
+    cache_dir: str | Path | None = None,
+    progress: bool = False,
+) -> FaceSet:
+    """Every identity folder under ``root`` (sorted). With ``cache_dir``, the decoded faces
+    are packed once into a cache file checked by a hash of the listing, and memory-mapped
+    from then on (``rl_mask.owner.face_cache``): a large folder starts in seconds."""
+    identities, files = list_faces(root, min_images)
+    labels = [i for i, fs in enumerate(files) for _ in fs]
+    paths = [os.fspath(f) for fs in files for f in fs]
+    if cache_dir:
+        from rl_mask.owner.face_cache import cached_images
+
+        store = cached_images(paths, height, width, color, cache_dir, progress)
+    else:
+        store = torch.from_numpy(np.stack([load_image(p, height, width, color) for p in paths]))
+    return FaceSet.of(store, torch.tensor(labels, dtype=torch.long), tuple(identities), tuple(paths))
 
 
 def _relabel(faces: FaceSet, identity_ids: list[int], image_index: list[int]) -> FaceSet:
     remap = {old: new for new, old in enumerate(identity_ids)}
     idx = torch.tensor(image_index, dtype=torch.long)
     return FaceSet(
-        images=faces.images[idx],
+        store=faces.store,
+        rows=faces.rows[idx],
         labels=torch.tensor([remap[int(faces.labels[i])] for i in image_index], dtype=torch.long),
         identities=tuple(faces.identities[i] for i in identity_ids),
         paths=tuple(faces.paths[i] for i in image_index),
@@ -284,9 +309,16 @@ class PoissonSampler:
         self.generator.set_state(state["generator"])
 
 
+def default_cache_dir() -> str:
+    from rl_mask.owner.face_cache import default_cache_dir
+
+    return default_cache_dir()
+
+
 def load_split(cfg) -> FaceSplit:
     """Load and split the faces a ``DataConfig`` names."""
-    faces = load_faces(cfg.resolved_root(), cfg.height, cfg.width, cfg.color, min_images=1)
+    cache = (cfg.cache_dir or default_cache_dir()) if cfg.cache else None
+    faces = load_faces(cfg.resolved_root(), cfg.height, cfg.width, cfg.color, min_images=1, cache_dir=cache, progress=True)
     return split_faces(faces, cfg.num_private, cfg.train_per_identity, cfg.split_seed, cfg.val_per_identity)
 
 

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 import torch
 
 from rl_mask.config import Config
-from rl_mask.owner.data import BatchSampler, PoissonSampler, FaceSplit, augment, load_split, verification_pairs
+from rl_mask.owner.data import BatchSampler, FaceSplit, PoissonSampler, augment, load_split, to_float, verification_pairs
 from rl_mask.owner.defences import Defence
 from rl_mask.owner.masking import MaskedBatch
 
@@ -30,10 +30,22 @@ class PrivateData:
     test_labels: torch.Tensor
     pairs: torch.Tensor
     same: torch.Tensor
+    #: private-train index of each row of ``train_images`` (a shard holds only some rows)
+    train_ids: torch.Tensor | None = None
 
     @property
     def num_classes(self) -> int:
         return self.split.private_train.num_classes
+
+
+def prepare_shard(cfg: Config, index: int, count: int) -> PrivateData:
+    """An env runner's share of the private training faces (every ``count``-th image, kept
+    as uint8 until a batch is drawn); no validation or test faces: the driver sends those."""
+    split = load_split(cfg.data)
+    shard = split.private_train.shard(index, count)
+    none = torch.empty(0, dtype=torch.long)
+    empty = torch.empty(0, cfg.data.planes, cfg.data.height, cfg.data.width)
+    return PrivateData(split, shard.images, shard.labels, empty, none, empty, none, torch.empty(0, 2, dtype=torch.long), torch.empty(0, dtype=torch.bool), train_ids=torch.arange(index, len(split.private_train), count))
 
 
 def prepare_data(cfg: Config) -> PrivateData:
@@ -84,9 +96,12 @@ class TrainingStream:
         self.generator = torch.Generator().manual_seed(seed)
 
     def draw(self) -> tuple[torch.Tensor, torch.Tensor]:
-        """The next batch's data-set indices and (augmented) faces, not yet encoded."""
-        idx = self.sampler.next()
-        images = self.data.train_images[idx]
+        """The next batch's private-train indices and (augmented) faces, not yet encoded."""
+        rows = self.sampler.next()
+        images = self.data.train_images[rows]
+        if images.dtype == torch.uint8:
+            images = to_float(images)
+        idx = rows if self.data.train_ids is None else self.data.train_ids[rows]
         if len(idx) and self.cfg.fr.augment:
             images = augment(images, self.generator)
         return idx, images
@@ -97,7 +112,8 @@ class TrainingStream:
             none = torch.empty(0, 1, dtype=torch.long)
             return TrainingBatch(idx, images, MaskedBatch(self.defence.encode_eval(images), none, torch.empty(0, 1), none))
         kwargs = {} if k is None else {"k": k}
-        batch = self.defence.encode_train(images, self.data.train_labels[idx], self.generator, **kwargs)
+        labels = self.data.split.private_train.labels[idx]  # idx: private-train indices
+        batch = self.defence.encode_train(images, labels, self.generator, **kwargs)
         return TrainingBatch(idx, images, batch)
 
     def next(self, k: int | None = None) -> TrainingBatch:

@@ -77,7 +77,7 @@ class DPFRTrainer(FRTrainer):
         )
         self.optimizer.attach_step_hook(self.accountant.get_optimizer_hook_fn(sample_rate=self.sample_rate))
 
-    def loss(self, batch: ProtectedBatch) -> torch.Tensor:
+    def loss(self, batch: ProtectedBatch, train: bool = False) -> torch.Tensor:
         if batch.k != 1:
             raise ValueError(f"DP-SGD trains on unmixed faces; got a batch mixing k={batch.k}")
         head = self.model.head
@@ -85,7 +85,7 @@ class DPFRTrainer(FRTrainer):
         labels = batch.labels[:, 0].to(self.device)
         return F.cross_entropy(head.margin_logits(logits / head.scale, labels), labels)
 
-    def train_step(self, batch: ProtectedBatch) -> float:
+    def train_step(self, batch: ProtectedBatch, shards: int = 1) -> float:
         if batch.inputs.shape[0] == 0:
             # An empty Poisson batch: no update, but the step still counts for the accountant.
             self.accountant.step(noise_multiplier=self.noise_multiplier, sample_rate=self.sample_rate)

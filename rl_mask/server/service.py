@@ -61,6 +61,8 @@ class FRService:
         self._log: list[dict] = []
         self.restored_from: str | None = None
         self.restored_step: int | None = None
+        self.rank = 0
+        self.in_group = False  # a data-parallel worker, once join_group has run in this process
         if self.autosave_path and self.autosave_path.is_file():
             # A restart after a crash: carry on from the last autosave, not from scratch.
             self.load_state_dict(load_checkpoint(self.autosave_path, self.device, required=("trainer",)))
@@ -69,6 +71,17 @@ class FRService:
 
     @property
     def fr_step(self) -> int:
+        return self.trainer.step
+
+    def join_group(self, init_method: str, rank: int, world_size: int) -> int:
+        """Become worker ``rank`` of a data-parallel FR server (``rl_mask.server.data_parallel``);
+        the group's worker 0 broadcasts its weights to everyone as the group forms."""
+        from rl_mask.server.data_parallel import join_group
+
+        join_group(init_method, rank, world_size, self.device)
+        self.trainer.enable_data_parallel()
+        self.rank = rank
+        self.in_group = True
         return self.trainer.step
 
     def set_validation(self, eval_set: ProtectedEvalSet) -> dict:
@@ -95,8 +108,8 @@ class FRService:
         self.images_trained += len(batch)
         self.loss_ema = loss if self.trainer.step == 1 else LOSS_EMA * self.loss_ema + (1 - LOSS_EMA) * loss
         self._log.append({"fr_step": self.trainer.step, "k": batch.k, "loss": loss, "val_acc": self.val_acc})
-        if self.autosave_path and self.autosave_every and self.trainer.step % self.autosave_every == 0:
-            self.save(self.autosave_path)
+        if self.autosave_path and self.rank == 0 and self.autosave_every and self.trainer.step % self.autosave_every == 0:
+            self.save(self.autosave_path)  # worker 0 saves for the group: all hold the same state
         return {"loss": loss, **self.status()}
 
     def status(self) -> dict:
@@ -131,6 +144,8 @@ class FRService:
             "pid": os.getpid(),
             "node_id": None,
             "restarted": False,
+            "rank": self.rank,
+            "in_group": self.in_group,
         }
 
     def state_dict(self) -> dict:
@@ -154,7 +169,7 @@ class FRService:
     def set_state(self, state: dict) -> None:
         """Load a state (resume) and autosave it at once, so a crash right after does not lose it."""
         self.load_state_dict(state)
-        if self.autosave_path:
+        if self.autosave_path and self.rank == 0:
             self.save(self.autosave_path)
 
     def save(self, path: str | Path) -> None:

@@ -77,6 +77,18 @@ class FRTrainer:
         self.total_steps = max(1, total_steps or fr_cfg.steps)
         self.step = 0
         self.input_stats_fitted = False
+        from rl_mask.server.data_parallel import MixedLoss
+
+        self.loss_module = MixedLoss(self.model)
+        self._train_loss = self.loss_module  # the DDP wrapper once data-parallel
+        self.data_parallel = False
+
+    def enable_data_parallel(self) -> None:
+        """Train as one of the FR workers of the process group this process joined."""
+        from rl_mask.server.data_parallel import wrap
+
+        self._train_loss = wrap(self.loss_module, self.device)
+        self.data_parallel = True
 
     def set_input_stats(self, inputs: torch.Tensor) -> None:
         self.model.backbone.set_input_stats(inputs.to(self.device))
@@ -89,24 +101,39 @@ class FRTrainer:
         t = min(1.0, (self.step - warmup) / max(1, self.total_steps - warmup))
         return self.base_lr * (0.02 + 0.98 * 0.5 * (1 + math.cos(math.pi * t)))
 
-    def loss(self, batch: ProtectedBatch) -> torch.Tensor:
-        emb = self.model.embed(batch.inputs.to(self.device, non_blocking=True))
-        return self.model.head.mixed_loss(emb, batch.labels.to(self.device), batch.weights.to(self.device, emb.dtype))
+    def loss(self, batch: ProtectedBatch, train: bool = False) -> torch.Tensor:
+        fn = self._train_loss if train else self.loss_module
+        return fn(batch.inputs.to(self.device, non_blocking=True), batch.labels.to(self.device), batch.weights.to(self.device))
 
-    def train_step(self, batch: ProtectedBatch) -> float:
-        """One optimizer step on a protected batch; returns the mixed margin loss."""
+    def train_step(self, batch: ProtectedBatch, shards: int = 1) -> float:
+        """One optimizer step on a protected batch; returns the mixed margin loss.
+
+        ``shards`` > 1 computes the batch in that many row shards (gradients accumulated,
+        BatchNorm statistics per shard): the step N data-parallel workers take together."""
         if not self.input_stats_fitted and batch.inputs.shape[0] > 1:
-            # Standardisation from what crossed (the first protected batch), not from faces.
-            self.set_input_stats(batch.inputs)
+            # Standardisation from what crossed (the first protected batch), not from faces;
+            # data-parallel workers fit it on every worker's shard, the whole batch.
+            from rl_mask.server.data_parallel import gather_rows
+
+            self.set_input_stats(gather_rows(batch.inputs.to(self.device)) if self.data_parallel else batch.inputs)
         self.model.train()
         for group in self.optimizer.param_groups:
             group["lr"] = self._lr()
-        loss = self.loss(batch)
         self.optimizer.zero_grad(set_to_none=True)
-        loss.backward()
+        if shards > 1 and not self.data_parallel:
+            parts = [ProtectedBatch(*p) for p in zip(*(torch.tensor_split(t, shards) for t in (batch.inputs, batch.labels, batch.weights)))]
+            total = 0.0
+            for part in parts:
+                loss = self.loss(part, train=True) / shards
+                loss.backward()
+                total += float(loss.detach())
+        else:
+            loss = self.loss(batch, train=True)
+            loss.backward()
+            total = float(loss.detach())
         self.optimizer.step()
         self.step += 1
-        return float(loss.detach())
+        return total
 
     @torch.no_grad()
     def eval_loss(self, batch: ProtectedBatch) -> float:

@@ -1,0 +1,78 @@
+"""Data-parallel FR server: two FR workers (Ray actors, gloo on CPU) train one network."""
+
+import json
+
+import pytest
+import ray
+import torch
+
+from envs.fr_client import FRClient
+from rl_mask.config import Config
+from rl_mask.owner.defences import build_defence
+from rl_mask.owner.messages import training_setup
+from rl_mask.owner.stream import TrainingStream, prepare_data
+from rl_mask.server.trainer import trainer_for
+from trainers.fr_group import FRGroup
+from trainers.train import NAMESPACE, latest_checkpoint, train
+
+pytestmark = pytest.mark.ray
+
+
+def tiny(**rl) -> Config:
+    cfg = Config()
+    cfg.fr.batch_size = 16
+    r = cfg.rl
+    r.num_env_runners, r.num_cpus_per_env_runner, r.horizon = 1, 1, 4
+    r.train_batch_size, r.minibatch_size, r.num_epochs, r.iterations = 32, 16, 2, 2
+    r.eval_every, r.checkpoint_every, r.image_every, r.policy_eval_steps = 8, 1, 1, 8
+    r.fr_workers = 2
+    for k, v in rl.items():
+        setattr(r, k, v)
+    return cfg.validate()
+
+
+@pytest.fixture(scope="module")
+def ray_runtime():
+    ray.init(num_cpus=2, include_dashboard=False, namespace=NAMESPACE)
+    yield
+    ray.shutdown()
+
+
+def test_two_workers_take_the_step_one_worker_takes_on_the_whole_batch(ray_runtime, tmp_path):
+    cfg = tiny()
+    cfg.model.dropout = 0.0  # dropout masks come from each process's own RNG
+    data = prepare_data(cfg)
+    defence = build_defence(cfg, "fixed-k")
+    setup = training_setup(cfg, defence, data, 100)
+    stream = TrainingStream(cfg, defence, data)
+    batches = [stream.next().masked.protected() for _ in range(3)]
+    group = FRGroup(cfg, setup, tmp_path, "fr-dp-test", NAMESPACE)
+    try:
+        client = FRClient(group.actors)
+        reference = trainer_for(setup, torch.device("cpu"))
+        for b in batches:
+            out = client.call("train_step", b)
+            ref_loss = reference.train_step(b, shards=2)  # per-shard BatchNorm, as each worker has
+            assert out["loss"] == pytest.approx(ref_loss, rel=1e-4)
+        states = ray.get([a.get_state.remote() for a in group.actors])
+        ref = reference.model.state_dict()
+        params = {n for n, _ in reference.model.named_parameters()}
+        for name in params:
+            for s in states:
+                assert torch.allclose(s["trainer"]["model"][name], ref[name], atol=1e-5, rtol=1e-4), name
+        assert all(s["trainer"]["step"] == 3 for s in states)
+        # one network: both workers hold the same weights
+        assert all(torch.equal(states[0]["trainer"]["model"][n], states[1]["trainer"]["model"][n]) for n in params)
+    finally:
+        group.kill()
+
+
+def test_two_worker_run_checkpoints_and_resumes(ray_runtime, tmp_path):
+    run = tmp_path / "run"
+    first = train(tiny(), run, progress=False, stop_after=1)
+    assert first["iterations"] == 1 and first["fr_workers"] == 2
+    saved = torch.load(latest_checkpoint(run) / "fr_state.pt", weights_only=True)["trainer"]
+    done = train(tiny(), run, progress=False, resume=True)
+    assert done["finished"] and done["iterations"] == 2 and done["env_steps"] == 64
+    assert done["fr_steps"] >= saved["step"] + 32
+    assert json.loads((run / "summary.json").read_text())["fr_workers"] == 2

@@ -1,0 +1,56 @@
+"""The FR server as ``rl.fr_workers`` Ray actors training one network (data parallel).
+
+Worker r is the named actor ``NAME-r``; env runners reach them all through
+``envs.fr_client.FRClient`` (a batch is split into one shard per worker). The group forms a
+``torch.distributed`` process group (``rl_mask.server.data_parallel``) whose worker 0
+broadcasts its weights. A worker restarted by Ray after a crash comes back outside the group:
+``heal()`` (called by the run loop between iterations) copies worker 0's full state (weights,
+optimizer, counters) to it and re-forms the group, so it rejoins with the group's weights.
+With one worker this is the single FR actor of before.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import ray
+
+from rl_mask.config import Config
+from rl_mask.protocol import TrainingSetup
+from trainers.fr_actor import create_fr_actor
+
+
+def worker_names(name: str, workers: int) -> list[str]:
+    return [name] if workers == 1 else [f"{name}-{r}" for r in range(workers)]
+
+
+class FRGroup:
+    def __init__(self, cfg: Config, setup: TrainingSetup, run_dir: str | Path, name: str, namespace: str):
+        self.names = worker_names(name, cfg.rl.fr_workers)
+        self.actors = [create_fr_actor(cfg, setup, run_dir, n, namespace, rank=r) for r, n in enumerate(self.names)]
+        self.reformed = 0
+        if len(self.actors) > 1:
+            self.form()
+
+    def form(self) -> None:
+        init = ray.get(self.actors[0].rendezvous.remote())
+        ray.get([a.join_group.remote(init, r, len(self.actors)) for r, a in enumerate(self.actors)])
+
+    def heal(self) -> bool:
+        """Bring restarted workers back into the group with worker 0's state; True if any was."""
+        if len(self.actors) == 1:
+            return False
+        infos = ray.get([a.info.remote() for a in self.actors])
+        lost = [r for r, i in enumerate(infos) if not i["in_group"]]
+        if not lost:
+            return False
+        source = next(r for r in range(len(self.actors)) if r not in lost)
+        state = ray.get(self.actors[source].get_state.remote())
+        ray.get([self.actors[r].set_state.remote(state) for r in lost])
+        self.form()
+        self.reformed += 1
+        return True
+
+    def kill(self) -> None:
+        for a in self.actors:
+            ray.kill(a, no_restart=True)
