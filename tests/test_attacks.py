@@ -4,6 +4,7 @@ do-nothing attacker (the mean public face) where nothing protects the faces."""
 import pytest
 import torch
 
+import privacy_helpers as H
 from rl_mask.attacks import AttackTarget, BlackBoxReconstruction, GANPriorInversion, MIFace, WhiteBoxReconstruction
 from rl_mask.attacks.reconstruction import guess_defence, row_major_guess, simulation_key
 from rl_mask.benchmark import IdentityLeakError, check_identity_disjoint
@@ -13,8 +14,6 @@ from rl_mask.defences import build_defence
 from rl_mask.fr.run import TrainingStream, concat_batches
 from rl_mask.fr.trainer import build_model
 from rl_mask.metrics import psnr
-
-import privacy_helpers as H
 
 
 def _target(name: str, model=None, batches: int = 1):

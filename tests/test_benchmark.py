@@ -8,13 +8,12 @@ import sys
 import numpy as np
 import pytest
 
+import privacy_helpers as H
 from rl_mask.benchmark import run_benchmark
 from rl_mask.config import BENCHMARK_ATTACKS, ConfigError, load_config
 from rl_mask.defences import build_defence
 from rl_mask.fr.run import TrainingStream, concat_batches, train_fr
 from rl_mask.report import pareto_front
-
-import privacy_helpers as H
 
 TINY = {
     "fr_steps": 4,

@@ -8,13 +8,12 @@ import pytest
 import torch
 from opacus.validators import ModuleValidator
 
+import privacy_helpers as H
 from rl_mask.config import STRATEGIES, Config
 from rl_mask.defences import INSTAHIDE_CAP, build_defence
 from rl_mask.fr.run import TrainingStream, load_fr_model, train_fr
 from rl_mask.fr.trainer import FRTrainer
 from rl_mask.masking import mix
-
-import privacy_helpers as H
 
 
 @pytest.mark.parametrize("name", list(STRATEGIES) + ["adaptive"])

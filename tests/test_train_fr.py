@@ -7,10 +7,10 @@ import sys
 import pytest
 import torch
 
-from rl_mask.fr.run import load_fr_model, prepare_data
 from rl_mask.config import Config
 from rl_mask.defences import build_defence
 from rl_mask.fr.evaluation import identification_accuracy
+from rl_mask.fr.run import load_fr_model, prepare_data
 
 
 def run_cli(args, env, check=True):

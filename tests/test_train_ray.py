@@ -234,6 +234,7 @@ def test_resume_refuses_a_tampered_real_checkpoint_and_runs_nothing(short_run, t
 
     import msgpack_numpy
     import numpy as np
+
     from test_checkpoint_safety import Payload
 
     run = tmp_path / "run"
@@ -317,3 +318,20 @@ def test_sigterm_checkpoints_stops_and_leaves_no_process(tmp_path, cli_env):
     _, alive = psutil.wait_procs(family, timeout=60)
     alive = [p for p in alive if p.is_running() and p.status() != psutil.STATUS_ZOMBIE]
     assert not alive, [" ".join(p.cmdline()) for p in alive]
+
+
+def test_auto_resume_continues_a_used_out_folder_that_plain_out_refuses(ray_runtime, short_run, tmp_path, capsys):
+    import shutil
+
+    from rl_mask.cli import main
+
+    run = tmp_path / "run"
+    shutil.copytree(short_run[0], run)
+    assert main(["train", "--out", str(run), "--quiet"]) == 2  # a retried job without --auto-resume
+    assert "already holds a run; pass --resume" in capsys.readouterr().err
+    (run / "summary.json").unlink()
+    assert main(["train", "--out", str(run), "--auto-resume", "--quiet", "--iterations", "3"]) == 0
+    summary = json.loads((run / "summary.json").read_text())
+    assert summary["iterations"] == 3 and summary["env_steps"] == 96  # counters went on from iteration 2
+    assert main(["train", "--auto-resume", "--quiet"]) == 2
+    assert "--auto-resume goes with --out RUN_DIR" in capsys.readouterr().err

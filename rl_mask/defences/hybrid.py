@@ -11,7 +11,6 @@ from typing import Sequence
 import torch
 
 from rl_mask.defences.base import Defence
-from rl_mask.freq import CHANNELS_PER_PLANE
 from rl_mask.masking import HybridMask, MaskedBatch
 
 
