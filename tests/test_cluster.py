@@ -117,6 +117,13 @@ def ray_processes(title: str) -> list[psutil.Process]:
     return out
 
 
+def alive_actor_pids(cluster, class_name: str) -> list[int]:
+    """PIDs of the live actors of a class, from Ray's state API (worker processes can carry
+    an actor's title without hosting it)."""
+    out = ray_cli("list", "actors", "--address", cluster["address"], "--filter", f"class_name={class_name}", "--filter", "state=ALIVE", "--format", "json", env=cluster["env"])
+    return [int(a["pid"]) for a in json.loads(out.stdout)]
+
+
 def finish(proc: subprocess.Popen, timeout: float = 400) -> str:
     out, _ = proc.communicate(timeout=timeout)
     assert proc.returncode == 0, out[-6000:]
@@ -186,7 +193,7 @@ def test_killing_the_fr_actor_mid_run_recovers_its_weights(cluster):
     run = cluster["tmp"] / "kill-fr"
     proc = start_driver(cluster, "--out", str(run), "--config", str(tiny_config(cluster["tmp"] / "kf.yaml", iterations=4)))
     wait_for(lambda: iterations_done(run) >= 1 and (run / "checkpoints" / "fr_autosave.pt").is_file(), 300, "an FR autosave", proc)
-    (actor,) = ray_processes("FRActorImpl")
+    (actor,) = [psutil.Process(pid) for pid in alive_actor_pids(cluster, "FRActorImpl")]
     actor.send_signal(signal.SIGKILL)
     finish(proc)
     summary = json.loads((run / "summary.json").read_text())
