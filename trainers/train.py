@@ -256,7 +256,7 @@ def train(
         end_iter = rl.iterations if stop_after is None else min(rl.iterations, start_iter + stop_after)
         env_steps = prior["env_steps"]
         iteration_seconds = []
-        lost = 0
+        lost = int(point.fr_state.get("steps_lost_to_restarts", 0)) if point else 0  # reported already
 
         def save(iteration: int) -> None:
             state = {"iteration": iteration, "env_steps": env_steps, "wall_seconds": prior["wall_seconds"] + time.perf_counter() - t0}
