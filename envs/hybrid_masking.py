@@ -28,14 +28,12 @@ has its own seed (from the worker and vector index) and so its own batch order.
 
 from __future__ import annotations
 
-from typing import Any
-
 import gymnasium as gym
 import numpy as np
 import torch
 
-from envs.reward import reward_parts
 from envs.fr_client import FRClient
+from envs.reward import reward_parts
 from rl_mask.config import Config, from_dict
 from rl_mask.owner.defences import build_defence
 from rl_mask.owner.freq import CHANNELS_PER_PLANE

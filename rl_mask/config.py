@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import re
 import typing
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -24,6 +25,28 @@ COLORS = ("L", "RGB")
 
 class ConfigError(ValueError):
     """A config value that cannot run; the message starts with the field's dotted name."""
+
+
+class _Loader(yaml.SafeLoader):
+    """PyYAML's safe loader with YAML 1.2 floats: ``1e-3`` is a number, not the string '1e-3'."""
+
+
+_Loader.add_implicit_resolver(
+    "tag:yaml.org,2002:float",
+    re.compile(
+        r"""^(?:[-+]?(?:[0-9][0-9_]*)\.[0-9_]*(?:[eE][-+]?[0-9]+)?
+        |[-+]?(?:[0-9][0-9_]*)(?:[eE][-+]?[0-9]+)
+        |\.[0-9_]+(?:[eE][-+]?[0-9]+)?
+        |[-+]?\.(?:inf|Inf|INF)
+        |\.(?:nan|NaN|NAN))$""",
+        re.X,
+    ),
+    list("-+0123456789."),
+)
+
+
+def parse_yaml(text: str) -> Any:
+    return yaml.load(text, Loader=_Loader)  # a SafeLoader subclass: no arbitrary objects
 
 
 def default_data_root() -> str:
@@ -142,7 +165,7 @@ class RLConfig:
     fr_autosave_every: int = 50  # FR steps between the actor's own recovery saves
     record_masked_batches: int = 2  # first batches each env sends, kept as sent (RUN_DIR/boundary), for export-masked
     log_original_faces: bool = False  # true: TensorBoard shows the ORIGINAL private faces beside the protected ones
-    env_runner_max_restarts: int = 3
+    env_runner_max_restarts: int = 1000  # RLlib's default: spot nodes come and go
     seed: int = 0
 
 
@@ -285,7 +308,7 @@ def load_config(path: str | Path | None = None, overrides: list[str] | None = No
         if not path.is_file():
             raise ConfigError(f"config file {path} does not exist")
         try:
-            data = yaml.safe_load(path.read_text()) or {}
+            data = parse_yaml(path.read_text()) or {}
         except yaml.YAMLError as exc:
             raise ConfigError(f"config file {path} is not valid YAML: {exc}") from exc
         if not isinstance(data, dict):
@@ -308,7 +331,11 @@ def set_path(data: dict, assignment: str) -> None:
         node = node.setdefault(part, {})
         if not isinstance(node, dict):
             raise ConfigError(f"override {assignment!r}: {part} is not a section")
-    node[parts[-1]] = yaml.safe_load(raw)
+    try:
+        node[parts[-1]] = parse_yaml(raw)
+    except yaml.YAMLError as exc:
+        problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
+        raise ConfigError(f"override {assignment!r}: {raw!r} is not a valid YAML value ({problem})") from None
 
 
 def save_config(cfg: Any, path: str | Path) -> None:

@@ -14,10 +14,10 @@ import torch
 
 from rl_mask.config import Config
 from rl_mask.owner.defences import build_defence
+from rl_mask.owner.judge import PrivacyJudge, train_evaluation_model
 from rl_mask.owner.stream import prepare_data
 from rl_mask.server.trainer import load_fr_model
 from rl_mask.train_fr import train_fr
-from rl_mask.owner.judge import PrivacyJudge, train_evaluation_model
 
 JUDGE_STEPS = 120
 FR_STEPS = 150

@@ -4,17 +4,16 @@ do-nothing attacker (the mean public face) where nothing protects the faces."""
 import pytest
 import torch
 
+import privacy_helpers as H
 from rl_mask.attacks import AttackTarget, BlackBoxReconstruction, GANPriorInversion, MIFace, WhiteBoxReconstruction
 from rl_mask.attacks.reconstruction import guess_defence, row_major_guess, simulation_key
 from rl_mask.bench.benchmark import IdentityLeakError, check_identity_disjoint
 from rl_mask.config import Config
 from rl_mask.owner.data import FaceSplit
 from rl_mask.owner.defences import build_defence
+from rl_mask.owner.judge import psnr
 from rl_mask.owner.stream import TrainingStream, concat_batches
 from rl_mask.server.trainer import build_model
-from rl_mask.owner.judge import psnr
-
-import privacy_helpers as H
 
 
 def _target(name: str, model=None, batches: int = 1):

@@ -8,14 +8,12 @@ import sys
 import numpy as np
 import pytest
 
+import privacy_helpers as H
 from rl_mask.bench.benchmark import run_benchmark
+from rl_mask.bench.report import pareto_front
 from rl_mask.config import BENCHMARK_ATTACKS, ConfigError, load_config
 from rl_mask.owner.defences import build_defence
-from rl_mask.owner.stream import TrainingStream, concat_batches
 from rl_mask.train_fr import train_fr
-from rl_mask.bench.report import pareto_front
-
-import privacy_helpers as H
 
 TINY = {
     "fr_steps": 4,

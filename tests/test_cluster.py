@@ -34,11 +34,14 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def cluster_env() -> dict:
+def cluster_env(data: bool = True) -> dict:
+    """Drivers and clients get RL_MASK_DATA; the raylets (and so every worker) do not."""
     env = dict(os.environ)
     env["PATH"] = f"{BIN}{os.pathsep}{env.get('PATH', '')}"
     env["RAY_AUTH_MODE"] = "token"  # the cluster and every client use ~/.ray/auth_token
-    env["RL_MASK_DATA"] = default_data_root()
+    env.pop("RL_MASK_DATA", None)
+    if data:
+        env["RL_MASK_DATA"] = default_data_root()
     env.pop("RAY_ADDRESS", None)
     return env
 
@@ -49,16 +52,16 @@ def ray_cli(*args, env, check=True, timeout=120):
 
 @pytest.fixture(scope="module")
 def cluster(tmp_path_factory):
-    env = cluster_env()
+    env, node_env = cluster_env(), cluster_env(data=False)
     ray_cli("get-auth-token", "--generate", env=env)
     port, dash = free_port(), free_port()
     common = ["--num-cpus", "1", "--object-store-memory", str(300 * 1024**2), "--disable-usage-stats"]
     # Each node its own temp dir, as on separate machines: two runtime-env agents sharing one
     # folder would clean up each other's unpacked job working directories.
     head_tmp, worker_tmp = tempfile.mkdtemp(prefix="rlmh"), tempfile.mkdtemp(prefix="rlmw")
-    ray_cli("start", "--head", f"--port={port}", "--dashboard-host=127.0.0.1", f"--dashboard-port={dash}", f"--temp-dir={head_tmp}", *common, env=env)
+    ray_cli("start", "--head", f"--port={port}", "--dashboard-host=127.0.0.1", f"--dashboard-port={dash}", f"--temp-dir={head_tmp}", *common, env=node_env)
     try:
-        ray_cli("start", f"--address=127.0.0.1:{port}", f"--temp-dir={worker_tmp}", *common, env=env)
+        ray_cli("start", f"--address=127.0.0.1:{port}", f"--temp-dir={worker_tmp}", *common, env=node_env)
         yield {"address": f"127.0.0.1:{port}", "dashboard": f"http://127.0.0.1:{dash}", "env": env, "tmp": tmp_path_factory.mktemp("cluster")}
     finally:
         ray_cli("stop", "--force", env=env, check=False)
@@ -114,6 +117,13 @@ def ray_processes(title: str) -> list[psutil.Process]:
     return out
 
 
+def alive_actor_pids(cluster, class_name: str) -> list[int]:
+    """PIDs of the live actors of a class, from Ray's state API (worker processes can carry
+    an actor's title without hosting it)."""
+    out = ray_cli("list", "actors", "--address", cluster["address"], "--filter", f"class_name={class_name}", "--filter", "state=ALIVE", "--format", "json", env=cluster["env"])
+    return [int(a["pid"]) for a in json.loads(out.stdout)]
+
+
 def finish(proc: subprocess.Popen, timeout: float = 400) -> str:
     out, _ = proc.communicate(timeout=timeout)
     assert proc.returncode == 0, out[-6000:]
@@ -125,17 +135,24 @@ def iterations_done(run: Path) -> int:
     return int(latest.read_text().split("_")[1]) if latest.is_file() else 0
 
 
-def test_job_submit_succeeds_with_env_runners_on_both_nodes(cluster):
-    run = cluster["tmp"] / "job-run"
+@pytest.mark.parametrize("data_from", ["--data", "RL_MASK_DATA"])
+def test_job_submit_succeeds_with_env_runners_on_both_nodes(cluster, data_from):
+    # The job's code is the uploaded working dir, where no default face folder is found: the
+    # env runners and the FR actor only have the root the driver resolved and put in the config.
+    run = cluster["tmp"] / f"job-run-{data_from.strip('-')}"
     cfg = tiny_config(cluster["tmp"] / "job.yaml")
+    root = default_data_root()
+    entry = ["python", "-m", "trainers.cluster_entry", "--out", str(run), "--config", str(cfg), "--quiet"]
+    entry = entry + ["--data", root] if data_from == "--data" else [f"RL_MASK_DATA={root}", *entry]  # the driver's environment only
+    job_id = f"rl-mask-test-job-{data_from.strip('-').lower()}"
     result = subprocess.run(
         [str(BIN / "ray"), "job", "submit", "--address", cluster["dashboard"], "--runtime-env", "cluster/runtime_env.yaml",
-         "--submission-id", "rl-mask-test-job", "--", "python", "-m", "trainers.cluster_entry", "--out", str(run), "--config", str(cfg), "--quiet"],
+         "--submission-id", job_id, "--", *entry],
         cwd=REPO, env=cluster["env"], capture_output=True, text=True, timeout=500,
     )
     assert result.returncode == 0, result.stdout[-6000:] + result.stderr[-3000:]
     status = subprocess.run(
-        [sys.executable, "-c", f"from ray.job_submission import JobSubmissionClient as C; print(C({cluster['dashboard']!r}).get_job_status('rl-mask-test-job').value)"],
+        [sys.executable, "-c", f"from ray.job_submission import JobSubmissionClient as C; print(C({cluster['dashboard']!r}).get_job_status({job_id!r}).value)"],
         env=cluster["env"], capture_output=True, text=True, timeout=60,
     )
     assert status.stdout.strip().splitlines()[-1] == "SUCCEEDED", status.stdout + status.stderr
@@ -145,6 +162,7 @@ def test_job_submit_succeeds_with_env_runners_on_both_nodes(cluster):
     assert (run / "checkpoints" / "latest").read_text() == "iter_000002"
     assert list((run / "tb").glob("events.out.tfevents.*"))
     assert (run / "fr.pt").is_file() and (run / "config.yaml").is_file()
+    assert yaml.safe_load((run / "config.yaml").read_text())["data"]["root"] == str(Path(root).resolve())
 
 
 def test_bad_config_fails_before_the_cluster_is_touched(cluster):
@@ -175,7 +193,7 @@ def test_killing_the_fr_actor_mid_run_recovers_its_weights(cluster):
     run = cluster["tmp"] / "kill-fr"
     proc = start_driver(cluster, "--out", str(run), "--config", str(tiny_config(cluster["tmp"] / "kf.yaml", iterations=4)))
     wait_for(lambda: iterations_done(run) >= 1 and (run / "checkpoints" / "fr_autosave.pt").is_file(), 300, "an FR autosave", proc)
-    (actor,) = ray_processes("FRActorImpl")
+    (actor,) = [psutil.Process(pid) for pid in alive_actor_pids(cluster, "FRActorImpl")]
     actor.send_signal(signal.SIGKILL)
     finish(proc)
     summary = json.loads((run / "summary.json").read_text())
@@ -183,6 +201,11 @@ def test_killing_the_fr_actor_mid_run_recovers_its_weights(cluster):
     assert summary["fr_actor_restarted"] is True
     assert summary["fr_restored_from"].endswith("fr_autosave.pt") and summary["fr_restored_step"] >= 4
     assert summary["fr_steps"] > summary["fr_restored_step"]
+    # the FR steps taken after the last autosave are gone, and said so (autosave every 4 steps)
+    assert 0 <= summary["fr_steps_lost_to_restarts"] < 4
+    acc = EventAccumulator(str(run / "tb"), size_guidance={"scalars": 0})
+    acc.Reload()
+    assert [e.value for e in acc.Scalars("fr/steps_lost_to_restarts")][-1] == summary["fr_steps_lost_to_restarts"]
 
 
 def test_killing_the_whole_run_then_resume_continues_the_counters(cluster):

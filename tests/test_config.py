@@ -41,3 +41,29 @@ def test_bad_values_name_the_field(tmp_path, text, match):
 def test_missing_file(tmp_path):
     with pytest.raises(ConfigError, match="nope.yaml does not exist"):
         load_config(tmp_path / "nope.yaml")
+
+
+def test_exponent_floats_are_numbers_in_yaml_and_overrides(tmp_path):
+    cfg = _load(tmp_path, "fr: {lr: 1e-3}\nrl: {lr: 5E-4, sample_timeout_s: 1e3}\n", ["dp.delta=1e-6", "mask.alpha=2e0"])
+    assert cfg.fr.lr == 0.001 and cfg.rl.lr == 0.0005 and cfg.rl.sample_timeout_s == 1000.0
+    assert cfg.dp.delta == 1e-6 and cfg.mask.alpha == 2.0
+    with pytest.raises(ConfigError, match=r"fr\.steps: expected an integer, got 1000\.0"):
+        _load(tmp_path, "fr: {steps: 1e3}")
+
+
+def test_an_unparsable_override_names_it(tmp_path):
+    with pytest.raises(ConfigError, match=r"override 'fr\.steps=\[1': '\[1' is not a valid YAML value"):
+        load_config(None, ["fr.steps=[1"])
+
+
+def test_an_unparsable_override_on_the_command_line_is_one_clear_line(cli_env, tmp_path):
+    import subprocess
+    import sys
+
+    proc = subprocess.run(
+        [sys.executable, "-m", "rl_mask.cli", "train-fr", "--out", str(tmp_path / "r"), "--set", "fr.steps=[1"],
+        env=cli_env, capture_output=True, text=True, timeout=120,
+    )
+    assert proc.returncode == 2 and "Traceback" not in proc.stderr
+    assert proc.stderr.startswith("rl-mask: error: override 'fr.steps=[1'")
+    assert not (tmp_path / "r").exists()

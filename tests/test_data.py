@@ -1,6 +1,5 @@
 import shutil
 
-import numpy as np
 import pytest
 import torch
 from PIL import Image
@@ -107,3 +106,11 @@ def test_augment_keeps_faces_recognisably_close(att_float):
     own = (y - x).pow(2).mean(dim=(1, 2, 3))
     other = (y - x.roll(1, 0)).pow(2).mean(dim=(1, 2, 3))
     assert (own < other).float().mean() >= 0.75
+
+
+def test_a_one_identity_set_says_how_many_are_needed(att_root, tmp_path):
+    root = _copy_people(att_root, tmp_path / "faces", ("s01",))
+    faces = load_faces(root)
+    with pytest.raises(FaceDataError, match=rf"face set in {tmp_path / 'faces'} has 1 identity folder\(s\); at least 3 are needed") as info:
+        split_faces(faces, num_private=2, train_per_identity=1)
+    assert "2..0" not in str(info.value)

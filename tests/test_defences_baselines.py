@@ -8,15 +8,13 @@ import pytest
 import torch
 from opacus.validators import ModuleValidator
 
+import privacy_helpers as H
 from rl_mask.config import STRATEGIES, Config
 from rl_mask.owner.defences import INSTAHIDE_CAP, build_defence
-from rl_mask.owner.stream import TrainingStream
-from rl_mask.server.trainer import load_fr_model
-from rl_mask.train_fr import train_fr
-from rl_mask.server.trainer import FRTrainer
 from rl_mask.owner.masking import mix
-
-import privacy_helpers as H
+from rl_mask.owner.stream import TrainingStream
+from rl_mask.server.trainer import FRTrainer, load_fr_model
+from rl_mask.train_fr import train_fr
 
 
 @pytest.mark.parametrize("name", list(STRATEGIES) + ["adaptive"])

@@ -48,7 +48,7 @@ def test_step_trains_fr_and_rewards_loss_minus_penalty(small_cfg, service):
     obs, _ = env.reset(seed=3)
     assert env.observation_space.contains(obs)
     step0 = service.fr_step
-    for t in range(4):
+    for _ in range(4):
         obs, reward, terminated, truncated, info = env.step(4)  # k = 6
         assert info["k"] == 6 and not terminated
         expected = reward_parts(info["fr_loss"], info["val_acc"], 0.8, small_cfg.rl.utility_lambda)

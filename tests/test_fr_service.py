@@ -13,7 +13,7 @@ from rl_mask.config import Config
 from rl_mask.owner.defences import build_defence
 from rl_mask.owner.messages import final_test_set, training_setup, validation_set
 from rl_mask.owner.stream import TrainingStream, prepare_data
-from rl_mask.protocol import MESSAGE_FIELDS, ProtectedBatch
+from rl_mask.protocol import MESSAGE_FIELDS
 from rl_mask.server.service import FRService
 
 

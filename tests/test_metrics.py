@@ -6,11 +6,10 @@ import numpy as np
 import pytest
 import torch
 
+import privacy_helpers as H
 from rl_mask.attacks import Reconstruction
 from rl_mask.owner.judge import best_match, privacy_score, psnr, ssim
 from rl_mask.owner.judge.image import PSNR_CAP_DB
-
-import privacy_helpers as H
 
 
 def _checkerboard(shape):

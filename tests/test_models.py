@@ -2,8 +2,8 @@ import torch
 import torch.nn.functional as F
 
 from rl_mask.config import ModelConfig
-from rl_mask.server.trainer import build_model
 from rl_mask.server.models import ArcFaceHead
+from rl_mask.server.trainer import build_model
 
 
 def _meta(kind, shape, classes=20):
@@ -17,7 +17,9 @@ def test_freq_and_pixel_variants_share_the_backbone(att_float):
     pixel.eval(), freq.eval()
     assert pixel(x).shape == (4, 20)
     assert freq(torch.randn(4, 58, 14, 12)).shape == (4, 20)
-    shapes = lambda m: [p.shape for n, p in m.named_parameters() if not n.startswith("backbone.stem.0")]
+    def shapes(m):
+        return [p.shape for n, p in m.named_parameters() if not n.startswith("backbone.stem.0")]
+
     assert shapes(pixel) == shapes(freq)
 
 

@@ -7,11 +7,11 @@ import sys
 import pytest
 import torch
 
-from rl_mask.owner.stream import prepare_data
-from rl_mask.server.trainer import load_fr_model
 from rl_mask.config import Config
 from rl_mask.owner.defences import build_defence
+from rl_mask.owner.stream import prepare_data
 from rl_mask.server.evaluation import identification_accuracy
+from rl_mask.server.trainer import load_fr_model
 
 
 def run_cli(args, env, check=True):

@@ -1,6 +1,8 @@
 """Adaptive training on a real Ray runtime: PPO with one env runner, TensorBoard, checkpoints, resume."""
 
 import json
+import os
+import time
 
 import pytest
 import ray
@@ -227,9 +229,12 @@ def test_fr_actor_restarts_with_its_last_saved_weights(ray_runtime, tmp_path):
         after = ray.get(actor.info.remote())  # Ray restarts it; the call is retried
         assert after["restarted"] and after["pid"] != before["pid"]
         assert after["restored_step"] == 2 and after["fr_step"] == 2
-        state = ray.get(actor.get_state.remote())["trainer"]
+        # step 3 was taken and answered, then lost with the process: counted, not hidden
+        assert before["steps_lost_to_restarts"] == 0 and after["steps_lost_to_restarts"] == 1
+        state = ray.get(actor.get_state.remote())
         for name, tensor in saved["model"].items():
-            assert torch.equal(state["model"][name], tensor), name
+            assert torch.equal(state["trainer"]["model"][name], tensor), name
+        assert state["steps_lost_to_restarts"] == 1  # carried in autosaves and checkpoints
     finally:
         ray.kill(actor, no_restart=True)
 
@@ -248,3 +253,113 @@ def test_resume_refuses_pickled_algorithm_state(tmp_path):
     save_config(tiny_config(), run / "config.yaml")
     with pytest.raises(CheckpointError, match="holds pickled state"):
         train(tiny_config(), run, resume=True, progress=False)
+
+
+def test_resume_refuses_a_tampered_real_checkpoint_and_runs_nothing(short_run, tmp_path, cli_env):
+    import shutil
+    import subprocess
+    import sys
+
+    import msgpack_numpy
+    import numpy as np
+
+    from test_checkpoint_safety import Payload
+
+    run = tmp_path / "run"
+    shutil.copytree(short_run[0], run)
+    ckpt = latest_checkpoint(run)  # the real checkpoint passes the scan
+    # the env runner's state: RLlib decodes it on the driver and on every env runner
+    target = next(p for p in sorted((ckpt / "algo").rglob("*.msgpack")) if "env_runner" in p.relative_to(ckpt).as_posix())
+    state = msgpack_numpy.unpackb(target.read_bytes(), strict_map_key=False)
+    marker = tmp_path / "executed"
+    state["tampered"] = np.array([Payload(marker)], dtype=object)
+    target.write_bytes(msgpack_numpy.packb(state))
+    msgpack_numpy.unpackb(target.read_bytes(), strict_map_key=False)  # RLlib's reader runs the payload
+    assert marker.exists()
+    marker.unlink()
+    config_before = (run / "config.yaml").read_bytes()
+    proc = subprocess.run(
+        [sys.executable, "-m", "rl_mask.cli", "train", "--resume", str(run), "--quiet"],
+        env=cli_env, capture_output=True, text=True, timeout=300,
+    )
+    assert proc.returncode == 2, proc.stdout[-3000:] + proc.stderr[-3000:]
+    assert f"rl-mask: error: checkpoint file {target} holds a numpy array of kind 'O'" in proc.stderr
+    assert "Traceback" not in proc.stderr and "Started a local Ray instance" not in proc.stdout + proc.stderr
+    assert not marker.exists()
+    assert (run / "config.yaml").read_bytes() == config_before
+
+
+def test_resume_falls_back_when_the_latest_checkpoint_is_damaged(ray_runtime, short_run, tmp_path, capfd):
+    import shutil
+
+    from trainers.resume_point import resume_point
+
+    run = tmp_path / "run"
+    shutil.copytree(short_run[0], run)
+    state_file = run / "checkpoints" / "iter_000002" / "algo" / "algorithm_state.msgpack"
+    state_file.write_bytes(state_file.read_bytes()[:-10])  # a write cut short
+    point = resume_point(run)
+    assert point.path.name == "iter_000001" and point.state["iteration"] == 1
+    assert "skipping damaged checkpoint iter_000002" in capfd.readouterr().err
+    done = train(tiny_config(), run, progress=False, resume=True)
+    assert done["finished"] and done["iterations"] == 2 and done["env_steps"] == 64
+    assert (run / "checkpoints" / "latest").read_text() == "iter_000002"
+    resume_point(run)  # the rewritten checkpoint reads again
+
+
+def test_sigterm_checkpoints_stops_and_leaves_no_process(tmp_path, cli_env):
+    import signal
+    import subprocess
+    import sys
+
+    import psutil
+    import yaml
+
+    run = tmp_path / "run"
+    cfg = tmp_path / "c.yaml"
+    rl = {"num_env_runners": 1, "num_cpus_per_env_runner": 1, "horizon": 4, "train_batch_size": 16, "minibatch_size": 8, "num_epochs": 1,
+          "iterations": 60, "checkpoint_every": 2, "image_every": 100, "eval_every": 8, "policy_eval_steps": 8}
+    cfg.write_text(yaml.safe_dump({"fr": {"batch_size": 16}, "rl": rl}))
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "rl_mask.cli", "train", "--out", str(run), "--config", str(cfg), "--quiet"],
+        env=cli_env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, start_new_session=True,
+    )
+    try:
+        deadline = time.time() + 300
+        while not (run / "checkpoints" / "latest").is_file():
+            assert proc.poll() is None and time.time() < deadline, proc.stdout.read()[-4000:] if proc.poll() is not None else "timed out"
+            time.sleep(0.2)
+        family = psutil.Process(proc.pid).children(recursive=True)
+        names = " ".join(" ".join(p.cmdline()) for p in family if p.is_running())
+        assert "raylet" in names and "FRActorImpl" in names and "SingleAgentEnvRunner" in names
+        proc.send_signal(signal.SIGTERM)
+        out, _ = proc.communicate(timeout=240)
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+    assert proc.returncode == 128 + signal.SIGTERM, out[-4000:]
+    done = int((run / "checkpoints" / "latest").read_text().split("_")[1])
+    assert done >= 3  # the iteration under way finished and was checkpointed, off the every-2 schedule
+    assert json.loads((run / "checkpoints" / f"iter_{done:06d}" / "state.json").read_text())["iteration"] == done
+    assert f"stopped after iteration {done}" in out and "rl-mask: stopped by SIGTERM" in out
+    assert not (run / "summary.json").exists()
+    _, alive = psutil.wait_procs(family, timeout=60)
+    alive = [p for p in alive if p.is_running() and p.status() != psutil.STATUS_ZOMBIE]
+    assert not alive, [" ".join(p.cmdline()) for p in alive]
+
+
+def test_auto_resume_continues_a_used_out_folder_that_plain_out_refuses(ray_runtime, short_run, tmp_path, capsys):
+    import shutil
+
+    from rl_mask.cli import main
+
+    run = tmp_path / "run"
+    shutil.copytree(short_run[0], run)
+    assert main(["train", "--out", str(run), "--quiet"]) == 2  # a retried job without --auto-resume
+    assert "already holds a run; pass --resume" in capsys.readouterr().err
+    (run / "summary.json").unlink()
+    assert main(["train", "--out", str(run), "--auto-resume", "--quiet", "--iterations", "3"]) == 0
+    summary = json.loads((run / "summary.json").read_text())
+    assert summary["iterations"] == 3 and summary["env_steps"] == 96  # counters went on from iteration 2
+    assert main(["train", "--auto-resume", "--quiet"]) == 2
+    assert "--auto-resume goes with --out RUN_DIR" in capsys.readouterr().err

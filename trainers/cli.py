@@ -49,8 +49,13 @@ def cmd_train_fr(args: argparse.Namespace) -> int:
 
 
 def cmd_train(args: argparse.Namespace) -> int:
-    from trainers.train import resolve_config, train
+    from trainers.train import holds_run, resolve_config, train
 
+    if args.auto_resume:
+        if args.resume or not args.out:
+            raise ConfigError("--auto-resume goes with --out RUN_DIR (and without --resume)")
+        if holds_run(Path(args.out).resolve()):  # a retried job: continue the run it started
+            args.resume = args.out
     if args.resume and args.out and Path(args.out).resolve() != Path(args.resume).resolve():
         raise ConfigError("--resume RUN_DIR continues that folder; leave --out out or give the same folder")
     out = args.resume or args.out
@@ -104,6 +109,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--num-env-runners", type=int, help="PPO env runner actors (cluster mode)")
     p.add_argument("--iterations", type=int, help="PPO iterations")
     p.add_argument("--resume", metavar="RUN_DIR", help="continue an interrupted run from its latest checkpoint")
+    p.add_argument("--auto-resume", action="store_true", help="with --out: resume RUN_DIR if it holds a run, else start it (for jobs that are retried)")
     p.set_defaults(func=cmd_train)
 
     p = sub.add_parser("benchmark", help="train every defence, run every attack; write results.json, results.md, pareto.png")
@@ -128,6 +134,9 @@ def main(argv: list[str] | None = None) -> int:
     except (ConfigError, FaceDataError, CheckpointError) as exc:
         print(f"rl-mask: error: {exc}", file=sys.stderr)
         return 2
+    except KeyboardInterrupt as exc:  # trainers.shutdown.Interrupted carries the signal
+        print(f"rl-mask: {exc or 'interrupted'}", file=sys.stderr)
+        return getattr(exc, "exit_code", 130)
 
 
 if __name__ == "__main__":

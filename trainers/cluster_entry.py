@@ -1,7 +1,9 @@
 """Entry script for ``ray submit`` and ``ray job submit``: ``rl-mask train --address auto ...``.
 
-    ray submit cluster/aws.yaml trainers/cluster_entry.py -- --out /mnt/shared/runs/r1
-    ray job submit --runtime-env cluster/runtime_env.yaml -- python -m trainers.cluster_entry --out ...
+    ray submit --tmux cluster/aws.yaml trainers/cluster_entry.py -- --out /mnt/shared/runs/r1
+    RAY_AUTH_MODE=token ray job submit --runtime-env cluster/runtime_env.yaml -- python -m trainers.cluster_entry --out ...
+
+(``--tmux``: the driver outlives the SSH session; the job API needs token mode on the client.)
 
 It runs on the head node and calls exactly the code of ``rl-mask train``; arguments are
 those of ``rl-mask train`` (``--address`` defaults to ``auto``). The config is validated

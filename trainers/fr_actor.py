@@ -4,7 +4,9 @@ One per run, named (with an explicit namespace) so env runners on any node find 
 for a GPU when the cluster has one (fractions allowed) and runs on CPU otherwise; its CPU
 request defaults to 0 so it never blocks placement on a small machine. With ``max_restarts``
 Ray restarts it after a crash; the new process reloads the FR state it last autosaved, and
-calls in flight are retried (``max_task_retries``), so env runners just see a slow step.
+calls in flight are retried (``max_task_retries``). The FR steps taken after that autosave
+are lost (at most ``rl.fr_autosave_every - 1`` per restart): the actor counts them
+(``trainers.fr_progress``) and reports the total as ``fr_steps_lost_to_restarts``.
 """
 
 from __future__ import annotations
@@ -20,16 +22,43 @@ from rl_mask.config import Config
 from rl_mask.protocol import TrainingSetup
 from rl_mask.run_folder import autosave_path
 from rl_mask.server.service import FRService
+from trainers.fr_progress import FRProgress, progress_path
 
 
 class FRActorImpl(FRService):
     """``FRService`` in an actor: picks its device and threads, reports where it runs."""
 
     def __init__(self, setup: dict, run_dir: str, autosave_every: int, threads: int = 0):
+        self.steps_lost = 0  # FR steps lost to restarts, over the whole run (resumes included)
         torch.set_num_threads(threads or os.cpu_count() or 1)
         device = torch.device("cuda") if ray.get_gpu_ids() and torch.cuda.is_available() else torch.device("cpu")
         # The server is told only the TrainingSetup (no config with a face path in it).
         super().__init__(TrainingSetup.from_dict(setup), device, autosave_path=autosave_path(run_dir), autosave_every=autosave_every)
+        # Worker 0 (the one that autosaves) keeps the step counter the group's losses are counted by.
+        self.progress = FRProgress(progress_path(run_dir)) if autosave_every else None
+        if self.progress is not None:
+            lost_now, self.steps_lost = self.progress.lost_since(self.trainer.step, self.steps_lost)
+            if lost_now:
+                print(f"FR actor restarted at FR step {self.trainer.step}: {lost_now} FR step(s) since the last autosave are lost ({self.steps_lost} in this run)", flush=True)
+            self.progress.write(self.trainer.step, self.steps_lost)
+
+    def train_step(self, batch) -> dict:
+        out = super().train_step(batch)
+        if self.progress is not None:
+            self.progress.write(self.trainer.step, self.steps_lost)
+        return out
+
+    def state_dict(self) -> dict:
+        return {**super().state_dict(), "steps_lost_to_restarts": self.steps_lost}
+
+    def load_state_dict(self, state: dict) -> None:
+        super().load_state_dict(state)
+        self.steps_lost = int(state.get("steps_lost_to_restarts", 0))
+
+    def set_state(self, state: dict) -> None:
+        super().set_state(state)
+        if self.progress is not None:
+            self.progress.write(self.trainer.step, self.steps_lost)
 
     def pid(self) -> int:
         return os.getpid()
@@ -46,7 +75,7 @@ class FRActorImpl(FRService):
             warnings.simplefilter("ignore")
             restarted = bool(ctx.was_current_actor_reconstructed)
         # A restarted actor says so, and which autosaved FR state it reloaded (restored_from).
-        return {**super().info(), "node_id": ctx.get_node_id(), "restarted": restarted}
+        return {**super().info(), "node_id": ctx.get_node_id(), "restarted": restarted, "steps_lost_to_restarts": self.steps_lost}
 
 
 FRActor = ray.remote(FRActorImpl)
@@ -56,7 +85,11 @@ def fr_num_gpus(requested: float) -> float:
     """-1 = auto: one GPU if the cluster has any, else CPU."""
     if requested >= 0:
         return requested
-    return 1.0 if ray.cluster_resources().get("GPU", 0) >= 1 else 0.0
+    if ray.cluster_resources().get("GPU", 0) >= 1:
+        return 1.0
+    # Looked up once: a GPU node the autoscaler adds later is not used (ask for 1 to wait for it).
+    print("rl-mask: no GPU in the cluster now, the FR actor runs on CPU (rl.fr_num_gpus=1 waits for a GPU node)", flush=True)
+    return 0.0
 
 
 def create_fr_actor(cfg: Config, setup: TrainingSetup, run_dir: str | Path, name: str, namespace: str, rank: int = 0):

@@ -15,6 +15,7 @@ Run folder::
 
 from __future__ import annotations
 
+import copy
 import json
 import math
 import os
@@ -30,7 +31,7 @@ from tqdm.auto import tqdm
 
 from envs.fr_client import LOCAL_FR_SERVICES, FRClient
 from envs.hybrid_masking import HybridMaskingEnv
-from rl_mask.checkpoint import CheckpointError, atomic_write_text, load_checkpoint, save_checkpoint
+from rl_mask.checkpoint import atomic_write_text, save_checkpoint
 from rl_mask.config import Config, ConfigError, load_config, save_config
 from rl_mask.owner.defences import build_defence
 from rl_mask.owner.messages import final_test_set, training_setup, validation_set
@@ -39,7 +40,10 @@ from rl_mask.owner.stream import PrivateData, prepare_data
 from rl_mask.run_folder import autosave_path
 from rl_mask.server.service import FRService
 from trainers.fr_group import FRGroup
+from trainers.fr_progress import progress_path
 from trainers.ppo import build_ppo_config, total_fr_steps
+from trainers.resume_point import resume_point
+from trainers.shutdown import GracefulStop
 from trainers.tensorboard import RunWriter, fr_scalars, ppo_scalars
 
 NAMESPACE = "rl-mask"
@@ -79,18 +83,15 @@ def resolve_config(config_file: str | None, overrides: list[str], debug: bool, r
 
 
 def latest_checkpoint(run_dir: Path) -> Path | None:
-    pointer = run_dir / "checkpoints" / "latest"
-    if not pointer.is_file():
-        return None
-    path = run_dir / "checkpoints" / pointer.read_text().strip()
-    return path if path.is_dir() else None
+    """The checkpoint a resume would restore (see ``trainers.resume_point``)."""
+    point = resume_point(run_dir)
+    return point.path if point else None
 
 
-def check_no_pickles(path: Path) -> None:
-    """Refuse an algorithm checkpoint whose state would be unpickled (only msgpack is read)."""
-    pickled = [p for p in path.rglob("*.pkl") if p.name != "class_and_ctor_args.pkl" and not p.with_suffix(".msgpack").is_file()]
-    if pickled:
-        raise CheckpointError(f"checkpoint {path} holds pickled state ({pickled[0]}); rl-mask only restores msgpack checkpoints it wrote")
+def holds_run(run_dir: Path) -> bool:
+    """A folder with a checkpoint or a summary is a run: a fresh start there is refused."""
+    root = run_dir / "checkpoints"
+    return (run_dir / "summary.json").exists() or (root / "latest").exists() or any(root.glob("iter_*"))
 
 
 def write_checkpoint(run_dir: Path, algo, fr: FRClient, state: dict) -> Path:
@@ -207,97 +208,127 @@ def train(
     """
     # Everything that can be wrong with the inputs fails here, before any Ray resource is taken.
     run_dir = Path(out_dir).resolve()
-    ckpt = latest_checkpoint(run_dir) if resume else None
-    if resume and ckpt is None:
+    point = resume_point(run_dir) if resume else None
+    if resume and point is None:
         raise ConfigError(f"--resume {run_dir}: no complete checkpoint under checkpoints/")
-    if not resume and (run_dir / "checkpoints").exists():
+    if not resume and holds_run(run_dir):
         raise ConfigError(f"--out {run_dir} already holds a run; pass --resume {run_dir} to continue it, or another --out")
-    if ckpt:
-        check_no_pickles(ckpt / "algo")
-        fr_state = load_checkpoint(ckpt / "fr_state.pt", required=("trainer",))
+    ckpt = point.path if point else None
+    # The data root is resolved here, once: env runners and the FR actor get this absolute
+    # path in the config, not whatever their own environment would resolve.
+    cfg = copy.deepcopy(cfg)
+    cfg.data.root = os.path.abspath(cfg.data.resolved_root())
     data = prepare_data(cfg)  # the faces load and split as configured
     run_dir.mkdir(parents=True, exist_ok=True)
     save_config(cfg, run_dir / "config.yaml")
-    started_ray = init_ray(address, debug)
     rl = cfg.rl
-    prior = json.loads((ckpt / "state.json").read_text()) if ckpt else {"iteration": 0, "env_steps": 0, "wall_seconds": 0.0}
+    prior = point.state if point else {"iteration": 0, "env_steps": 0, "wall_seconds": 0.0}
     t0 = time.perf_counter()
     fr_name = f"fr-{uuid.uuid4().hex[:8]}"
     # A resumed run restarts from its checkpoint: an autosave written after it is out of step.
     autosave_path(run_dir).unlink(missing_ok=True)
+    progress_path(run_dir).unlink(missing_ok=True)
     if not resume:  # left by a run killed before its first checkpoint
         shutil.rmtree(boundary_dir(run_dir), ignore_errors=True)
+    if debug and cfg.rl.fr_workers != 1:
+        raise ConfigError(f"rl.fr_workers={cfg.rl.fr_workers}: debug mode hosts one FR network in this process; use a Ray run for data-parallel FR workers")
     # The data owner's side: the defence, and the messages the FR server gets before training.
     defence = build_defence(cfg, "adaptive", k_choices=rl.k_choices)
     setup = training_setup(cfg, defence, data, total_fr_steps(cfg), rl.eval_every)
+    started_ray = init_ray(address, debug)
+    # After ray.init, which installs its own SIGTERM handler: ours stops Ray cleanly.
+    stop = GracefulStop().__enter__()
+    fr = None
     group = None
-    if debug:
-        # Debug mode: env, learner and FR network in this one process (breakpoints work
-        # everywhere, no transfers); the same FRService the actor hosts, without the actor's
-        # recovery saves (a crash here ends the run; --resume starts from its checkpoint).
-        if rl.fr_workers != 1:
-            raise ConfigError(f"rl.fr_workers={rl.fr_workers}: debug mode hosts one FR network in this process; use a Ray run for data-parallel FR workers")
-        LOCAL_FR_SERVICES[fr_name] = FRService(setup)
-        fr = FRClient(local_name=fr_name)
-        fr_names = [fr_name]
-    else:
-        group = FRGroup(cfg, setup, run_dir, fr_name, NAMESPACE)
-        fr = FRClient(group.actors)
-        fr_names = group.names
     algo = None
     writer = None
     try:
+        if debug:
+            # Debug mode: env, learner and FR network in this one process (breakpoints work
+            # everywhere, no transfers); the same FRService the actor hosts, without the actor's
+            # recovery saves (a crash here ends the run; --resume starts from its checkpoint).
+            LOCAL_FR_SERVICES[fr_name] = FRService(setup)
+            fr = FRClient(local_name=fr_name)
+            fr_names = [fr_name]
+        else:
+            group = FRGroup(cfg, setup, run_dir, fr_name, NAMESPACE)
+            fr = FRClient(group.actors)
+            fr_names = group.names
         validation = validation_set(defence, data)
         for target in fr.targets:  # every FR worker: any of them may have to hand its state on
             if ckpt:
-                FRClient(target).call("set_state", fr_state)
+                FRClient(target).call("set_state", point.fr_state)
             FRClient(target).call("set_validation", validation)  # also fails fast if an actor cannot start
         algo = build_ppo_config(cfg, fr_names, NAMESPACE, local_fr=debug, run_dir=str(run_dir)).build_algo()
         if ckpt:
             algo.restore_from_path(str((ckpt / "algo").resolve()))
-        # Drop events a killed run wrote after its last checkpoint (TensorBoard purges >= purge_step).
-        writer = RunWriter(run_dir / "tb", purge_step=prior["env_steps"] + 1 if ckpt else None)
+        # Drop events a killed run wrote after its last checkpoint (TensorBoard purges >= purge_step),
+        # or, on a fresh start, those of an attempt killed before its first checkpoint.
+        writer = RunWriter(run_dir / "tb", purge_step=prior["env_steps"] + 1 if ckpt else (1 if (run_dir / "tb").exists() else None))
         examples = masked_examples(cfg, data, rl.k_choices, originals=rl.log_original_faces)
         print(f"TensorBoard: tensorboard --logdir {run_dir / 'tb'}", flush=True)
         start_iter = algo.iteration
         end_iter = rl.iterations if stop_after is None else min(rl.iterations, start_iter + stop_after)
         env_steps = prior["env_steps"]
         iteration_seconds = []
+        lost = int(point.fr_state.get("steps_lost_to_restarts", 0)) if point else 0  # reported already
+
+        def save(iteration: int) -> None:
+            state = {"iteration": iteration, "env_steps": env_steps, "wall_seconds": prior["wall_seconds"] + time.perf_counter() - t0}
+            state["fr_steps"] = int(fr.call("status")["fr_step"])
+            write_checkpoint(run_dir, algo, fr, state)
+
         bar = tqdm(range(start_iter, end_iter), desc="train (PPO iterations)", disable=not progress, dynamic_ncols=True, initial=0)
         for it in bar:
-            t_iter = time.perf_counter()
-            result = algo.train()
-            iteration_seconds.append(time.perf_counter() - t_iter)
-            env_steps = int(result["env_runners"]["num_env_steps_sampled_lifetime"])
-            if group is not None and group.heal():
-                print(f"FR group re-formed after a worker restart ({group.reformed} so far)", flush=True)
-            records = fr.call("drain_log")
-            writer.scalars(ppo_scalars(result), env_steps)
-            ours = fr_scalars(records, rl.accuracy_floor, rl.utility_lambda, rl.k_choices)
-            writer.scalars(ours, env_steps)
-            writer.k_histogram([r["k"] for r in records], env_steps)
-            if (it + 1) % rl.image_every == 0 or it == start_iter:
-                writer.images(EXAMPLES_TAG[rl.log_original_faces], examples, env_steps)
-            if ours:
-                bar.set_postfix(k=f"{ours['mask/k_mean']:.2f}", loss=f"{ours['fr/loss']:.2f}", acc=f"{ours['fr/val_identification_acc']:.2f}")
-            if (it + 1) % rl.checkpoint_every == 0 or it + 1 == end_iter:
-                state = {"iteration": it + 1, "env_steps": env_steps, "wall_seconds": prior["wall_seconds"] + time.perf_counter() - t0}
-                state["fr_steps"] = int(fr.call("status")["fr_step"])
-                write_checkpoint(run_dir, algo, fr, state)
+            saved = False
+            with stop.deferred():  # a first SIGTERM/SIGINT waits for this iteration and its checkpoint
+                t_iter = time.perf_counter()
+                result = algo.train()
+                iteration_seconds.append(time.perf_counter() - t_iter)
+                env_steps = int(result["env_runners"]["num_env_steps_sampled_lifetime"])
+                if group is not None and group.heal():
+                    print(f"rl-mask: FR group re-formed after a worker restart ({group.reformed} so far)", flush=True)
+                records = fr.call("drain_log")
+                writer.scalars(ppo_scalars(result), env_steps)
+                ours = fr_scalars(records, rl.accuracy_floor, rl.utility_lambda, rl.k_choices)
+                writer.scalars(ours, env_steps)
+                writer.k_histogram([r["k"] for r in records], env_steps)
+                now_lost = int(fr.call("info").get("steps_lost_to_restarts", 0))
+                writer.scalars({"fr/steps_lost_to_restarts": float(now_lost)}, env_steps)
+                if now_lost > lost:
+                    print(f"rl-mask: warning: the FR actor restarted and lost {now_lost - lost} FR step(s) ({now_lost} in this run)", flush=True)
+                lost = now_lost
+                if (it + 1) % rl.image_every == 0 or it == start_iter:
+                    writer.images(EXAMPLES_TAG[rl.log_original_faces], examples, env_steps)
+                if ours:
+                    bar.set_postfix(k=f"{ours['mask/k_mean']:.2f}", loss=f"{ours['fr/loss']:.2f}", acc=f"{ours['fr/val_identification_acc']:.2f}")
+                if (it + 1) % rl.checkpoint_every == 0 or it + 1 == end_iter or stop.requested is not None:
+                    save(it + 1)
+                    saved = True
+            if stop.requested is not None:
+                if not saved:  # the signal came after the checkpoint decision
+                    save(it + 1)
+                print(f"rl-mask: stopped after iteration {it + 1}; checkpoint {(run_dir / 'checkpoints' / 'latest').read_text()} written, continue with --resume {run_dir}", flush=True)
+                stop.stop_if_requested()
         finished = algo.iteration >= rl.iterations
         summary = finalize(cfg, defence, data, run_dir, algo, fr, env_steps, prior["wall_seconds"] + time.perf_counter() - t0, finished, writer, iteration_seconds)
         return summary
+    except KeyboardInterrupt as exc:
+        raise stop.interrupted(exc) from None
     finally:
-        if writer is not None:
-            writer.close()
-        if algo is not None:
-            algo.stop()
-        if debug:
-            LOCAL_FR_SERVICES.pop(fr_name, None)
-        else:
-            group.kill()
-        if started_ray:
-            ray.shutdown()
+        try:
+            if writer is not None:
+                writer.close()
+            if algo is not None:
+                algo.stop()
+            if debug:
+                LOCAL_FR_SERVICES.pop(fr_name, None)
+            elif group is not None:
+                group.kill()
+        finally:
+            if started_ray:
+                ray.shutdown()
+            stop.__exit__(None, None, None)
 
 
 def finalize(cfg: Config, defence, data: PrivateData, run_dir: Path, algo, fr: FRClient, env_steps: int, wall: float, finished: bool, writer: RunWriter, iteration_seconds: list[float]) -> dict:
@@ -342,6 +373,7 @@ def finalize(cfg: Config, defence, data: PrivateData, run_dir: Path, algo, fr: F
         "fr_actor_restarted": info["restarted"],
         "fr_restored_from": info["restored_from"],
         "fr_restored_step": info["restored_step"],
+        "fr_steps_lost_to_restarts": info.get("steps_lost_to_restarts", 0),
         "iteration_seconds": [round(t, 3) for t in iteration_seconds],
         "fr_images_per_iteration": rl.train_batch_size * cfg.fr.batch_size,
         "tensorboard": str(run_dir / "tb"),

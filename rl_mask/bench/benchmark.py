@@ -25,17 +25,17 @@ import torch
 from tqdm.auto import tqdm
 
 from rl_mask.attacks import Attack, AttackTarget, Reconstruction, build_attack
+from rl_mask.bench.report import write_report
 from rl_mask.config import Config, ConfigError, save_config
 from rl_mask.owner.data import FaceDataError, FaceSplit
 from rl_mask.owner.defences import Defence, build_defence
-from rl_mask.server.evaluation import recognition_metrics
+from rl_mask.owner.judge import PrivacyJudge, judge_report, train_evaluation_model
 from rl_mask.owner.stream import PrivateData, TrainingStream, concat_batches, prepare_data
+from rl_mask.run_folder import read_run
+from rl_mask.server.evaluation import recognition_metrics
+from rl_mask.server.models import FaceRecognizer
 from rl_mask.server.trainer import load_fr_model
 from rl_mask.train_fr import set_threads, train_fr
-from rl_mask.owner.judge import PrivacyJudge, judge_report, train_evaluation_model
-from rl_mask.server.models import FaceRecognizer
-from rl_mask.bench.report import write_report
-from rl_mask.run_folder import read_run
 
 
 class IdentityLeakError(FaceDataError):

@@ -196,6 +196,11 @@ def split_faces(faces: FaceSet, num_private: int, train_per_identity: int, seed:
     """Identity-disjoint private/public split, and a per-identity train/validation/test split
     of the private ones."""
     n_ids = faces.num_classes
+    if n_ids < 3:
+        where = f" in {Path(faces.paths[0]).parent.parent}" if faces.paths else ""
+        raise FaceDataError(
+            f"the face set{where} has {n_ids} identity folder(s); at least 3 are needed: 2 or more private ones and one public one for the attacker"
+        )
     if not 2 <= num_private <= n_ids - 1:
         raise FaceDataError(
             f"num_private={num_private} must be in 2..{n_ids - 1}: the set has {n_ids} identities and the attacker needs at least one public one"

@@ -25,8 +25,8 @@ from opacus.accountants.utils import get_noise_multiplier
 from opacus.optimizers import DPOptimizer
 
 from rl_mask.config import DPConfig, FRConfig, ModelConfig
-from rl_mask.server.trainer import FRTrainer, build_model
 from rl_mask.protocol import ProtectedBatch
+from rl_mask.server.trainer import FRTrainer, build_model
 
 #: RDP orders searched when converting to (epsilon, delta): Opacus' defaults extended to 256,
 #: since short runs (few steps) reach their tightest bound beyond Opacus' largest order (63).

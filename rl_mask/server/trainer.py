@@ -10,10 +10,9 @@ from __future__ import annotations
 
 import math
 from dataclasses import asdict
+from pathlib import Path
 
 import torch
-
-from pathlib import Path
 
 from rl_mask.checkpoint import load_checkpoint
 from rl_mask.config import FRConfig, ModelConfig

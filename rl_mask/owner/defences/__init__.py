@@ -46,7 +46,7 @@ def build_defence(cfg: Config, name: str | None = None, k_probs: list[float] | N
     if name == "mask":
         return HybridDefence("mask", hybrid_mask_from_config(cfg), [1])
     if name == "fixed-k":
-        return HybridDefence(f"fixed-k", hybrid_mask_from_config(cfg), [s.k])
+        return HybridDefence("fixed-k", hybrid_mask_from_config(cfg), [s.k])
     if name == "random-k":
         return HybridDefence("random-k", hybrid_mask_from_config(cfg), s.k_choices)
     if name == "adaptive":

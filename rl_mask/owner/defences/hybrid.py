@@ -11,7 +11,6 @@ from typing import Sequence
 import torch
 
 from rl_mask.owner.defences.base import Defence
-from rl_mask.owner.freq import CHANNELS_PER_PLANE
 from rl_mask.owner.masking import HybridMask, MaskedBatch
 
 

@@ -32,9 +32,9 @@ import numpy as np
 import torch
 
 from rl_mask.attacks.base import Reconstruction
-from rl_mask.server.evaluation import identification_accuracy
 from rl_mask.owner.judge.evaluator import EvaluationModel
 from rl_mask.owner.judge.image import best_match, psnr, ssim
+from rl_mask.server.evaluation import identification_accuracy
 
 if TYPE_CHECKING:
     from rl_mask.owner.stream import PrivateData
