@@ -61,7 +61,7 @@ def test_an_unparsable_override_on_the_command_line_is_one_clear_line(cli_env, t
     import sys
 
     proc = subprocess.run(
-        [sys.executable, "-m", "rl_mask.cli", "train-fr", "--out", str(tmp_path / "r"), "--set", "fr.steps=[1"],
+        [sys.executable, "-m", "trainers.cli", "train-fr", "--out", str(tmp_path / "r"), "--set", "fr.steps=[1"],
         env=cli_env, capture_output=True, text=True, timeout=120,
     )
     assert proc.returncode == 2 and "Traceback" not in proc.stderr

@@ -279,7 +279,7 @@ def test_resume_refuses_a_tampered_real_checkpoint_and_runs_nothing(short_run, t
     marker.unlink()
     config_before = (run / "config.yaml").read_bytes()
     proc = subprocess.run(
-        [sys.executable, "-m", "rl_mask.cli", "train", "--resume", str(run), "--quiet"],
+        [sys.executable, "-m", "trainers.cli", "train", "--resume", str(run), "--quiet"],
         env=cli_env, capture_output=True, text=True, timeout=300,
     )
     assert proc.returncode == 2, proc.stdout[-3000:] + proc.stderr[-3000:]
@@ -321,7 +321,7 @@ def test_sigterm_checkpoints_stops_and_leaves_no_process(tmp_path, cli_env):
           "iterations": 60, "checkpoint_every": 2, "image_every": 100, "eval_every": 8, "policy_eval_steps": 8}
     cfg.write_text(yaml.safe_dump({"fr": {"batch_size": 16}, "rl": rl}))
     proc = subprocess.Popen(
-        [sys.executable, "-m", "rl_mask.cli", "train", "--out", str(run), "--config", str(cfg), "--quiet"],
+        [sys.executable, "-m", "trainers.cli", "train", "--out", str(run), "--config", str(cfg), "--quiet"],
         env=cli_env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, start_new_session=True,
     )
     try:
@@ -351,7 +351,7 @@ def test_sigterm_checkpoints_stops_and_leaves_no_process(tmp_path, cli_env):
 def test_auto_resume_continues_a_used_out_folder_that_plain_out_refuses(ray_runtime, short_run, tmp_path, capsys):
     import shutil
 
-    from rl_mask.cli import main
+    from trainers.cli import main
 
     run = tmp_path / "run"
     shutil.copytree(short_run[0], run)
