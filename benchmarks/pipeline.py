@@ -52,16 +52,20 @@ def plain_loop(cfg: Config, steps: int) -> dict:
     return {"steps": steps, "seconds": seconds, "images_per_s": steps * cfg.fr.batch_size / seconds}
 
 
-def pipeline(cfg: Config, runners: int, iterations: int) -> dict:
+def pipeline(cfg: Config, runners: int, iterations: int, fr_workers: int = 1, max_inflight: int | None = None) -> dict:
     cfg.rl.num_env_runners = runners
     cfg.rl.iterations = iterations
     cfg.rl.checkpoint_every = iterations
+    cfg.rl.fr_workers = fr_workers
+    cfg.rl.max_inflight = max_inflight if max_inflight is not None else (1 if runners == 0 else cfg.rl.max_inflight)
     with tempfile.TemporaryDirectory() as tmp:
         s = train(cfg, Path(tmp) / "run", progress=False, debug=runners == 0)
     steady = s["iteration_seconds"][1:] or s["iteration_seconds"]
     per_iter = statistics.median(steady)
     return {
         "num_env_runners": runners,
+        "fr_workers": fr_workers,
+        "max_inflight": cfg.rl.max_inflight,
         "iterations": iterations,
         "iteration_seconds": s["iteration_seconds"],
         "fr_images_per_iteration": s["fr_images_per_iteration"],

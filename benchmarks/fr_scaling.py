@@ -1,0 +1,197 @@
+"""FR throughput with data-parallel FR workers and batches in flight; env-runner memory with shards.
+
+Three measurements, one JSON (``benchmarks/results/fr_scaling.json``):
+
+1. **Throughput.** FR images/s of ``rl-mask train`` (steady state: FR images per PPO iteration /
+   median iteration time) for every combination of ``--fr-workers`` and ``--runners``, with
+   ``rl.max_inflight`` batches in flight per runner, each against the plain FR loop (the same
+   augment + mask + FR step in one process, no Ray) run just before and after it (the
+   machine's speed drifts). Target: >= 0.85 of the plain loop in cluster mode on CPU, >= 0.9
+   on a GPU.
+2. **Env-runner memory with shards.** A synthetic face folder of ``--synthetic`` images, made
+   from the bundled faces by augmentation (new identities: each source face, shifted, rotated
+   and re-lit, becomes a person's images), is packed into the face cache once; then one fresh
+   process per shard count R loads shard 0 of R as an env runner does and reports its peak
+   RSS. Target: about 1/R of the unsharded figure plus a fixed overhead (Python, torch).
+3. **Masking on CPU vs the FR device** (``--device cuda`` on a GPU machine).
+
+    python benchmarks/fr_scaling.py [--device cpu|cuda] [--fr-workers 1,2] [--runners 1,2]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+import resource
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+from PIL import Image
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from pipeline import pipeline, plain_loop  # noqa: E402
+
+from rl_mask.config import Config  # noqa: E402
+from rl_mask.owner.data import augment, contrast_brightness, load_faces, to_uint8  # noqa: E402
+from rl_mask.owner.defences import build_defence  # noqa: E402
+
+SHARD_PROBE = """
+import json, resource, sys, time
+t = time.perf_counter()
+from rl_mask.config import load_config
+from rl_mask.owner.stream import prepare_shard
+cfg = load_config(None, sys.argv[3:])
+data = prepare_shard(cfg, 0, int(sys.argv[1]))
+touched = int(data.train_images.float().sum() > 0)  # every face of the shard in memory
+print(json.dumps({"shards": int(sys.argv[1]), "shard_images": len(data.train_labels), "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, "seconds": time.perf_counter() - t}))
+"""
+
+
+def synthetic_folder(root: Path, images: int, per_identity: int = 50) -> Path:
+    """``images`` faces in identity folders, from the bundled faces by augmentation."""
+    if root.is_dir() and sum(1 for _ in root.rglob("*.png")) >= images:
+        return root
+    faces = load_faces(Config().data.resolved_root(), 112, 96).float_images()
+    g = torch.Generator().manual_seed(0)
+    n_ids = images // per_identity
+    for i in range(n_ids):
+        base = faces[i % len(faces)].expand(per_identity, -1, -1, -1)
+        aug = contrast_brightness(augment(base, g, max_shift=0.1, max_scale=0.1, max_rotate_deg=12), g, 0.7, 0.6, 0.2)
+        folder = root / f"p{i:05d}"
+        folder.mkdir(parents=True, exist_ok=True)
+        for j, img in enumerate(to_uint8(aug)):
+            Image.fromarray(img[0].numpy()).save(folder / f"{j}.png")
+    return root
+
+
+def shard_memory(folder: Path, shard_counts: list[int], cache: Path) -> list[dict]:
+    settings = [f"data.root={json.dumps(str(folder))}", "data.num_private=300", "data.train_per_identity=40", "data.val_per_identity=2", f"data.cache_dir={json.dumps(str(cache))}"]
+    started = time.perf_counter()
+    subprocess.run([sys.executable, "-c", SHARD_PROBE, "1", "-", *settings], check=True, capture_output=True, text=True)  # writes the cache
+    pack_seconds = time.perf_counter() - started
+    out = []
+    for r in shard_counts:
+        proc = subprocess.run([sys.executable, "-c", SHARD_PROBE, str(r), "-", *settings], check=True, capture_output=True, text=True)
+        row = json.loads(proc.stdout.strip().splitlines()[-1])
+        out.append(row)
+        print(json.dumps(row), flush=True)
+    base = subprocess.run([sys.executable, "-c", "import resource, torch, rl_mask.owner.stream; print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)"], check=True, capture_output=True, text=True)
+    return [{"first_load_and_pack_seconds": pack_seconds, "fixed_overhead_rss_mb": float(base.stdout.strip())}, *out]
+
+
+def masking_devices(device: str, repeats: int = 30) -> dict:
+    cfg = Config().validate()
+    defence = build_defence(cfg, "fixed-k")
+    faces = load_faces(cfg.data.resolved_root(), 112, 96).float_images()[:256]
+    labels = torch.arange(256) % 20
+    out = {}
+    for dev in ["cpu"] + ([device] if device != "cpu" else []):
+        x = faces.to(dev)
+        defence.mask.kept = defence.mask.kept.to(dev)
+        times = []
+        for _ in range(repeats):
+            t = time.perf_counter()
+            defence.encode_train(x, labels.to(dev), None)
+            if dev.startswith("cuda"):
+                torch.cuda.synchronize()
+            times.append(time.perf_counter() - t)
+        out[dev] = {"batch": 256, "k": defence.ks[0], "median_ms": 1000 * statistics.median(times[3:])}
+    return out
+
+
+HEAD_PROBE = """
+import json, resource, sys, time, torch
+from rl_mask.server.models import ArcFaceHead
+classes, dim, batch = int(sys.argv[1]), int(sys.argv[2]), int(sys.argv[3])
+head = ArcFaceHead(dim, classes)
+opt = torch.optim.AdamW(head.parameters())
+emb = torch.randn(batch, dim, requires_grad=True)
+labels = torch.randint(0, classes, (batch, 2))
+weights = torch.full((batch, 2), 0.5)
+t = time.perf_counter()
+for _ in range(3):
+    opt.zero_grad()
+    head.mixed_loss(emb, labels, weights).backward()
+    opt.step()
+print(json.dumps({"classes": classes, "embedding_dim": dim, "batch": batch, "head_params_mb": classes * dim * 4 / 2**20,
+                  "with_adamw_state_mb": 3 * classes * dim * 4 / 2**20, "step_seconds": (time.perf_counter() - t) / 3,
+                  "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}))
+"""
+
+
+def head_scaling(batch: int = 64) -> list[dict]:
+    """The margin head's memory at MS1M's 85k identities (the classifier grows with identities)."""
+    rows = []
+    for classes, dim in [(20, 128), (10_000, 128), (85_000, 128), (85_000, 512)]:
+        proc = subprocess.run([sys.executable, "-c", HEAD_PROBE, str(classes), str(dim), str(batch)], check=True, capture_output=True, text=True)
+        rows.append(json.loads(proc.stdout.strip().splitlines()[-1]))
+        print(json.dumps(rows[-1]), flush=True)
+    return rows
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--out", default="benchmarks/results/fr_scaling.json")
+    parser.add_argument("--device", default="cpu", help="cpu or cuda: where the FR network runs")
+    parser.add_argument("--fr-workers", default="1,2")
+    parser.add_argument("--runners", default="1,2")
+    parser.add_argument("--max-inflight", type=int, default=2)
+    parser.add_argument("--iterations", type=int, default=4)
+    parser.add_argument("--synthetic", type=int, default=20000, help="images in the synthetic folder (0: skip the memory measurement)")
+    parser.add_argument("--shards", default="1,2,4")
+    args = parser.parse_args()
+
+    def config() -> Config:
+        cfg = Config()
+        cfg.fr.device = args.device
+        cfg.rl.fr_num_gpus = 1.0 / max(int(w) for w in args.fr_workers.split(",")) if args.device.startswith("cuda") else 0.0
+        return cfg.validate()
+
+    steps = config().rl.train_batch_size
+    plains = [plain_loop(config(), steps)]
+    results = []
+    for workers in [int(w) for w in args.fr_workers.split(",")]:
+        for runners in [int(r) for r in args.runners.split(",")]:
+            r = pipeline(config(), runners, args.iterations, fr_workers=workers, max_inflight=args.max_inflight)
+            plains.append(plain_loop(config(), steps))
+            around = [plains[-2]["images_per_s"], plains[-1]["images_per_s"]]
+            r["plain_images_per_s_around"] = around
+            r["fraction_of_plain"] = r["images_per_s"] / statistics.mean(around)
+            results.append(r)
+            print(json.dumps({k: r[k] for k in ("fr_workers", "num_env_runners", "max_inflight", "images_per_s", "fraction_of_plain")}), flush=True)
+    out = {
+        "benchmark": "fr_scaling",
+        "machine": platform.processor() or platform.machine(),
+        "cpus": torch.get_num_threads(),
+        "device": args.device,
+        "gpu": torch.cuda.get_device_name(0) if torch.cuda.is_available() else None,
+        "fr_batch_size": config().fr.batch_size,
+        "plain_loop_runs": plains,
+        "pipeline": results,
+        "targets": {"fraction_of_plain_cpu_cluster": 0.85, "fraction_of_plain_gpu": 0.9},
+        "masking": masking_devices(args.device),
+        "driver_peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+    }
+    if torch.cuda.is_available():
+        out["gpu_peak_memory_mb_driver"] = torch.cuda.max_memory_allocated() / 2**20
+    out["margin_head"] = head_scaling()
+    if args.synthetic:
+        tmp = Path(tempfile.gettempdir()) / "rl-mask-synthetic-faces"
+        folder = synthetic_folder(tmp / f"n{args.synthetic}", args.synthetic)
+        out["shard_memory"] = shard_memory(folder, [int(s) for s in args.shards.split(",")], tmp / "cache")
+    path = Path(args.out)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(out, indent=2, default=float))
+    print(json.dumps(out, indent=2, default=float))
+
+
+if __name__ == "__main__":
+    np.seterr(all="ignore")
+    main()
