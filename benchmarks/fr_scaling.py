@@ -151,7 +151,7 @@ def main() -> None:
     def config() -> Config:
         cfg = Config()
         cfg.fr.device = args.device
-        cfg.rl.fr_num_gpus = 1.0 / max(int(w) for w in args.fr_workers.split(",")) if args.device.startswith("cuda") else 0.0
+        cfg.rl.fr_num_gpus = 1.0 if args.device.startswith("cuda") else 0.0  # NCCL: one GPU per FR worker
         return cfg.validate()
 
     steps = config().rl.train_batch_size

@@ -27,14 +27,14 @@ from rl_mask.owner.data import BatchSampler, augment
 from rl_mask.owner.defences import build_defence
 from rl_mask.owner.messages import training_setup
 from rl_mask.owner.stream import prepare_data
-from rl_mask.server.trainer import trainer_for
+from rl_mask.server.trainer import resolve_device, trainer_for
 from trainers.train import train
 
 
 def plain_loop(cfg: Config, steps: int) -> dict:
     data = prepare_data(cfg)
     defence = build_defence(cfg, "random-k")
-    trainer = trainer_for(training_setup(cfg, defence, data, total_steps=steps), torch.device("cpu"))
+    trainer = trainer_for(training_setup(cfg, defence, data, total_steps=steps), resolve_device(cfg.fr.device))
     sampler = BatchSampler(len(data.train_labels), cfg.fr.batch_size, seed=0)
     g = torch.Generator().manual_seed(0)
 
