@@ -12,8 +12,9 @@ from rl_mask.owner.defences import build_defence
 from rl_mask.owner.messages import training_setup
 from rl_mask.owner.stream import TrainingStream, prepare_data
 from rl_mask.server.trainer import trainer_for
+from trainers.checkpoints import latest_checkpoint
 from trainers.fr_group import FRGroup
-from trainers.train import NAMESPACE, latest_checkpoint, train
+from trainers.train import NAMESPACE, train
 
 pytestmark = pytest.mark.ray
 

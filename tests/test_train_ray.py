@@ -14,8 +14,9 @@ from rl_mask.owner.defences import build_defence
 from rl_mask.owner.messages import training_setup
 from rl_mask.owner.stream import prepare_data
 from rl_mask.server.trainer import load_fr_model
+from trainers.checkpoints import latest_checkpoint
 from trainers.fr_actor import create_fr_actor
-from trainers.train import NAMESPACE, latest_checkpoint, train
+from trainers.train import NAMESPACE, train
 
 pytestmark = pytest.mark.ray
 

@@ -49,7 +49,9 @@ def cmd_train_fr(args: argparse.Namespace) -> int:
 
 
 def cmd_train(args: argparse.Namespace) -> int:
-    from trainers.train import holds_run, resolve_config, train
+    from trainers.checkpoints import holds_run
+    from trainers.run_config import resolve_config
+    from trainers.train import train
 
     if args.auto_resume:
         if args.resume or not args.out:

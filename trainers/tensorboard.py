@@ -13,7 +13,12 @@ import torch
 from torch.utils.tensorboard import SummaryWriter
 
 from envs.reward import reward_parts
+from rl_mask.config import Config
+from rl_mask.owner.defences import build_defence
+from rl_mask.owner.stream import PrivateData
 
+#: The image tag: protected views only, or (with rl.log_original_faces) originals first.
+EXAMPLES_TAG = {False: "faces/protected", True: "faces/original_vs_protected"}
 PPO_SECTIONS = {"env_runners": "ppo/env_runners", "learners/default_policy": "ppo/learner"}
 
 
@@ -95,3 +100,18 @@ class RunWriter:
     def close(self) -> None:
         self.writer.flush()
         self.writer.close()
+
+
+def masked_examples(cfg: Config, data: PrivateData, ks: list[int], originals: bool = False, n: int = 8) -> list[torch.Tensor]:
+    """Rows for TensorBoard: what crosses, as a person would see it (channel removal only,
+    then the mixtures for each k, through the inverse DCT). The original faces come first
+    only with ``rl.log_original_faces`` (TensorBoard logs are read by more people than the
+    face folder)."""
+    idx = torch.linspace(0, len(data.train_labels) - 1, n).long()
+    images, labels = data.train_images[idx], data.train_labels[idx]
+    mask = build_defence(cfg, "adaptive", k_choices=ks).mask
+    g = torch.Generator().manual_seed(0)
+    rows = [images] if originals else []
+    rows += [mask.to_pixels(mask.transform(images))]
+    rows += [mask.to_pixels(mask(images, labels, k, g).inputs) for k in ks]
+    return rows

@@ -17,101 +17,34 @@ from __future__ import annotations
 
 import copy
 import json
-import math
 import os
 import shutil
 import time
 import uuid
 from pathlib import Path
 
-import numpy as np
 import ray
-import torch
 from tqdm.auto import tqdm
 
 from envs.fr_client import LOCAL_FR_SERVICES, FRClient
-from envs.hybrid_masking import HybridMaskingEnv
 from rl_mask.checkpoint import atomic_write_text, save_checkpoint
-from rl_mask.config import Config, ConfigError, load_config, save_config
+from rl_mask.config import Config, ConfigError, save_config
 from rl_mask.owner.defences import build_defence
 from rl_mask.owner.messages import final_test_set, training_setup, validation_set
 from rl_mask.owner.recorder import boundary_dir
 from rl_mask.owner.stream import PrivateData, prepare_data
 from rl_mask.run_folder import autosave_path
 from rl_mask.server.service import FRService
+from trainers.checkpoints import holds_run, write_checkpoint
 from trainers.fr_group import FRGroup
 from trainers.fr_progress import progress_path
+from trainers.policy_eval import score_policy
 from trainers.ppo import build_ppo_config, total_fr_steps
 from trainers.resume_point import resume_point
 from trainers.shutdown import GracefulStop
-from trainers.tensorboard import RunWriter, fr_scalars, ppo_scalars
+from trainers.tensorboard import EXAMPLES_TAG, RunWriter, fr_scalars, masked_examples, ppo_scalars
 
 NAMESPACE = "rl-mask"
-KEEP_CHECKPOINTS = 2
-#: TensorBoard image tag: protected views only, or (with rl.log_original_faces) originals first.
-EXAMPLES_TAG = {False: "faces/protected", True: "faces/original_vs_protected"}
-
-
-# ----------------------------------------------------------------------------- config
-
-
-def debug_overrides() -> list[str]:
-    """Local single-node mode: one process for env + learner, small batches."""
-    return [
-        "rl.num_env_runners=0",
-        "rl.max_inflight=1",
-        "rl.num_learners=0",
-        "rl.train_batch_size=128",
-        "rl.minibatch_size=32",
-        "rl.iterations=12",
-    ]
-
-
-def resolve_config(config_file: str | None, overrides: list[str], debug: bool, resume_dir: str | None) -> Config:
-    """The config a run uses: a resumed run starts from its own saved config."""
-    if resume_dir:
-        saved = Path(resume_dir) / "config.yaml"
-        if not saved.is_file():
-            raise ConfigError(f"--resume {resume_dir}: no config.yaml there, not a run folder")
-        if config_file:
-            raise ConfigError("--resume uses the run's own config.yaml; change fields with --set instead of --config")
-        return load_config(saved, overrides)
-    return load_config(config_file, (debug_overrides() if debug else []) + overrides)
-
-
-# ----------------------------------------------------------------------------- checkpoints
-
-
-def latest_checkpoint(run_dir: Path) -> Path | None:
-    """The checkpoint a resume would restore (see ``trainers.resume_point``)."""
-    point = resume_point(run_dir)
-    return point.path if point else None
-
-
-def holds_run(run_dir: Path) -> bool:
-    """A folder with a checkpoint or a summary is a run: a fresh start there is refused."""
-    root = run_dir / "checkpoints"
-    return (run_dir / "summary.json").exists() or (root / "latest").exists() or any(root.glob("iter_*"))
-
-
-def write_checkpoint(run_dir: Path, algo, fr: FRClient, state: dict) -> Path:
-    """Algorithm + FR state + counters in one folder, made visible only when complete."""
-    root = run_dir / "checkpoints"
-    name = f"iter_{state['iteration']:06d}"
-    tmp = root / f".{name}.tmp"
-    shutil.rmtree(tmp, ignore_errors=True)
-    tmp.mkdir(parents=True)
-    # msgpack, not pickle: resuming never unpickles anything from the run folder.
-    algo.save_to_path(str((tmp / "algo").resolve()), use_msgpack=True)
-    save_checkpoint(fr.call("get_state"), tmp / "fr_state.pt")
-    (tmp / "state.json").write_text(json.dumps(state, indent=2))
-    final = root / name
-    shutil.rmtree(final, ignore_errors=True)
-    os.replace(tmp, final)
-    atomic_write_text(root / "latest", name)
-    for old in sorted(root.glob("iter_*"))[:-KEEP_CHECKPOINTS]:
-        shutil.rmtree(old, ignore_errors=True)
-    return final
 
 
 # ----------------------------------------------------------------------------- ray
@@ -129,67 +62,7 @@ def init_ray(address: str | None, debug: bool) -> bool:
     return True
 
 
-# ----------------------------------------------------------------------------- policy
-
-
-def policy_probs(module, obs: np.ndarray) -> np.ndarray:
-    """Action probabilities of the trained policy for observations ``[N, D]``."""
-    with torch.no_grad():
-        out = module.forward_inference({"obs": torch.as_tensor(obs, dtype=torch.float32)})
-        return torch.softmax(out["action_dist_inputs"], dim=-1).numpy()
-
-
-def entropy(p: np.ndarray) -> float:
-    p = p[p > 0]
-    return float(-(p * np.log(p)).sum())
-
-
-def score_policy(cfg: Config, fr: FRClient, module, steps: int, seed: int) -> dict:
-    """The trained policy vs a uniform-random one on the same, frozen FR state and batches."""
-    out = {}
-    for name in ("policy", "uniform"):
-        env = HybridMaskingEnv({"config": cfg, "fr_service": fr.target, "train_fr": False, "worker_index": 99, "vector_index": 0})
-        rng = np.random.default_rng(seed)
-        obs, _ = env.reset(seed=seed)
-        rewards, ks, probs = [], [], []
-        for _ in range(steps):
-            if name == "policy":
-                p = policy_probs(module, obs[None])[0]
-                probs.append(p)
-                action = int(rng.choice(len(p), p=p))
-            else:
-                action = int(rng.integers(len(cfg.rl.k_choices)))
-            obs, reward, _, truncated, info = env.step(action)
-            rewards.append(reward)
-            ks.append(info["k"])
-            if truncated:
-                obs, _ = env.reset()
-        out[name] = {"mean_reward": float(np.mean(rewards)), "mean_k": float(np.mean(ks))}
-        if probs:
-            mean_p = np.mean(probs, axis=0)
-            out["k_distribution"] = {str(k): round(float(p), 4) for k, p in zip(cfg.rl.k_choices, mean_p)}
-            out["k_entropy"] = entropy(mean_p)
-            out["k_entropy_uniform"] = math.log(len(cfg.rl.k_choices))
-    out["reward_gain_over_uniform"] = out["policy"]["mean_reward"] - out["uniform"]["mean_reward"]
-    return out
-
-
 # ----------------------------------------------------------------------------- main loop
-
-
-def masked_examples(cfg: Config, data: PrivateData, ks: list[int], originals: bool = False, n: int = 8) -> list[torch.Tensor]:
-    """Rows for TensorBoard: what crosses, as a person would see it (channel removal only,
-    then the mixtures for each k, through the inverse DCT). The original faces come first
-    only with ``rl.log_original_faces`` (TensorBoard logs are read by more people than the
-    face folder)."""
-    idx = torch.linspace(0, len(data.train_labels) - 1, n).long()
-    images, labels = data.train_images[idx], data.train_labels[idx]
-    mask = build_defence(cfg, "adaptive", k_choices=ks).mask
-    g = torch.Generator().manual_seed(0)
-    rows = [images] if originals else []
-    rows += [mask.to_pixels(mask.transform(images))]
-    rows += [mask.to_pixels(mask(images, labels, k, g).inputs) for k in ks]
-    return rows
 
 
 def train(
@@ -213,6 +86,8 @@ def train(
         raise ConfigError(f"--resume {run_dir}: no complete checkpoint under checkpoints/")
     if not resume and holds_run(run_dir):
         raise ConfigError(f"--out {run_dir} already holds a run; pass --resume {run_dir} to continue it, or another --out")
+    if debug and cfg.rl.fr_workers != 1:
+        raise ConfigError(f"rl.fr_workers={cfg.rl.fr_workers}: debug mode hosts one FR network in this process; use a Ray run for data-parallel FR workers")
     ckpt = point.path if point else None
     # The data root is resolved here, once: env runners and the FR actor get this absolute
     # path in the config, not whatever their own environment would resolve.
@@ -230,8 +105,6 @@ def train(
     progress_path(run_dir).unlink(missing_ok=True)
     if not resume:  # left by a run killed before its first checkpoint
         shutil.rmtree(boundary_dir(run_dir), ignore_errors=True)
-    if debug and cfg.rl.fr_workers != 1:
-        raise ConfigError(f"rl.fr_workers={cfg.rl.fr_workers}: debug mode hosts one FR network in this process; use a Ray run for data-parallel FR workers")
     # The data owner's side: the defence, and the messages the FR server gets before training.
     defence = build_defence(cfg, "adaptive", k_choices=rl.k_choices)
     setup = training_setup(cfg, defence, data, total_fr_steps(cfg), rl.eval_every)
