@@ -180,7 +180,7 @@ def test_killing_an_env_runner_mid_run_still_completes(cluster):
     run = cluster["tmp"] / "kill-runner"
     proc = start_driver(cluster, "--out", str(run), "--config", str(tiny_config(cluster["tmp"] / "kr.yaml", iterations=4)))
     wait_for(lambda: iterations_done(run) >= 1, 300, "the first checkpoint", proc)
-    runners = ray_processes("SingleAgentEnvRunner")
+    runners = ray_processes("InflightEnvRunner")
     assert len(runners) == 2
     runners[0].send_signal(signal.SIGKILL)
     finish(proc)

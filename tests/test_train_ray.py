@@ -80,12 +80,13 @@ def test_export_masked_gives_the_batches_the_env_runner_sent(short_run, tmp_path
     meta = export_masked(run, tmp_path / "masked.npz")
     f = np.load(tmp_path / "masked.npz")
     cfg = tiny_config()
-    assert meta["exact"] is True and meta["batches"] == cfg.rl.record_masked_batches  # one env runner
+    sent = cfg.rl.record_masked_batches * cfg.rl.max_inflight  # one env runner, max_inflight sub-envs
+    assert meta["exact"] is True and meta["batches"] == sent
     assert sorted(f.files) == ["inputs", "labels", "message", "owner_meta", "owner_sources", "weights"]
-    assert f["inputs"].shape[0] == cfg.rl.record_masked_batches * cfg.fr.batch_size
+    assert f["inputs"].shape[0] == sent * cfg.fr.batch_size
     real = f["owner_sources"] >= 0
     # every batch mixes k in k_choices faces; labels are the identities of the recorded sources
-    ks = real.reshape(cfg.rl.record_masked_batches, cfg.fr.batch_size, -1).sum(-1)
+    ks = real.reshape(sent, cfg.fr.batch_size, -1).sum(-1)
     assert set(ks.min(axis=1).tolist()) <= set(cfg.rl.k_choices) and (ks.min(axis=1) == ks.max(axis=1)).all()
     assert (f["labels"][real] == prepare_data(cfg).train_labels.numpy()[f["owner_sources"][real]]).all()
     assert np.allclose(f["weights"].sum(1), 1.0, atol=1e-5)
@@ -182,7 +183,7 @@ def test_debug_mode_runs_env_learner_and_fr_in_one_process(ray_runtime, tmp_path
         return real_step(self, batch)
 
     monkeypatch.setattr(FRService, "train_step", spy)
-    summary = train(tiny_config(num_env_runners=0, iterations=1, record_masked_batches=3), tmp_path / "debug", progress=False, debug=True)
+    summary = train(tiny_config(num_env_runners=0, iterations=1, record_masked_batches=3, max_inflight=1), tmp_path / "debug", progress=False, debug=True)
     assert summary["finished"] and summary["env_steps"] == 32 and summary["fr_steps"] >= 32
     assert summary["fr_host"] == "driver process (debug)" and summary["env_runner_nodes"] == []
     model, _ = load_fr_model(tmp_path / "debug" / "fr.pt")
@@ -332,7 +333,7 @@ def test_sigterm_checkpoints_stops_and_leaves_no_process(tmp_path, cli_env):
             time.sleep(0.2)
         family = psutil.Process(proc.pid).children(recursive=True)
         names = " ".join(" ".join(p.cmdline()) for p in family if p.is_running())
-        assert "raylet" in names and "FRActorImpl" in names and "SingleAgentEnvRunner" in names
+        assert "raylet" in names and "FRActorImpl" in names and "InflightEnvRunner" in names
         proc.send_signal(signal.SIGTERM)
         out, _ = proc.communicate(timeout=240)
     finally:
