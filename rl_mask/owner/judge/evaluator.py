@@ -6,8 +6,12 @@ faces. Attacks never see it. Its top-1/top-5 prediction on a reconstruction is t
 leak, and its L2-normalised penultimate features give the KNN distance to the private faces.
 
 It is trained with strong but identity-preserving augmentation (geometry, contrast,
-brightness, blur, noise) so that a blurred or low-contrast reconstruction of a person is still
-judged as that person: the judge must not under-report leaks.
+brightness, side lighting, blur, noise) so that a blurred or low-contrast reconstruction of a
+person is still judged as that person: the judge must not under-report leaks.
+
+Lighting is normalised inside the model (``LightingNorm``): each face is seen both
+standardised per image and with its local mean and contrast removed, so a strong side light
+(the Yale faces) or a reconstruction's wrong brightness does not decide the identity.
 """
 
 from __future__ import annotations
@@ -23,8 +27,30 @@ from tqdm.auto import tqdm
 from rl_mask.owner.data import augment, contrast_brightness
 from rl_mask.server.evaluation import identification_accuracy
 
+#: How the report names the judge.
+ARCHITECTURE = "VGG-style CNN on lighting-normalised pixels (per-image standardisation + local contrast normalisation; rl_mask.owner.judge.evaluator)"
+
 #: Input resolution divisor: faces are average-pooled 2x before the first convolution.
 INPUT_POOL = 2
+
+
+class LightingNorm(nn.Module):
+    """Two views of each face, stacked as channels: the image standardised to zero mean and
+    unit variance, and its local contrast normalisation (minus a Gaussian local mean, over a
+    local standard deviation). The first removes global brightness/contrast, the second also
+    smooth lighting gradients such as a side light; edges, which carry identity, survive."""
+
+    def __init__(self, sigma: float = 4.0, floor: float = 0.1):
+        super().__init__()
+        self.sigma = sigma
+        self.floor = floor  # std floor (in [-1, 1] units): flat regions are not amplified into noise
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        mean = x.mean(dim=(1, 2, 3), keepdim=True)
+        std = x.std(dim=(1, 2, 3), keepdim=True).clamp_min(self.floor)
+        centred = x - gaussian_blur(x, self.sigma)
+        local_std = gaussian_blur(centred**2, self.sigma).sqrt().clamp_min(self.floor)
+        return torch.cat([(x - mean) / std, centred / local_std], dim=1)
 
 
 def _stage(c_in: int, c_out: int, convs: int) -> nn.Sequential:
@@ -47,8 +73,9 @@ class EvaluationModel(nn.Module):
         dropout: float = 0.3,
     ):
         super().__init__()
+        self.lighting = LightingNorm()
         layers: list[nn.Module] = []
-        c = planes
+        c = 2 * planes
         for i, (w, n) in enumerate(zip(widths, convs)):
             layers.append(_stage(c, w, n))
             if i < len(widths) - 1:
@@ -61,7 +88,7 @@ class EvaluationModel(nn.Module):
 
     def penultimate(self, x: torch.Tensor) -> torch.Tensor:
         """Globally pooled features before the classifier (``predict`` L2-normalises them: the KNN space)."""
-        return self.features_net(F.avg_pool2d(x, INPUT_POOL)).mean(dim=(2, 3))
+        return self.features_net(self.lighting(F.avg_pool2d(x, INPUT_POOL))).mean(dim=(2, 3))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.classifier(self.dropout(self.penultimate(x)))
@@ -78,10 +105,24 @@ class EvaluationModel(nn.Module):
         return torch.cat(logits), torch.cat(feats)
 
 
+def side_light(images: torch.Tensor, generator: torch.Generator, strength: float = 0.6) -> torch.Tensor:
+    """A random linear illumination ramp across each face (light from one side), as in the
+    Yale faces' left/right-light images."""
+    b, _, h, w = images.shape
+    angle = 2 * math.pi * torch.rand(b, 1, 1, 1, generator=generator)
+    amount = strength * torch.rand(b, 1, 1, 1, generator=generator)
+    ys = torch.linspace(-1, 1, h).view(1, 1, h, 1)
+    xs = torch.linspace(-1, 1, w).view(1, 1, 1, w)
+    return images + amount * (torch.cos(angle) * xs + torch.sin(angle) * ys)
+
+
 def photometric_jitter(images: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
-    """Random contrast, brightness, Gaussian blur and noise: faces stay recognisable."""
+    """Random contrast, brightness, side light, Gaussian blur and noise: faces stay recognisable."""
     b = images.shape[0]
     out = contrast_brightness(images, generator, contrast_min=0.6, contrast_width=0.8, brightness=0.3)
+    lit = torch.rand(b, generator=generator) < 0.5
+    if lit.any():
+        out[lit] = side_light(out[lit], generator)
     blur = torch.rand(b, generator=generator) < 0.5
     if blur.any():
         sigma = 0.5 + 1.5 * torch.rand(1, generator=generator).item()
