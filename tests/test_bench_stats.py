@@ -58,6 +58,7 @@ def test_comparisons_cover_references_and_neighbours():
     comps = comparisons(rows)
     pairs = {(c["defence"], c["versus"], c["why"]) for c in comps}
     assert ("mask", "none", "vs none") in pairs and ("instahide", "mask", "vs mask") in pairs
+    assert ("none", "mask", "vs mask") not in pairs  # each pair of references once
     assert ("instahide", "mixup", "adjacent") in pairs and ("mixup", "mask", "adjacent") not in pairs  # mask is already a reference
     leak = {(c["defence"], c["versus"], c["key"]): c["significant"] for c in comps if c["attack"]}
     assert leak[("mask", "none", "acc1")] and leak[("mask", "none", "acc1_any")]

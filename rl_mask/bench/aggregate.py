@@ -13,7 +13,7 @@ UTILITY_KEY = "identification_acc"
 
 def leak_keys(cell: dict) -> list[str]:
     """The top-1 identity leaks of a cell (``acc1`` and variants such as ``acc1_any``)."""
-    return [k for k in cell if k.startswith("acc1") and not k.endswith("_rel") and k not in ("ci", "seeds", "ci_method")]
+    return [k for k in cell if k.startswith("acc1") and not k.endswith("_rel")]
 
 
 def _judged_cell(per_seed_cells: list[dict], judges: list[dict]) -> dict:
@@ -44,8 +44,11 @@ def comparisons(defences: list[dict]) -> list[dict]:
     pairs: list[tuple[str, str, str]] = []
     for i, d in enumerate(defences):
         for ref in REFERENCE_DEFENCES:
-            if ref in by_name and ref != d["name"]:
-                pairs.append((d["name"], ref, f"vs {ref}"))
+            if ref not in by_name or ref == d["name"]:
+                continue
+            if d["name"] in REFERENCE_DEFENCES and REFERENCE_DEFENCES.index(d["name"]) < REFERENCE_DEFENCES.index(ref):
+                continue  # each pair of references once: mask vs none, not also none vs mask
+            pairs.append((d["name"], ref, f"vs {ref}"))
         if i > 0 and defences[i - 1]["name"] not in REFERENCE_DEFENCES:
             pairs.append((d["name"], defences[i - 1]["name"], "adjacent"))
     out = []

@@ -11,7 +11,10 @@ numbers):
    replay the first ``attack_batches`` protected training batches (what left the data owner);
 4. per attack: fit on the public faces (a fit is shared between defences that look the same
    to that attacker, e.g. one GAN for every GMI run), attack, score;
-5. write ``results.json``, ``results.md``, ``pareto.png`` and ``examples.png``.
+5. steps 2-4 are one seed (``run_seed``); with ``benchmark.seeds`` = N they run N times with
+   derived seeds (``seed_config``) and every figure is aggregated into a mean and a 95%
+   interval (``rl_mask.bench.aggregate``);
+6. write ``results.json``, ``results.md``, ``pareto.png`` and ``examples.png``.
 """
 
 from __future__ import annotations

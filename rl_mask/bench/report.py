@@ -1,9 +1,12 @@
-"""The benchmark's outputs: ``results.json``, ``results.md`` (tables for a person),
-``pareto.png`` (utility vs identity leak, one point per defence) and ``examples.png``."""
+"""The benchmark's outputs: ``results.json``, ``results.md`` (tables with 95% intervals for a
+person, significance calls, the threat model and an honest reading generated from the numbers,
+with a loud warning when the judge is not competent), ``pareto.png`` (utility vs identity leak,
+one point per defence, with error bars) and ``examples.png``."""
 
 from __future__ import annotations
 
 import json
+import math
 from pathlib import Path
 
 import matplotlib
@@ -49,8 +52,12 @@ def _pct(x: float) -> str:
 
 def _ci(fig: dict, key: str, pct: bool = True, digits: int = 3) -> str:
     """``mean [lo, hi]`` of an aggregated figure (no interval: the mean alone)."""
-    mean = fig[key]
+    mean = fig.get(key)
+    if mean is None or not math.isfinite(mean):
+        return "n/a"
     ci = fig.get("ci", {}).get(key)
+    if ci and not all(math.isfinite(v) for v in ci):
+        ci = None
     if pct:
         text = _pct(mean)
         return text + (f" [{100 * ci[0]:.1f}, {100 * ci[1]:.1f}]" if ci else "")
@@ -123,7 +130,8 @@ def markdown(results: dict) -> str:
     ]
     est = results.get("runtime_estimate")
     if est:
-        lines += ["Estimated wall time per seed from this run's per-cell timings (each piece scaled linearly by its budget): " + ", ".join(f"{m} ~{v:.0f} min" for m, v in est.items()) + ".", ""]
+        lines += ["Estimated wall time per seed from this run's per-cell timings (each piece scaled linearly by its budget; "
+                  "fixed costs are scaled too, so from a tiny-budget run this over-estimates): " + ", ".join(f"{m} ~{v:.0f} min" for m, v in est.items()) + ".", ""]
     lines += [
         "## Utility and worst-case privacy per defence",
         "",

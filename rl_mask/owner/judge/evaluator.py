@@ -30,8 +30,14 @@ from rl_mask.server.evaluation import identification_accuracy
 #: How the report names the judge.
 ARCHITECTURE = "VGG-style CNN on lighting-normalised pixels (per-image standardisation + local contrast normalisation; rl_mask.owner.judge.evaluator)"
 
-#: Input resolution divisor: faces are average-pooled 2x before the first convolution.
-INPUT_POOL = 2
+#: Faces are average-pooled before the first convolution down to about this many pixels on
+#: their shorter side (AT&T 112x96 -> 2x; Yale 64x64 -> not pooled: small faces keep their detail).
+INPUT_SIDE = 48
+
+
+def input_pool(height: int, width: int) -> int:
+    """The average-pooling factor for faces of this size (see ``INPUT_SIDE``)."""
+    return max(1, min(height, width) // INPUT_SIDE)
 
 
 class LightingNorm(nn.Module):
@@ -71,8 +77,10 @@ class EvaluationModel(nn.Module):
         widths: tuple[int, ...] = (32, 64, 128, 256),
         convs: tuple[int, ...] = (1, 1, 2, 2),
         dropout: float = 0.3,
+        pool: int = 2,
     ):
         super().__init__()
+        self.pool = pool
         self.lighting = LightingNorm()
         layers: list[nn.Module] = []
         c = 2 * planes
@@ -88,7 +96,7 @@ class EvaluationModel(nn.Module):
 
     def penultimate(self, x: torch.Tensor) -> torch.Tensor:
         """Globally pooled features before the classifier (``predict`` L2-normalises them: the KNN space)."""
-        return self.features_net(self.lighting(F.avg_pool2d(x, INPUT_POOL))).mean(dim=(2, 3))
+        return self.features_net(self.lighting(F.avg_pool2d(x, self.pool))).mean(dim=(2, 3))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.classifier(self.dropout(self.penultimate(x)))
@@ -166,7 +174,7 @@ def train_evaluation_model(
     """Fit the judge on clean private training faces (augmented), AdamW + cosine schedule."""
     torch.manual_seed(seed)
     generator = torch.Generator().manual_seed(seed)
-    model = EvaluationModel(train_images.shape[1], num_classes)
+    model = EvaluationModel(train_images.shape[1], num_classes, pool=input_pool(*train_images.shape[2:]))
     opt = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=5e-4)
     sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=lr, total_steps=steps, pct_start=0.15)
     n = train_images.shape[0]
