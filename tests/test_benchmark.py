@@ -185,7 +185,7 @@ def test_cli_one_seed_with_a_trained_judge_reports_wilson_intervals_and_no_warni
     cmd = [sys.executable, "-m", "trainers.cli", "benchmark", "--quick", "--quiet", "--seeds", "1", "--defences", "none,mask", "--attacks", "mi-face", "--out", str(tmp_path)]
     for s in sets:
         cmd += ["--set", s]
-    proc = subprocess.run(cmd, env=cli_env, capture_output=True, text=True, timeout=900)
+    proc = subprocess.run(cmd, env=cli_env, capture_output=True, text=True, timeout=1800)
     assert proc.returncode == 0, proc.stderr[-3000:]
     results = json.loads((tmp_path / "results.json").read_text())
     judge = results["evaluation_model"]

@@ -145,6 +145,12 @@ def mean_face_baseline(public: torch.Tensor, judge: PrivacyJudge, target: Attack
     return judge.score(rec, references)
 
 
+#: Distance between the seeds of consecutive benchmark repeats.
+SEED_STRIDE = 1000
+#: The judge's seed relative to ``benchmark.seed`` (another seed than the FR network's).
+JUDGE_SEED_OFFSET = 1234
+
+
 def seed_config(cfg: Config, index: int) -> Config:
     """Seed ``index`` of a multi-seed benchmark: FR training (and the replayed batches), the
     attacks and the judge all move together; index 0 is the config as given. The face split
@@ -153,12 +159,6 @@ def seed_config(cfg: Config, index: int) -> Config:
     out.fr.seed = cfg.fr.seed + SEED_STRIDE * index
     out.benchmark.seed = cfg.benchmark.seed + SEED_STRIDE * index
     return out
-
-
-#: Distance between the seeds of consecutive benchmark repeats.
-SEED_STRIDE = 1000
-#: The judge's seed relative to ``benchmark.seed`` (another seed than the FR network's).
-JUDGE_SEED_OFFSET = 1234
 
 
 def run_seed(run_cfg: Config, data: PrivateData, out: Path, budget, adaptive_run: str | None, progress: bool) -> tuple[dict, list[dict]]:
