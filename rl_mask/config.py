@@ -222,6 +222,9 @@ class BenchmarkConfig:
     blackbox_k: int = 3  # the black-box attacker's guess of k
     decoder_gan_weight: float = 0.0  # > 0 adds the pix2pix conditional GAN loss to the decoders
     seed: int = 0
+    seeds: int = 1  # repeats (FR training, attacks, judge) with derived seeds; >= 2 gives t-intervals
+    # The judge's clean held-out acc@1 below which its leak figures are marked unreliable.
+    judge_min_acc: float = 0.8
     full: BenchmarkBudget = field(default_factory=BenchmarkBudget)
     quick: BenchmarkBudget = field(default_factory=_quick_budget)
 
@@ -458,6 +461,8 @@ def validate_benchmark(b: BenchmarkConfig, rl_k_choices: list[int]) -> None:
         _require(len(probs) == len(rl_k_choices), "benchmark.adaptive_k_probs", probs, f"one probability per rl.k_choices {rl_k_choices}, or empty for uniform")
         _require(all(p >= 0 for p in probs) and sum(probs) > 0, "benchmark.adaptive_k_probs", probs, "non-negative, not all zero")
     _require(b.blackbox_k >= 1, "benchmark.blackbox_k", b.blackbox_k, ">= 1")
+    _require(b.seeds >= 1, "benchmark.seeds", b.seeds, ">= 1")
+    _require(0 <= b.judge_min_acc <= 1, "benchmark.judge_min_acc", b.judge_min_acc, "[0, 1]")
     _require(b.decoder_gan_weight >= 0, "benchmark.decoder_gan_weight", b.decoder_gan_weight, ">= 0")
     for mode in ("full", "quick"):
         budget = getattr(b, mode)

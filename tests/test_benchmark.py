@@ -4,6 +4,7 @@ real training, every component; the budgets are far too small for meaningful fig
 import json
 import subprocess
 import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -117,3 +118,75 @@ def test_cli_rejects_a_folder_that_is_not_a_run(tmp_path, cli_env):
 def test_pareto_front():
     pts = [("a", 0.1, 0.9), ("b", 0.5, 0.95), ("c", 0.5, 0.8), ("d", 0.05, 0.3)]
     assert pareto_front(pts) == ["a", "b", "d"]
+
+
+def test_seeds_give_an_interval_for_every_figure_and_an_untrained_judge_is_flagged(tmp_path):
+    # Two seeds, a judge trained for 1 step: every cell gets a t-interval over the seeds, and
+    # the report says loudly that the judge cannot judge.
+    cfg = tiny_benchmark_config(["none", "mask"])
+    cfg.benchmark.attacks = ["whitebox"]
+    cfg.benchmark.quick.eval_model_steps = 1
+    cfg.benchmark.seeds = 2
+    results = run_benchmark(cfg, tmp_path, quick=True, progress=False)
+    assert len(results["per_seed"]) == 2
+    assert results["per_seed"][0]["seed"] != results["per_seed"][1]["seed"]
+    for d in results["defences"]:
+        assert len(d["run_dirs"]) == 2 and len(set(d["run_dirs"])) == 2
+        for fig in [d["utility"], *d["attacks"].values()]:
+            for key, values in fig["seeds"].items():
+                lo, hi = fig["ci"][key]
+                assert len(values) == 2, key
+                if not key.endswith("_rel"):  # relative leaks are NaN if a 1-step judge got no test face right
+                    assert lo <= fig[key] + 1e-9 and fig[key] <= hi + 1e-9, key
+            assert fig["ci_method"] == "t over seeds"
+        cell = d["attacks"]["whitebox"]
+        assert "acc1_rel" in cell and cell["ci"]["acc1_rel"] is not None
+    sig = results["significance"]
+    assert {(c["defence"], c["versus"], c["attack"]) for c in sig} == {("mask", "none", None), ("mask", "none", "whitebox")}
+    assert all(c["rule"].startswith("welch") for c in sig)
+    judge = results["evaluation_model"]
+    assert judge["competent"] is False and judge["worst_seed_test_acc"] < 0.8
+    md = (tmp_path / "results.md").read_text()
+    head = md.split("## Utility")[0]
+    assert "WARNING: THE JUDGE IS NOT COMPETENT" in head
+    assert "| mask | whitebox | 64 | UNRELIABLE(" in md
+    assert "Student-t" in md and "## Threat model" in md and "## Honest reading" in md
+    assert (tmp_path / "seed1" / "runs" / "mask" / "fr.pt").is_file() and (tmp_path / "pareto.png").is_file()
+
+
+def test_cli_one_seed_with_a_trained_judge_reports_wilson_intervals_and_no_warning(tmp_path, cli_env):
+    # One seed, a judge trained long enough to recognise held-out AT&T faces: no warning,
+    # Wilson intervals over the n reconstructions, leaks relative to the judge.
+    sets = [f"benchmark.quick.{k}={v}" for k, v in TINY.items() if k != "eval_model_steps"] + ["benchmark.quick.eval_model_steps=150", "fr.eval_every=2"]
+    cmd = [sys.executable, "-m", "trainers.cli", "benchmark", "--quick", "--quiet", "--seeds", "1", "--defences", "none,mask", "--attacks", "mi-face", "--out", str(tmp_path)]
+    for s in sets:
+        cmd += ["--set", s]
+    proc = subprocess.run(cmd, env=cli_env, capture_output=True, text=True, timeout=1800)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    results = json.loads((tmp_path / "results.json").read_text())
+    judge = results["evaluation_model"]
+    assert judge["competent"] is True and judge["test_acc"] >= 0.8
+    assert "NOT COMPETENT" not in proc.stdout + proc.stderr and "UNRELIABLE" not in proc.stdout
+    assert [d["name"] for d in results["defences"]] == ["none", "mask"] and list(results["defences"][0]["attacks"]) == ["mi-face"]
+    cell = results["defences"][1]["attacks"]["mi-face"]
+    lo, hi = cell["ci"]["acc1"]
+    assert 0 <= lo <= cell["acc1"] <= hi <= 1 and hi > lo
+    assert cell["ci"]["ssim"] is None  # one seed: no interval for figures that are not proportions
+    assert cell["acc1_rel"] == pytest.approx(cell["acc1"] / judge["test_acc"])
+    assert "Wilson" in proc.stdout and results["runtime_estimate"]["full"] > results["runtime_estimate"]["quick"] > 0
+
+
+def test_yale_config_splits_15_identities(tmp_path):
+    from rl_mask.bench.benchmark import check_identity_disjoint
+    from rl_mask.owner.stream import prepare_data
+
+    repo = Path(__file__).resolve().parent.parent
+    cfg = load_config(repo / "configs" / "yale.yaml", [f"data.root={json.dumps(str(repo.parent / 'shared' / 'data' / 'yale_faces'))}"])
+    data = prepare_data(cfg)
+    split = data.split
+    check_identity_disjoint(split)
+    assert len(set(split.private_train.identities) | set(split.public.identities)) == 15
+    assert data.num_classes == 10 and split.public.num_classes == 5 and len(split.public) == 55
+    assert tuple(data.train_images.shape) == (60, 1, 64, 64)
+    assert np.bincount(data.test_labels.numpy()).tolist() == [4] * 10  # >= 2 held-out faces per identity
+    assert np.bincount(data.val_labels.numpy()).tolist() == [1] * 10

@@ -72,13 +72,27 @@ def cmd_train(args: argparse.Namespace) -> int:
     return 0
 
 
+def _names(value: str | None) -> list[str] | None:
+    """``a,b`` -> ``["a", "b"]`` (None when the flag was not given)."""
+    return None if value is None else [v.strip() for v in value.split(",") if v.strip()]
+
+
 def cmd_benchmark(args: argparse.Namespace) -> int:
     from rl_mask.bench.benchmark import run_benchmark
+    from rl_mask.bench.report import judge_warning
     from rl_mask.config import load_config
 
-    cfg = load_config(args.config, _overrides(args, {}))
+    extra = {
+        "benchmark.seeds": args.seeds,
+        "benchmark.defences": _names(args.defences),
+        "benchmark.attacks": _names(args.attacks),
+    }
+    cfg = load_config(args.config, _overrides(args, extra))
     results = run_benchmark(cfg, args.out, quick=args.quick, adaptive_run=args.adaptive_run, progress=not args.quiet)
     print((Path(args.out) / "results.md").read_text())
+    judge = results["evaluation_model"]
+    if not judge["competent"]:
+        print(judge_warning(judge), file=sys.stderr)
     print(f"wall time {results['wall_seconds'] / 60:.1f} min; results in {Path(args.out).resolve()}")
     return 0
 
@@ -117,6 +131,9 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("benchmark", help="train every defence, run every attack; write results.json, results.md, pareto.png")
     _add_common(p)
     p.add_argument("--quick", action="store_true", help="the small budgets of benchmark.quick (about 20 min on 2 CPU cores)")
+    p.add_argument("--seeds", type=int, help="repeat training, attacks and judge with N derived seeds (benchmark.seeds); N >= 2 gives t-intervals")
+    p.add_argument("--defences", metavar="A,B", help="comma-separated defences (overrides benchmark.defences)")
+    p.add_argument("--attacks", metavar="A,B", help="comma-separated attacks (overrides benchmark.attacks)")
     p.add_argument("--adaptive-run", metavar="RUN_DIR", help="an rl-mask train output for the adaptive row (else: k distribution from config, no policy)")
     p.set_defaults(func=cmd_benchmark)
 

@@ -11,7 +11,10 @@ numbers):
    replay the first ``attack_batches`` protected training batches (what left the data owner);
 4. per attack: fit on the public faces (a fit is shared between defences that look the same
    to that attacker, e.g. one GAN for every GMI run), attack, score;
-5. write ``results.json``, ``results.md``, ``pareto.png`` and ``examples.png``.
+5. steps 2-4 are one seed (``run_seed``); with ``benchmark.seeds`` = N they run N times with
+   derived seeds (``seed_config``) and every figure is aggregated into a mean and a 95%
+   interval (``rl_mask.bench.aggregate``);
+6. write ``results.json``, ``results.md``, ``pareto.png`` and ``examples.png``.
 """
 
 from __future__ import annotations
@@ -25,11 +28,14 @@ import torch
 from tqdm.auto import tqdm
 
 from rl_mask.attacks import Attack, AttackTarget, Reconstruction, build_attack
+from rl_mask.bench.aggregate import aggregate_seeds
 from rl_mask.bench.report import write_report
+from rl_mask.bench.runtime import estimate_runtime
 from rl_mask.config import Config, ConfigError, save_config
 from rl_mask.owner.data import FaceDataError, FaceSplit
 from rl_mask.owner.defences import Defence, build_defence
 from rl_mask.owner.judge import PrivacyJudge, judge_report, train_evaluation_model
+from rl_mask.owner.judge.evaluator import ARCHITECTURE as EVALUATOR_ARCHITECTURE
 from rl_mask.owner.stream import PrivateData, TrainingStream, concat_batches, prepare_data
 from rl_mask.run_folder import read_run
 from rl_mask.server.evaluation import recognition_metrics
@@ -139,26 +145,33 @@ def mean_face_baseline(public: torch.Tensor, judge: PrivacyJudge, target: Attack
     return judge.score(rec, references)
 
 
-def run_benchmark(cfg: Config, out_dir: str | Path, quick: bool = False, adaptive_run: str | None = None, progress: bool = True) -> dict:
-    """Run the benchmark into ``out_dir``; returns the results dict (also ``results.json``)."""
-    started = time.perf_counter()
-    bench = cfg.benchmark
-    budget = bench.quick if quick else bench.full
-    run_cfg = copy.deepcopy(cfg)
-    run_cfg.fr.steps = budget.fr_steps
-    run_cfg.validate()
-    data = prepare_data(run_cfg)  # bad faces fail before anything is written
-    check_identity_disjoint(data.split)
-    out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
-    save_config(run_cfg, out / "config.yaml")
-    set_threads(run_cfg.fr.threads)
+#: Distance between the seeds of consecutive benchmark repeats.
+SEED_STRIDE = 1000
+#: The judge's seed relative to ``benchmark.seed`` (another seed than the FR network's).
+JUDGE_SEED_OFFSET = 1234
+
+
+def seed_config(cfg: Config, index: int) -> Config:
+    """Seed ``index`` of a multi-seed benchmark: FR training (and the replayed batches), the
+    attacks and the judge all move together; index 0 is the config as given. The face split
+    (``data.split_seed``) stays fixed, so the spread is that of training, not of the split."""
+    out = copy.deepcopy(cfg)
+    out.fr.seed = cfg.fr.seed + SEED_STRIDE * index
+    out.benchmark.seed = cfg.benchmark.seed + SEED_STRIDE * index
+    return out
+
+
+def run_seed(run_cfg: Config, data: PrivateData, out: Path, budget, adaptive_run: str | None, progress: bool) -> tuple[dict, list[dict]]:
+    """One repeat of the benchmark under ``run_cfg``'s seeds: train the judge and every defence,
+    run every attack, score. Returns ``(figures, examples)``; ``figures`` holds the judge's
+    quality, the do-nothing baseline, one row per defence and the timings."""
+    bench = run_cfg.benchmark
     public = data.split.public.float_images()
     image_shape = tuple(public.shape[1:])
     timings: dict[str, float] = {}
 
     t = time.perf_counter()
-    judge_model = train_evaluation_model(data.train_images, data.train_labels, data.num_classes, budget.eval_model_steps, seed=bench.seed + 1234, progress=progress)
+    judge_model = train_evaluation_model(data.train_images, data.train_labels, data.num_classes, budget.eval_model_steps, seed=bench.seed + JUDGE_SEED_OFFSET, progress=progress)
     judge = PrivacyJudge.for_private_data(judge_model, data)
     judge_quality = vars(judge_report(judge_model, data.train_images, data.train_labels, data.test_images, data.test_labels))
     timings["evaluation_model"] = time.perf_counter() - t
@@ -204,10 +217,44 @@ def run_benchmark(cfg: Config, out_dir: str | Path, quick: bool = False, adaptiv
             }
         )
         examples.append({"name": name, "view": run.defence.to_pixels(target.masked.inputs[:1]), "original": references[:1], "label": int(target.masked.dominant_label[0]), "recs": recs})
+    figures = {
+        "seed": {"fr": run_cfg.fr.seed, "benchmark": bench.seed, "judge": bench.seed + JUDGE_SEED_OFFSET},
+        "evaluation_model": {**judge_quality, "knn_reference": judge.knn_reference},
+        "baseline_mean_public_face": baseline,
+        "defences": defences,
+        "timings_seconds": {k: round(v, 2) for k, v in timings.items()},
+    }
+    return figures, examples
+
+
+def run_benchmark(cfg: Config, out_dir: str | Path, quick: bool = False, adaptive_run: str | None = None, progress: bool = True) -> dict:
+    """Run the benchmark into ``out_dir`` (``benchmark.seeds`` repeats, aggregated); returns the
+    results dict (also ``results.json``)."""
+    started = time.perf_counter()
+    bench = cfg.benchmark
+    budget = bench.quick if quick else bench.full
+    run_cfg = copy.deepcopy(cfg)
+    run_cfg.fr.steps = budget.fr_steps
+    run_cfg.validate()
+    data = prepare_data(run_cfg)  # bad faces fail before anything is written
+    check_identity_disjoint(data.split)
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    save_config(run_cfg, out / "config.yaml")
+    set_threads(run_cfg.fr.threads)
+
+    per_seed: list[dict] = []
+    examples: list[dict] = []
+    for i in range(bench.seeds):
+        seed_out = out if bench.seeds == 1 else out / f"seed{i}"  # run folders: OUT/runs/NAME or OUT/seedI/runs/NAME
+        figures, seed_examples = run_seed(seed_config(run_cfg, i), data, seed_out, budget, adaptive_run, progress)
+        per_seed.append(figures)
+        examples = examples or seed_examples
     results = {
         "mode": "quick" if quick else "full",
         "budget": vars(budget),
         "seed": bench.seed,
+        "seeds": bench.seeds,
         "torch_threads": torch.get_num_threads(),
         "data": {
             "root": run_cfg.data.resolved_root(),
@@ -218,12 +265,12 @@ def run_benchmark(cfg: Config, out_dir: str | Path, quick: bool = False, adaptiv
             "public_images": len(data.split.public),
             "chance_acc1": 1.0 / data.num_classes,
         },
-        "evaluation_model": {"architecture": "VGG-style CNN on pixels (rl_mask.owner.judge.evaluator)", **judge_quality, "knn_reference": judge.knn_reference},
-        "baseline_mean_public_face": baseline,
         "adaptive_run": adaptive_run,
-        "defences": defences,
-        "timings_seconds": {k: round(v, 2) for k, v in timings.items()},
+        **aggregate_seeds(per_seed, len(data.test_labels), bench.judge_min_acc),
+        "per_seed": per_seed,
     }
+    results["evaluation_model"]["architecture"] = EVALUATOR_ARCHITECTURE
+    results["runtime_estimate"] = estimate_runtime(per_seed[0]["timings_seconds"], vars(budget), {"quick": vars(bench.quick), "full": vars(bench.full)})
     results["wall_seconds"] = round(time.perf_counter() - started, 2)
     write_report(results, out, examples)
     return results

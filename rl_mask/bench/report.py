@@ -1,9 +1,12 @@
-"""The benchmark's outputs: ``results.json``, ``results.md`` (tables for a person),
-``pareto.png`` (utility vs identity leak, one point per defence) and ``examples.png``."""
+"""The benchmark's outputs: ``results.json``, ``results.md`` (tables with 95% intervals for a
+person, significance calls, the threat model and an honest reading generated from the numbers,
+with a loud warning when the judge is not competent), ``pareto.png`` (utility vs identity leak,
+one point per defence, with error bars) and ``examples.png``."""
 
 from __future__ import annotations
 
 import json
+import math
 from pathlib import Path
 
 import matplotlib
@@ -22,6 +25,17 @@ ATTACK_TITLES = {
 }
 
 
+#: Who each attack models (the threat-model section of results.md).
+ATTACK_ADVERSARY = {
+    "whitebox": "the FR server (or anyone on the wire) knowing every defence parameter: trains a decoder on public faces put through the exact defence",
+    "blackbox": "the FR server knowing only the tensors' domain and shape: trains a decoder on a guessed defence",
+    "mi-face": "a model holder with the trained FR model and its input encoding: gradient inversion of each identity's logit",
+    "gmi": "a model holder as for MI-FACE, with a GAN prior learnt from the public faces",
+}
+
+UNRELIABLE = "UNRELIABLE"
+
+
 def worst_case(defence: dict) -> tuple[str, dict]:
     """The attack with the highest identity leak (acc@1; ties: lowest score) on a defence."""
     name = max(defence["attacks"], key=lambda a: (defence["attacks"][a]["acc1"], -defence["attacks"][a]["score"]))
@@ -36,70 +50,138 @@ def _pct(x: float) -> str:
     return f"{100 * x:.1f}%"
 
 
+def _ci(fig: dict, key: str, pct: bool = True, digits: int = 3) -> str:
+    """``mean [lo, hi]`` of an aggregated figure (no interval: the mean alone)."""
+    mean = fig.get(key)
+    if mean is None or not math.isfinite(mean):
+        return "n/a"
+    ci = fig.get("ci", {}).get(key)
+    if ci and not all(math.isfinite(v) for v in ci):
+        ci = None
+    if pct:
+        text = _pct(mean)
+        return text + (f" [{100 * ci[0]:.1f}, {100 * ci[1]:.1f}]" if ci else "")
+    text = f"{mean:.{digits}f}"
+    return text + (f" [{ci[0]:.{digits}f}, {ci[1]:.{digits}f}]" if ci else "")
+
+
+def _privacy(text: str, reliable: bool) -> str:
+    return text if reliable else f"{UNRELIABLE}({text})"
+
+
+def judge_warning(judge: dict) -> str:
+    """The loud line printed (and put at the top of results.md) when the judge is below its floor."""
+    return (
+        f"WARNING: THE JUDGE IS NOT COMPETENT. Its clean held-out acc@1 is {_pct(judge['worst_seed_test_acc'])} "
+        f"(worst seed), below benchmark.judge_min_acc = {_pct(judge['min_acc'])}. A judge that cannot recognise "
+        "real private faces cannot measure leaks (it under-reports them): every leak and privacy score below is "
+        f"marked {UNRELIABLE} and must not be read as privacy. Train it longer (benchmark.*.eval_model_steps) or check the data."
+    )
+
+
+def all_leak_keys(results: dict) -> list[str]:
+    """Every top-1 leak figure any cell reports (``acc1`` first, then variants such as ``acc1_any``)."""
+    keys: list[str] = []
+    for df in results["defences"]:
+        for c in df["attacks"].values():
+            for k in c:
+                if k.startswith("acc1") and not k.endswith("_rel") and k not in keys:
+                    keys.append(k)
+    return sorted(keys, key=lambda k: (k != "acc1", k))
+
+
+def interval_rule(results: dict) -> str:
+    if results["seeds"] >= 2:
+        return (
+            f"Intervals: 95% Student-t intervals of the mean over the {results['seeds']} seeds (FR training, replayed batches, "
+            "attacks and judge reseeded together; the face split is fixed). Significance: Welch's t-test over seeds, p < 0.05."
+        )
+    return (
+        "Intervals: one seed, so 95% Wilson binomial intervals over the n judged reconstructions (leaks) or held-out faces "
+        "(utility, judge), and none for the other figures. They cover sampling of the samples only, not training randomness: "
+        "rerun with `--seeds 3` before trusting a difference. Significance: the two 95% intervals do not overlap."
+    )
+
+
 def markdown(results: dict) -> str:
     d = results["data"]
     ev = results["evaluation_model"]
     budget = results["budget"]
-    lines = [
-        "# rl-mask privacy benchmark",
-        "",
+    reliable = ev["competent"]
+    leak_keys = all_leak_keys(results)
+    lines = ["# rl-mask privacy benchmark", ""]
+    if not reliable:
+        lines += [f"> **{judge_warning(ev)}**", ""]
+    lines += [
         f"Mode **{results['mode']}** on {d['root']}: {d['private_identities']} private identities "
         f"({d['private_train_images']} training / {d['private_test_images']} held-out faces), "
         f"{d['public_identities']} disjoint public identities ({d['public_images']} faces) for the attacker. "
-        f"Chance identity leak acc@1 = {_pct(d['chance_acc1'])}. Seed {results['seed']}, {results['torch_threads']} torch threads, "
-        f"wall time {results['wall_seconds'] / 60:.1f} min.",
+        f"Chance identity leak acc@1 = {_pct(d['chance_acc1'])}. Base seed {results['seed']}, {results['seeds']} seed(s), "
+        f"{results['torch_threads']} torch threads, wall time {results['wall_seconds'] / 60:.1f} min.",
         "",
         "Budget (every defence alike): " + ", ".join(f"{k}={v}" for k, v in budget.items()) + ".",
         "",
         f"Evaluation model (judge): {ev['architecture']}, trained on the clean private training faces; "
-        f"held-out acc@1 {_pct(ev['test_acc'])}, acc@5 {_pct(ev['test_top5'])}.",
+        f"held-out acc@1 {_ci(ev, 'test_acc')}, acc@5 {_ci(ev, 'test_top5')} "
+        f"(floor benchmark.judge_min_acc = {_pct(ev['min_acc'])}: {'met' if reliable else '**NOT MET**'}).",
         "",
+        interval_rule(results),
+        "",
+    ]
+    est = results.get("runtime_estimate")
+    if est:
+        lines += ["Estimated wall time per seed from this run's per-cell timings (each piece scaled linearly by its budget; "
+                  "fixed costs are scaled too, so from a tiny-budget run this over-estimates): " + ", ".join(f"{m} ~{v:.0f} min" for m, v in est.items()) + ".", ""]
+    lines += [
         "## Utility and worst-case privacy per defence",
         "",
-        "| defence | identification acc@1 | verification acc | DP epsilon (delta) | worst attack | its leak acc@1 | privacy score (min over attacks) |",
-        "|---|---|---|---|---|---|---|",
+        "Leaks are also given as a fraction of the judge's clean held-out acc@1 (1 = reconstructions are recognised as well as real photos).",
+        "",
+        "| defence | identification acc@1 | verification acc | DP epsilon (delta) | worst attack | its leak acc@1 | leak / judge acc | privacy score (min over attacks) |",
+        "|---|---|---|---|---|---|---|---|",
     ]
     for df in results["defences"]:
         u = df["utility"]
         eps = f"{df['dp']['epsilon']:.2f} ({df['dp']['delta']:g})" if df.get("dp") else "-"
         wname, wcell = worst_case(df)
         lines.append(
-            f"| {df['name']} | {_pct(u['identification_acc'])} | {_pct(u['verification_acc'])} | {eps} | "
-            f"{wname} | {_pct(wcell['acc1'])} | {min_score(df):.3f} |"
+            f"| {df['name']} | {_ci(u, 'identification_acc')} | {_pct(u['verification_acc'])} | {eps} | "
+            f"{wname} | {_privacy(_ci(wcell, 'acc1'), reliable)} | {_privacy(_ci(wcell, 'acc1_rel', pct=False, digits=2), reliable)} | "
+            f"{_privacy(f'{min_score(df):.3f}', reliable)} |"
         )
+    extra = [k for k in leak_keys if k != "acc1"]
     lines += [
         "",
         "## Every attack on every defence",
         "",
-        "Identity leak by the evaluation model (acc@1, acc@5), image similarity to the private original "
-        "(SSIM, PSNR), KNN distance in the judge's feature space to the nearest private face of that identity "
-        "(and as a ratio of the typical distance between different people), and the combined privacy score "
+        "Identity leak by the evaluation model (acc@1 with its 95% interval, acc@1 / judge acc@1, acc@5), image similarity "
+        "to the private original (SSIM, PSNR), KNN distance in the judge's feature space to the nearest private face of that "
+        "identity (and as a ratio of the typical distance between different people), and the combined privacy score "
         "(1 = nothing leaks).",
         "",
-        "| defence | attack | n | acc@1 | acc@5 | SSIM | PSNR (dB) | KNN dist (ratio) | privacy score |",
-        "|---|---|---|---|---|---|---|---|---|",
+        "| defence | attack | n | acc@1 | acc@1 / judge | " + "".join(f"{k} | " for k in extra) + "acc@5 | SSIM | PSNR (dB) | KNN dist (ratio) | privacy score |",
+        "|---|---|---|---|---|" + "---|" * len(extra) + "---|---|---|---|---|",
     ]
+
+    def row(label: str, attack: str, c: dict) -> str:
+        extras = "".join(f"{_privacy(_ci(c, k), reliable) if k in c else '-'} | " for k in extra)
+        return (
+            f"| {label} | {attack} | {c['n']:.0f} | {_privacy(_ci(c, 'acc1'), reliable)} | {_privacy(_ci(c, 'acc1_rel', pct=False, digits=2), reliable)} | "
+            f"{extras}{_privacy(_pct(c['acc5']), reliable)} | {c['ssim']:.3f} | {c['psnr']:.2f} | {c['knn']:.3f} ({c['knn_ratio']:.2f}) | "
+            f"{_privacy(_ci(c, 'score', pct=False), reliable)} |"
+        )
+
     for df in results["defences"]:
         for name, c in df["attacks"].items():
-            lines.append(
-                f"| {df['name']} | {name} | {c['n']} | {_pct(c['acc1'])} | {_pct(c['acc5'])} | {c['ssim']:.3f} | "
-                f"{c['psnr']:.2f} | {c['knn']:.3f} ({c['knn_ratio']:.2f}) | {c['score']:.3f} |"
-            )
+            lines.append(row(df["name"], name, c))
     b = results.get("baseline_mean_public_face")
     if b:
-        lines.append(
-            f"| *reference* | mean public face (do-nothing attacker) | {b['n']} | {_pct(b['acc1'])} | {_pct(b['acc5'])} | "
-            f"{b['ssim']:.3f} | {b['psnr']:.2f} | {b['knn']:.3f} ({b['knn_ratio']:.2f}) | {b['score']:.3f} |"
-        )
-    lines += ["", "## How to read it", ""]
+        lines.append(row("*reference*", "mean public face (do-nothing attacker)", b))
+    lines += significance_section(results, leak_keys)
+    lines += threat_model_section(results, leak_keys)
+    lines += honest_reading(results)
+    lines += ["", "## Notes", ""]
     lines += [
-        "- **Threat models.** Reconstruction attacks get the protected training tensors exactly as they left the data "
-        "owner (a replay of the first training batches of the FR run) and must recover each sample's dominant face "
-        "(largest mixing weight). *White-box* knows the defence and every parameter and simulates it on public faces; "
-        "*black-box* knows only the tensors' domain and shape and trains on a fixed guess: the same number of removed "
-        "channels but the lowest in row-major (not zig-zag) order, and MixUp of "
-        f"k={_guess_k(results)} faces with Dirichlet(1) weights capped at 0.65, no sign flips. "
-        "MI-FACE and GMI get the trained FR model (and the input encoding it needs) and recover one face per private identity.",
         "- **PSNR/SSIM references.** Reconstruction attacks: the dominant original (the augmented face that was encoded). "
         "Inversion attacks: the best value over that identity's private training faces.",
         f"- **Privacy score** (per cell): `{ALPHA} * (visual + psnr_term + feature)/3 + {BETA} * attack`, with "
@@ -113,8 +195,142 @@ def markdown(results: dict) -> str:
     for df in results["defences"]:
         if df.get("note"):
             lines.append(f"- **{df['name']}**: {df['note']}.")
-    lines += ["", "Plots: `pareto.png` (utility vs worst-case identity leak), `examples.png` (one sample per defence)."]
+    lines += ["", "Plots: `pareto.png` (utility vs worst-case identity leak, 95% intervals as error bars), `examples.png` (one sample per defence, first seed)."]
     return "\n".join(lines) + "\n"
+
+
+def _mark(c: dict) -> str:
+    if not c["significant"]:
+        return "n.s."
+    arrow = "lower" if c["mean"] < c["versus_mean"] else "higher"
+    p = f", p={c['p']:.3f}" if c.get("p") is not None else ""
+    return f"**{arrow}**{p}"
+
+
+def significance_section(results: dict, leak_keys: list[str]) -> list[str]:
+    """One table per reference (none, mask, random-k, the row above): per defence and attack,
+    whether its leak (and utility) differs significantly from the reference's."""
+    comps = results.get("significance") or []
+    if not comps:
+        return []
+    attacks = list(results["defences"][0]["attacks"])
+    lines = [
+        "",
+        "## Which differences are significant",
+        "",
+        "Each defence against `none`, `mask`, `random-k` and the row above it: **lower**/**higher** = significantly "
+        f"different (rule: {'Welch p < 0.05 over seeds' if results['seeds'] >= 2 else 'non-overlapping 95% intervals'}), "
+        "n.s. = not significantly different. Leak = " + ", ".join(leak_keys) + ".",
+    ]
+    order = ["vs none", "vs mask", "vs random-k", "adjacent"]
+    for why in sorted(dict.fromkeys(c["why"] for c in comps), key=order.index):
+        group = [c for c in comps if c["why"] == why]
+        lines += ["", f"### {why}", "", "| defence | versus | utility acc@1 | " + " | ".join(attacks) + " |", "|---|---|---|" + "---|" * len(attacks)]
+        for a, b in dict.fromkeys((c["defence"], c["versus"]) for c in group):
+            cells = {(c["attack"], c["key"]): c for c in group if c["defence"] == a and c["versus"] == b}
+            util = cells.get((None, "identification_acc"))
+            per_attack = []
+            for att in attacks:
+                marks = [f"{k}: {_mark(cells[(att, k)])}" if len(leak_keys) > 1 else _mark(cells[(att, k)]) for k in leak_keys if (att, k) in cells]
+                per_attack.append("; ".join(marks) or "-")
+            lines.append(f"| {a} | {b} | {_mark(util) if util else '-'} | " + " | ".join(per_attack) + " |")
+    return lines
+
+
+def threat_model_section(results: dict, leak_keys: list[str]) -> list[str]:
+    d = results["data"]
+    ev = results["evaluation_model"]
+    attacks = list(results["defences"][0]["attacks"]) if results["defences"] else []
+    lines = [
+        "",
+        "## Threat model",
+        "",
+        "| party | sees | never sees |",
+        "|---|---|---|",
+        "| data owner | the private faces, their labels, every mixing weight and provenance; runs the judge and `export-masked` | - |",
+        "| FR server | the protected training tensors exactly as they leave the owner (`ProtectedBatch`), the labels it trains on, protected validation encodings | the original faces, which faces were mixed, the weights |",
+        "| model holder (anyone given the trained FR model) | the trained model and the input encoding it needs | the training tensors, the faces |",
+        "",
+        "Which adversary each attack models:",
+        "",
+    ]
+    for a in attacks:
+        lines.append(f"- **{ATTACK_TITLES.get(a, a)}** (`{a}`): {ATTACK_ADVERSARY.get(a, 'see its description in results.json')}.")
+    lines += [
+        "",
+        "Reconstruction attacks get the protected training tensors (a replay of the first training batches of the FR run) and "
+        "must recover each sample's face"
+        + (
+            "; the black-box guess is the same number of removed channels but the lowest in row-major (not zig-zag) order, "
+            f"and MixUp of k={_guess_k(results)} faces with Dirichlet(1) weights capped at 0.65, no sign flips"
+            if "blackbox" in attacks
+            else ""
+        )
+        + ". Inversion attacks recover one face per private identity.",
+        "",
+        f"- **Chance level**: acc@1 = 1 / {d['private_identities']} private identities = {_pct(d['chance_acc1'])}; "
+        "the do-nothing attacker (the mean public face) is in the table as a reference.",
+        f"- **The judge** is an independent model trained only on the clean private training faces and tested on held-out "
+        f"private faces: acc@1 {_ci(ev, 'test_acc')} (worst seed {_pct(ev['worst_seed_test_acc'])}; floor {_pct(ev['min_acc'])}). "
+        "A leak can be at most about what the judge gets right on real photos, hence the `leak / judge acc` column; below "
+        "the floor every privacy figure is marked unreliable.",
+        "- **Leak definitions**: `acc1` (also `acc1_dominant` where reported) is the fraction of reconstructions the judge "
+        "assigns to the identity of the sample's *dominant* face (largest mixing weight); `acc1_any` (where reported) counts "
+        "a reconstruction as a leak when the judge's top-1 is *any* of the k identities mixed into that sample (chance is then "
+        "about k / identities, not 1 / identities). Inversion attacks have one identity per image, so both coincide there.",
+        f"- {interval_rule(results)}",
+    ]
+    return lines
+
+
+def _refs(results: dict, ref: str, key: str = "acc1") -> dict[str, list[str]]:
+    """Per defence: the attacks on which its leak is NOT significantly different from ``ref``'s."""
+    out: dict[str, list[str]] = {}
+    for c in results.get("significance") or []:
+        if c["versus"] == ref and c["why"] == f"vs {ref}" and c["key"] == key and c["attack"] is not None and not c["significant"]:
+            out.setdefault(c["defence"], []).append(c["attack"])
+    return out
+
+
+def honest_reading(results: dict) -> list[str]:
+    """A paragraph generated from the numbers: what the table does and does not show."""
+    ev = results["evaluation_model"]
+    names = [df["name"] for df in results["defences"]]
+    chance = results["data"]["chance_acc1"]
+    out = ["", "## Honest reading", ""]
+    if not ev["competent"]:
+        out.append("- **The judge is below its competence floor: none of the leak figures above can be read as privacy.**")
+    if results["seeds"] < 2:
+        out.append("- One seed: the intervals ignore training randomness; treat every \"significant\" call as provisional.")
+    all_attacks = list(results["defences"][0]["attacks"]) if results["defences"] else []
+    for ref in ("none", "mask"):
+        if ref not in names:
+            continue
+        same = _refs(results, ref)
+        whole = [n for n, atts in same.items() if set(atts) == set(all_attacks)]
+        if whole:
+            out.append(f"- Not significantly different from `{ref}` on any attack's acc@1 leak: {', '.join(f'`{n}`' for n in whole)}.")
+        part = {n: a for n, a in same.items() if n not in whole}
+        for n, a in part.items():
+            out.append(f"- `{n}` is not significantly different from `{ref}` under {', '.join(a)}.")
+        if not same:
+            out.append(f"- Every defence differs significantly from `{ref}` on every attack's acc@1 leak.")
+    above = []
+    for df in results["defences"]:
+        for a, c in df["attacks"].items():
+            ci = c.get("ci", {}).get("acc1")
+            if ci and ci[0] > chance + 1e-9:
+                above.append(f"`{df['name']}`/{a} ({_pct(c['acc1'])})")
+    if above:
+        out.append(f"- Leaks whose 95% interval lies above chance ({_pct(chance)}): " + ", ".join(above) + ".")
+    else:
+        out.append(f"- No leak's 95% interval lies entirely above chance ({_pct(chance)}).")
+    if "none" in names:
+        base = next(df for df in results["defences"] if df["name"] == "none")
+        costly = [c["defence"] for c in results.get("significance") or [] if c["versus"] == "none" and c["attack"] is None and c["significant"] and c["mean"] < c["versus_mean"]]
+        if costly:
+            out.append(f"- Utility significantly below `none` ({_pct(base['utility']['identification_acc'])}): {', '.join(f'`{n}`' for n in costly)}.")
+    return out
 
 
 def _guess_k(results: dict) -> str:
@@ -128,6 +344,12 @@ def _guess_k(results: dict) -> str:
 def pareto_points(results: dict) -> list[tuple[str, float, float]]:
     """(defence, worst-case leak acc@1, identification acc@1)."""
     return [(df["name"], worst_case(df)[1]["acc1"], df["utility"]["identification_acc"]) for df in results["defences"]]
+
+
+def _err(fig: dict, key: str) -> list[float]:
+    """[below, above] the mean for matplotlib's error bars (0 where no interval)."""
+    ci = fig.get("ci", {}).get(key)
+    return [fig[key] - ci[0], ci[1] - fig[key]] if ci else [0.0, 0.0]
 
 
 def pareto_front(points: list[tuple[str, float, float]]) -> list[str]:
@@ -144,8 +366,11 @@ def plot_pareto(results: dict, path: Path) -> None:
     points = pareto_points(results)
     front = set(pareto_front(points))
     fig, ax = plt.subplots(figsize=(6.4, 4.8))
+    rows = {df["name"]: df for df in results["defences"]}
     for name, leak, util in points:
-        ax.scatter(leak, util, s=60, color="tab:red" if name in front else "tab:blue", zorder=3)
+        df = rows[name]
+        xerr, yerr = _err(worst_case(df)[1], "acc1"), _err(df["utility"], "identification_acc")
+        ax.errorbar(leak, util, xerr=[[xerr[0]], [xerr[1]]], yerr=[[yerr[0]], [yerr[1]]], fmt="o", ms=7, capsize=3, color="tab:red" if name in front else "tab:blue", zorder=3)
         ax.annotate(name, (leak, util), textcoords="offset points", xytext=(6, 4), fontsize=9)
     fp = sorted((leak, util) for name, leak, util in points if name in front)
     if len(fp) > 1:
@@ -158,7 +383,10 @@ def plot_pareto(results: dict, path: Path) -> None:
     ax.set_ylabel("utility: identification acc@1 (held-out)")
     ax.set_xlim(-0.02, 1.02)
     ax.set_ylim(-0.02, 1.02)
-    ax.set_title(f"rl-mask benchmark ({results['mode']}): utility vs privacy")
+    title = f"rl-mask benchmark ({results['mode']}, {results.get('seeds', 1)} seed(s), 95% intervals)"
+    if not results["evaluation_model"].get("competent", True):
+        title += "\nJUDGE BELOW FLOOR: LEAKS UNRELIABLE"
+    ax.set_title(title, color="black" if results["evaluation_model"].get("competent", True) else "red")
     ax.grid(alpha=0.3)
     fig.tight_layout()
     fig.savefig(path, dpi=120)

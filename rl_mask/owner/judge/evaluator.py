@@ -6,8 +6,12 @@ faces. Attacks never see it. Its top-1/top-5 prediction on a reconstruction is t
 leak, and its L2-normalised penultimate features give the KNN distance to the private faces.
 
 It is trained with strong but identity-preserving augmentation (geometry, contrast,
-brightness, blur, noise) so that a blurred or low-contrast reconstruction of a person is still
-judged as that person: the judge must not under-report leaks.
+brightness, side lighting, blur, noise) so that a blurred or low-contrast reconstruction of a
+person is still judged as that person: the judge must not under-report leaks.
+
+Lighting is normalised inside the model (``LightingNorm``): each face is seen both
+standardised per image and with its local mean and contrast removed, so a strong side light
+(the Yale faces) or a reconstruction's wrong brightness does not decide the identity.
 """
 
 from __future__ import annotations
@@ -23,8 +27,36 @@ from tqdm.auto import tqdm
 from rl_mask.owner.data import augment, contrast_brightness
 from rl_mask.server.evaluation import identification_accuracy
 
-#: Input resolution divisor: faces are average-pooled 2x before the first convolution.
-INPUT_POOL = 2
+#: How the report names the judge.
+ARCHITECTURE = "VGG-style CNN on lighting-normalised pixels (per-image standardisation + local contrast normalisation; rl_mask.owner.judge.evaluator)"
+
+#: Faces are average-pooled before the first convolution down to about this many pixels on
+#: their shorter side (AT&T 112x96 -> 2x; Yale 64x64 -> not pooled: small faces keep their detail).
+INPUT_SIDE = 48
+
+
+def input_pool(height: int, width: int) -> int:
+    """The average-pooling factor for faces of this size (see ``INPUT_SIDE``)."""
+    return max(1, min(height, width) // INPUT_SIDE)
+
+
+class LightingNorm(nn.Module):
+    """Two views of each face, stacked as channels: the image standardised to zero mean and
+    unit variance, and its local contrast normalisation (minus a Gaussian local mean, over a
+    local standard deviation). The first removes global brightness/contrast, the second also
+    smooth lighting gradients such as a side light; edges, which carry identity, survive."""
+
+    def __init__(self, sigma: float = 4.0, floor: float = 0.1):
+        super().__init__()
+        self.sigma = sigma
+        self.floor = floor  # std floor (in [-1, 1] units): flat regions are not amplified into noise
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        mean = x.mean(dim=(1, 2, 3), keepdim=True)
+        std = x.std(dim=(1, 2, 3), keepdim=True).clamp_min(self.floor)
+        centred = x - gaussian_blur(x, self.sigma)
+        local_std = gaussian_blur(centred**2, self.sigma).sqrt().clamp_min(self.floor)
+        return torch.cat([(x - mean) / std, centred / local_std], dim=1)
 
 
 def _stage(c_in: int, c_out: int, convs: int) -> nn.Sequential:
@@ -45,10 +77,13 @@ class EvaluationModel(nn.Module):
         widths: tuple[int, ...] = (32, 64, 128, 256),
         convs: tuple[int, ...] = (1, 1, 2, 2),
         dropout: float = 0.3,
+        pool: int = 2,
     ):
         super().__init__()
+        self.pool = pool
+        self.lighting = LightingNorm()
         layers: list[nn.Module] = []
-        c = planes
+        c = 2 * planes
         for i, (w, n) in enumerate(zip(widths, convs)):
             layers.append(_stage(c, w, n))
             if i < len(widths) - 1:
@@ -61,7 +96,7 @@ class EvaluationModel(nn.Module):
 
     def penultimate(self, x: torch.Tensor) -> torch.Tensor:
         """Globally pooled features before the classifier (``predict`` L2-normalises them: the KNN space)."""
-        return self.features_net(F.avg_pool2d(x, INPUT_POOL)).mean(dim=(2, 3))
+        return self.features_net(self.lighting(F.avg_pool2d(x, self.pool))).mean(dim=(2, 3))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.classifier(self.dropout(self.penultimate(x)))
@@ -78,10 +113,24 @@ class EvaluationModel(nn.Module):
         return torch.cat(logits), torch.cat(feats)
 
 
+def side_light(images: torch.Tensor, generator: torch.Generator, strength: float = 0.6) -> torch.Tensor:
+    """A random linear illumination ramp across each face (light from one side), as in the
+    Yale faces' left/right-light images."""
+    b, _, h, w = images.shape
+    angle = 2 * math.pi * torch.rand(b, 1, 1, 1, generator=generator)
+    amount = strength * torch.rand(b, 1, 1, 1, generator=generator)
+    ys = torch.linspace(-1, 1, h).view(1, 1, h, 1)
+    xs = torch.linspace(-1, 1, w).view(1, 1, 1, w)
+    return images + amount * (torch.cos(angle) * xs + torch.sin(angle) * ys)
+
+
 def photometric_jitter(images: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
-    """Random contrast, brightness, Gaussian blur and noise: faces stay recognisable."""
+    """Random contrast, brightness, side light, Gaussian blur and noise: faces stay recognisable."""
     b = images.shape[0]
     out = contrast_brightness(images, generator, contrast_min=0.6, contrast_width=0.8, brightness=0.3)
+    lit = torch.rand(b, generator=generator) < 0.5
+    if lit.any():
+        out[lit] = side_light(out[lit], generator)
     blur = torch.rand(b, generator=generator) < 0.5
     if blur.any():
         sigma = 0.5 + 1.5 * torch.rand(1, generator=generator).item()
@@ -125,7 +174,7 @@ def train_evaluation_model(
     """Fit the judge on clean private training faces (augmented), AdamW + cosine schedule."""
     torch.manual_seed(seed)
     generator = torch.Generator().manual_seed(seed)
-    model = EvaluationModel(train_images.shape[1], num_classes)
+    model = EvaluationModel(train_images.shape[1], num_classes, pool=input_pool(*train_images.shape[2:]))
     opt = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=5e-4)
     sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=lr, total_steps=steps, pct_start=0.15)
     n = train_images.shape[0]
