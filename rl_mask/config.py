@@ -18,7 +18,9 @@ import yaml
 
 STRATEGIES = ("none", "mask", "fixed-k", "random-k", "mixup", "instahide", "dpsgd")
 BENCHMARK_DEFENCES = ("none", "mask", "mixup", "instahide", "dpsgd", "fixed-k", "random-k", "adaptive")
-BENCHMARK_ATTACKS = ("whitebox", "blackbox", "mi-face", "gmi")
+BENCHMARK_ATTACKS = ("whitebox", "blackbox", "label-aware", "mi-face", "gmi", "provenance")
+#: Attacks that use a field that does not cross: reported as "what-if" rows, never a defence's worst case.
+WHAT_IF_ATTACKS = ("provenance",)
 WEIGHT_KINDS = ("dirichlet", "instahide")
 COLORS = ("L", "RGB")
 

@@ -8,7 +8,7 @@ import torch
 
 import privacy_helpers as H
 from rl_mask.attacks import Reconstruction
-from rl_mask.owner.judge import best_match, privacy_score, psnr, ssim
+from rl_mask.owner.judge import ScoringKey, best_match, privacy_score, psnr, ssim
 from rl_mask.owner.judge.image import PSNR_CAP_DB
 
 
@@ -81,11 +81,37 @@ def test_judge_recognises_held_out_faces_and_knn_is_zero_on_the_gallery():
 def test_score_of_the_originals_is_a_full_leak():
     judge, d = H.judge(), H.data()
     rec = Reconstruction(d.train_images[:20], d.train_labels[:20], "reconstruction")
-    cell = judge.score(rec, d.train_images[:20])
+    cell = judge.score(rec, ScoringKey.single(d.train_labels[:20], d.train_images[:20]))
     assert cell["ssim"] == pytest.approx(1.0) and cell["psnr"] == PSNR_CAP_DB and cell["acc1"] >= 0.9
+    assert cell["acc1"] == cell["acc1_any"] == cell["acc1_dominant"]
     assert cell["score"] < 0.1
     with pytest.raises(ValueError, match="NaN"):
-        judge.score(Reconstruction(torch.full((2, 1, 112, 96), float("nan")), d.train_labels[:2], "reconstruction"), d.train_images[:2])
+        judge.score(Reconstruction(torch.full((2, 1, 112, 96), float("nan")), d.train_labels[:2], "reconstruction"), ScoringKey.single(d.train_labels[:2], d.train_images[:2]))
+    with pytest.raises(ValueError, match="ScoringKey"):
+        judge.score(rec)
+
+
+def test_any_of_k_counts_a_partner_face_as_a_leak():
+    """A row mixing faces A (dominant) and B: reconstructing B exactly is a full leak of B,
+    counted by acc1_any (the headline) but not by acc1_dominant; PSNR/SSIM take the best match."""
+    judge, d = H.judge(), H.data()
+    a, b = torch.arange(0, 20), torch.arange(20, 40)
+    assert (d.train_labels[a] != d.train_labels[b]).any()
+    originals = torch.cat([d.train_images[a], d.train_images[b]])
+    key = ScoringKey(
+        labels=torch.stack([d.train_labels[a], d.train_labels[b]], 1),
+        sources=torch.stack([a, b], 1),
+        originals=originals,
+        dominant=torch.zeros(20, dtype=torch.long),
+    )
+    rec = Reconstruction(d.train_images[b], d.train_labels[b], "reconstruction", rows=torch.arange(20))
+    cell = judge.score(rec, key)
+    differ = (d.train_labels[a] != d.train_labels[b]).float().mean().item()
+    assert cell["acc1_any"] >= 0.9 and cell["acc1_dominant"] <= 1 - differ + 0.1
+    assert cell["ssim"] == pytest.approx(1.0) and cell["psnr"] == PSNR_CAP_DB
+    assert cell["ssim_dominant"] < 0.9
+    # the score follows the any-of-k leak: a full leak
+    assert cell["score"] < 0.1
 
 
 def test_judge_recognises_held_out_yale_faces_despite_the_lighting():

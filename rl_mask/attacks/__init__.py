@@ -1,14 +1,17 @@
-"""Attacks on protected face data: reconstruction (white/black box), MI-FACE, GAN-prior inversion.
+"""Attacks on what crosses the door: reconstruction (white/black box, label-aware unmixing),
+MI-FACE, GAN-prior inversion, and the what-if provenance attack.
 
-One interface (``Attack``): fit on public faces, attack the protected data, return
-reconstructions. ``build_attack`` makes one from the benchmark config and a budget.
+One interface (``Attack``): fit on public faces, attack the crossed messages and the trained
+model, return reconstructions. ``build_attack`` makes one from the benchmark config and a budget.
 """
 
 from __future__ import annotations
 
-from rl_mask.attacks.base import ATTACK_KINDS, Attack, AttackTarget, Reconstruction
+from rl_mask.attacks.base import ATTACK_KINDS, Attack, AttackTarget, Reconstruction, concat_protected
 from rl_mask.attacks.gmi import GANPriorInversion
+from rl_mask.attacks.label_aware import LabelAwareUnmixing
 from rl_mask.attacks.mi_face import MIFace
+from rl_mask.attacks.provenance import ProvenanceAttack
 from rl_mask.attacks.reconstruction import BlackBoxReconstruction, WhiteBoxReconstruction
 from rl_mask.config import BenchmarkBudget, BenchmarkConfig
 
@@ -16,10 +19,15 @@ from rl_mask.config import BenchmarkBudget, BenchmarkConfig
 def build_attack(name: str, bench: BenchmarkConfig, budget: BenchmarkBudget) -> Attack:
     """A fresh, unfitted attack ``name`` with the budget's sizes."""
     seed = bench.seed
+    decoder = dict(gan_weight=bench.decoder_gan_weight, seed=seed)
     if name == "whitebox":
-        return WhiteBoxReconstruction(budget.decoder_steps, budget.decoder_batch_size, gan_weight=bench.decoder_gan_weight, seed=seed)
+        return WhiteBoxReconstruction(budget.decoder_steps, budget.decoder_batch_size, **decoder)
     if name == "blackbox":
-        return BlackBoxReconstruction(budget.decoder_steps, budget.decoder_batch_size, gan_weight=bench.decoder_gan_weight, seed=seed, guess_k=bench.blackbox_k)
+        return BlackBoxReconstruction(budget.decoder_steps, budget.decoder_batch_size, guess_k=bench.blackbox_k, **decoder)
+    if name == "label-aware":
+        return LabelAwareUnmixing(budget.decoder_steps, budget.decoder_batch_size, **decoder)
+    if name == "provenance":
+        return ProvenanceAttack(budget.decoder_steps, budget.decoder_batch_size, **decoder)
     if name == "mi-face":
         return MIFace(steps=budget.mi_steps, restarts=budget.mi_restarts, seed=seed)
     if name == "gmi":
@@ -33,8 +41,11 @@ __all__ = [
     "AttackTarget",
     "BlackBoxReconstruction",
     "GANPriorInversion",
+    "LabelAwareUnmixing",
     "MIFace",
+    "ProvenanceAttack",
     "Reconstruction",
     "WhiteBoxReconstruction",
     "build_attack",
+    "concat_protected",
 ]

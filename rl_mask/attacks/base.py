@@ -1,10 +1,12 @@
-"""The one interface every attack has: fit on public data, attack the protected data.
+"""The one interface every attack has: fit on public data, attack what crossed the door.
 
-An attack sees what a real adversary would: the attacker's own public faces (identities
-disjoint from the private ones), the defence as far as its threat model allows, and the
-target (the protected training tensors as they left the data owner, and/or the trained FR
-model). It returns reconstructions and the identity each is meant to show; scoring them
-against the private originals is the harness's job (``rl_mask.owner.judge``), never the attack's.
+An attack sees what a real adversary at the FR server would: the attacker's own public faces
+(identities disjoint from the private ones), the defence's public parameters as far as its
+threat model allows, every ``ProtectedBatch`` message exactly as it crossed
+(``rl_mask.protocol``: inputs, labels, weights, message boundaries kept) and the trained FR
+model. No provenance and no original face is in the target. It returns reconstructions and
+the identity each is meant to show; scoring them against the private originals is the
+owner-side judge's job (``rl_mask.owner.judge``), never the attack's.
 """
 
 from __future__ import annotations
@@ -15,40 +17,71 @@ from dataclasses import dataclass
 import torch
 
 from rl_mask.owner.defences.base import Defence
-from rl_mask.owner.masking import MaskedBatch
+from rl_mask.protocol import ProtectedBatch
 from rl_mask.server.models import FaceRecognizer
 
-#: Reconstruction attacks recover the dominant face of each protected training sample;
-#: inversion attacks recover one face per private identity from the trained model.
+#: Reconstruction attacks recover a face of each crossed row; inversion attacks recover one
+#: face per private identity from the trained model.
 ATTACK_KINDS = ("reconstruction", "inversion")
+
+
+def concat_protected(batches: list[ProtectedBatch]) -> ProtectedBatch:
+    """Several messages as one, rows in sending order; batches with fewer mixed faces than
+    the largest k are padded with columns of weight 0 and label -1."""
+    kept = [b for b in batches if len(b) > 0]
+    if not kept:
+        raise ValueError("no protected rows in the given messages")
+    k = max(b.k for b in kept)
+
+    def pad(t: torch.Tensor, value: float) -> torch.Tensor:
+        return torch.cat([t, t.new_full((t.shape[0], k - t.shape[1]), value)], dim=1)
+
+    return ProtectedBatch(
+        torch.cat([b.inputs for b in kept]),
+        torch.cat([pad(b.labels, -1) for b in kept]),
+        torch.cat([pad(b.weights, 0.0) for b in kept]),
+    )
 
 
 @dataclass
 class AttackTarget:
-    """What leaves the data owner: protected training samples and the trained model."""
+    """Exactly what crosses to the FR server, plus the model it trains there."""
 
-    defence: Defence  # as deployed (white-box attacks read its parameters; black-box ones must not)
-    masked: MaskedBatch  # encoded training samples; provenance is for scoring, attacks use inputs only
-    model: FaceRecognizer  # the trained FR network
-    num_classes: int  # private identities (the model's classes)
+    defence: Defence  # as deployed: its public parameters (white-box attacks read them; black-box ones must not)
+    crossed: list[ProtectedBatch]  # every attacked training message, boundaries kept (batch-wise attacks need them)
+    model: FaceRecognizer | None  # the trained FR network
+    num_classes: int  # private identities (the model's classes, told in TrainingSetup)
+
+    def joined(self) -> ProtectedBatch:
+        """The crossed messages as one batch (rows in order; see ``concat_protected``)."""
+        return concat_protected(self.crossed)
+
+    @property
+    def num_rows(self) -> int:
+        return sum(len(b) for b in self.crossed)
 
 
 @dataclass
 class Reconstruction:
-    """Images ``[M, P, H, W]`` in [-1, 1]; ``labels[m]``: the private identity image m should show.
+    """Images ``[M, P, H, W]`` in [-1, 1]; ``labels[m]``: the private identity image m claims.
 
-    For reconstruction attacks, row m is the attacker's estimate of the dominant face of
-    protected sample m; for inversion attacks, of identity ``labels[m]``.
+    ``rows[m]`` (reconstruction attacks): the crossed row, counted over the target's messages
+    in order (``AttackTarget.joined``), that image m is a face of. ``None`` for inversion
+    attacks, whose image m shows identity ``labels[m]`` from the trained model.
     """
 
     images: torch.Tensor
     labels: torch.Tensor
     kind: str
+    rows: torch.Tensor | None = None
 
 
 class Attack(abc.ABC):
     name: str = "attack"
     kind: str = "reconstruction"
+    #: True for an attack that needs a field that does not cross (a "what-if" on the door):
+    #: reported beside the others, never counted in a defence's worst case.
+    what_if: bool = False
 
     @abc.abstractmethod
     def fit(self, public: torch.Tensor, defence: Defence, progress: bool = False) -> "Attack":

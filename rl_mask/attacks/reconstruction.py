@@ -6,12 +6,14 @@ other, and applies it to the protected private training tensors that left the da
 
 - ``WhiteBoxReconstruction`` knows the deployed defence and all its parameters (channels,
   k or k distribution, weight law, cap, sign flips): it simulates exactly that defence.
-- ``BlackBoxReconstruction`` knows only what the tensors show: their domain (block-DCT
-  channels or pixels), how many channels are left and the grid size. It trains on a fixed,
-  documented guess (``guess_defence``): the same number of channels removed but the *lowest
-  in row-major* order of the 8x8 block rather than zig-zag order (so 3 of the default 6
-  removed channels differ), and MixUp of ``guess_k`` faces (default 3) with Dirichlet(1)
-  weights capped at 0.65, without sign flips.
+- ``BlackBoxReconstruction`` knows only what crossed: the tensors' domain (block-DCT
+  channels or pixels), shape, and the messages themselves. On frequency tensors it
+  *estimates* which channels were kept from the crossed inputs and weights
+  (``rl_mask.attacks.channels``), then trains on MixUp of ``guess_k`` faces (default 3) with
+  Dirichlet(1) weights capped at 0.65, without sign flips, over the estimated channels (one
+  decoder per distinct estimate). On pixel tensors it trains on ``guess_defence``.
+  ``guess_defence`` (the former fixed guess: the lowest channels in row-major rather than
+  zig-zag order) is kept for reference and for pixel defences.
 """
 
 from __future__ import annotations
@@ -23,6 +25,7 @@ import torch.nn.functional as F
 from tqdm.auto import tqdm
 
 from rl_mask.attacks.base import Attack, AttackTarget, Reconstruction
+from rl_mask.attacks.channels import estimate_channels, removed_from
 from rl_mask.attacks.decoder import BlockUNet, PatchCritic
 from rl_mask.owner.data import augment, contrast_brightness
 from rl_mask.owner.defences.base import Defence
@@ -151,9 +154,14 @@ class WhiteBoxReconstruction(Attack):
     def attack(self, target: AttackTarget, progress: bool = False) -> Reconstruction:
         if self.decoder is None or self.simulated is None:
             raise RuntimeError(f"{self.name}: call fit() before attack()")
-        inputs = target.masked.inputs
-        out = [self.decoder(self.simulated.to_pixels(inputs[i : i + 64])) for i in range(0, inputs.shape[0], 64)]
-        return Reconstruction(torch.cat(out), target.masked.dominant_label.clone(), self.kind)
+        return self.decode(target, self.decoder, self.simulated, target.joined().inputs)
+
+    @torch.no_grad()
+    def decode(self, target: AttackTarget, decoder: BlockUNet, simulated: Defence, inputs: torch.Tensor) -> Reconstruction:
+        """One reconstruction per crossed row: its dominant face (the largest crossed weight)."""
+        out = [decoder(simulated.to_pixels(inputs[i : i + 64])) for i in range(0, inputs.shape[0], 64)]
+        joined = target.joined()
+        return Reconstruction(torch.cat(out), joined.dominant_label.clone(), self.kind, rows=torch.arange(len(joined)))
 
     def fit_key(self, defence: Defence, image_shape: tuple[int, int, int]) -> str:
         budget = (self.steps, self.batch_size, self.lr, self.gan_weight, self.seed)
@@ -167,16 +175,62 @@ class WhiteBoxReconstruction(Attack):
 
 
 class BlackBoxReconstruction(WhiteBoxReconstruction):
-    """Knows only the tensors' domain and shape; trains on ``guess_defence`` (module doc)."""
+    """Knows only what crossed; estimates the kept channels from it (module doc)."""
 
     name = "blackbox"
 
     def __init__(self, *args, guess_k: int = 3, **kwargs):
         super().__init__(*args, **kwargs)
         self.guess_k = guess_k
+        self.public: torch.Tensor | None = None
+        self.estimated: list[int] | None = None  # zig-zag index of each crossed channel (frequency tensors)
+        self._decoders: dict[tuple, tuple[Defence, BlockUNet]] = {}
+        self._fitted_freq = False
 
     def simulate(self, defence: Defence, planes: int, height: int, width: int) -> Defence:
         return guess_defence(defence, planes, height, width, self.guess_k)
+
+    def fit(self, public: torch.Tensor, defence: Defence, progress: bool = False) -> "BlackBoxReconstruction":
+        """Pixel tensors: train on the guess now. Frequency tensors: the channel estimate
+        needs the crossed messages, so the decoder is trained at attack time."""
+        self.public = public
+        if defence.input_kind == "freq":
+            self.simulated = self.decoder = None
+            self._fitted_freq = True
+            return self
+        self._fitted_freq = False
+        return super().fit(public, defence, progress)
+
+    def estimate(self, target: AttackTarget) -> list[int]:
+        """The crossed channels' zig-zag indices, from the crossed tensors alone."""
+        joined = target.joined()
+        planes = self.public.shape[1]
+        return estimate_channels(joined.inputs, joined.weights, self.public, planes, seed=self.seed)
+
+    @torch.no_grad()
+    def attack(self, target: AttackTarget, progress: bool = False) -> Reconstruction:
+        if self.public is None:
+            raise RuntimeError(f"{self.name}: call fit() before attack()")
+        if not self._fitted_freq:
+            return super().attack(target, progress)
+        self.estimated = self.estimate(target)
+        order = sorted(range(len(self.estimated)), key=lambda i: self.estimated[i])
+        kept = tuple(self.estimated[i] for i in order)
+        if kept not in self._decoders:
+            _, p, h, _ = self.public.shape
+            inputs = target.joined().inputs
+            upsample = max(1, round(inputs.shape[-2] * 8 / h))
+            mask = HybridMask(removed_from(list(kept)), planes=p, weights="dirichlet", alpha=1.0, cap=0.65, upsample=upsample)
+            simulated = HybridDefence("blackbox-estimate", mask, [self.guess_k])
+            with torch.enable_grad():
+                decoder = train_decoder(simulated, self.public, self.steps, self.batch_size, self.lr, self.gan_weight, self.seed, progress, desc=f"{self.name} decoder")
+            self._decoders[kept] = (simulated, decoder)
+        self.simulated, self.decoder = self._decoders[kept]
+        inputs = target.joined().inputs
+        per_plane = len(order)
+        planes = inputs.shape[1] // per_plane
+        index = torch.tensor([p * per_plane + i for p in range(planes) for i in order])
+        return self.decode(target, self.decoder, self.simulated, inputs[:, index])
 
     def fit_key(self, defence: Defence, image_shape: tuple[int, int, int]) -> str:
         # The guess depends only on the domain and the tensor shape, so one decoder serves
@@ -185,4 +239,7 @@ class BlackBoxReconstruction(WhiteBoxReconstruction):
         return f"{self.name}:{budget}:{defence.input_kind}:{defence.input_shape(*image_shape)}"
 
     def describe(self) -> dict:
-        return {**super().describe(), "guess_k": self.guess_k}
+        d = {**super().describe(), "guess_k": self.guess_k}
+        if self.estimated is not None:
+            d["estimated_removed_channels"] = removed_from(self.estimated)
+        return d

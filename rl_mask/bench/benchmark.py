@@ -34,9 +34,9 @@ from rl_mask.bench.runtime import estimate_runtime
 from rl_mask.config import Config, ConfigError, save_config
 from rl_mask.owner.data import FaceDataError, FaceSplit
 from rl_mask.owner.defences import Defence, build_defence
-from rl_mask.owner.judge import PrivacyJudge, judge_report, train_evaluation_model
+from rl_mask.owner.judge import PrivacyJudge, ScoringKey, judge_report, scoring_key, train_evaluation_model
 from rl_mask.owner.judge.evaluator import ARCHITECTURE as EVALUATOR_ARCHITECTURE
-from rl_mask.owner.stream import PrivateData, TrainingStream, concat_batches, prepare_data
+from rl_mask.owner.stream import PrivateData, TrainingStream, prepare_data
 from rl_mask.run_folder import read_run
 from rl_mask.server.evaluation import recognition_metrics
 from rl_mask.server.models import FaceRecognizer
@@ -129,20 +129,21 @@ def train_defence(name: str, cfg: Config, data: PrivateData, out: Path, adaptive
     return DefenceRun(name, defence, model, utility, note=note, dp=summary.get("dp"), run_dir=str(run_dir), seconds=time.perf_counter() - started)
 
 
-def attacked_batches(cfg: Config, run: DefenceRun, data: PrivateData, batches: int) -> tuple[AttackTarget, torch.Tensor]:
+def attacked_batches(cfg: Config, run: DefenceRun, data: PrivateData, batches: int) -> tuple[AttackTarget, ScoringKey, list[torch.Tensor]]:
     """The first ``batches`` protected training batches (a replay of what the FR run trained
-    on) as an attack target, and the dominant originals they are scored against."""
+    on): the attack target (exactly the messages that crossed), the owner's scoring key, and
+    the provenance that did NOT cross (only for what-if attacks)."""
     stream = TrainingStream(cfg, run.defence, data)
-    drawn = [stream.next() for _ in range(batches)]
-    masked, dominant_originals = concat_batches(drawn)
-    return AttackTarget(run.defence, masked, run.model, data.num_classes), dominant_originals
+    drawn = [b for b in (stream.next() for _ in range(batches)) if b.masked.inputs.shape[0] > 0]
+    target = AttackTarget(run.defence, [b.masked.protected() for b in drawn], run.model, data.num_classes)
+    return target, scoring_key(drawn), [b.masked.sources for b in drawn]
 
 
-def mean_face_baseline(public: torch.Tensor, judge: PrivacyJudge, target: AttackTarget, references: torch.Tensor) -> dict:
+def mean_face_baseline(public: torch.Tensor, judge: PrivacyJudge, target: AttackTarget, key: ScoringKey) -> dict:
     """The do-nothing attacker: the mean public face for every protected sample."""
-    n = target.masked.inputs.shape[0]
-    rec = Reconstruction(public.mean(0, keepdim=True).expand(n, -1, -1, -1).contiguous(), target.masked.dominant_label, "reconstruction")
-    return judge.score(rec, references)
+    n = target.num_rows
+    rec = Reconstruction(public.mean(0, keepdim=True).expand(n, -1, -1, -1).contiguous(), target.joined().dominant_label, "reconstruction", rows=torch.arange(n))
+    return judge.score(rec, key)
 
 
 #: Distance between the seeds of consecutive benchmark repeats.
@@ -185,23 +186,24 @@ def run_seed(run_cfg: Config, data: PrivateData, out: Path, budget, adaptive_run
         outer.set_postfix(defence=name)
         run = train_defence(name, run_cfg, data, out, adaptive_run, progress)
         timings[f"train/{name}"] = run.seconds
-        target, references = attacked_batches(run_cfg, run, data, budget.attack_batches)
+        target, key, leaked_sources = attacked_batches(run_cfg, run, data, budget.attack_batches)
         if baseline is None:
-            baseline = mean_face_baseline(public, judge, target, references)
+            baseline = mean_face_baseline(public, judge, target, key)
         cells: dict[str, dict] = {}
         recs: dict[str, Reconstruction] = {}
         for attack_name in bench.attacks:
             attack = build_attack(attack_name, bench, budget)
-            key = attack.fit_key(run.defence, image_shape)
-            if key not in fitted:
+            fit_id = attack.fit_key(run.defence, image_shape)
+            if fit_id not in fitted:
                 t = time.perf_counter()
-                fitted[key] = attack.fit(public, run.defence, progress=progress)
+                fitted[fit_id] = attack.fit(public, run.defence, progress=progress)
                 timings[f"fit/{attack_name}/{name}"] = time.perf_counter() - t
-            attack = fitted[key]
+            attack = fitted[fit_id]
             t = time.perf_counter()
-            rec = attack.attack(target, progress=progress)
+            # A what-if attack gets a field that does not cross, explicitly and only here.
+            rec = attack.attack(target, progress=progress, leaked_sources=leaked_sources) if attack.what_if else attack.attack(target, progress=progress)
             timings[f"attack/{attack_name}/{name}"] = time.perf_counter() - t
-            cells[attack_name] = {**judge.score(rec, references if rec.kind == "reconstruction" else None), "attack": attack.describe()}
+            cells[attack_name] = {**judge.score(rec, key), "attack": attack.describe(), "what_if": attack.what_if}
             recs[attack_name] = rec
         defences.append(
             {
@@ -212,11 +214,11 @@ def run_seed(run_cfg: Config, data: PrivateData, out: Path, budget, adaptive_run
                 "note": run.note,
                 "run_dir": run.run_dir,
                 "replayed_batches": run.replayed,
-                "attacked_samples": int(target.masked.inputs.shape[0]),
+                "attacked_samples": target.num_rows,
                 "attacks": cells,
             }
         )
-        examples.append({"name": name, "view": run.defence.to_pixels(target.masked.inputs[:1]), "original": references[:1], "label": int(target.masked.dominant_label[0]), "recs": recs})
+        examples.append({"name": name, "view": run.defence.to_pixels(target.crossed[0].inputs[:1]), "original": key.dominant_originals()[:1], "label": int(key.dominant_labels[0]), "recs": recs})
     figures = {
         "seed": {"fr": run_cfg.fr.seed, "benchmark": bench.seed, "judge": bench.seed + JUDGE_SEED_OFFSET},
         "evaluation_model": {**judge_quality, "knn_reference": judge.knn_reference},

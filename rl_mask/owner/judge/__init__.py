@@ -3,6 +3,6 @@ KNN distance and the combined privacy score."""
 
 from rl_mask.owner.judge.evaluator import EvaluationModel, judge_report, train_evaluation_model
 from rl_mask.owner.judge.image import best_match, psnr, ssim
-from rl_mask.owner.judge.privacy import ALPHA, BETA, PrivacyJudge, privacy_score
+from rl_mask.owner.judge.privacy import ALPHA, BETA, PrivacyJudge, ScoringKey, privacy_score, scoring_key
 
-__all__ = ["ALPHA", "BETA", "EvaluationModel", "PrivacyJudge", "best_match", "judge_report", "privacy_score", "psnr", "ssim", "train_evaluation_model"]
+__all__ = ["ALPHA", "BETA", "EvaluationModel", "PrivacyJudge", "ScoringKey", "best_match", "judge_report", "privacy_score", "scoring_key", "psnr", "ssim", "train_evaluation_model"]
