@@ -89,10 +89,9 @@ def markdown(results: dict) -> str:
     ]
     for df in results["defences"]:
         for name, c in df["attacks"].items():
-            shown = f"{name} (what-if)" if c.get("what_if") else name
             lines.append(
-                f"| {df['name']} | {shown} | {c['n']} | {_pct(c['acc1'])} | {_pct(c['acc5'])} | {c['ssim']:.3f} | "
-                f"{c['psnr']:.2f} | {c['knn']:.3f} ({c['knn_ratio']:.2f}) | {c['score']:.3f} |"
+                f"| {df['name']} | {name} | {c['n']} | {_pct(c['acc1'])} | {_pct(c['acc5'])} | {c['ssim']:.3f} | "
+                f"{c['psnr']:.2f} | {c['knn']:.3f} ({c['knn_ratio']:.2f}) | {c['score']:.3f}{' (what-if, not counted)' if c.get('what_if') else ''} |"
             )
     b = results.get("baseline_mean_public_face")
     if b:
@@ -102,14 +101,19 @@ def markdown(results: dict) -> str:
         )
     lines += ["", "## How to read it", ""]
     lines += [
-        "- **Threat models.** Reconstruction attacks get the protected training tensors exactly as they left the data "
-        "owner (a replay of the first training batches of the FR run) and must recover each sample's dominant face "
-        "(largest mixing weight). *White-box* knows the defence and every parameter and simulates it on public faces; "
-        "*black-box* knows only the tensors' domain and shape and trains on a fixed guess: the same number of removed "
-        "channels but the lowest in row-major (not zig-zag) order, and MixUp of "
-        f"k={_guess_k(results)} faces with Dirichlet(1) weights capped at 0.65, no sign flips. "
-        "MI-FACE and GMI get the trained FR model (and the input encoding it needs) and recover one face per private identity.",
-        "- **PSNR/SSIM references.** Reconstruction attacks: the dominant original (the augmented face that was encoded). "
+        "- **Threat models.** Every attack gets exactly what crossed to the FR server: the `ProtectedBatch` messages "
+        "(inputs, labels of every mixed face, mixing weights; a replay of the first training batches of the FR run) and the "
+        "trained model; never the provenance (which faces a row mixes) nor any original. *White-box* reconstruction knows the "
+        "defence and every parameter and simulates it on public faces; *black-box* estimates the kept DCT channels from the "
+        "crossed tensors and trains on MixUp of "
+        f"k={_guess_k(results)} faces with Dirichlet(1) weights capped at 0.65, no sign flips; *label-aware* infers from the "
+        "crossed labels which faces of the batch each row mixes, unmixes the batch and decodes every row's own face. "
+        "MI-FACE and GMI get the trained FR model (and the input encoding it needs) and recover one face per private identity. "
+        "*provenance* is a what-if row: it is handed the provenance that does not cross, and is never a defence's worst case.",
+        "- **Leak counting.** For reconstruction attacks a hit is the judge naming *any* of the k identities mixed in the row "
+        "(acc@1 = any-of-k; `acc1_dominant` in results.json counts only the largest-weight face).",
+        "- **PSNR/SSIM references.** Reconstruction attacks: the best-matching of the row's k originals (the augmented faces "
+        "that were encoded; against the dominant one in results.json). "
         "Inversion attacks: the best value over that identity's private training faces.",
         f"- **Privacy score** (per cell): `{ALPHA} * (visual + psnr_term + feature)/3 + {BETA} * attack`, with "
         "visual = 1 - clip(SSIM, 0, 1), "
