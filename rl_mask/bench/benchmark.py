@@ -186,9 +186,9 @@ def run_seed(run_cfg: Config, data: PrivateData, out: Path, budget, adaptive_run
         outer.set_postfix(defence=name)
         run = train_defence(name, run_cfg, data, out, adaptive_run, progress)
         timings[f"train/{name}"] = run.seconds
-        target, key, leaked_sources = attacked_batches(run_cfg, run, data, budget.attack_batches)
+        target, scoring, leaked_sources = attacked_batches(run_cfg, run, data, budget.attack_batches)
         if baseline is None:
-            baseline = mean_face_baseline(public, judge, target, key)
+            baseline = mean_face_baseline(public, judge, target, scoring)
         cells: dict[str, dict] = {}
         recs: dict[str, Reconstruction] = {}
         for attack_name in bench.attacks:
@@ -203,7 +203,7 @@ def run_seed(run_cfg: Config, data: PrivateData, out: Path, budget, adaptive_run
             # A what-if attack gets a field that does not cross, explicitly and only here.
             rec = attack.attack(target, progress=progress, leaked_sources=leaked_sources) if attack.what_if else attack.attack(target, progress=progress)
             timings[f"attack/{attack_name}/{name}"] = time.perf_counter() - t
-            cells[attack_name] = {**judge.score(rec, key), "attack": attack.describe(), "what_if": attack.what_if}
+            cells[attack_name] = {**judge.score(rec, scoring), "attack": attack.describe(), "what_if": attack.what_if}
             recs[attack_name] = rec
         defences.append(
             {
@@ -218,7 +218,7 @@ def run_seed(run_cfg: Config, data: PrivateData, out: Path, budget, adaptive_run
                 "attacks": cells,
             }
         )
-        examples.append({"name": name, "view": run.defence.to_pixels(target.crossed[0].inputs[:1]), "original": key.dominant_originals()[:1], "label": int(key.dominant_labels[0]), "recs": recs})
+        examples.append({"name": name, "view": run.defence.to_pixels(target.crossed[0].inputs[:1]), "original": scoring.dominant_originals()[:1], "label": int(scoring.dominant_labels[0]), "recs": recs})
     figures = {
         "seed": {"fr": run_cfg.fr.seed, "benchmark": bench.seed, "judge": bench.seed + JUDGE_SEED_OFFSET},
         "evaluation_model": {**judge_quality, "knn_reference": judge.knn_reference},

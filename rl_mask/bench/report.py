@@ -193,7 +193,19 @@ def markdown(results: dict) -> str:
     lines += honest_reading(results)
     lines += ["", "## Notes", ""]
     lines += [
-        "- **PSNR/SSIM references.** Reconstruction attacks: the dominant original (the augmented face that was encoded). "
+        "- **Threat models.** Every attack gets exactly what crossed to the FR server: the `ProtectedBatch` messages "
+        "(inputs, labels of every mixed face, mixing weights; a replay of the first training batches of the FR run) and the "
+        "trained model; never the provenance (which faces a row mixes) nor any original. *White-box* reconstruction knows the "
+        "defence and every parameter and simulates it on public faces; *black-box* estimates the kept DCT channels from the "
+        "crossed tensors and trains on MixUp of "
+        f"k={_guess_k(results)} faces with Dirichlet(1) weights capped at 0.65, no sign flips; *label-aware* infers from the "
+        "crossed labels which faces of the batch each row mixes, unmixes the batch and decodes every row's own face. "
+        "MI-FACE and GMI get the trained FR model (and the input encoding it needs) and recover one face per private identity. "
+        "*provenance* is a what-if row: it is handed the provenance that does not cross, and is never a defence's worst case.",
+        "- **Leak counting.** For reconstruction attacks a hit is the judge naming *any* of the k identities mixed in the row "
+        "(acc@1 = any-of-k; `acc1_dominant` in results.json counts only the largest-weight face).",
+        "- **PSNR/SSIM references.** Reconstruction attacks: the best-matching of the row's k originals (the augmented faces "
+        "that were encoded; against the dominant one in results.json). "
         "Inversion attacks: the best value over that identity's private training faces.",
         f"- **Privacy score** (per cell): `{ALPHA} * (visual + psnr_term + feature)/3 + {BETA} * attack`, with "
         "visual = 1 - clip(SSIM, 0, 1), "
