@@ -122,5 +122,24 @@ class StepReport:
     loss_ema: float
 
 
+def pad_columns(t: torch.Tensor, k: int, value: float) -> torch.Tensor:
+    """``[B, j]`` -> ``[B, k]``, the new columns filled with ``value`` (a batch of smaller k)."""
+    return torch.cat([t, t.new_full((t.shape[0], k - t.shape[1]), value)], dim=1)
+
+
+def concat_protected(batches: list[ProtectedBatch]) -> ProtectedBatch:
+    """Several messages as one, rows in sending order; batches with fewer mixed faces than
+    the largest k are padded with columns of weight 0 and label -1."""
+    kept = [b for b in batches if len(b) > 0]
+    if not kept:
+        raise ValueError("no protected rows in the given messages")
+    k = max(b.k for b in kept)
+    return ProtectedBatch(
+        torch.cat([b.inputs for b in kept]),
+        torch.cat([pad_columns(b.labels, k, -1) for b in kept]),
+        torch.cat([pad_columns(b.weights, k, 0.0) for b in kept]),
+    )
+
+
 #: The field names of each message, as the README documents them (tests keep both in step).
 MESSAGE_FIELDS = {cls.__name__: tuple(f.name for f in fields(cls)) for cls in (TrainingSetup, ProtectedBatch, ProtectedEvalSet, StepReport)}

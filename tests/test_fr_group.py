@@ -5,6 +5,7 @@ import json
 import pytest
 import ray
 import torch
+from test_train_ray import tiny_config
 
 from envs.fr_client import FRClient
 from rl_mask.config import Config
@@ -20,16 +21,7 @@ pytestmark = pytest.mark.ray
 
 
 def tiny(**rl) -> Config:
-    cfg = Config()
-    cfg.fr.batch_size = 16
-    r = cfg.rl
-    r.num_env_runners, r.num_cpus_per_env_runner, r.horizon = 1, 1, 4
-    r.train_batch_size, r.minibatch_size, r.num_epochs, r.iterations = 32, 16, 2, 2
-    r.eval_every, r.checkpoint_every, r.image_every, r.policy_eval_steps = 8, 1, 1, 8
-    r.fr_workers = 2
-    for k, v in rl.items():
-        setattr(r, k, v)
-    return cfg.validate()
+    return tiny_config(fr_workers=2, **rl)
 
 
 @pytest.fixture(scope="module")

@@ -17,30 +17,12 @@ from dataclasses import dataclass
 import torch
 
 from rl_mask.owner.defences.base import Defence
-from rl_mask.protocol import ProtectedBatch
+from rl_mask.protocol import ProtectedBatch, concat_protected
 from rl_mask.server.models import FaceRecognizer
 
 #: Reconstruction attacks recover a face of each crossed row; inversion attacks recover one
 #: face per private identity from the trained model.
 ATTACK_KINDS = ("reconstruction", "inversion")
-
-
-def concat_protected(batches: list[ProtectedBatch]) -> ProtectedBatch:
-    """Several messages as one, rows in sending order; batches with fewer mixed faces than
-    the largest k are padded with columns of weight 0 and label -1."""
-    kept = [b for b in batches if len(b) > 0]
-    if not kept:
-        raise ValueError("no protected rows in the given messages")
-    k = max(b.k for b in kept)
-
-    def pad(t: torch.Tensor, value: float) -> torch.Tensor:
-        return torch.cat([t, t.new_full((t.shape[0], k - t.shape[1]), value)], dim=1)
-
-    return ProtectedBatch(
-        torch.cat([b.inputs for b in kept]),
-        torch.cat([pad(b.labels, -1) for b in kept]),
-        torch.cat([pad(b.weights, 0.0) for b in kept]),
-    )
 
 
 @dataclass

@@ -124,10 +124,9 @@ def train_decoder(
     return decoder.eval()
 
 
-class WhiteBoxReconstruction(Attack):
-    """Knows the deployed defence and its parameters; simulates exactly it on public faces."""
+class DecoderAttack(Attack):
+    """An attack that ends in a decoder trained on public faces: its training budget."""
 
-    name = "whitebox"
     kind = "reconstruction"
 
     def __init__(self, steps: int = 1500, batch_size: int = 32, lr: float = 2e-3, gan_weight: float = 0.0, seed: int = 0):
@@ -136,8 +135,21 @@ class WhiteBoxReconstruction(Attack):
         self.lr = lr
         self.gan_weight = gan_weight
         self.seed = seed
-        self.simulated: Defence | None = None
         self.decoder: BlockUNet | None = None
+
+    @property
+    def budget(self) -> tuple:
+        return (self.steps, self.batch_size, self.lr, self.gan_weight, self.seed)
+
+
+class WhiteBoxReconstruction(DecoderAttack):
+    """Knows the deployed defence and its parameters; simulates exactly it on public faces."""
+
+    name = "whitebox"
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.simulated: Defence | None = None
 
     def simulate(self, defence: Defence, planes: int, height: int, width: int) -> Defence:
         return defence
@@ -164,7 +176,7 @@ class WhiteBoxReconstruction(Attack):
         return Reconstruction(torch.cat(out), joined.dominant_label.clone(), self.kind, rows=torch.arange(len(joined)))
 
     def fit_key(self, defence: Defence, image_shape: tuple[int, int, int]) -> str:
-        budget = (self.steps, self.batch_size, self.lr, self.gan_weight, self.seed)
+        budget = self.budget
         return f"{self.name}:{budget}:{simulation_key(defence)}"
 
     def describe(self) -> dict:
@@ -235,7 +247,7 @@ class BlackBoxReconstruction(WhiteBoxReconstruction):
     def fit_key(self, defence: Defence, image_shape: tuple[int, int, int]) -> str:
         # The guess depends only on the domain and the tensor shape, so one decoder serves
         # every defence that looks alike.
-        budget = (self.steps, self.batch_size, self.lr, self.gan_weight, self.seed, self.guess_k)
+        budget = (*self.budget, self.guess_k)
         return f"{self.name}:{budget}:{defence.input_kind}:{defence.input_shape(*image_shape)}"
 
     def describe(self) -> dict:

@@ -15,9 +15,9 @@ from __future__ import annotations
 
 import torch
 
-from rl_mask.attacks.base import Attack, AttackTarget, Reconstruction
+from rl_mask.attacks.base import AttackTarget, Reconstruction
 from rl_mask.attacks.decoder import BlockUNet
-from rl_mask.attacks.reconstruction import simulation_key, train_decoder
+from rl_mask.attacks.reconstruction import DecoderAttack, simulation_key, train_decoder
 from rl_mask.owner.defences.base import Defence
 from rl_mask.owner.defences.hybrid import HybridDefence
 
@@ -48,23 +48,16 @@ def unmixed_view(defence: Defence) -> Defence:
     return defence  # pixel defences: an unmixed row is the face itself
 
 
-class UnmixingAttack(Attack):
+class UnmixingAttack(DecoderAttack):
     """Shared by attacks that unmix: fit = the k = 1 decoder of the deployed (white-box) mask."""
 
-    kind = "reconstruction"
-
-    def __init__(self, steps: int = 1500, batch_size: int = 32, lr: float = 2e-3, gan_weight: float = 0.0, seed: int = 0):
-        self.steps = steps
-        self.batch_size = batch_size
-        self.lr = lr
-        self.gan_weight = gan_weight
-        self.seed = seed
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
         self.view: Defence | None = None
-        self.decoder: BlockUNet | None = None
 
     def fit(self, public: torch.Tensor, defence: Defence, progress: bool = False) -> "UnmixingAttack":
         view = unmixed_view(defence)
-        key = f"{(self.steps, self.batch_size, self.lr, self.gan_weight, self.seed)}:{simulation_key(view)}"
+        key = f"{self.budget}:{simulation_key(view)}"
         if key not in _DECODERS:
             decoder = None
             if view.input_kind == "freq":
@@ -92,7 +85,7 @@ class UnmixingAttack(Attack):
         return Reconstruction(self.to_faces(torch.cat(faces)), joined.labels[:, 0].clone(), self.kind, rows=torch.arange(len(joined)))
 
     def fit_key(self, defence: Defence, image_shape: tuple[int, int, int]) -> str:
-        return f"{self.name}:{(self.steps, self.batch_size, self.lr, self.gan_weight, self.seed)}:{simulation_key(unmixed_view(defence))}"
+        return f"{self.name}:{self.budget}:{simulation_key(unmixed_view(defence))}"
 
     def describe(self) -> dict:
         return {"name": self.name, "kind": self.kind, "decoder_steps": self.steps, "what_if": self.what_if}

@@ -15,6 +15,7 @@ from rl_mask.config import Config
 from rl_mask.owner.data import BatchSampler, FaceSplit, PoissonSampler, augment, load_split, to_float, verification_pairs
 from rl_mask.owner.defences import Defence
 from rl_mask.owner.masking import MaskedBatch
+from rl_mask.protocol import concat_protected, pad_columns
 
 
 @dataclass
@@ -128,22 +129,10 @@ class TrainingStream:
 
 
 def concat_masked(batches: list[MaskedBatch]) -> MaskedBatch:
-    """Several masked batches as one. Batches with fewer mixed faces than the largest k are
-    padded with columns of weight 0, label -1 and source -1."""
+    """Several masked batches as one (``concat_protected``, and the sources padded with -1)."""
     kept = [b for b in batches if b.inputs.shape[0] > 0]
-    if not kept:
-        raise ValueError("no protected samples in the given batches")
-    k = max(b.k for b in kept)
-
-    def pad(t: torch.Tensor, value: float) -> torch.Tensor:
-        return torch.cat([t, t.new_full((t.shape[0], k - t.shape[1]), value)], dim=1)
-
-    return MaskedBatch(
-        torch.cat([b.inputs for b in kept]),
-        torch.cat([pad(b.labels, -1) for b in kept]),
-        torch.cat([pad(b.weights, 0.0) for b in kept]),
-        torch.cat([pad(b.sources, -1) for b in kept]),
-    )
+    joined = concat_protected([b.protected() for b in kept])
+    return MaskedBatch(joined.inputs, joined.labels, joined.weights, torch.cat([pad_columns(b.sources, joined.k, -1) for b in kept]))
 
 
 def concat_batches(batches: list[TrainingBatch]) -> tuple[MaskedBatch, torch.Tensor]:
