@@ -271,7 +271,7 @@ def threat_model_section(results: dict, leak_keys: list[str]) -> list[str]:
         "| party | sees | never sees |",
         "|---|---|---|",
         "| data owner | the private faces, their labels, every mixing weight and provenance; runs the judge and `export-masked` | - |",
-        "| FR server | the protected training tensors exactly as they leave the owner (`ProtectedBatch`), the labels it trains on, protected validation encodings | the original faces, which faces were mixed, the weights |",
+        "| FR server | every message that crosses (`rl_mask/protocol.py`): the protected training tensors exactly as they leave the owner, the labels of every mixed face and the mixing weights (`ProtectedBatch`), k = 1 validation and test encodings (`ProtectedEvalSet`), the training setup | the original faces, which faces of a batch each row mixes (the provenance), any statistic of the raw faces |",
         "| model holder (anyone given the trained FR model) | the trained model and the input encoding it needs | the training tensors, the faces |",
         "",
         "Which adversary each attack models:",
