@@ -60,7 +60,7 @@ def test_dpsgd_trains_through_opacus_and_spends_the_target_epsilon(tmp_path):
     summary = train_fr(cfg, tmp_path, progress=False, data=H.data(), defence=build_defence(cfg, "dpsgd"))
     dp = summary["dp"]
     assert dp["epsilon"] == pytest.approx(cfg.dp.target_epsilon, rel=0.02) and dp["delta"] == 1e-5
-    assert dp["noise_multiplier"] > 0 and dp["steps"] == 6 and dp["sample_rate"] == pytest.approx(64 / 140, rel=1e-4)
+    assert dp["noise_multiplier"] > 0 and dp["steps"] == 6 and dp["sample_rate"] == pytest.approx(64 / 120, rel=1e-4)  # 120 private training faces
     model, meta = load_fr_model(tmp_path / "fr.pt")
     assert meta["norm"] == "group"
     assert not any(isinstance(m, torch.nn.modules.batchnorm._BatchNorm) for m in model.modules())
@@ -72,7 +72,7 @@ def test_dpsgd_uses_poisson_batches():
     cfg = H.tiny_config()
     stream = TrainingStream(cfg, build_defence(cfg, "dpsgd"), H.data())
     sizes = [stream.next().masked.inputs.shape[0] for _ in range(20)]
-    assert len(set(sizes)) > 1 and 40 < sum(sizes) / len(sizes) < 90  # ~ Binomial(140, 64/140)
+    assert len(set(sizes)) > 1 and 40 < sum(sizes) / len(sizes) < 90  # ~ Binomial(120, 64/120)
 
 
 def test_train_fr_replays_the_training_stream_exactly(tmp_path, monkeypatch):
