@@ -42,16 +42,20 @@ from rl_mask.config import Config  # noqa: E402
 from rl_mask.owner.data import augment, contrast_brightness, load_faces, to_uint8  # noqa: E402
 from rl_mask.owner.defences import build_defence  # noqa: E402
 
+#: Peak RSS of this process image: /proc's VmHWM (ru_maxrss would carry the parent's peak
+#: across fork and exec, flooring every child at the driver's size).
+PEAK_RSS = "int(next(l for l in open('/proc/self/status') if l.startswith('VmHWM')).split()[1]) / 1024"
+
 SHARD_PROBE = """
-import json, resource, sys, time
+import json, sys, time
 t = time.perf_counter()
 from rl_mask.config import load_config
 from rl_mask.owner.stream import prepare_shard
 cfg = load_config(None, sys.argv[3:])
 data = prepare_shard(cfg, 0, int(sys.argv[1]))
 touched = int(data.train_images.float().sum() > 0)  # every face of the shard in memory
-print(json.dumps({"shards": int(sys.argv[1]), "shard_images": len(data.train_labels), "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, "seconds": time.perf_counter() - t}))
-"""
+print(json.dumps({"shards": int(sys.argv[1]), "shard_images": len(data.train_labels), "peak_rss_mb": PEAK, "seconds": time.perf_counter() - t}))
+""".replace("PEAK", PEAK_RSS)
 
 
 def synthetic_folder(root: Path, images: int, per_identity: int = 50) -> Path:
@@ -82,7 +86,7 @@ def shard_memory(folder: Path, shard_counts: list[int], cache: Path) -> list[dic
         row = json.loads(proc.stdout.strip().splitlines()[-1])
         out.append(row)
         print(json.dumps(row), flush=True)
-    base = subprocess.run([sys.executable, "-c", "import resource, torch, rl_mask.owner.stream; print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)"], check=True, capture_output=True, text=True)
+    base = subprocess.run([sys.executable, "-c", f"import torch, rl_mask.owner.stream; print({PEAK_RSS})"], check=True, capture_output=True, text=True)
     return [{"first_load_and_pack_seconds": pack_seconds, "fixed_overhead_rss_mb": float(base.stdout.strip())}, *out]
 
 
@@ -107,7 +111,7 @@ def masking_devices(device: str, repeats: int = 30) -> dict:
 
 
 HEAD_PROBE = """
-import json, resource, sys, time, torch
+import json, sys, time, torch
 from rl_mask.server.models import ArcFaceHead
 classes, dim, batch = int(sys.argv[1]), int(sys.argv[2]), int(sys.argv[3])
 head = ArcFaceHead(dim, classes)
@@ -122,8 +126,8 @@ for _ in range(3):
     opt.step()
 print(json.dumps({"classes": classes, "embedding_dim": dim, "batch": batch, "head_params_mb": classes * dim * 4 / 2**20,
                   "with_adamw_state_mb": 3 * classes * dim * 4 / 2**20, "step_seconds": (time.perf_counter() - t) / 3,
-                  "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}))
-"""
+                  "peak_rss_mb": PEAK}))
+""".replace("PEAK", PEAK_RSS)
 
 
 def head_scaling(batch: int = 64) -> list[dict]:
