@@ -1,5 +1,5 @@
-"""How the data owner's side calls the FR server: a local object, one Ray actor, or a
-data-parallel group of them, alike.
+"""How the data owner's side calls the FR server (or the attacker in the loop): a local
+object, one Ray actor, or a data-parallel group of them, alike.
 
 With ``N`` FR workers (``rl.fr_workers``) a ``ProtectedBatch`` is split row-wise into N
 shards, one per worker; the workers all-reduce their gradients (``rl_mask.server.data_parallel``)
@@ -16,9 +16,10 @@ import torch
 
 from rl_mask.protocol import ProtectedBatch
 
-#: FR services hosted in this process (debug mode: env, learner and FR network in one
-#: process), by name; env configs name them with ``fr_local`` (configs are deep-copied).
-LOCAL_FR_SERVICES: dict[str, Any] = {}
+#: Services hosted in this process (debug mode: env, learner, FR network and attacker in one
+#: process), by name; env configs name them with ``fr_local`` / ``attacker_local`` (configs
+#: are deep-copied, so they carry names, not objects).
+LOCAL_SERVICES: dict[str, Any] = {}
 
 
 def shard_batch(batch: ProtectedBatch, n: int) -> list[ProtectedBatch]:
@@ -45,7 +46,7 @@ class FRClient:
     def targets(self) -> list[Any]:
         if self._targets is None:
             if self._local_name is not None:
-                self._targets = [LOCAL_FR_SERVICES[self._local_name]]
+                self._targets = [LOCAL_SERVICES[self._local_name]]
             else:
                 import ray
 

@@ -1,24 +1,34 @@
-"""Gymnasium env (data owner side): the policy picks k, the env protects a batch, the FR server learns.
+"""Gymnasium env (data owner side): the policy sets the masking knobs, the env protects a
+batch, the FR server learns from it and the attacker in the loop attacks it.
 
 Each ``step(action)``:
-  1. k = ``k_choices[action]``;
+  1. the action (``MultiDiscrete``: one index per knob of ``rl_mask.owner.settings``: k,
+     sign-flip probability, extra removed channels, weight concentration, soft/hard labels)
+     is decoded and validated into the batch's ``MaskSettings``;
   2. the next batch of private training faces (drawn and augmented beforehand by the same
      ``TrainingStream`` and defence object as ``train-fr``, so the observation can describe
-     it) is encoded by the ``adaptive`` defence with that k;
-  3. only its ``ProtectedBatch`` crosses to the shared FR server for one training step
-     (the Ray FR actor, or a local ``FRService``), recorded as sent (``BoundaryRecorder``);
-  4. reward = FR loss on that mixed batch - lambda * max(0, floor - validation accuracy),
-     where validation accuracy is the FR server's latest identification accuracy on the k = 1
-     validation encodings the owner sent (measured every ``rl.eval_every`` FR steps); the
-     test split is never used here. See ``envs.reward``.
+     it) is protected with those settings;
+  3. only its ``ProtectedBatch`` crosses: to the shared FR server for one training step
+     (the Ray FR actor, or a local ``FRService``) and to the attacker in the loop
+     (``rl_mask.attacks.online``: its own Ray actor, or local), which gets the settings too
+     (white-box); the batch is recorded as sent (``BoundaryRecorder``, with its settings);
+  4. the owner scores the attacker's reconstructions of the batch with its own judge (any of
+     the row's k identities, strongest attack per row): the batch's *leak*;
+  5. reward (``envs.reward``, ``rl.reward``): ``leak``: -leak_lambda * leak - utility
+     penalty; ``paper``: FR loss on the batch - utility penalty; ``leak+paper``: both. The
+     utility penalty is lambda * max(0, floor - validation accuracy), the FR server's latest
+     identification accuracy on the k = 1 validation encodings the owner sent (every
+     ``rl.eval_every`` FR steps); the test split is never used here.
 
-Observation (float32 vector, ``5 + len(k_choices) + 4`` entries):
+Observation (float32 vector, ``7 + sum(nvec) + 4`` entries):
   [0] FR training progress: FR steps done / planned, clipped to [0, 1]
   [1] episode progress: steps taken / horizon
   [2] recent FR loss (the FR service's moving average over every env runner's batches)
   [3] latest validation identification accuracy
   [4] validation accuracy - accuracy floor
-  [5 : 5+n] previous action, one-hot (all zero after reset)
+  [5] the attacker's recent leak (moving average over this env's batches)
+  [6] the attacker's leak on the previous batch
+  [7 : 7+sum(nvec)] previous action, one-hot per knob (all zero after reset)
   [-4:] log(1 + mean energy) of the next batch's kept coefficients in four zig-zag bands
         (channels 0-5, 6-14, 15-27, 28-63); a band fully removed reads 0.
 
@@ -34,13 +44,28 @@ import torch
 
 from envs.fr_client import FRClient
 from envs.reward import reward_parts
+from rl_mask.checkpoint import load_checkpoint
 from rl_mask.config import Config, from_dict
 from rl_mask.owner.defences import build_defence
 from rl_mask.owner.freq import CHANNELS_PER_PLANE
+from rl_mask.owner.judge.evaluator import EvaluationModel
+from rl_mask.owner.judge.privacy import batch_leak
 from rl_mask.owner.recorder import BoundaryRecorder
+from rl_mask.owner.settings import DIMENSIONS, SettingsSpace
 from rl_mask.owner.stream import TrainingStream, prepare_shard
 
 BANDS = ((0, 6), (6, 15), (15, 28), (28, 64))
+LEAK_EMA = 0.9
+
+
+def load_judge(judge) -> EvaluationModel | None:
+    """The owner's judge: a model, or the path of ``RUN_DIR/judge.pt`` (never unpickled)."""
+    if judge is None or isinstance(judge, EvaluationModel):
+        return judge
+    state = load_checkpoint(judge, required=("state_dict", "planes", "num_classes", "pool"))
+    model = EvaluationModel(state["planes"], state["num_classes"], pool=state["pool"])
+    model.load_state_dict(state["state_dict"])
+    return model.eval()
 
 
 class HybridMaskingEnv(gym.Env):
@@ -55,13 +80,20 @@ class HybridMaskingEnv(gym.Env):
         self.cfg: Config = cfg if isinstance(cfg, Config) else from_dict(cfg)
         self.cfg.validate()
         rl = self.cfg.rl
-        self.k_choices = list(rl.k_choices)
+        self.space = SettingsSpace.from_config(rl)
         self.horizon = rl.horizon
         self.floor = rl.accuracy_floor
-        self.lam = rl.utility_lambda
         self.total_fr_steps = int(env_config.get("total_fr_steps", rl.iterations * rl.train_batch_size))
         self.train_fr = bool(env_config.get("train_fr", True))
-        self.fr = FRClient(env_config.get("fr_service"), env_config.get("fr_actors"), env_config.get("namespace"), env_config.get("fr_local"))
+        namespace = env_config.get("namespace")
+        self.fr = FRClient(env_config.get("fr_service"), env_config.get("fr_actors"), namespace, env_config.get("fr_local"))
+        has_attacker = any(env_config.get(key) is not None for key in ("attacker_service", "attacker_actor", "attacker_local"))
+        self.attacker = FRClient(env_config.get("attacker_service"), env_config.get("attacker_actor"), namespace, env_config.get("attacker_local")) if has_attacker else None
+        self.judge = load_judge(env_config.get("judge"))
+        if self.attacker is not None and self.judge is None:
+            raise ValueError("the attacker in the loop needs the owner's judge (env_config['judge']) to score it")
+        if self.attacker is None and rl.reward != "paper":
+            raise ValueError(f"rl.reward={rl.reward!r} needs the attacker in the loop (env_config['attacker_*'])")
         self.base_seed = rl.seed + 10_007 * worker + 101 * vector
         run_dir = env_config.get("run_dir")
         self.recorder = BoundaryRecorder(run_dir, f"env-w{worker:03d}-v{vector:02d}", rl.record_masked_batches) if run_dir and self.train_fr else None
@@ -70,20 +102,29 @@ class HybridMaskingEnv(gym.Env):
         # faces; the local one (worker 0: debug mode) and policy scoring hold them all.
         runners = rl.num_env_runners
         self.data = prepare_shard(self.cfg, worker - 1, runners) if 1 <= worker <= runners else prepare_shard(self.cfg, 0, 1)
-        # The same defence object and batch path as train-fr; the policy's action sets k.
-        self.defence = build_defence(self.cfg, "adaptive", k_choices=self.k_choices)
+        # The same defence object and batch path as train-fr; the policy's action sets the knobs.
+        self.defence = build_defence(self.cfg, "adaptive", k_choices=rl.k_choices)
         kept = self.defence.mask.kept % CHANNELS_PER_PLANE
         self._band_index = [torch.nonzero((kept >= lo) & (kept < hi)).flatten() for lo, hi in BANDS]
 
-        n = len(self.k_choices)
-        self.action_space = gym.spaces.Discrete(n)
-        low = np.array([0, 0, 0, 0, -1] + [0] * n + [0] * len(BANDS), dtype=np.float32)
-        high = np.array([1, 1, 1e3, 1, 1] + [1] * n + [50] * len(BANDS), dtype=np.float32)
+        self.nvec = self.space.nvec
+        self.action_space = gym.spaces.MultiDiscrete(self.nvec)
+        n = int(self.nvec.sum())
+        low = np.array([0, 0, 0, 0, -1, 0, 0] + [0] * n + [0] * len(BANDS), dtype=np.float32)
+        high = np.array([1, 1, 1e3, 1, 1, 1, 1] + [1] * n + [50] * len(BANDS), dtype=np.float32)
         self.observation_space = gym.spaces.Box(low, high, dtype=np.float32)
         self._seed(self.base_seed)
         self._t = 0
-        self._prev_action: int | None = None
+        self._prev_action: np.ndarray | None = None
         self._status = {"val_acc": 0.0, "fr_step": 0, "loss_ema": 0.0}
+        self._leak_ema = 0.0  # kept across episodes: the attacker keeps learning
+        self._last_leak = 0.0
+        self._leak_seen = False
+        self._log: list[dict] = []
+        # The owner's full record (originals, provenance) of the first batches sent, when
+        # asked (the benchmark attacks exactly what a deployed policy sent).
+        self.keep_batches = int(env_config.get("keep_batches", 0))
+        self.kept_batches: list = []
 
     def _seed(self, seed: int) -> None:
         self.stream = TrainingStream(self.cfg, self.defence, self.data, seed=seed)
@@ -96,10 +137,10 @@ class HybridMaskingEnv(gym.Env):
         return [float(torch.log1p(energy[i].mean())) if i.numel() else 0.0 for i in self._band_index]
 
     def _obs(self) -> np.ndarray:
-        n = len(self.k_choices)
-        onehot = [0.0] * n
+        onehot = np.zeros(int(self.nvec.sum()), dtype=np.float32)
         if self._prev_action is not None:
-            onehot[self._prev_action] = 1.0
+            offsets = np.concatenate([[0], np.cumsum(self.nvec)[:-1]])
+            onehot[offsets + self._prev_action] = 1.0
         acc = float(self._status["val_acc"])
         obs = [
             min(1.0, self._status["fr_step"] / max(1, self.total_fr_steps)),
@@ -107,6 +148,8 @@ class HybridMaskingEnv(gym.Env):
             float(self._status["loss_ema"]),
             acc,
             acc - self.floor,
+            self._leak_ema,
+            self._last_leak,
             *onehot,
             *self._band_energy(),
         ]
@@ -126,33 +169,53 @@ class HybridMaskingEnv(gym.Env):
         return self.receive(self.send(action))
 
     def send(self, action) -> tuple:
-        """Protect the drawn batch with the action's k and send it (the door: only its
-        ``ProtectedBatch`` crosses); draw the next batch while the server computes."""
-        a = int(action)
-        if not self.action_space.contains(a):
-            raise ValueError(f"action {action!r} is not in 0..{len(self.k_choices) - 1}")
-        k = self.k_choices[a]
-        batch = self.stream.encode(self._idx, self._images, k=k)
+        """Protect the drawn batch with the action's settings and send it (the door: only its
+        ``ProtectedBatch`` crosses, to the FR server and to the attacker); draw the next batch
+        while they compute."""
+        if not self.action_space.contains(np.asarray(action, dtype=np.int64)):
+            raise ValueError(f"action {action!r} is not in {self.action_space} (one index per knob: {', '.join(DIMENSIONS)})")
+        a = np.asarray(action, dtype=np.int64).copy()
+        settings = self.space.decode(a)
+        batch = self.stream.encode(self._idx, self._images, settings=settings)
         sent = batch.masked.protected()
         if self.train_fr:
             if self.recorder is not None:
-                self.recorder.record(sent, batch.provenance().sources)
+                self.recorder.record(sent, batch.provenance())
             handle = self.fr.submit("train_step", sent)
         else:
             handle = self.fr.submit("eval_loss", sent)
+        attack = self.attacker.submit("observe", sent, settings) if self.attacker is not None else None
+        owner_labels = batch.masked.labels  # every mixed face's identity: the judge's key
+        if len(self.kept_batches) < self.keep_batches:
+            self.kept_batches.append(batch)
         self._draw_batch()
-        return a, k, handle
+        return a, settings, handle, attack, owner_labels
 
     def receive(self, pending: tuple):
-        """The step's answer from the server -> (obs, reward, terminated, truncated, info)."""
-        a, k, handle = pending
+        """The step's answers (FR server, attacker) -> (obs, reward, terminated, truncated, info)."""
+        a, settings, handle, attack, owner_labels = pending
         result = self.fr.result(handle)
         if not self.train_fr:
             result = {**self.fr.call("status"), "loss": result}
         loss = float(result["loss"])
         self._status = {key: result[key] for key in ("val_acc", "fr_step", "loss_ema")}
-        parts = reward_parts(loss, self._status["val_acc"], self.floor, self.lam)
+        leak = {}
+        if attack is not None:
+            recs = self.attacker.result(attack)
+            rows = recs.pop("rows")
+            leak = batch_leak(self.judge, recs, owner_labels[rows])
+        if leak:
+            self._last_leak = leak["leak"]
+            self._leak_ema = LEAK_EMA * self._leak_ema + (1 - LEAK_EMA) * leak["leak"] if self._leak_seen else leak["leak"]
+            self._leak_seen = True
+        parts = reward_parts(loss, self._status["val_acc"], leak.get("leak", 0.0), self.cfg.rl)
         self._t += 1
         self._prev_action = a
-        info = {"k": k, "fr_loss": loss, "val_acc": self._status["val_acc"], "fr_step": self._status["fr_step"], **parts}
+        info = {**settings.as_dict(), "fr_loss": loss, "val_acc": self._status["val_acc"], "fr_step": self._status["fr_step"], **leak, **parts}
+        self._log.append(info)
         return self._obs(), float(parts["reward"]), False, self._t >= self.horizon, info
+
+    def drain_log(self) -> list[dict]:
+        """Per-step records (settings, leak, reward parts) since the last call (TensorBoard)."""
+        log, self._log = self._log, []
+        return log

@@ -7,6 +7,7 @@ laptop; a cluster run changes only the address and resources.
 from __future__ import annotations
 
 import dataclasses
+import math
 import os
 import re
 import typing
@@ -17,12 +18,25 @@ from typing import Any
 import yaml
 
 STRATEGIES = ("none", "mask", "fixed-k", "random-k", "mixup", "instahide", "dpsgd")
-BENCHMARK_DEFENCES = ("none", "mask", "mixup", "instahide", "dpsgd", "fixed-k", "random-k", "adaptive")
+BENCHMARK_DEFENCES = ("none", "mask", "mixup", "instahide", "dpsgd", "fixed-k", "random-k", "best-fixed", "adaptive", "adaptive-paper")
+#: Rows only run when asked for (adaptive-paper needs its own trained run; best-fixed trains a grid).
+OPTIONAL_DEFENCES = ("best-fixed", "adaptive-paper")
 BENCHMARK_ATTACKS = ("whitebox", "blackbox", "label-aware", "mi-face", "gmi", "provenance")
 #: Attacks that use a field that does not cross: reported as "what-if" rows, never a defence's worst case.
 WHAT_IF_ATTACKS = ("provenance",)
 WEIGHT_KINDS = ("dirichlet", "instahide")
 COLORS = ("L", "RGB")
+LABEL_MODES = ("soft", "hard")
+#: best-fixed's default grid, one fixed setting of the policy's knobs each.
+DEFAULT_FIXED_GRID = (
+    "k=4,flip=0.5,extra_removed=9,alpha=1.0,labels=hard",
+    "k=4,flip=0.0,extra_removed=0,alpha=1.0,labels=hard",
+    "k=4,flip=0.5,extra_removed=0,alpha=1.0,labels=soft",
+    "k=6,flip=0.5,extra_removed=4,alpha=4.0,labels=hard",
+    "k=2,flip=0.5,extra_removed=4,alpha=0.5,labels=hard",
+    "k=6,flip=0.0,extra_removed=9,alpha=4.0,labels=soft",
+)
+REWARDS = ("leak", "paper", "leak+paper")
 
 
 class ConfigError(ValueError):
@@ -137,10 +151,29 @@ class StrategyConfig:
 class RLConfig:
     """The adaptive strategy: env, PPO and the Ray layout (used by ``rl-mask train``)."""
 
+    # The policy's knobs, one action dimension each (rl_mask.owner.settings); one choice = fixed.
     k_choices: list[int] = field(default_factory=lambda: [2, 3, 4, 5, 6])
+    flip_choices: list[float] = field(default_factory=lambda: [0.0, 0.5])  # per-coefficient sign-flip probability
+    extra_removed_choices: list[int] = field(default_factory=lambda: [0, 4, 9])  # low channels zeroed beyond mask.removed_channels
+    alpha_choices: list[float] = field(default_factory=lambda: [0.5, 4.0])  # Dirichlet concentration of the weights
+    label_choices: list[str] = field(default_factory=lambda: ["soft", "hard"])  # what crosses: every label + weight, or the dominant one
     horizon: int = 8  # env steps (= FR steps) per episode
-    utility_lambda: float = 20.0  # reward = FR loss - lambda * max(0, floor - clean accuracy)
+    # reward (envs.reward): "leak" = -leak_lambda * attacker's leak - utility penalty;
+    # "paper" = FR loss on the mixed batch - utility penalty (arXiv:2403.10558); "leak+paper" = both.
+    reward: str = "leak"
+    leak_lambda: float = 10.0
+    utility_lambda: float = 20.0  # utility penalty = lambda * max(0, floor - validation accuracy)
     accuracy_floor: float = 0.80
+    # The attacker in the loop (rl_mask.attacks.online): its decoder trains on public faces
+    # protected with each batch's settings, attacks the batch; the owner's judge scores it.
+    attacker_train_steps: int = 1  # decoder steps per received batch
+    attacker_rows: int = 16  # rows of each batch attacked and judged (a random subset estimates the batch's leak; 0 = all)
+    attacker_widths: list[int] = field(default_factory=lambda: [32, 64, 96])  # the online decoder's BlockUNet widths
+    attacker_batch_size: int = 16
+    attacker_lr: float = 2e-3
+    attacker_warmup_steps: int = 100  # decoder steps on the policy's whole settings space before training starts
+    attacker_num_gpus: float = -1.0  # -1: one GPU if the cluster has one, else CPU
+    judge_steps: int = 150  # the owner's judge (scores the attacker): steps on the private training faces
     eval_every: int = 25  # FR steps between clean-accuracy measurements
     iterations: int = 12  # PPO iterations
     train_batch_size: int = 128  # env steps per PPO iteration
@@ -195,6 +228,7 @@ class BenchmarkBudget:
     gan_steps: int = 2500
     gmi_steps: int = 200
     gmi_restarts: int = 4
+    grid_points: int = 6  # best-fixed: how many points of benchmark.fixed_grid are run
 
 
 def _quick_budget() -> BenchmarkBudget:
@@ -209,6 +243,7 @@ def _quick_budget() -> BenchmarkBudget:
         gan_steps=800,
         gmi_steps=100,
         gmi_restarts=2,
+        grid_points=3,
     )
 
 
@@ -216,7 +251,13 @@ def _quick_budget() -> BenchmarkBudget:
 class BenchmarkConfig:
     """``rl-mask benchmark``: which defences and attacks, and the budgets of both modes."""
 
-    defences: list[str] = field(default_factory=lambda: list(BENCHMARK_DEFENCES))
+    defences: list[str] = field(default_factory=lambda: [d for d in BENCHMARK_DEFENCES if d not in OPTIONAL_DEFENCES])
+    # best-fixed: the grid of fixed settings of the policy's knobs (rl_mask.owner.settings) the
+    # benchmark trains and attacks; the row is the best worst-attack leak among the points whose
+    # identification accuracy is within best_fixed_tolerance of the adaptive row's (the first
+    # budget.grid_points of the list are run).
+    fixed_grid: list[str] = field(default_factory=lambda: list(DEFAULT_FIXED_GRID))
+    best_fixed_tolerance: float = 0.02
     attacks: list[str] = field(default_factory=lambda: list(BENCHMARK_ATTACKS))
     # k distribution over rl.k_choices for the adaptive row when no --adaptive-run is given
     # (no learned policy then); empty = uniform.
@@ -248,6 +289,28 @@ class Config:
     def validate(self) -> "Config":
         validate(self)
         return self
+
+
+def parse_settings(text: str) -> dict:
+    """``"k=4,flip=0.5,extra_removed=9,alpha=1.0,labels=hard"`` -> the settings' fields (every
+    field required, each checked for its type and range)."""
+    fields_ = {"k": int, "flip": float, "extra_removed": int, "alpha": float, "labels": str}
+    out: dict[str, Any] = {}
+    for part in str(text).split(","):
+        key, eq, value = part.partition("=")
+        key = key.strip()
+        if not eq or key not in fields_:
+            raise ValueError(f"{text!r}: {part.strip()!r} is not one of {', '.join(f + '=...' for f in fields_)}")
+        try:
+            out[key] = fields_[key](value.strip())
+        except ValueError:
+            raise ValueError(f"{text!r}: {key}={value.strip()!r} is not a valid {fields_[key].__name__}") from None
+    missing = [f for f in fields_ if f not in out]
+    if missing:
+        raise ValueError(f"{text!r}: missing {', '.join(missing)}")
+    if out["k"] < 1 or not 0 <= out["flip"] <= 0.5 or out["extra_removed"] < 0 or out["alpha"] <= 0 or out["labels"] not in LABEL_MODES:
+        raise ValueError(f"{text!r}: needs k >= 1, flip in [0, 0.5], extra_removed >= 0, alpha > 0, labels one of {LABEL_MODES}")
+    return out
 
 
 # ----------------------------------------------------------------------------- loading
@@ -419,7 +482,25 @@ def validate_strategy(s: StrategyConfig, batch_size: int) -> None:
 
 def validate_rl(r: RLConfig, batch_size: int) -> None:
     validate_k_choices("rl.k_choices", r.k_choices, batch_size)
-    _require(len(r.k_choices) >= 2, "rl.k_choices", r.k_choices, "at least two choices for the policy")
+    for name in ("flip_choices", "extra_removed_choices", "alpha_choices", "label_choices"):
+        values = getattr(r, name)
+        _require(len(values) >= 1 and len(set(values)) == len(values), f"rl.{name}", values, "at least one choice, no repeats")
+    _require(all(0 <= p <= 0.5 for p in r.flip_choices), "rl.flip_choices", r.flip_choices, "probabilities in [0, 0.5]")
+    _require(all(n >= 0 for n in r.extra_removed_choices), "rl.extra_removed_choices", r.extra_removed_choices, "channel counts >= 0")
+    _require(all(a > 0 for a in r.alpha_choices), "rl.alpha_choices", r.alpha_choices, "concentrations > 0")
+    _require(all(m in LABEL_MODES for m in r.label_choices), "rl.label_choices", r.label_choices, f"each one of {LABEL_MODES}")
+    sizes = [len(r.k_choices), len(r.flip_choices), len(r.extra_removed_choices), len(r.alpha_choices), len(r.label_choices)]
+    _require(math.prod(sizes) >= 2, "rl.k_choices", r.k_choices, "the knobs (k, flip, extra_removed, alpha, label choices) together must give the policy at least two choices")
+    _require(r.reward in REWARDS, "rl.reward", r.reward, f"one of {REWARDS}")
+    _require(r.leak_lambda >= 0, "rl.leak_lambda", r.leak_lambda, ">= 0")
+    _require(r.attacker_batch_size >= 2, "rl.attacker_batch_size", r.attacker_batch_size, ">= 2")
+    _require(r.attacker_rows >= 0, "rl.attacker_rows", r.attacker_rows, ">= 0 (0 = every row)")
+    _require(len(r.attacker_widths) == 3 and all(w >= 1 for w in r.attacker_widths), "rl.attacker_widths", r.attacker_widths, "three positive widths")
+    _require(r.judge_steps >= 1, "rl.judge_steps", r.judge_steps, ">= 1")
+    _require(r.attacker_train_steps >= 0, "rl.attacker_train_steps", r.attacker_train_steps, ">= 0")
+    _require(r.attacker_warmup_steps >= 0, "rl.attacker_warmup_steps", r.attacker_warmup_steps, ">= 0")
+    _require(r.attacker_lr > 0, "rl.attacker_lr", r.attacker_lr, "> 0")
+    _require(r.attacker_num_gpus == -1 or 0 <= r.attacker_num_gpus, "rl.attacker_num_gpus", r.attacker_num_gpus, "-1 (auto), or >= 0")
     _require(r.horizon >= 1, "rl.horizon", r.horizon, ">= 1")
     _require(r.utility_lambda >= 0, "rl.utility_lambda", r.utility_lambda, ">= 0")
     _require(0 <= r.accuracy_floor <= 1, "rl.accuracy_floor", r.accuracy_floor, "[0, 1]")
@@ -463,6 +544,13 @@ def validate_benchmark(b: BenchmarkConfig, rl_k_choices: list[int]) -> None:
         _require(len(probs) == len(rl_k_choices), "benchmark.adaptive_k_probs", probs, f"one probability per rl.k_choices {rl_k_choices}, or empty for uniform")
         _require(all(p >= 0 for p in probs) and sum(probs) > 0, "benchmark.adaptive_k_probs", probs, "non-negative, not all zero")
     _require(b.blackbox_k >= 1, "benchmark.blackbox_k", b.blackbox_k, ">= 1")
+    _require(len(b.fixed_grid) >= 1, "benchmark.fixed_grid", b.fixed_grid, "at least one setting")
+    for item in b.fixed_grid:
+        try:
+            parse_settings(item)
+        except ValueError as exc:
+            raise ConfigError(f"benchmark.fixed_grid: {exc}") from None
+    _require(0 <= b.best_fixed_tolerance <= 1, "benchmark.best_fixed_tolerance", b.best_fixed_tolerance, "[0, 1]")
     _require(b.seeds >= 1, "benchmark.seeds", b.seeds, ">= 1")
     _require(0 <= b.judge_min_acc <= 1, "benchmark.judge_min_acc", b.judge_min_acc, "[0, 1]")
     _require(b.decoder_gan_weight >= 0, "benchmark.decoder_gan_weight", b.decoder_gan_weight, ">= 0")
@@ -481,5 +569,7 @@ def validate(cfg: Config) -> None:
     validate_strategy(cfg.strategy, cfg.fr.batch_size)
     validate_rl(cfg.rl, cfg.fr.batch_size)
     validate_mask(cfg.mask, cfg.strategy.ks_used() + list(cfg.rl.k_choices))
+    left = 64 - len(set(cfg.mask.removed_channels))
+    _require(all(n < left for n in cfg.rl.extra_removed_choices), "rl.extra_removed_choices", cfg.rl.extra_removed_choices, f"each < {left}: mask.removed_channels leaves {left} channels per plane, at least one must stay")
     validate_dp(cfg.dp)
     validate_benchmark(cfg.benchmark, list(cfg.rl.k_choices))

@@ -13,8 +13,6 @@ import privacy_helpers as H
 from rl_mask.bench.benchmark import run_benchmark
 from rl_mask.bench.report import pareto_front
 from rl_mask.config import BENCHMARK_ATTACKS, ConfigError, load_config
-from rl_mask.owner.defences import build_defence
-from rl_mask.train_fr import train_fr
 
 TINY = {
     "fr_steps": 4,
@@ -63,22 +61,6 @@ def test_benchmark_fills_every_cell_writes_the_report_and_reproduces(tmp_path):
     assert (out / "pareto.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and (out / "examples.png").is_file()
     assert json.loads((out / "results.json").read_text())["mode"] == "quick"
     assert (out / "runs" / "mask" / "fr.pt").is_file()
-
-
-def test_adaptive_row_uses_the_learned_k_distribution_of_a_run(tmp_path):
-    # An `rl-mask train`-style folder: config.yaml, fr.pt of a frequency model, summary.json
-    # with the policy's k distribution.
-    run = tmp_path / "adaptive_run"
-    cfg = H.tiny_config(steps=2, eval_every=2)
-    train_fr(cfg, run, progress=False, data=H.data(), defence=build_defence(cfg, "fixed-k"))
-    (run / "summary.json").write_text(json.dumps({"k_distribution": {"2": 0.1, "4": 0.3, "6": 0.6}, "fr_steps": 2}))
-    bench = tiny_benchmark_config(["adaptive"])
-    bench.benchmark.attacks = ["whitebox", "mi-face"]
-    results = run_benchmark(bench, tmp_path / "out", quick=True, adaptive_run=str(run), progress=False)
-    row = results["defences"][0]
-    assert row["defence"]["ks"] == [2, 4, 6] and row["defence"]["k_probs"] == pytest.approx([0.1, 0.3, 0.6])
-    assert "learned policy" in row["note"] and row["replayed_batches"] is False
-    assert set(row["attacks"]) == {"whitebox", "mi-face"}
 
 
 def test_adaptive_without_a_run_says_so():
@@ -190,3 +172,27 @@ def test_yale_config_splits_15_identities(tmp_path):
     assert tuple(data.train_images.shape) == (60, 1, 64, 64)
     assert np.bincount(data.test_labels.numpy()).tolist() == [4] * 10  # >= 2 held-out faces per identity
     assert np.bincount(data.val_labels.numpy()).tolist() == [1] * 10
+
+
+def _row(name, acc, leaks):
+    attacks = {a: {"acc1": v, "score": 1 - v} for a, v in leaks.items()}
+    return {"name": name, "utility": {"identification_acc": acc}, "attacks": attacks}
+
+
+def test_best_fixed_is_the_least_leaky_grid_point_at_the_adaptive_rows_utility():
+    from rl_mask.bench.benchmark import pick_best_fixed
+
+    adaptive = _row("adaptive", 0.90, {"whitebox": 0.30})
+    grid = [
+        _row("fixed[a]", 0.95, {"whitebox": 0.20, "label-aware": 0.50}),  # worst attack 50%
+        _row("fixed[b]", 0.89, {"whitebox": 0.35, "label-aware": 0.10}),  # worst 35%, within 2 points
+        _row("fixed[c]", 0.70, {"whitebox": 0.05, "label-aware": 0.05}),  # least leaky, far less accurate
+    ]
+    best = pick_best_fixed([adaptive, *grid], adaptive, 0.02)
+    assert best["name"] == "best-fixed" and best["best_fixed_of"] == "fixed[b]" and best["attacks"] == grid[1]["attacks"]
+    # what-if attacks never count for a worst case
+    grid[1]["attacks"]["provenance"] = {"acc1": 0.99, "score": 0.0, "what_if": True}
+    assert pick_best_fixed([adaptive, *grid], adaptive, 0.02)["best_fixed_of"] == "fixed[b]"
+    # nothing accurate enough: the most accurate grid point, and the note says so
+    fallback = pick_best_fixed(grid, _row("adaptive", 0.99, {"whitebox": 0.3}), 0.02)
+    assert fallback["best_fixed_of"] == "fixed[a]" and "no grid point came within" in fallback["note"]

@@ -85,6 +85,11 @@ def tiny_config(path: Path, iterations: int = 2, **rl) -> Path:
             "image_every": 2,
             "policy_eval_steps": 8,
             "fr_autosave_every": 4,
+            # the attacker in the loop and the owner's judge, at sizes that only exercise them
+            "attacker_warmup_steps": 2,
+            "attacker_rows": 8,
+            "attacker_batch_size": 4,
+            "judge_steps": 5,
             **rl,
         },
     }

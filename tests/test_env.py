@@ -1,4 +1,7 @@
-"""The Gymnasium env on a local FR service (no Ray): API conformance, reward, seeding."""
+"""The Gymnasium env on a local FR service (no Ray): API conformance, reward, seeding.
+
+These use the paper's reward (FR loss) and no attacker; the attacker in the loop and the
+knobs of the action are tested in test_adaptive_knobs.py."""
 
 import numpy as np
 import pytest
@@ -10,6 +13,7 @@ from envs.reward import reward_parts
 from rl_mask.config import Config
 from rl_mask.owner.defences import build_defence
 from rl_mask.owner.messages import training_setup, validation_set
+from rl_mask.owner.settings import MaskSettings, SettingsSpace
 from rl_mask.owner.stream import prepare_data
 from rl_mask.server.service import FRService
 
@@ -20,7 +24,15 @@ def small_cfg():
     cfg.fr.batch_size = 16
     cfg.rl.horizon = 4
     cfg.rl.eval_every = 3
+    cfg.rl.reward = "paper"
     return cfg.validate()
+
+
+def action(cfg, k: int, **knobs):
+    """The action index vector that selects k (and other knobs; defaults: the first choice)."""
+    space = SettingsSpace.from_config(cfg.rl)
+    values = {d: space.choices[d][0] for d in ("flip", "extra_removed", "alpha", "labels")}
+    return space.encode(MaskSettings(k=k, **{**values, **knobs}))
 
 
 @pytest.fixture(scope="module")
@@ -48,13 +60,14 @@ def test_step_trains_fr_and_rewards_loss_minus_penalty(small_cfg, service):
     obs, _ = env.reset(seed=3)
     assert env.observation_space.contains(obs)
     step0 = service.fr_step
+    a = action(small_cfg, 6)
     for _ in range(4):
-        obs, reward, terminated, truncated, info = env.step(4)  # k = 6
+        obs, reward, terminated, truncated, info = env.step(a)
         assert info["k"] == 6 and not terminated
-        expected = reward_parts(info["fr_loss"], info["val_acc"], 0.8, small_cfg.rl.utility_lambda)
-        assert reward == pytest.approx(expected["reward"])
+        expected = reward_parts(info["fr_loss"], info["val_acc"], 0.0, small_cfg.rl)
+        assert reward == pytest.approx(expected["reward"]) == pytest.approx(info["fr_loss"] - info["reward_utility_penalty"])
         assert info["reward_utility_penalty"] == pytest.approx(small_cfg.rl.utility_lambda * max(0.0, 0.8 - info["val_acc"]))
-        assert obs[5 + 4] == 1.0 and obs[5:9].sum() == 0  # previous action one-hot
+        assert obs[7 + 4] == 1.0 and obs[7:11].sum() == 0  # previous action, one-hot per knob (k first)
         assert obs[3] == pytest.approx(info["val_acc"]) and obs[4] == pytest.approx(info["val_acc"] - 0.8)
     assert truncated and service.fr_step == step0 + 4  # fixed horizon; one FR step per env step
     assert obs[-4] == 0.0  # band 0-5 is removed by the default mask
@@ -66,12 +79,12 @@ def test_higher_k_costs_the_fr_network_more(small_cfg, service):
     trainer = make_env(small_cfg, service, worker_index=5)
     trainer.reset(seed=1)
     for t in range(40):  # an FR network that has learned something
-        trainer.step(t % 5)
+        trainer.step(action(small_cfg, small_cfg.rl.k_choices[t % 5]))
     losses = {}
-    for action, k in [(0, 2), (4, 6)]:
+    for k in (2, 6):
         env = make_env(small_cfg, service, train_fr=False)
         env.reset(seed=0)
-        losses[k] = np.mean([env.step(action)[4]["fr_loss"] for _ in range(6)])
+        losses[k] = np.mean([env.step(action(small_cfg, k))[4]["fr_loss"] for _ in range(6)])
     assert losses[6] > losses[2]
 
 
@@ -87,5 +100,16 @@ def test_each_runner_has_its_own_batch_order(small_cfg, service):
 def test_bad_action_is_refused(small_cfg, service):
     env = make_env(small_cfg, service)
     env.reset()
-    with pytest.raises(ValueError, match="action 9"):
-        env.step(9)
+    with pytest.raises(ValueError, match="one index per knob: k, flip"):
+        env.step([9, 0, 0, 0, 0])
+    with pytest.raises(ValueError, match="one index per knob"):
+        env.step(3)
+
+
+def test_a_leak_reward_without_an_attacker_is_refused(small_cfg, service):
+    import copy
+
+    cfg = copy.deepcopy(small_cfg)
+    cfg.rl.reward = "leak"
+    with pytest.raises(ValueError, match="rl.reward='leak' needs the attacker in the loop"):
+        make_env(cfg, service)

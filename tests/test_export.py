@@ -24,7 +24,7 @@ def test_export_masked_writes_exactly_what_left_the_data_owner(tmp_path, cli_env
     meta = json.loads(str(f["owner_meta"]))
     assert meta["exact"] is True and meta["defence"]["name"] == "random-k" and meta["samples"] == 3 * 64
     # crossed fields keep their message names; what only the owner knows is prefixed
-    assert sorted(f.files) == ["inputs", "labels", "message", "owner_meta", "owner_sources", "weights"]
+    assert sorted(f.files) == ["inputs", "labels", "message", "owner_labels", "owner_meta", "owner_settings", "owner_sources", "owner_weights", "weights"]
     stream = TrainingStream(cfg, build_defence(cfg), H.data())
     expected, _ = concat_batches([stream.next() for _ in range(3)])
     assert np.array_equal(f["inputs"], expected.inputs.numpy())

@@ -36,6 +36,11 @@ def tiny_config(**rl) -> Config:
     r.checkpoint_every = 1
     r.image_every = 1
     r.policy_eval_steps = 8
+    # the attacker in the loop and the owner's judge, at sizes that only exercise them
+    r.attacker_warmup_steps = 2
+    r.attacker_rows = 8
+    r.attacker_batch_size = 4
+    r.judge_steps = 5
     for k, v in rl.items():
         setattr(r, k, v)
     return cfg.validate()
@@ -62,6 +67,11 @@ def test_short_ppo_run_writes_the_run_folder(short_run):
     assert summary["env_steps"] == 64 and summary["fr_steps"] >= 64
     assert set(summary["k_distribution"]) == {"2", "3", "4", "5", "6"}
     assert abs(sum(summary["k_distribution"].values()) - 1) < 1e-3
+    dist = summary["action_distribution"]  # the learned distribution of every knob
+    assert set(dist) == {"k", "flip", "extra_removed", "alpha", "labels"}
+    assert set(dist["labels"]) == {"soft", "hard"} and all(abs(sum(d.values()) - 1) < 1e-3 for d in dist.values())
+    assert summary["reward"] == "leak" and summary["attacker"]["batches_attacked"] >= 64
+    assert (run / "judge.pt").is_file()
     assert 0 <= summary["identification_acc"] <= 1
     on_disk = json.loads((run / "summary.json").read_text())
     assert on_disk["env_steps"] == 64
@@ -82,13 +92,18 @@ def test_export_masked_gives_the_batches_the_env_runner_sent(short_run, tmp_path
     cfg = tiny_config()
     sent = cfg.rl.record_masked_batches * cfg.rl.max_inflight  # one env runner, max_inflight sub-envs
     assert meta["exact"] is True and meta["batches"] == sent
-    assert sorted(f.files) == ["inputs", "labels", "message", "owner_meta", "owner_sources", "weights"]
+    assert sorted(f.files) == ["inputs", "labels", "message", "owner_labels", "owner_meta", "owner_settings", "owner_sources", "owner_weights", "weights"]
     assert f["inputs"].shape[0] == sent * cfg.fr.batch_size
     real = f["owner_sources"] >= 0
-    # every batch mixes k in k_choices faces; labels are the identities of the recorded sources
+    settings = json.loads(str(f["owner_settings"]))
+    assert len(settings) == sent and all(s["k"] in cfg.rl.k_choices for s in settings)
+    # every batch mixes its settings' k faces; the owner's labels are the identities of the recorded sources
     ks = real.reshape(sent, cfg.fr.batch_size, -1).sum(-1)
-    assert set(ks.min(axis=1).tolist()) <= set(cfg.rl.k_choices) and (ks.min(axis=1) == ks.max(axis=1)).all()
-    assert (f["labels"][real] == prepare_data(cfg).train_labels.numpy()[f["owner_sources"][real]]).all()
+    assert ks.min(axis=1).tolist() == [s["k"] for s in settings] and (ks.min(axis=1) == ks.max(axis=1)).all()
+    assert (f["owner_labels"][real] == prepare_data(cfg).train_labels.numpy()[f["owner_sources"][real]]).all()
+    # what crossed: every label and weight, or (labels=hard) only the dominant identity
+    crossed_k = (f["weights"] > 0).reshape(sent, cfg.fr.batch_size, -1).sum(-1).max(axis=1)
+    assert crossed_k.tolist() == [s["k"] if s["labels"] == "soft" else 1 for s in settings]
     assert np.allclose(f["weights"].sum(1), 1.0, atol=1e-5)
 
 
@@ -99,11 +114,18 @@ def test_tensorboard_events_hold_our_tags(short_run):
     tags = acc.Tags()
     for tag in [
         "mask/reward",
-        "mask/reward_privacy_fr_loss",
+        "mask/reward_leak",
+        "mask/reward_fr_loss",
         "mask/reward_utility_penalty",
+        "mask/leak",
+        "mask/leak/whitebox",
         "fr/loss",
         "fr/val_identification_acc",
         "mask/k_mean",
+        "mask/flip_mean",
+        "mask/extra_removed_mean",
+        "mask/alpha_mean",
+        "mask/labels_fraction/hard",
         "ppo/env_runners/episode_return_mean",
         "ppo/learner/policy_loss",
         "ppo/learner/entropy",
@@ -119,8 +141,10 @@ def test_tensorboard_events_hold_our_tags(short_run):
     k_mean = acc.Scalars("mask/k_mean")[0].value
     assert 2 <= k_mean <= 6
     reward = acc.Scalars("mask/reward")[0].value
-    parts = acc.Scalars("mask/reward_privacy_fr_loss")[0].value - acc.Scalars("mask/reward_utility_penalty")[0].value
+    parts = -acc.Scalars("mask/reward_leak")[0].value - acc.Scalars("mask/reward_utility_penalty")[0].value
     assert reward == pytest.approx(parts, rel=1e-5)
+    assert acc.Scalars("mask/reward_leak")[0].value == pytest.approx(tiny_config().rl.leak_lambda * acc.Scalars("mask/leak")[0].value, rel=1e-5)
+    assert [e.step for e in acc.Scalars("mask/leak")] == [32, 64]
 
 
 def test_fr_actor_state_round_trip(ray_runtime, tmp_path):
@@ -365,3 +389,51 @@ def test_auto_resume_continues_a_used_out_folder_that_plain_out_refuses(ray_runt
     assert summary["iterations"] == 3 and summary["env_steps"] == 96  # counters went on from iteration 2
     assert main(["train", "--auto-resume", "--quiet"]) == 2
     assert "--auto-resume goes with --out RUN_DIR" in capsys.readouterr().err
+
+
+def test_benchmark_deploys_the_policy_and_attacks_exactly_what_it_sent(short_run, tmp_path, monkeypatch):
+    """The adaptive row: the run's policy protects a fresh FR network's batches for the
+    benchmark's own FR budget; the attacks get exactly those batches; best-fixed is one of the
+    grid rows, chosen at the adaptive row's utility."""
+    from test_benchmark import tiny_benchmark_config
+
+    import trainers.deploy_policy as deploy_policy
+    from rl_mask.attacks.label_aware import LabelAwareUnmixing
+    from rl_mask.bench.benchmark import run_benchmark
+
+    run, _ = short_run
+    sent, attacked = [], []
+    real_deploy = deploy_policy.deploy_policy
+
+    def deploy(*args, **kwargs):
+        out = real_deploy(*args, **kwargs)
+        sent.extend(b.masked.protected() for b in out.batches)
+        return out
+
+    real_attack = LabelAwareUnmixing.attack
+
+    def spy_attack(self, target, progress=False):
+        attacked.append(target)
+        return real_attack(self, target, progress)
+
+    monkeypatch.setattr(LabelAwareUnmixing, "attack", spy_attack)
+    cfg = tiny_benchmark_config(["adaptive", "best-fixed"])
+    cfg.benchmark.attacks = ["whitebox", "label-aware"]
+    cfg.benchmark.quick.grid_points = 2
+    results = run_benchmark(cfg, tmp_path / "bench", quick=True, adaptive_run=str(run), deploy=deploy, progress=False)
+    names = [d["name"] for d in results["defences"]]
+    assert names[0] == "adaptive" and names[-1] == "best-fixed" and sum(n.startswith("fixed[") for n in names) == 2
+    adaptive = results["defences"][0]
+    assert adaptive["replayed_batches"] is False and "deployed on a fresh FR network" in adaptive["note"]
+    assert set(adaptive["action_distribution"]) == {"k", "flip", "extra_removed", "alpha", "labels"}
+    # the FR network of the row trained exactly the benchmark's FR steps, as every other row
+    assert [d["fr_steps"] for d in results["defences"]] == [cfg.benchmark.quick.fr_steps] * len(names)
+    # the attacks got exactly the batches the deployed policy sent (attack_batches of them)
+    target = attacked[0]
+    assert len(target.crossed) == cfg.benchmark.quick.attack_batches == len(sent)
+    for got, want in zip(target.crossed, sent):
+        assert all(torch.equal(getattr(got, f), getattr(want, f)) for f in ("inputs", "labels", "weights"))
+    assert target.settings is not None and all(s is not None for s in target.settings)
+    best = results["defences"][-1]
+    chosen = next(d for d in results["defences"] if d["name"] == best["best_fixed_of"])
+    assert best["attacks"] == chosen["attacks"] and best["utility"] == chosen["utility"]

@@ -88,7 +88,10 @@ def cmd_benchmark(args: argparse.Namespace) -> int:
         "benchmark.attacks": _names(args.attacks),
     }
     cfg = load_config(args.config, _overrides(args, extra))
-    results = run_benchmark(cfg, args.out, quick=args.quick, adaptive_run=args.adaptive_run, progress=not args.quiet)
+    deploy = None
+    if args.adaptive_run or args.adaptive_paper_run:
+        from trainers.deploy_policy import deploy_policy as deploy
+    results = run_benchmark(cfg, args.out, quick=args.quick, adaptive_run=args.adaptive_run, adaptive_paper_run=args.adaptive_paper_run, deploy=deploy, progress=not args.quiet)
     print((Path(args.out) / "results.md").read_text())
     judge = results["evaluation_model"]
     if not judge["competent"]:
@@ -134,7 +137,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seeds", type=int, help="repeat training, attacks and judge with N derived seeds (benchmark.seeds); N >= 2 gives t-intervals")
     p.add_argument("--defences", metavar="A,B", help="comma-separated defences (overrides benchmark.defences)")
     p.add_argument("--attacks", metavar="A,B", help="comma-separated attacks (overrides benchmark.attacks)")
-    p.add_argument("--adaptive-run", metavar="RUN_DIR", help="an rl-mask train output for the adaptive row (else: k distribution from config, no policy)")
+    p.add_argument("--adaptive-run", metavar="RUN_DIR", help="an rl-mask train output: its policy is deployed on a fresh FR network for the adaptive row (else: k distribution from config, no policy)")
+    p.add_argument("--adaptive-paper-run", metavar="RUN_DIR", help="an rl-mask train output trained with rl.reward=paper: the adaptive-paper row")
     p.set_defaults(func=cmd_benchmark)
 
     p = sub.add_parser("export-masked", help="write a run's protected training tensors with labels and provenance (.npz)")

@@ -1,5 +1,5 @@
-"""The trained policy judged on a frozen FR state: its action distribution and its reward
-against a uniform-random policy on the same batches."""
+"""The trained policy judged on a frozen FR state: its distribution over every knob, and its
+reward and leak against a uniform-random policy on the same batches."""
 
 from __future__ import annotations
 
@@ -11,13 +11,16 @@ import torch
 from envs.fr_client import FRClient
 from envs.hybrid_masking import HybridMaskingEnv
 from rl_mask.config import Config
+from rl_mask.owner.settings import DIMENSIONS, SettingsSpace
 
 
-def policy_probs(module, obs: np.ndarray) -> np.ndarray:
-    """Action probabilities of the trained policy for observations ``[N, D]``."""
+def policy_probs(module, obs: np.ndarray, nvec: np.ndarray) -> list[np.ndarray]:
+    """Per knob, the trained policy's action probabilities ``[N, n_knob]`` for observations ``[N, D]``
+    (a ``MultiDiscrete`` action: one categorical per knob, logits side by side)."""
     with torch.no_grad():
         out = module.forward_inference({"obs": torch.as_tensor(obs, dtype=torch.float32)})
-        return torch.softmax(out["action_dist_inputs"], dim=-1).numpy()
+        logits = torch.split(out["action_dist_inputs"], [int(n) for n in nvec], dim=-1)
+        return [torch.softmax(part, dim=-1).numpy() for part in logits]
 
 
 def entropy(p: np.ndarray) -> float:
@@ -25,31 +28,39 @@ def entropy(p: np.ndarray) -> float:
     return float(-(p * np.log(p)).sum())
 
 
-def score_policy(cfg: Config, fr: FRClient, module, steps: int, seed: int) -> dict:
-    """The trained policy vs a uniform-random one on the same, frozen FR state and batches."""
-    out = {}
+def score_policy(cfg: Config, fr: FRClient, module, steps: int, seed: int, attacker=None, judge=None) -> dict:
+    """The trained policy vs a uniform-random one on the same, frozen FR state and batches
+    (the attacker in the loop, when given, keeps learning from both)."""
+    space = SettingsSpace.from_config(cfg.rl)
+    nvec = space.nvec
+    out: dict = {}
     for name in ("policy", "uniform"):
-        env = HybridMaskingEnv({"config": cfg, "fr_service": fr.target, "train_fr": False, "worker_index": 99, "vector_index": 0})
+        env = HybridMaskingEnv({"config": cfg, "fr_service": fr.target, "train_fr": False, "worker_index": 99, "vector_index": 0, "attacker_service": attacker, "judge": judge})
         rng = np.random.default_rng(seed)
         obs, _ = env.reset(seed=seed)
-        rewards, ks, probs = [], [], []
+        rewards, leaks, probs, chosen = [], [], [], []
         for _ in range(steps):
             if name == "policy":
-                p = policy_probs(module, obs[None])[0]
+                p = [q[0] for q in policy_probs(module, obs[None], nvec)]
                 probs.append(p)
-                action = int(rng.choice(len(p), p=p))
+                action = np.array([rng.choice(len(q), p=q / q.sum()) for q in p])
             else:
-                action = int(rng.integers(len(cfg.rl.k_choices)))
+                action = np.array([rng.integers(n) for n in nvec])
             obs, reward, _, truncated, info = env.step(action)
             rewards.append(reward)
-            ks.append(info["k"])
+            leaks.append(info.get("leak", float("nan")))
+            chosen.append(info)
             if truncated:
                 obs, _ = env.reset()
-        out[name] = {"mean_reward": float(np.mean(rewards)), "mean_k": float(np.mean(ks))}
+        out[name] = {"mean_reward": float(np.mean(rewards)), "mean_leak": float(np.mean(leaks)), "mean_k": float(np.mean([c["k"] for c in chosen]))}
         if probs:
-            mean_p = np.mean(probs, axis=0)
-            out["k_distribution"] = {str(k): round(float(p), 4) for k, p in zip(cfg.rl.k_choices, mean_p)}
-            out["k_entropy"] = entropy(mean_p)
+            dist = {}
+            for d, dim in enumerate(DIMENSIONS):
+                mean_p = np.mean([p[d] for p in probs], axis=0)
+                dist[dim] = {str(v): round(float(q), 4) for v, q in zip(space.choices[dim], mean_p)}
+            out["action_distribution"] = dist
+            out["k_distribution"] = dist["k"]
+            out["k_entropy"] = entropy(np.array(list(dist["k"].values())))
             out["k_entropy_uniform"] = math.log(len(cfg.rl.k_choices))
     out["reward_gain_over_uniform"] = out["policy"]["mean_reward"] - out["uniform"]["mean_reward"]
     return out

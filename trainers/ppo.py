@@ -15,15 +15,18 @@ def total_fr_steps(cfg: Config) -> int:
     return cfg.rl.iterations * cfg.rl.train_batch_size
 
 
-def build_ppo_config(cfg: Config, fr_names: list[str], namespace: str, local_fr: bool = False, run_dir: str | None = None) -> PPOConfig:
-    """``local_fr``: the FR service lives in this process (debug mode), else named Ray actors
-    (one per data-parallel FR worker). ``run_dir``: where env runners record the batches they
-    send (``RUN_DIR/boundary``)."""
+def build_ppo_config(cfg: Config, fr_names: list[str], namespace: str, local_fr: bool = False, run_dir: str | None = None, attacker_name: str | None = None, judge_path: str | None = None) -> PPOConfig:
+    """``local_fr``: the FR service and the attacker in the loop live in this process (debug
+    mode), else named Ray actors (one per data-parallel FR worker, one attacker).
+    ``run_dir``: where env runners record the batches they send (``RUN_DIR/boundary``).
+    ``judge_path``: the owner's judge that scores the attacker (``RUN_DIR/judge.pt``)."""
     rl = cfg.rl
     env_config = {
         "config": cfg.to_dict(),
         "run_dir": run_dir,
         **({"fr_local": fr_names[0]} if local_fr else {"fr_actors": list(fr_names)}),
+        **({} if attacker_name is None else ({"attacker_local": attacker_name} if local_fr else {"attacker_actor": attacker_name})),
+        "judge": judge_path,
         "namespace": namespace,
         "total_fr_steps": total_fr_steps(cfg),
     }

@@ -13,9 +13,12 @@ def debug_overrides() -> list[str]:
         "rl.num_env_runners=0",
         "rl.max_inflight=1",
         "rl.num_learners=0",
-        "rl.train_batch_size=128",
+        "rl.train_batch_size=96",
         "rl.minibatch_size=32",
-        "rl.iterations=12",
+        "rl.iterations=7",
+        "rl.policy_eval_steps=32",
+        "rl.judge_steps=100",
+        "rl.attacker_warmup_steps=50",
     ]
 
 

@@ -12,9 +12,9 @@ import numpy as np
 import torch
 from torch.utils.tensorboard import SummaryWriter
 
-from envs.reward import reward_parts
 from rl_mask.config import Config
 from rl_mask.owner.defences import build_defence
+from rl_mask.owner.settings import DIMENSIONS, SettingsSpace
 from rl_mask.owner.stream import PrivateData
 
 #: The image tag: protected views only, or (with rl.log_original_faces) originals first.
@@ -44,27 +44,34 @@ def ppo_scalars(result: dict) -> dict[str, float]:
     return out
 
 
-def fr_scalars(records: list[dict], floor: float, lam: float, k_choices: list[int]) -> dict[str, float]:
-    """Our figures from the FR actor's per-step log: reward and parts, FR loss, validation accuracy, k."""
+def fr_scalars(records: list[dict]) -> dict[str, float]:
+    """The FR server's figures from its per-step log: loss, validation accuracy, steps."""
     if not records:
         return {}
-    parts = [reward_parts(r["loss"], r["val_acc"], floor, lam) for r in records]
-    ks = np.array([r["k"] for r in records])
-    out = {
-        "mask/reward": float(np.mean([p["reward"] for p in parts])),
-        "mask/reward_privacy_fr_loss": float(np.mean([p["reward_privacy"] for p in parts])),
-        "mask/reward_utility_penalty": float(np.mean([p["reward_utility_penalty"] for p in parts])),
+    return {
         "fr/loss": float(np.mean([r["loss"] for r in records])),
         "fr/val_identification_acc": float(records[-1]["val_acc"]),
         "fr/steps": float(records[-1]["fr_step"]),
-        "mask/k_mean": float(ks.mean()),
     }
-    losses = np.array([r["loss"] for r in records])
-    for k in k_choices:
-        out[f"mask/k_fraction/{k}"] = float((ks == k).mean())
-        if (ks == k).any():
-            # the privacy reward each action earned this iteration: what the policy learns from
-            out[f"mask/fr_loss_by_k/{k}"] = float(losses[ks == k].mean())
+
+
+def owner_scalars(records: list[dict], space: SettingsSpace) -> dict[str, float]:
+    """The data owner's figures from the envs' per-step log: reward and its terms, the
+    attacker's leak (all attacks, and each), and every knob the policy turned."""
+    if not records:
+        return {}
+    out = {f"mask/{name}": float(np.mean([r[name] for r in records])) for name in ("reward", "reward_leak", "reward_fr_loss", "reward_utility_penalty")}
+    leaks = [r for r in records if "leak" in r]
+    if leaks:
+        out["mask/leak"] = float(np.mean([r["leak"] for r in leaks]))
+        for name in sorted({key for r in leaks for key in r if key.startswith("leak/")}):
+            out[f"mask/{name}"] = float(np.mean([r[name] for r in leaks if name in r]))
+    for dim in DIMENSIONS:
+        values = [r[dim] for r in records]
+        if dim != "labels":
+            out[f"mask/{dim}_mean"] = float(np.mean(values))
+        for choice in space.choices[dim]:
+            out[f"mask/{dim}_fraction/{choice}"] = float(np.mean([v == choice for v in values]))
     return out
 
 

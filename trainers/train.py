@@ -7,8 +7,9 @@ algorithm (policy, optimizer, counters) and the FR actor's state together.
 
 Run folder::
 
-    RUN_DIR/config.yaml  summary.json  fr.pt  policy.pt
+    RUN_DIR/config.yaml  summary.json  fr.pt  policy.pt  judge.pt (the owner's leak judge)
     RUN_DIR/tb/                       TensorBoard events
+    RUN_DIR/boundary/                 the first batches each env sent, as sent (export-masked)
     RUN_DIR/checkpoints/iter_NNNNNN/  algo/ (RLlib), fr_state.pt, state.json
     RUN_DIR/checkpoints/latest        name of the newest complete checkpoint
 """
@@ -26,15 +27,19 @@ from pathlib import Path
 import ray
 from tqdm.auto import tqdm
 
-from envs.fr_client import LOCAL_FR_SERVICES, FRClient
+from envs.fr_client import LOCAL_SERVICES, FRClient
+from rl_mask.attacks.online import OnlineAttacker
 from rl_mask.checkpoint import atomic_write_text, save_checkpoint
 from rl_mask.config import Config, ConfigError, save_config
 from rl_mask.owner.defences import build_defence
+from rl_mask.owner.judge.evaluator import input_pool, train_evaluation_model
 from rl_mask.owner.messages import final_test_set, training_setup, validation_set
 from rl_mask.owner.recorder import boundary_dir
+from rl_mask.owner.settings import SettingsSpace
 from rl_mask.owner.stream import PrivateData, prepare_data
 from rl_mask.run_folder import autosave_path
 from rl_mask.server.service import FRService
+from trainers.attacker_actor import create_attacker_actor
 from trainers.checkpoints import holds_run, write_checkpoint
 from trainers.fr_group import FRGroup
 from trainers.fr_progress import progress_path
@@ -42,7 +47,7 @@ from trainers.policy_eval import score_policy
 from trainers.ppo import build_ppo_config, total_fr_steps
 from trainers.resume_point import resume_point
 from trainers.shutdown import GracefulStop
-from trainers.tensorboard import EXAMPLES_TAG, RunWriter, fr_scalars, masked_examples, ppo_scalars
+from trainers.tensorboard import EXAMPLES_TAG, RunWriter, fr_scalars, masked_examples, owner_scalars, ppo_scalars
 
 NAMESPACE = "rl-mask"
 
@@ -60,6 +65,33 @@ def init_ray(address: str | None, debug: bool) -> bool:
     else:
         ray.init(include_dashboard=False, **kwargs)
     return True
+
+
+def train_judge(cfg: Config, data: PrivateData, path: Path) -> Path:
+    """The owner's judge of the attacker in the loop (``RUN_DIR/judge.pt``), trained once per
+    run on the clean private training faces; a resumed run keeps the one it had."""
+    if not path.exists():
+        model = train_evaluation_model(data.train_images, data.train_labels, data.num_classes, cfg.rl.judge_steps, seed=cfg.rl.seed + 1234)
+        state = {"state_dict": model.state_dict(), "planes": data.train_images.shape[1], "num_classes": data.num_classes, "pool": input_pool(*data.train_images.shape[2:])}
+        save_checkpoint(state, path)
+    return path
+
+
+def drain_env_logs(algo) -> list[dict]:
+    """Every env's per-step records (settings, leak, reward terms) since the last call."""
+
+    def drain(runner) -> list[dict]:
+        env = getattr(runner, "env", None)
+        if env is None:
+            return []
+        return [r for sub in env.unwrapped.envs for r in sub.unwrapped.drain_log()]
+
+    try:
+        logs = algo.env_runner_group.foreach_env_runner(drain, local_env_runner=True)
+    except Exception as exc:  # a runner being restarted: its records are lost, not the run
+        print(f"rl-mask: warning: could not read the env runners' logs this iteration ({exc})", flush=True)
+        return []
+    return [r for log in logs for r in log]
 
 
 # ----------------------------------------------------------------------------- main loop
@@ -100,6 +132,7 @@ def train(
     prior = point.state if point else {"iteration": 0, "env_steps": 0, "wall_seconds": 0.0}
     t0 = time.perf_counter()
     fr_name = f"fr-{uuid.uuid4().hex[:8]}"
+    attacker_name = f"attacker-{uuid.uuid4().hex[:8]}"
     # A resumed run restarts from its checkpoint: an autosave written after it is out of step.
     autosave_path(run_dir).unlink(missing_ok=True)
     progress_path(run_dir).unlink(missing_ok=True)
@@ -108,11 +141,14 @@ def train(
     # The data owner's side: the defence, and the messages the FR server gets before training.
     defence = build_defence(cfg, "adaptive", k_choices=rl.k_choices)
     setup = training_setup(cfg, defence, data, total_fr_steps(cfg), rl.eval_every)
+    judge_path = train_judge(cfg, data, run_dir / "judge.pt")
+    public = data.split.public.float_images()  # the attacker's own faces (no private identity)
     started_ray = init_ray(address, debug)
     # After ray.init, which installs its own SIGTERM handler: ours stops Ray cleanly.
     stop = GracefulStop().__enter__()
     fr = None
     group = None
+    attacker = None
     algo = None
     writer = None
     try:
@@ -120,19 +156,23 @@ def train(
             # Debug mode: env, learner and FR network in this one process (breakpoints work
             # everywhere, no transfers); the same FRService the actor hosts, without the actor's
             # recovery saves (a crash here ends the run; --resume starts from its checkpoint).
-            LOCAL_FR_SERVICES[fr_name] = FRService(setup)
+            LOCAL_SERVICES[fr_name] = FRService(setup)
+            LOCAL_SERVICES[attacker_name] = OnlineAttacker.from_config(cfg, public)
             fr = FRClient(local_name=fr_name)
             fr_names = [fr_name]
+            attacker = FRClient(local_name=attacker_name)
         else:
             group = FRGroup(cfg, setup, run_dir, fr_name, NAMESPACE)
             fr = FRClient(group.actors)
             fr_names = group.names
+            attacker = FRClient(create_attacker_actor(cfg, public, attacker_name, NAMESPACE))
         validation = validation_set(defence, data)
         for target in fr.targets:  # every FR worker: any of them may have to hand its state on
             if ckpt:
                 FRClient(target).call("set_state", point.fr_state)
             FRClient(target).call("set_validation", validation)  # also fails fast if an actor cannot start
-        algo = build_ppo_config(cfg, fr_names, NAMESPACE, local_fr=debug, run_dir=str(run_dir)).build_algo()
+        algo = build_ppo_config(cfg, fr_names, NAMESPACE, local_fr=debug, run_dir=str(run_dir), attacker_name=attacker_name, judge_path=str(judge_path)).build_algo()
+        space = SettingsSpace.from_config(rl)
         if ckpt:
             algo.restore_from_path(str((ckpt / "algo").resolve()))
         # Drop events a killed run wrote after its last checkpoint (TensorBoard purges >= purge_step),
@@ -161,11 +201,11 @@ def train(
                 env_steps = int(result["env_runners"]["num_env_steps_sampled_lifetime"])
                 if group is not None and group.heal():
                     print(f"rl-mask: FR group re-formed after a worker restart ({group.reformed} so far)", flush=True)
-                records = fr.call("drain_log")
+                owner_records = drain_env_logs(algo)
                 writer.scalars(ppo_scalars(result), env_steps)
-                ours = fr_scalars(records, rl.accuracy_floor, rl.utility_lambda, rl.k_choices)
+                ours = {**fr_scalars(fr.call("drain_log")), **owner_scalars(owner_records, space)}
                 writer.scalars(ours, env_steps)
-                writer.k_histogram([r["k"] for r in records], env_steps)
+                writer.k_histogram([r["k"] for r in owner_records], env_steps)
                 now_lost = int(fr.call("info").get("steps_lost_to_restarts", 0))
                 writer.scalars({"fr/steps_lost_to_restarts": float(now_lost)}, env_steps)
                 if now_lost > lost:
@@ -173,8 +213,8 @@ def train(
                 lost = now_lost
                 if (it + 1) % rl.image_every == 0 or it == start_iter:
                     writer.images(EXAMPLES_TAG[rl.log_original_faces], examples, env_steps)
-                if ours:
-                    bar.set_postfix(k=f"{ours['mask/k_mean']:.2f}", loss=f"{ours['fr/loss']:.2f}", acc=f"{ours['fr/val_identification_acc']:.2f}")
+                if "mask/k_mean" in ours and "fr/loss" in ours:
+                    bar.set_postfix(k=f"{ours['mask/k_mean']:.2f}", leak=f"{ours.get('mask/leak', float('nan')):.2f}", loss=f"{ours['fr/loss']:.2f}", acc=f"{ours['fr/val_identification_acc']:.2f}")
                 if (it + 1) % rl.checkpoint_every == 0 or it + 1 == end_iter or stop.requested is not None:
                     save(it + 1)
                     saved = True
@@ -184,7 +224,7 @@ def train(
                 print(f"rl-mask: stopped after iteration {it + 1}; checkpoint {(run_dir / 'checkpoints' / 'latest').read_text()} written, continue with --resume {run_dir}", flush=True)
                 stop.stop_if_requested()
         finished = algo.iteration >= rl.iterations
-        summary = finalize(cfg, defence, data, run_dir, algo, fr, env_steps, prior["wall_seconds"] + time.perf_counter() - t0, finished, writer, iteration_seconds)
+        summary = finalize(cfg, defence, data, run_dir, algo, fr, attacker, judge_path, env_steps, prior["wall_seconds"] + time.perf_counter() - t0, finished, writer, iteration_seconds)
         return summary
     except KeyboardInterrupt as exc:
         raise stop.interrupted(exc) from None
@@ -195,25 +235,29 @@ def train(
             if algo is not None:
                 algo.stop()
             if debug:
-                LOCAL_FR_SERVICES.pop(fr_name, None)
-            elif group is not None:
-                group.kill()
+                LOCAL_SERVICES.pop(fr_name, None)
+                LOCAL_SERVICES.pop(attacker_name, None)
+            else:
+                if group is not None:
+                    group.kill()
+                if attacker is not None:
+                    ray.kill(attacker.target, no_restart=True)
         finally:
             if started_ray:
                 ray.shutdown()
             stop.__exit__(None, None, None)
 
 
-def finalize(cfg: Config, defence, data: PrivateData, run_dir: Path, algo, fr: FRClient, env_steps: int, wall: float, finished: bool, writer: RunWriter, iteration_seconds: list[float]) -> dict:
+def finalize(cfg: Config, defence, data: PrivateData, run_dir: Path, algo, fr: FRClient, attacker: FRClient, judge_path: Path, env_steps: int, wall: float, finished: bool, writer: RunWriter, iteration_seconds: list[float]) -> dict:
     rl = cfg.rl
     metrics = fr.call("evaluate", final_test_set(defence, data))  # the test split: used only here
     info = fr.call("info")
     module = algo.get_module()
     runner_nodes = algo.env_runner_group.foreach_env_runner(lambda runner: ray.get_runtime_context().get_node_id(), local_env_runner=False)
-    scores = score_policy(cfg, fr, module, rl.policy_eval_steps, seed=rl.seed + 12345)
+    scores = score_policy(cfg, fr, module, rl.policy_eval_steps, seed=rl.seed + 12345, attacker=attacker.target, judge=str(judge_path))
     save_checkpoint(fr.call("weights"), run_dir / "fr.pt")
     save_checkpoint(
-        {"state_dict": {k: v.detach().cpu() for k, v in module.state_dict().items()}, "k_choices": list(rl.k_choices), "hidden": list(rl.hidden)},
+        {"state_dict": {k: v.detach().cpu() for k, v in module.state_dict().items()}, "choices": SettingsSpace.from_config(rl).choices, "k_choices": list(rl.k_choices), "hidden": list(rl.hidden)},
         run_dir / "policy.pt",
     )
     writer.scalars({"final/identification_acc": metrics["identification_acc"], "final/verification_acc": metrics["verification_acc"]}, env_steps)
@@ -224,11 +268,14 @@ def finalize(cfg: Config, defence, data: PrivateData, run_dir: Path, algo, fr: F
         "verification_acc": metrics["verification_acc"],
         "accuracy_floor": rl.accuracy_floor,
         "floor_held": metrics["identification_acc"] >= rl.accuracy_floor,
+        "reward": rl.reward,
         "k_choices": list(rl.k_choices),
+        "action_distribution": scores["action_distribution"],
         "k_distribution": scores["k_distribution"],
         "k_entropy": scores["k_entropy"],
         "k_entropy_uniform": scores["k_entropy_uniform"],
         "policy_vs_uniform": {k: scores[k] for k in ("policy", "uniform", "reward_gain_over_uniform")},
+        "attacker": attacker.call("info"),
         "iterations": algo.iteration,
         "env_steps": env_steps,
         "fr_steps": info["fr_step"],

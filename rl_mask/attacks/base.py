@@ -33,6 +33,9 @@ class AttackTarget:
     crossed: list[ProtectedBatch]  # every attacked training message, boundaries kept (batch-wise attacks need them)
     model: FaceRecognizer | None  # the trained FR network
     num_classes: int  # private identities (the model's classes, told in TrainingSetup)
+    # per crossed message, the policy's settings for it (rl_mask.owner.settings) or None: public
+    # parameters of the deployed defence, so white-box attacks may read them (black-box must not)
+    settings: list | None = None
 
     def joined(self) -> ProtectedBatch:
         """The crossed messages as one batch (rows in order; see ``concat_protected``)."""

@@ -143,9 +143,11 @@ class LabelAwareUnmixing(UnmixingAttack):
 
     def attack(self, target: AttackTarget, progress: bool = False) -> Reconstruction:
         self._check_fitted()
-        if self.sign_flip:  # heuristic: magnitudes only (see the module docstring)
-            crossed = [ProtectedBatch(b.inputs.abs(), b.labels, b.weights) for b in target.crossed]
-            target = AttackTarget(target.defence, crossed, target.model, target.num_classes)
+        settings = target.settings or [None] * len(target.crossed)
+        flipped = [s.flip > 0 if s is not None else self.sign_flip for s in settings]
+        if any(flipped):  # heuristic: magnitudes only (see the module docstring)
+            crossed = [ProtectedBatch(b.inputs.abs(), b.labels, b.weights) if f else b for b, f in zip(target.crossed, flipped)]
+            target = AttackTarget(target.defence, crossed, target.model, target.num_classes, target.settings)
         self.assignments = [self.infer(b) if len(b) else torch.empty(0, b.k, dtype=torch.long) for b in target.crossed]
         return self.reconstruct(target, self.assignments)
 

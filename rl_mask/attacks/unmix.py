@@ -20,6 +20,7 @@ from rl_mask.attacks.decoder import BlockUNet
 from rl_mask.attacks.reconstruction import DecoderAttack, simulation_key, train_decoder
 from rl_mask.owner.defences.base import Defence
 from rl_mask.owner.defences.hybrid import HybridDefence
+from rl_mask.owner.settings import MaskSettings
 
 #: Decoders for unmixed faces, shared by the attacks that unmix (same budget, same mask).
 _DECODERS: dict[str, tuple[Defence, BlockUNet | None]] = {}
@@ -44,6 +45,10 @@ def unmix(inputs: torch.Tensor, weights: torch.Tensor, assignment: torch.Tensor)
 def unmixed_view(defence: Defence) -> Defence:
     """The deployed encoding without mixing: what an unmixed row is an instance of."""
     if isinstance(defence, HybridDefence):
+        extras = sorted({s.extra_removed for s in defence.settings_pool})
+        if extras and extras != [0]:  # the policy zeroes more channels in some batches
+            pool = [MaskSettings(k=1, extra_removed=x) for x in extras]
+            return HybridDefence(f"{defence.name}-unmixed", defence.mask, [1], settings_pool=pool)
         return HybridDefence(f"{defence.name}-unmixed", defence.mask, [1])
     return defence  # pixel defences: an unmixed row is the face itself
 

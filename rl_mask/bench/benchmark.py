@@ -6,9 +6,13 @@ numbers):
 
 1. load and split the faces; assert no private identity is in the attacker's public set;
 2. train the evaluation model on the clean private training faces;
-3. per defence: train the FR network (``train_fr``, run folder under ``OUT/runs/NAME``), or,
-   for ``adaptive`` with ``--adaptive-run``, load that run's model and learned k distribution;
+3. per defence: train the FR network (``train_fr``, run folder under ``OUT/runs/NAME``) and
    replay the first ``attack_batches`` protected training batches (what left the data owner);
+   for ``adaptive`` / ``adaptive-paper`` with a trained policy run, *deploy* the policy
+   (``trainers.deploy_policy``, handed in by the CLI: this package runs no Ray) on a fresh FR
+   network with the same FR budget, and attack exactly the batches it sent; ``best-fixed``
+   runs every point of a small grid of fixed settings of the policy's knobs and keeps the one
+   with the lowest worst-attack leak at the adaptive row's utility (``pick_best_fixed``);
 4. per attack: fit on the public faces (a fit is shared between defences that look the same
    to that attacker, e.g. one GAN for every GMI run), attack, score;
 5. steps 2-4 are one seed (``run_seed``); with ``benchmark.seeds`` = N they run N times with
@@ -21,23 +25,24 @@ from __future__ import annotations
 
 import copy
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Callable
 
 import torch
 from tqdm.auto import tqdm
 
 from rl_mask.attacks import Attack, AttackTarget, Reconstruction, build_attack
 from rl_mask.bench.aggregate import aggregate_seeds
-from rl_mask.bench.report import write_report
+from rl_mask.bench.report import worst_case, write_report
 from rl_mask.bench.runtime import estimate_runtime
-from rl_mask.config import Config, ConfigError, save_config
+from rl_mask.config import Config, ConfigError, parse_settings, save_config
 from rl_mask.owner.data import FaceDataError, FaceSplit
-from rl_mask.owner.defences import Defence, build_defence
+from rl_mask.owner.defences import Defence, HybridDefence, build_defence, hybrid_mask_from_config
 from rl_mask.owner.judge import PrivacyJudge, ScoringKey, judge_report, scoring_key, train_evaluation_model
 from rl_mask.owner.judge.evaluator import ARCHITECTURE as EVALUATOR_ARCHITECTURE
-from rl_mask.owner.stream import PrivateData, TrainingStream, prepare_data
-from rl_mask.run_folder import read_run
+from rl_mask.owner.settings import MaskSettings
+from rl_mask.owner.stream import PrivateData, TrainingBatch, TrainingStream, prepare_data
 from rl_mask.server.evaluation import recognition_metrics
 from rl_mask.server.models import FaceRecognizer
 from rl_mask.server.trainer import load_fr_model
@@ -72,6 +77,18 @@ class DefenceRun:
     run_dir: str | None = None
     seconds: float = 0.0
     replayed: bool = True
+    #: the owner's record of the batches as sent (a deployed policy): attacked instead of a replay
+    batches: list[TrainingBatch] | None = None
+    extra: dict = field(default_factory=dict)
+
+
+#: ``deploy(policy_run, cfg, data, out_dir, fr_steps, keep, seed, progress)`` -> an object with
+#: ``defence``, ``fr_weights``, ``batches``, ``note``, ``action_distribution``, ``fr_steps``
+#: (``trainers.deploy_policy.deploy_policy``; injected so that this package needs no Ray).
+Deploy = Callable[..., object]
+#: The rows a trained policy fills (``--adaptive-run`` / ``--adaptive-paper-run``).
+POLICY_ROWS = ("adaptive", "adaptive-paper")
+GRID_PREFIX = "fixed"
 
 
 @torch.no_grad()
@@ -83,33 +100,35 @@ def evaluate_model(model: FaceRecognizer, defence: Defence, data: PrivateData) -
     return recognition_metrics(emb, model.head(emb), data.test_labels, data.pairs, data.same)
 
 
-def _adaptive_from_run(cfg: Config, data: PrivateData, run_dir: str) -> DefenceRun:
-    run = read_run(run_dir)
-    d, r = cfg.data, run.cfg.data
-    for name in ("height", "width", "color", "num_private", "train_per_identity", "split_seed"):
-        if getattr(d, name) != getattr(r, name):
-            raise ConfigError(f"--adaptive-run {run_dir}: data.{name}={getattr(r, name)!r} differs from this benchmark's {getattr(d, name)!r}")
-    if Path(d.resolved_root()).resolve() != Path(r.resolved_root()).resolve():
-        raise ConfigError(f"--adaptive-run {run_dir}: data.root {r.resolved_root()} differs from this benchmark's {d.resolved_root()}")
-    model, meta = load_fr_model(run.fr_weights)
-    expected = list(run.defence.input_shape(d.planes, d.height, d.width))
-    if meta["input_shape"] != expected or meta["num_classes"] != data.num_classes:
-        raise ConfigError(f"--adaptive-run {run_dir}: fr.pt is for input {meta['input_shape']} / {meta['num_classes']} classes, expected {expected} / {data.num_classes}")
-    dist = dict(zip(run.defence.ks, run.defence.probs))
-    note = (
-        f"learned policy from {run.path} (k distribution {', '.join(f'{k}: {p:.3f}' for k, p in dist.items())}); "
-        f"its FR budget is that run's ({run.summary.get('fr_steps', '?')} FR steps), not this benchmark's; "
-        "attacked batches are re-drawn from the policy's k distribution, not replayed"
-    )
-    return DefenceRun("adaptive", run.defence, model, evaluate_model(model, run.defence, data), note=note, run_dir=str(run.path), replayed=False)
+def grid_defence(cfg: Config, text: str) -> HybridDefence:
+    """One best-fixed grid point: the deployed mask with one fixed setting of the policy's knobs."""
+    settings = MaskSettings(**parse_settings(text))
+    return HybridDefence(f"{GRID_PREFIX}[{text}]", hybrid_mask_from_config(cfg), [settings.k], settings_pool=[settings])
 
 
-def train_defence(name: str, cfg: Config, data: PrivateData, out: Path, adaptive_run: str | None, progress: bool) -> DefenceRun:
+def train_defence(
+    name: str,
+    cfg: Config,
+    data: PrivateData,
+    out: Path,
+    policy_run: str | None,
+    progress: bool,
+    deploy: Deploy | None = None,
+    keep: int = 0,
+) -> DefenceRun:
     started = time.perf_counter()
-    if name == "adaptive" and adaptive_run:
-        run = _adaptive_from_run(cfg, data, adaptive_run)
-        run.seconds = time.perf_counter() - started
-        return run
+    run_dir = out / "runs" / name.replace("/", "_")
+    if name in POLICY_ROWS and policy_run:
+        if deploy is None:
+            raise ConfigError(f"the {name} row's policy run {policy_run} needs the deploy step (rl-mask benchmark hands it in)")
+        dep = deploy(policy_run, cfg, data, run_dir, cfg.fr.steps, keep, cfg.benchmark.seed, progress)
+        model, _ = load_fr_model(dep.fr_weights)
+        utility = evaluate_model(model, dep.defence, data)
+        utility = {k: utility[k] for k in ("identification_acc", "identification_top5", "verification_acc")}
+        extra = {"fr_steps": dep.fr_steps, "action_distribution": dep.action_distribution}
+        return DefenceRun(name, dep.defence, model, utility, note=dep.note, run_dir=str(run_dir), seconds=time.perf_counter() - started, replayed=False, batches=dep.batches, extra=extra)
+    if name == "adaptive-paper":
+        raise ConfigError("the adaptive-paper row needs --adaptive-paper-run RUN_DIR (an rl-mask train run with rl.reward=paper)")
     note = ""
     if name == "adaptive":
         ks = list(cfg.rl.k_choices)
@@ -120,22 +139,47 @@ def train_defence(name: str, cfg: Config, data: PrivateData, out: Path, adaptive
             f"benchmark.adaptive_k_probs over rl.k_choices {dict(zip(ks, defence.probs))}"
             + (" (uniform: the same distribution as random-k)" if not cfg.benchmark.adaptive_k_probs else "")
         )
+    elif name.startswith(f"{GRID_PREFIX}["):
+        defence = grid_defence(cfg, name[len(GRID_PREFIX) + 1 : -1])
+        note = "a best-fixed grid point: one fixed setting of the policy's knobs for every batch"
     else:
         defence = build_defence(cfg, name)
-    run_dir = out / "runs" / name
     summary = train_fr(cfg, run_dir, defence=defence, progress=progress, data=data)
     model, _ = load_fr_model(run_dir / "fr.pt")
     utility = {k: summary[k] for k in ("identification_acc", "identification_top5", "verification_acc")}
-    return DefenceRun(name, defence, model, utility, note=note, dp=summary.get("dp"), run_dir=str(run_dir), seconds=time.perf_counter() - started)
+    return DefenceRun(name, defence, model, utility, note=note, dp=summary.get("dp"), run_dir=str(run_dir), seconds=time.perf_counter() - started, extra={"fr_steps": summary["fr_steps"]})
+
+
+def pick_best_fixed(rows: list[dict], reference: dict | None, tolerance: float) -> dict:
+    """The best-fixed row: among the grid rows whose identification accuracy is at least the
+    reference row's (the adaptive row) minus ``tolerance``, the lowest worst-attack leak; if
+    none is that accurate, the most accurate grid row (the note says so)."""
+    grid = [r for r in rows if r["name"].startswith(f"{GRID_PREFIX}[")]
+    if not grid:
+        raise ValueError("best-fixed needs grid rows")
+    acc = lambda r: r["utility"]["identification_acc"]  # noqa: E731
+    if reference is None:
+        eligible, why = grid, "no adaptive row to match: the lowest worst-attack leak of the grid"
+    else:
+        eligible = [r for r in grid if acc(r) >= acc(reference) - tolerance]
+        why = f"the lowest worst-attack leak among grid points within {100 * tolerance:.0f} points of the adaptive row's identification accuracy ({100 * acc(reference):.1f}%)"
+        if not eligible:
+            eligible, why = [max(grid, key=acc)], f"no grid point came within {100 * tolerance:.0f} points of the adaptive row's accuracy: the most accurate one"
+    best = min(eligible, key=lambda r: (worst_case(r)[1]["acc1"], -acc(r)))
+    return {**copy.deepcopy(best), "name": "best-fixed", "note": f"= {best['name']}: {why}", "best_fixed_of": best["name"]}
 
 
 def attacked_batches(cfg: Config, run: DefenceRun, data: PrivateData, batches: int) -> tuple[AttackTarget, ScoringKey, list[torch.Tensor]]:
     """The first ``batches`` protected training batches (a replay of what the FR run trained
     on): the attack target (exactly the messages that crossed), the owner's scoring key, and
     the provenance that did NOT cross (only for what-if attacks)."""
-    stream = TrainingStream(cfg, run.defence, data)
-    drawn = [b for b in (stream.next() for _ in range(batches)) if b.masked.inputs.shape[0] > 0]
-    target = AttackTarget(run.defence, [b.masked.protected() for b in drawn], run.model, data.num_classes)
+    if run.batches is not None:  # a deployed policy: exactly the batches it sent
+        drawn = [b for b in run.batches[:batches] if b.masked.inputs.shape[0] > 0]
+    else:
+        stream = TrainingStream(cfg, run.defence, data)
+        drawn = [b for b in (stream.next() for _ in range(batches)) if b.masked.inputs.shape[0] > 0]
+    # Each batch's settings are public parameters: the white-box attacker is granted them.
+    target = AttackTarget(run.defence, [b.masked.protected() for b in drawn], run.model, data.num_classes, settings=[b.masked.settings for b in drawn])
     return target, scoring_key(drawn), [b.masked.sources for b in drawn]
 
 
@@ -162,7 +206,19 @@ def seed_config(cfg: Config, index: int) -> Config:
     return out
 
 
-def run_seed(run_cfg: Config, data: PrivateData, out: Path, budget, adaptive_run: str | None, progress: bool) -> tuple[dict, list[dict]]:
+def defence_rows(bench, budget, policies: dict[str, str]) -> list[str]:
+    """The rows to train, in order: ``best-fixed`` expands to its grid points (the row itself
+    is picked from them afterwards), a policy row given a run is added if not listed."""
+    rows = []
+    for name in list(bench.defences) + [p for p in POLICY_ROWS if p in policies and p not in bench.defences]:
+        if name == "best-fixed":
+            rows += [f"{GRID_PREFIX}[{text}]" for text in bench.fixed_grid[: budget.grid_points]]
+        else:
+            rows.append(name)
+    return rows
+
+
+def run_seed(run_cfg: Config, data: PrivateData, out: Path, budget, policies: dict[str, str], progress: bool, deploy: Deploy | None = None) -> tuple[dict, list[dict]]:
     """One repeat of the benchmark under ``run_cfg``'s seeds: train the judge and every defence,
     run every attack, score. Returns ``(figures, examples)``; ``figures`` holds the judge's
     quality, the do-nothing baseline, one row per defence and the timings."""
@@ -181,10 +237,10 @@ def run_seed(run_cfg: Config, data: PrivateData, out: Path, budget, adaptive_run
     defences: list[dict] = []
     examples: list[dict] = []
     baseline: dict | None = None
-    outer = tqdm(bench.defences, desc="benchmark (defences)", disable=not progress, dynamic_ncols=True)
+    outer = tqdm(defence_rows(bench, budget, policies), desc="benchmark (defences)", disable=not progress, dynamic_ncols=True)
     for name in outer:
         outer.set_postfix(defence=name)
-        run = train_defence(name, run_cfg, data, out, adaptive_run, progress)
+        run = train_defence(name, run_cfg, data, out, policies.get(name), progress, deploy=deploy, keep=budget.attack_batches)
         timings[f"train/{name}"] = run.seconds
         target, scoring, leaked_sources = attacked_batches(run_cfg, run, data, budget.attack_batches)
         if baseline is None:
@@ -216,9 +272,15 @@ def run_seed(run_cfg: Config, data: PrivateData, out: Path, budget, adaptive_run
                 "replayed_batches": run.replayed,
                 "attacked_samples": target.num_rows,
                 "attacks": cells,
+                **run.extra,
             }
         )
         examples.append({"name": name, "view": run.defence.to_pixels(target.crossed[0].inputs[:1]), "original": scoring.dominant_originals()[:1], "label": int(scoring.dominant_labels[0]), "recs": recs})
+    if "best-fixed" in bench.defences:
+        reference = next((d for d in defences if d["name"] == "adaptive"), None)
+        defences.append(pick_best_fixed(defences, reference, bench.best_fixed_tolerance))
+        chosen = defences[-1]["best_fixed_of"]
+        examples.append({**next(e for e in examples if e["name"] == chosen), "name": "best-fixed"})
     figures = {
         "seed": {"fr": run_cfg.fr.seed, "benchmark": bench.seed, "judge": bench.seed + JUDGE_SEED_OFFSET},
         "evaluation_model": {**judge_quality, "knn_reference": judge.knn_reference},
@@ -229,12 +291,23 @@ def run_seed(run_cfg: Config, data: PrivateData, out: Path, budget, adaptive_run
     return figures, examples
 
 
-def run_benchmark(cfg: Config, out_dir: str | Path, quick: bool = False, adaptive_run: str | None = None, progress: bool = True) -> dict:
+def run_benchmark(
+    cfg: Config,
+    out_dir: str | Path,
+    quick: bool = False,
+    adaptive_run: str | None = None,
+    progress: bool = True,
+    adaptive_paper_run: str | None = None,
+    deploy: Deploy | None = None,
+) -> dict:
     """Run the benchmark into ``out_dir`` (``benchmark.seeds`` repeats, aggregated); returns the
     results dict (also ``results.json``)."""
     started = time.perf_counter()
     bench = cfg.benchmark
     budget = bench.quick if quick else bench.full
+    policies = {name: run for name, run in zip(POLICY_ROWS, (adaptive_run, adaptive_paper_run)) if run}
+    if "adaptive-paper" in bench.defences and "adaptive-paper" not in policies:
+        raise ConfigError("benchmark.defences lists adaptive-paper: give its run with --adaptive-paper-run RUN_DIR")
     run_cfg = copy.deepcopy(cfg)
     run_cfg.fr.steps = budget.fr_steps
     run_cfg.validate()
@@ -249,7 +322,7 @@ def run_benchmark(cfg: Config, out_dir: str | Path, quick: bool = False, adaptiv
     examples: list[dict] = []
     for i in range(bench.seeds):
         seed_out = out if bench.seeds == 1 else out / f"seed{i}"  # run folders: OUT/runs/NAME or OUT/seedI/runs/NAME
-        figures, seed_examples = run_seed(seed_config(run_cfg, i), data, seed_out, budget, adaptive_run, progress)
+        figures, seed_examples = run_seed(seed_config(run_cfg, i), data, seed_out, budget, policies, progress, deploy)
         per_seed.append(figures)
         examples = examples or seed_examples
     results = {
@@ -268,6 +341,7 @@ def run_benchmark(cfg: Config, out_dir: str | Path, quick: bool = False, adaptiv
             "chance_acc1": 1.0 / data.num_classes,
         },
         "adaptive_run": adaptive_run,
+        "adaptive_paper_run": adaptive_paper_run,
         **aggregate_seeds(per_seed, len(data.test_labels), bench.judge_min_acc),
         "per_seed": per_seed,
     }

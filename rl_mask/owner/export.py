@@ -7,12 +7,16 @@ see, under an ``owner_`` prefix (an auditor needs it to score an attack; an atta
 of it):
 
 - ``inputs``  float32 ``[M, C, h, w]``: exactly what the FR server received;
-- ``labels``  int64 ``[M, K]``: identity (private label) of each mixed face;
-- ``weights`` float32 ``[M, K]``: mixing weights (rows sum to 1);
+- ``labels``  int64 ``[M, K]``: identity (private label) of each mixed face, as it crossed
+  (a batch sent with hard labels carries only its dominant identity, in column 0);
+- ``weights`` float32 ``[M, K]``: mixing weights as they crossed (rows sum to 1);
   columns beyond a batch's own k are padding (weight 0, label -1);
 - ``message`` int64 ``[M]``: which crossed message (batch) each sample came in;
-- ``owner_sources`` int64 ``[M, K]``: provenance, indices into the run's private training
+- ``owner_sources`` int64 ``[M, K2]``: provenance, indices into the run's private training
   set (the split of ``config.yaml``: identities shuffled with ``data.split_seed``), -1 padding;
+- ``owner_labels`` / ``owner_weights`` ``[M, K2]``: every mixed face's identity and weight
+  (equal to ``labels`` / ``weights`` unless a batch crossed with hard labels);
+- ``owner_settings`` a JSON list, per message: the adaptive policy's knobs for it (or null);
 - ``owner_meta`` a JSON string: the defence, the run, how the batches were obtained.
 
 The original faces never go into the file.
@@ -31,8 +35,15 @@ from rl_mask.checkpoint import atomic_write_bytes
 from rl_mask.config import ConfigError
 from rl_mask.owner.masking import MaskedBatch
 from rl_mask.owner.recorder import boundary_dir, read_boundary
+from rl_mask.owner.settings import MaskSettings
 from rl_mask.owner.stream import TrainingStream, concat_masked, prepare_data
+from rl_mask.protocol import ProtectedBatch, concat_protected
 from rl_mask.run_folder import read_run
+
+
+def _settings(record: dict) -> MaskSettings | None:
+    raw = json.loads(record.get("owner_settings", "null"))
+    return MaskSettings(**raw) if raw else None
 
 
 def export_masked(run_dir: str | Path, out_file: str | Path, batches: int | None = None, data_root: str | None = None) -> dict:
@@ -54,6 +65,7 @@ def export_masked(run_dir: str | Path, out_file: str | Path, batches: int | None
         batches = batches or max(1, len(data.train_labels) // cfg.fr.batch_size)
         stream = TrainingStream(cfg, run.defence, data)
         drawn = [stream.next().provenance() for _ in range(batches)]
+        crossed = [b.protected() for b in drawn]
         how = "the first training batches of this train-fr run, replayed from its seed through the stream that trained it: identical to what the FR trainer received"
         size = int(len(data.train_labels))
     else:
@@ -61,10 +73,12 @@ def export_masked(run_dir: str | Path, out_file: str | Path, batches: int | None
         if not recorded:
             raise ConfigError(f"{run.path}: an rl-mask train run with no recorded batches under {boundary_dir(run.path)} (rl.record_masked_batches was 0?)")
         recorded = recorded[:batches] if batches else recorded
-        drawn = [MaskedBatch(m["inputs"], m["labels"], m["weights"], m["owner_sources"]) for m in recorded]
+        crossed = [ProtectedBatch(m["inputs"], m["labels"], m["weights"]) for m in recorded]
+        drawn = [MaskedBatch(m["inputs"], m.get("owner_labels", m["labels"]), m.get("owner_weights", m["weights"]), m["owner_sources"], settings=_settings(m)) for m in recorded]
         senders = sorted({m["owner_sender"] for m in recorded})
         how = f"the batches this rl-mask train run's env runners sent to the FR server, recorded as sent ({len(drawn)} from {', '.join(senders)})"
         size = None
+    sent = concat_protected(crossed)
     masked = concat_masked(drawn)
     message = torch.cat([torch.full((b.inputs.shape[0],), i, dtype=torch.long) for i, b in enumerate(drawn)])
     meta = {
@@ -90,11 +104,14 @@ def export_masked(run_dir: str | Path, out_file: str | Path, batches: int | None
     buffer = io.BytesIO()
     np.savez_compressed(
         buffer,
-        inputs=masked.inputs.numpy().astype(np.float32, copy=False),
-        labels=masked.labels.numpy().astype(np.int64),
-        weights=masked.weights.numpy().astype(np.float32, copy=False),
+        inputs=sent.inputs.numpy().astype(np.float32, copy=False),
+        labels=sent.labels.numpy().astype(np.int64),
+        weights=sent.weights.numpy().astype(np.float32, copy=False),
         message=message.numpy(),
         owner_sources=masked.sources.numpy().astype(np.int64),
+        owner_labels=masked.labels.numpy().astype(np.int64),
+        owner_weights=masked.weights.numpy().astype(np.float32, copy=False),
+        owner_settings=np.array(json.dumps([b.settings.as_dict() if b.settings else None for b in drawn])),
         owner_meta=np.array(json.dumps(meta)),
     )
     out_file = Path(out_file)

@@ -18,13 +18,14 @@ without sign flips): what held-out and inference images get.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Sequence
 
 import numpy as np
 import torch
 
 from rl_mask.owner.freq import CHANNELS_PER_PLANE, block_dct, block_idct
+from rl_mask.owner.settings import MaskSettings
 from rl_mask.protocol import ProtectedBatch
 
 #: Default removed channels (zig-zag indices per plane): DC and the 5 lowest AC channels.
@@ -39,13 +40,17 @@ class MaskedBatch:
 
     ``inputs[i]`` mixes ``sources[i, j]`` (positions in the batch given to the mask) with
     weights ``weights[i, j]``; ``labels[i, j]`` is the identity of ``sources[i, j]``.
-    ``sources`` never leaves the owner: ``protected()`` is what crosses to the FR server.
+    ``sources`` never leaves the owner: ``protected()`` is what crosses to the FR server
+    (with ``hard_labels``, only the dominant face's identity crosses, not ``labels``/``weights``).
+    ``settings``: the per-batch knobs it was made with (``rl_mask.owner.settings``), if any.
     """
 
     inputs: torch.Tensor  # [B, C, h, w]
     labels: torch.Tensor  # [B, k] long
     weights: torch.Tensor  # [B, k] float, rows sum to 1
     sources: torch.Tensor  # [B, k] long
+    hard_labels: bool = False
+    settings: MaskSettings | None = None
 
     @property
     def k(self) -> int:
@@ -71,14 +76,17 @@ class MaskedBatch:
 
     def with_sources(self, ids: torch.Tensor) -> "MaskedBatch":
         """Provenance in another index space (e.g. data-set indices of the batch's faces)."""
-        return MaskedBatch(self.inputs, self.labels, self.weights, ids.to(self.sources.device)[self.sources])
+        return replace(self, sources=ids.to(self.sources.device)[self.sources])
 
     def protected(self) -> ProtectedBatch:
-        """The message that crosses to the FR server: everything but the provenance."""
+        """The message that crosses to the FR server: everything but the provenance (and,
+        with ``hard_labels``, only each row's dominant identity, with weight 1)."""
+        if self.hard_labels:
+            return ProtectedBatch(self.inputs, self.dominant_label[:, None].clone(), torch.ones(self.labels.shape[0], 1, dtype=self.weights.dtype, device=self.weights.device))
         return ProtectedBatch(self.inputs, self.labels, self.weights)
 
     def to(self, device: torch.device | str) -> "MaskedBatch":
-        return MaskedBatch(*(t.to(device) for t in (self.inputs, self.labels, self.weights, self.sources)))
+        return replace(self, **{name: getattr(self, name).to(device) for name in ("inputs", "labels", "weights", "sources")})
 
 
 def _numpy_rng(generator: torch.Generator | None) -> np.random.Generator:
@@ -143,9 +151,14 @@ def mix(
     alpha: float = 1.0,
     cap: float = 0.65,
     sign_flip: bool = False,
+    flip_prob: float | None = None,
     generator: torch.Generator | None = None,
 ) -> MaskedBatch:
-    """MixUp of ``k`` samples of ``x`` (any domain); k = 1 returns ``x`` as it is."""
+    """MixUp of ``k`` samples of ``x`` (any domain); k = 1 returns ``x`` as it is.
+
+    Mixed rows get each coefficient's sign flipped with probability ``flip_prob`` (default:
+    0.5 with ``sign_flip``, else 0)."""
+    p_flip = (0.5 if sign_flip else 0.0) if flip_prob is None else float(flip_prob)
     b = x.shape[0]
     sources = sample_partners(b, k, generator)
     w = sample_weights(b, k, weights, alpha, cap, generator)
@@ -160,9 +173,12 @@ def mix(
         for j in range(1, k):
             out.addcmul_(flat.index_select(0, src_dev[:, j]), w_dev[:, j : j + 1])
         out = out.view_as(x)
-        if sign_flip:
+        if p_flip == 0.5:  # every sign random
             signs = torch.randint(0, 2, out.shape, generator=generator, dtype=torch.int8)
             out = out * (signs.to(out.device, out.dtype) * 2 - 1)
+        elif p_flip > 0:
+            flipped = torch.rand(out.shape, generator=generator) < p_flip
+            out = out * (1 - 2 * flipped.to(out.device, out.dtype))
     labels = labels.to(sources.device)
     return MaskedBatch(out, labels[sources], w, sources)
 
@@ -239,6 +255,28 @@ class HybridMask:
             sign_flip=self.sign_flip,
             generator=generator,
         )
+
+    @property
+    def kept_per_plane(self) -> int:
+        return int(self._kept_per_plane.numel())
+
+    def extra_removed_channels(self, extra: int) -> torch.Tensor:
+        """Positions (in the masked tensor) of the ``extra`` lowest kept channels of each plane."""
+        n = self.kept_per_plane
+        return torch.tensor([p * n + j for p in range(self.planes) for j in range(extra)], dtype=torch.long)
+
+    def apply(self, images: torch.Tensor, labels: torch.Tensor, settings: MaskSettings, generator: torch.Generator | None = None) -> MaskedBatch:
+        """Protect a batch with one batch's knobs (``rl_mask.owner.settings``): remove, zero
+        ``extra_removed`` more channels, mix ``k`` faces with Dirichlet(``alpha``) weights,
+        flip signs with probability ``flip``; ``labels='hard'`` lets only the dominant identity cross."""
+        if images.shape[1] != self.planes:
+            raise ValueError(f"HybridMask is set for {self.planes} colour plane(s), images have {images.shape[1]}")
+        settings.check(images.shape[0], self.kept_per_plane, self.cap)
+        masked = self.transform(images)
+        if settings.extra_removed:
+            masked[:, self.extra_removed_channels(settings.extra_removed).to(masked.device)] = 0
+        out = mix(masked, labels, settings.k, weights=self.weights, alpha=settings.alpha, cap=self.cap, flip_prob=settings.flip, generator=generator)
+        return replace(out, hard_labels=settings.labels == "hard", settings=settings)
 
     def to_pixels(self, masked: torch.Tensor) -> torch.Tensor:
         """What a person sees of a masked tensor: removed channels zeroed, inverse DCT."""

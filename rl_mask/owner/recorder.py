@@ -2,18 +2,19 @@
 
 Each sender (an env instance, named by its worker and vector index) keeps its first
 ``limit`` ``ProtectedBatch`` messages exactly as sent, with the owner-only provenance beside
-them under ``owner_`` keys, in ``RUN_DIR/boundary/<sender>.pt`` (rewritten atomically).
+them under ``owner_`` keys (provenance, every mixed face's label and weight, the batch's
+settings), in ``RUN_DIR/boundary/<sender>.pt`` (rewritten atomically).
 ``export-masked`` reads these files: an adaptive run is exported from what its FR server
 received, not from a re-implementation of the training stream.
 """
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
-import torch
-
 from rl_mask.checkpoint import load_checkpoint, save_checkpoint
+from rl_mask.owner.masking import MaskedBatch
 from rl_mask.protocol import ProtectedBatch
 
 BOUNDARY_DIR = "boundary"
@@ -31,12 +32,16 @@ class BoundaryRecorder:
         self.active = limit > 0 and not self.path.exists()
         self._records: list[dict] = []
 
-    def record(self, sent: ProtectedBatch, sources: torch.Tensor) -> None:
-        """Keep ``sent`` (as it crossed) and its provenance (private-train indices ``[B, k]``)."""
+    def record(self, sent: ProtectedBatch, owner: MaskedBatch) -> None:
+        """Keep ``sent`` (as it crossed) and the owner's record of it: provenance (private-train
+        indices ``[B, k]``), every mixed face's label and weight, and the batch's settings."""
         if not self.active or len(self._records) >= self.limit:
             return
         entry = {name: t.detach().cpu().clone() for name, t in sent.as_arrays().items()}
-        entry["owner_sources"] = sources.detach().cpu().clone()
+        entry["owner_sources"] = owner.sources.detach().cpu().clone()
+        entry["owner_labels"] = owner.labels.detach().cpu().clone()
+        entry["owner_weights"] = owner.weights.detach().cpu().clone()
+        entry["owner_settings"] = json.dumps(owner.settings.as_dict() if owner.settings else None)
         self._records.append(entry)
         save_checkpoint({"sender": self.path.stem, "messages": self._records}, self.path)
 

@@ -15,7 +15,8 @@ from rl_mask.config import Config
 from rl_mask.owner.data import BatchSampler, FaceSplit, PoissonSampler, augment, load_split, to_float, verification_pairs
 from rl_mask.owner.defences import Defence
 from rl_mask.owner.masking import MaskedBatch
-from rl_mask.protocol import concat_protected, pad_columns
+from rl_mask.owner.settings import MaskSettings
+from rl_mask.protocol import ProtectedBatch, concat_protected, pad_columns
 
 
 @dataclass
@@ -107,12 +108,15 @@ class TrainingStream:
             images = augment(images, self.generator)
         return idx, images
 
-    def encode(self, idx: torch.Tensor, images: torch.Tensor, k: int | None = None) -> TrainingBatch:
-        """Protect a drawn batch (``k``: the mixing k chosen for it, for defences that take one)."""
+    def encode(self, idx: torch.Tensor, images: torch.Tensor, k: int | None = None, settings: MaskSettings | None = None) -> TrainingBatch:
+        """Protect a drawn batch (``k`` or whole ``settings``: chosen for it by the adaptive
+        policy, for defences that take them)."""
         if len(idx) == 0:  # an empty Poisson batch (DP-SGD): nothing leaves, the step still counts
             none = torch.empty(0, 1, dtype=torch.long)
             return TrainingBatch(idx, images, MaskedBatch(self.defence.encode_eval(images), none, torch.empty(0, 1), none))
         kwargs = {} if k is None else {"k": k}
+        if settings is not None:
+            kwargs["settings"] = settings
         labels = self.data.split.private_train.labels[idx]  # idx: private-train indices
         batch = self.defence.encode_train(images, labels, self.generator, **kwargs)
         return TrainingBatch(idx, images, batch)
@@ -129,9 +133,10 @@ class TrainingStream:
 
 
 def concat_masked(batches: list[MaskedBatch]) -> MaskedBatch:
-    """Several masked batches as one (``concat_protected``, and the sources padded with -1)."""
+    """Several masked batches as one, the owner's full record (``concat_protected`` of every
+    row's k labels and weights, whatever crossed; the sources padded with -1)."""
     kept = [b for b in batches if b.inputs.shape[0] > 0]
-    joined = concat_protected([b.protected() for b in kept])
+    joined = concat_protected([ProtectedBatch(b.inputs, b.labels, b.weights) for b in kept])
     return MaskedBatch(joined.inputs, joined.labels, joined.weights, torch.cat([pad_columns(b.sources, joined.k, -1) for b in kept]))
 
 

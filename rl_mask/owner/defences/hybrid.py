@@ -1,7 +1,10 @@
 """Frequency-domain defences: channel removal alone, and hybrid masking with k drawn per batch.
 
 ``mask`` (PPFR-style), ``fixed-k``, ``random-k`` and the learned policy's k distribution are
-one class: a ``HybridMask`` and a distribution over k.
+one class: a ``HybridMask`` and a distribution over k. A defence can instead draw whole
+per-batch settings (``rl_mask.owner.settings``) from a pool: a fixed setting of the policy's
+knobs (the benchmark's ``best-fixed`` grid), or the settings a deployed policy chose (what a
+white-box attacker simulates).
 """
 
 from __future__ import annotations
@@ -12,14 +15,19 @@ import torch
 
 from rl_mask.owner.defences.base import Defence
 from rl_mask.owner.masking import HybridMask, MaskedBatch
+from rl_mask.owner.settings import MaskSettings
 
 
 class HybridDefence(Defence):
     input_kind = "freq"
 
-    def __init__(self, name: str, mask: HybridMask, ks: Sequence[int], probs: Sequence[float] | None = None):
+    def __init__(self, name: str, mask: HybridMask, ks: Sequence[int], probs: Sequence[float] | None = None, settings_pool: Sequence[MaskSettings] | None = None):
+        if settings_pool:
+            ks = sorted({s.k for s in settings_pool})
+            probs = [sum(s.k == k for s in settings_pool) for k in ks]
         if not ks:
             raise ValueError("HybridDefence needs at least one k")
+        self.settings_pool = list(settings_pool or [])
         self.name = name
         self.mask = mask
         self.ks = [int(k) for k in ks]
@@ -38,7 +46,12 @@ class HybridDefence(Defence):
         i = torch.multinomial(torch.tensor(self.probs), 1, generator=generator).item()
         return self.ks[i]
 
-    def encode_train(self, images, labels, generator=None, k: int | None = None) -> MaskedBatch:
+    def encode_train(self, images, labels, generator=None, k: int | None = None, settings: MaskSettings | None = None) -> MaskedBatch:
+        if settings is None and k is None and self.settings_pool:
+            i = int(torch.randint(len(self.settings_pool), (1,), generator=generator))
+            settings = self.settings_pool[i]
+        if settings is not None:
+            return self.mask.apply(images, labels, settings, generator)
         return self.mask(images, labels, self.sample_k(generator) if k is None else k, generator)
 
     def encode_eval(self, images: torch.Tensor) -> torch.Tensor:
@@ -59,4 +72,14 @@ class HybridDefence(Defence):
             "cap": m.cap,
             "sign_flip": m.sign_flip,
             "upsample": m.upsample,
+            **({"settings": _pool_summary(self.settings_pool)} if self.settings_pool else {}),
         }
+
+
+def _pool_summary(pool: list[MaskSettings]) -> list[dict]:
+    """Distinct settings of a pool with how often each occurs (sorted: stable for cache keys)."""
+    counts: dict[tuple, int] = {}
+    for s in pool:
+        key = tuple(sorted(s.as_dict().items()))
+        counts[key] = counts.get(key, 0) + 1
+    return [{**dict(key), "count": n} for key, n in sorted(counts.items())]

@@ -62,6 +62,24 @@ def privacy_score(ssim_mean: float, psnr_mean: float, knn_ratio: float, acc1: fl
     return {"score": score, "visual_term": visual, "psnr_term": psnr_term, "feature_term": feature, "attack_term": attack}
 
 
+def any_of_k_hits(model: EvaluationModel, images: torch.Tensor, row_labels: torch.Tensor) -> torch.Tensor:
+    """``[N]`` bool: the judge's top-1 identity of each reconstruction is one of its row's
+    identities (``row_labels [N, k]``, -1 padding)."""
+    logits, _ = model.predict(images)
+    top1 = logits.argmax(dim=1)
+    return ((top1[:, None] == row_labels) & (row_labels >= 0)).any(dim=1)
+
+
+def batch_leak(model: EvaluationModel, reconstructions: dict[str, torch.Tensor], row_labels: torch.Tensor) -> dict[str, float]:
+    """The attacker-in-the-loop's leak on one batch, scored by the owner: per attack the
+    any-of-k acc@1 of its reconstructions (one per row), and ``leak``, the fraction of rows that
+    leak under at least one attack (the strongest attack per row)."""
+    hits = {name: any_of_k_hits(model, images, row_labels) for name, images in reconstructions.items()}
+    out = {f"leak/{name}": float(h.float().mean()) for name, h in hits.items()}
+    out["leak"] = float(torch.stack(list(hits.values())).any(dim=0).float().mean())
+    return out
+
+
 @dataclass
 class ScoringKey:
     """Owner side, never given to an attack: what each crossed row (in sending order) mixes.

@@ -1,0 +1,147 @@
+"""The attacker in the loop: a white-box reconstruction attacker that trains while the policy does.
+
+It stands where the FR server stands and gets exactly the boundary messages
+(``ProtectedBatch``), one per env step, plus, under the white-box assumption, the public
+parameters the batch was made with (the policy's ``MaskSettings`` for it: Kerckhoffs, the
+masking algorithm and its knobs are not secret; only which faces were mixed is). For each
+batch it
+
+1. takes ``train_steps`` decoder steps on its own public faces protected with *those*
+   settings (the decoder follows the policy as it moves), half the rows mixed as the batch
+   was and half unmixed (k = 1 with the same channels), so one ``BlockUNet`` serves both
+   attacks below;
+2. decodes every crossed row (the white-box reconstruction: the row's dominant face);
+3. where labels and weights crossed (``labels='soft'``), k > 1 and no signs were flipped:
+   the label-aware attack's correlation step finds each row's partners among the batch's
+   faces by identity, unmixes the linear system and decodes each unmixed face.
+
+It returns the reconstructions; the data owner, who holds the originals, scores them with its
+own judge (``rl_mask.owner.judge.privacy.batch_leak``). It never sees provenance or originals.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+
+import torch
+import torch.nn.functional as F
+
+from rl_mask.attacks.decoder import BlockUNet
+from rl_mask.attacks.label_aware import correlation_assignment, partner_candidates
+from rl_mask.attacks.reconstruction import light_jitter
+from rl_mask.attacks.unmix import unmix
+from rl_mask.owner.data import augment
+from rl_mask.owner.masking import HybridMask
+from rl_mask.owner.settings import MaskSettings, SettingsSpace
+from rl_mask.protocol import ProtectedBatch
+
+
+class OnlineAttacker:
+    def __init__(
+        self,
+        public: torch.Tensor,
+        mask: HybridMask,
+        settings_space: list[MaskSettings],
+        batch_size: int = 16,
+        lr: float = 2e-3,
+        train_steps: int = 1,
+        warmup_steps: int = 100,
+        seed: int = 0,
+        device: str = "cpu",
+        rows: int = 0,
+        widths: tuple[int, int, int] = (64, 128, 192),
+    ):
+        self.public = public.float()
+        self.mask = mask
+        self.space = list(settings_space)
+        self.batch_size = min(batch_size, public.shape[0])
+        self.train_steps = train_steps
+        self.rows = rows  # rows attacked per batch (0: all); a random subset estimates the batch's leak
+        self.device = torch.device(device)
+        self.generator = torch.Generator().manual_seed(seed)
+        torch.manual_seed(seed)
+        self.decoder = BlockUNet(public.shape[1], tuple(widths)).to(self.device)
+        views = [self._pairs(s)[0] for s in self.space[: max(1, min(8, len(self.space)))]]
+        self.decoder.set_input_scale(torch.cat(views).to(self.device))
+        self.opt = torch.optim.AdamW(self.decoder.parameters(), lr=lr, weight_decay=1e-4)
+        self.steps = 0
+        self.batches = 0
+        for _ in range(warmup_steps):
+            self._train_step(self.space[int(torch.randint(len(self.space), (1,), generator=self.generator))])
+
+    @classmethod
+    def from_config(cls, cfg, public: torch.Tensor, device: str = "cpu") -> "OnlineAttacker":
+        """The attacker of an ``rl-mask train`` run: the deployed mask, every setting the
+        policy can choose, ``rl.attacker_*`` sizes."""
+        from rl_mask.owner.defences import hybrid_mask_from_config
+
+        rl = cfg.rl
+        space = SettingsSpace.from_config(rl).all()
+        return cls(
+            public,
+            hybrid_mask_from_config(cfg),
+            space,
+            rl.attacker_batch_size,
+            rl.attacker_lr,
+            rl.attacker_train_steps,
+            rl.attacker_warmup_steps,
+            rl.seed + 777,
+            device,
+            rl.attacker_rows,
+            tuple(rl.attacker_widths),
+        )
+
+    def _pairs(self, settings: MaskSettings) -> tuple[torch.Tensor, torch.Tensor]:
+        """Public faces protected with ``settings`` (half mixed, half unmixed) -> (view, target face)."""
+        n = self.public.shape[0]
+        idx = torch.randperm(n, generator=self.generator)[: self.batch_size]
+        faces = light_jitter(augment(self.public[idx], self.generator), self.generator)
+        half = max(2, self.batch_size // 2) if settings.k > 1 else self.batch_size
+        k = min(settings.k, half)
+        mixed = self.mask.apply(faces[:half], torch.arange(half), dataclasses.replace(settings, k=k), self.generator)
+        views, targets = [self.mask.to_pixels(mixed.inputs)], [faces[:half][mixed.dominant_source]]
+        if half < faces.shape[0]:
+            single = dataclasses.replace(settings, k=1, flip=0.0)
+            rest = faces[half:]
+            views.append(self.mask.to_pixels(self.mask.apply(rest, torch.arange(len(rest)), single, self.generator).inputs))
+            targets.append(rest)
+        return torch.cat(views), torch.cat(targets)
+
+    def _train_step(self, settings: MaskSettings) -> float:
+        self.decoder.train()
+        view, target = self._pairs(settings)
+        loss = F.l1_loss(self.decoder(view.to(self.device)), target.to(self.device))
+        self.opt.zero_grad(set_to_none=True)
+        loss.backward()
+        self.opt.step()
+        self.steps += 1
+        return float(loss.detach())
+
+    @torch.no_grad()
+    def _decode(self, encoded: torch.Tensor) -> torch.Tensor:
+        self.decoder.eval()
+        return torch.cat([self.decoder(self.mask.to_pixels(encoded[i : i + 64]).to(self.device)).cpu() for i in range(0, encoded.shape[0], 64)])
+
+    def label_aware_applies(self, batch: ProtectedBatch, settings: MaskSettings) -> bool:
+        return batch.k > 1 and settings.labels == "soft" and settings.flip == 0.0
+
+    def observe(self, batch: ProtectedBatch, settings: MaskSettings) -> dict:
+        """Learn from the batch's settings, then attack ``rows`` of the batch (a random subset, or
+        all): ``{"rows": [n], "whitebox": [n, P, H, W]}`` and, where it applies,
+        ``"label-aware"`` (each attacked row's own face, unmixed from the whole batch)."""
+        for _ in range(self.train_steps):
+            self._train_step(settings)
+        self.batches += 1
+        inputs = batch.inputs.detach().cpu().float()
+        n = len(batch)
+        rows = torch.randperm(n, generator=self.generator)[: self.rows].sort().values if 0 < self.rows < n else torch.arange(n)
+        out = {"rows": rows, "whitebox": self._decode(inputs[rows])}
+        if self.label_aware_applies(batch, settings):
+            labels = batch.labels.cpu()
+            x = inputs.reshape(n, -1).double()
+            assignment = correlation_assignment(x, labels, partner_candidates(labels))
+            out["label-aware"] = self._decode(unmix(inputs, batch.weights.cpu(), assignment)[rows])
+        return out
+
+    def info(self) -> dict:
+        return {"decoder_steps": self.steps, "batches_attacked": self.batches, "device": str(self.device)}

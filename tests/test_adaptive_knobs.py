@@ -1,0 +1,132 @@
+"""The adaptive policy's wider action and the attacker in the loop, on real AT&T faces:
+every knob reaches the mask and is recorded with what crossed, and the reward falls when a
+real attacker's leak (scored by the owner's real judge) rises."""
+
+import copy
+import json
+
+import numpy as np
+import pytest
+import torch
+
+import privacy_helpers as H
+from envs.hybrid_masking import HybridMaskingEnv
+from rl_mask.attacks.online import OnlineAttacker
+from rl_mask.config import Config
+from rl_mask.owner.defences import build_defence
+from rl_mask.owner.messages import training_setup, validation_set
+from rl_mask.owner.recorder import read_boundary
+from rl_mask.owner.settings import MaskSettings, SettingsSpace
+from rl_mask.server.service import FRService
+
+
+class SpyService(FRService):
+    """The real FR service, keeping every message it is sent."""
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.received = []
+
+    def train_step(self, batch):
+        self.received.append(batch)
+        return super().train_step(batch)
+
+
+def _cfg(**rl) -> Config:
+    cfg = Config()
+    cfg.fr.batch_size = 32
+    cfg.rl.horizon = 50
+    cfg.rl.eval_every = 1000
+    cfg.rl.record_masked_batches = 20
+    cfg.rl.attacker_rows = 0
+    for key, value in rl.items():
+        setattr(cfg.rl, key, value)
+    return cfg.validate()
+
+
+def _service(cfg) -> SpyService:
+    data = H.data()
+    defence = build_defence(cfg, "adaptive", k_choices=cfg.rl.k_choices)
+    service = SpyService(training_setup(cfg, defence, data, total_steps=100), device="cpu")
+    service.set_validation(validation_set(defence, data))
+    return service
+
+
+def _env(cfg, service, attacker, **extra) -> HybridMaskingEnv:
+    return HybridMaskingEnv({"config": cfg, "fr_service": service, "attacker_service": attacker, "judge": H.judge().model, "total_fr_steps": 100, **extra})
+
+
+def _attacker(cfg, warmup: int, train_steps: int) -> OnlineAttacker:
+    c = copy.deepcopy(cfg)
+    c.rl.attacker_warmup_steps = warmup
+    c.rl.attacker_train_steps = train_steps
+    return OnlineAttacker.from_config(c, H.public())
+
+
+def test_every_knob_reaches_the_mask_and_is_recorded_as_it_crossed(tmp_path):
+    cfg = _cfg()
+    space = SettingsSpace.from_config(cfg.rl)
+    attacker = _attacker(cfg, warmup=0, train_steps=0)
+    base = MaskSettings(k=3, flip=0.0, extra_removed=0, alpha=0.5, labels="soft")
+    variants = {
+        "base": base,
+        "k": MaskSettings(6, 0.0, 0, 0.5, "soft"),
+        "flip": MaskSettings(3, 0.5, 0, 0.5, "soft"),
+        "extra_removed": MaskSettings(3, 0.0, 9, 0.5, "soft"),
+        "alpha": MaskSettings(3, 0.0, 0, 4.0, "soft"),
+        "labels": MaskSettings(3, 0.0, 0, 0.5, "hard"),
+    }
+    sent, infos, records = {}, {}, {}
+    for name, settings in variants.items():
+        service = _service(cfg)
+        env = _env(cfg, service, attacker, run_dir=str(tmp_path / name))  # the same seed: the same faces, partners and weights
+        env.reset()
+        _, reward, _, _, info = env.step(space.encode(settings))
+        sent[name], infos[name] = service.received[0], info
+        records[name] = read_boundary(tmp_path / name)[0]
+        # recorded on the owner's side exactly as the FR server received it, with its settings
+        assert info["k"] == settings.k and info["labels"] == settings.labels
+        assert all(torch.equal(records[name][f], getattr(sent[name], f)) for f in ("inputs", "labels", "weights"))
+        assert json.loads(records[name]["owner_settings"]) == settings.as_dict()
+        assert reward == pytest.approx(-cfg.rl.leak_lambda * info["leak"] - info["reward_utility_penalty"])
+    b = sent["base"]
+    assert b.weights.shape == (32, 3) and sent["k"].weights.shape == (32, 6)
+    # sign flips: the same mixture, about half its signs flipped
+    same_mix = torch.allclose(sent["flip"].inputs.abs(), b.inputs.abs())
+    flipped = ((sent["flip"].inputs * b.inputs) < 0).float().mean() / (b.inputs != 0).float().mean()
+    assert same_mix and 0.4 < float(flipped) < 0.6
+    # extra removal: the 9 lowest kept channels read 0, and not before
+    assert (sent["extra_removed"].inputs[:, :9] == 0).all() and (b.inputs[:, :9] != 0).any()
+    assert torch.equal(sent["extra_removed"].inputs[:, 9:], b.inputs[:, 9:])
+    # concentration: Dirichlet(0.5) weights are more lopsided than Dirichlet(4) (smaller least weights)
+    assert b.weights.min(1).values.mean() + 0.05 < sent["alpha"].weights.min(1).values.mean()
+    # hard labels: only the dominant identity crosses, with weight 1; the owner keeps all k
+    hard = sent["labels"]
+    assert hard.labels.shape == (32, 1) and torch.equal(hard.weights, torch.ones(32, 1))
+    assert torch.equal(hard.inputs, b.inputs)
+    owner = records["labels"]
+    assert owner["owner_labels"].shape == (32, 3)
+    assert torch.equal(hard.labels[:, 0], owner["owner_labels"].gather(1, owner["owner_weights"].argmax(1, keepdim=True))[:, 0])
+
+
+def test_reward_falls_when_the_attackers_leak_rises():
+    """Same faces, same settings (k = 2, labels and weights cross, no flips), a frozen FR
+    network: an untrained attacker vs one whose decoder has trained on public faces."""
+    cfg = _cfg(k_choices=[2, 6], flip_choices=[0.0], extra_removed_choices=[0], alpha_choices=[1.0], label_choices=["soft"])
+    space = SettingsSpace.from_config(cfg.rl)
+    service = _service(cfg)
+    a = space.encode(MaskSettings(2, 0.0, 0, 1.0, "soft"))
+    out = {}
+    for name, attacker in (("untrained", _attacker(cfg, 0, 0)), ("trained", _attacker(cfg, 250, 1))):
+        env = _env(cfg, service, attacker, train_fr=False)
+        env.reset(seed=7)
+        steps = [env.step(a) for _ in range(4)]
+        for obs, reward, _, _, info in steps:
+            assert reward == pytest.approx(-cfg.rl.leak_lambda * info["leak"] - info["reward_utility_penalty"])
+            assert obs[6] == pytest.approx(info["leak"])  # the observation carries the last leak
+        out[name] = (np.mean([s[4]["leak"] for s in steps]), np.mean([s[1] for s in steps]), np.mean([s[4]["leak/label-aware"] for s in steps]))
+    (leak_u, reward_u, _), (leak_t, reward_t, la_t) = out["untrained"], out["trained"]
+    chance = 2 / H.data().num_classes
+    assert leak_u < chance + 0.1 and leak_t > leak_u + 0.1, out
+    assert reward_t < reward_u, out
+    assert la_t > chance + 0.05, out  # k = 2 with labels crossing: the label-aware attack unmixes the batch

@@ -1,0 +1,51 @@
+"""The Ray actor that hosts the attacker in the loop (``rl_mask.attacks.online``).
+
+One per run, named (explicit namespace) so env runners on any node find it; every env runner
+sends it the ``ProtectedBatch`` it sent the FR server, with the batch's settings. It asks for
+a GPU only when the cluster has one to spare beyond the FR workers' (CPU otherwise). Ray
+restarts it after a crash (``max_restarts=-1``); it then warms its decoder up again: the
+attacker is a measuring instrument, and a restarted one is at worst weaker for a while.
+"""
+
+from __future__ import annotations
+
+import os
+
+import ray
+import torch
+
+from rl_mask.attacks.online import OnlineAttacker
+from rl_mask.config import Config, from_dict
+
+
+class AttackerActorImpl:
+    def __init__(self, cfg: dict, public: torch.Tensor, threads: int = 0):
+        torch.set_num_threads(threads or os.cpu_count() or 1)
+        device = "cuda" if ray.get_gpu_ids() and torch.cuda.is_available() else "cpu"
+        self.attacker = OnlineAttacker.from_config(from_dict(cfg), public, device)
+
+    def observe(self, batch, settings) -> dict:
+        return self.attacker.observe(batch, settings)
+
+    def status(self) -> dict:
+        return self.attacker.info()
+
+    def info(self) -> dict:
+        return {**self.attacker.info(), "node_id": ray.get_runtime_context().get_node_id(), "pid": os.getpid()}
+
+
+AttackerActor = ray.remote(AttackerActorImpl)
+
+
+def attacker_num_gpus(cfg: Config) -> float:
+    """-1 = auto: one GPU if the cluster has one beyond what the FR workers take, else CPU."""
+    rl = cfg.rl
+    if rl.attacker_num_gpus >= 0:
+        return rl.attacker_num_gpus
+    gpus = ray.cluster_resources().get("GPU", 0)
+    fr = rl.fr_workers * (rl.fr_num_gpus if rl.fr_num_gpus >= 0 else (1.0 if gpus >= 1 else 0.0))
+    return 1.0 if gpus - fr >= 1 else 0.0
+
+
+def create_attacker_actor(cfg: Config, public: torch.Tensor, name: str, namespace: str):
+    return AttackerActor.options(name=name, namespace=namespace, num_cpus=0, num_gpus=attacker_num_gpus(cfg), max_restarts=-1, max_task_retries=-1).remote(cfg.to_dict(), public, cfg.rl.fr_threads)
