@@ -21,7 +21,7 @@ STRATEGIES = ("none", "mask", "fixed-k", "random-k", "mixup", "instahide", "dpsg
 BENCHMARK_DEFENCES = ("none", "mask", "mixup", "instahide", "dpsgd", "fixed-k", "random-k", "best-fixed", "adaptive", "adaptive-paper")
 #: Rows only run when asked for (adaptive-paper needs its own trained run; best-fixed trains a grid).
 OPTIONAL_DEFENCES = ("best-fixed", "adaptive-paper")
-BENCHMARK_ATTACKS = ("whitebox", "blackbox", "label-aware", "mi-face", "gmi", "provenance")
+BENCHMARK_ATTACKS = ("whitebox", "blackbox", "label-aware", "cross-batch", "mi-face", "gmi", "provenance")
 #: Attacks that use a field that does not cross: reported as "what-if" rows, never a defence's worst case.
 WHAT_IF_ATTACKS = ("provenance",)
 WEIGHT_KINDS = ("dirichlet", "instahide")
@@ -221,6 +221,7 @@ class BenchmarkBudget:
     fr_steps: int = 600
     eval_model_steps: int = 400
     attack_batches: int = 3  # protected training batches (as they left the data owner) attacked
+    context_batches: int = 60  # further batches of the run the cross-batch attack may use (not scored)
     decoder_steps: int = 2000
     decoder_batch_size: int = 16
     mi_steps: int = 300
@@ -236,6 +237,7 @@ def _quick_budget() -> BenchmarkBudget:
         fr_steps=300,
         eval_model_steps=150,
         attack_batches=2,
+        context_batches=20,
         decoder_steps=500,
         decoder_batch_size=16,
         mi_steps=200,

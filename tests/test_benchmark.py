@@ -18,6 +18,8 @@ TINY = {
     "fr_steps": 4,
     "eval_model_steps": 4,
     "attack_batches": 1,
+    "context_batches": 2,
+    "grid_points": 2,
     "decoder_steps": 3,
     "decoder_batch_size": 8,
     "mi_steps": 3,

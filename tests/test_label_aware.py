@@ -121,3 +121,31 @@ def test_blackbox_estimates_the_kept_channels_from_the_crossed_tensors(k, sign_f
     assert estimate == [c for c in range(64) if c not in removed]
     attack = BlackBoxReconstruction(steps=2, batch_size=4).fit(H.public(), target.defence)
     assert attack.estimate(target) == estimate
+
+
+def test_cross_batch_blends_each_row_with_same_identity_faces_of_other_batches():
+    from rl_mask.attacks import CrossBatchAggregation
+
+    defence, drawn, _ = _drawn(4, batches=5)
+    n = H.data().num_classes
+    attacked = [drawn[0].masked.protected()]
+    context = [b.masked.protected() for b in drawn[1:]]
+    attack = CrossBatchAggregation(steps=2, batch_size=4, neighbours=3, own_weight=0.5).fit(H.public(), defence)
+    alone = attack.attack(AttackTarget(defence, attacked, None, n))
+    label_aware = LabelAwareUnmixing(steps=2, batch_size=4).fit(H.public(), defence).attack(AttackTarget(defence, attacked, None, n))
+    assert torch.equal(alone.images, label_aware.images)  # one batch: nothing to blend with
+    both = attack.attack(AttackTarget(defence, attacked, None, n, context=context))
+    assert both.images.shape == alone.images.shape and torch.equal(both.rows, torch.arange(64))
+    assert torch.equal(both.labels, attacked[0].labels[:, 0])
+    # each row: half its own decoded face, half the mean of 3 decoded faces that crossed with
+    # the same identity label in the other batches (every row decoded as in label-aware)
+    others_labels = torch.cat([b.labels[:, 0] for b in context])
+    other_faces = LabelAwareUnmixing(steps=2, batch_size=4).fit(H.public(), defence).attack(AttackTarget(defence, context, None, n)).images
+    for i in (0, 37):
+        rest = (2 * both.images[i] - alone.images[i]).flatten()  # = the neighbours' mean
+        same = other_faces[others_labels == both.labels[i]].flatten(1)
+        close = (same - rest).norm(dim=1).sort().values
+        # the mean of exactly 3 same-identity faces: it lies in their span, and is none of them
+        coef = torch.linalg.lstsq(same.T.double(), rest[:, None].double()).solution
+        assert torch.allclose(same.T.double() @ coef, rest[:, None].double(), atol=1e-3)
+        assert close[0] > 1e-3

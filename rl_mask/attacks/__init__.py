@@ -1,4 +1,5 @@
-"""Attacks on what crosses the door: reconstruction (white/black box, label-aware unmixing),
+"""Attacks on what crosses the door: reconstruction (white/black box, label-aware unmixing,
+cross-batch aggregation),
 MI-FACE, GAN-prior inversion, and the what-if provenance attack.
 
 One interface (``Attack``): fit on public faces, attack the crossed messages and the trained
@@ -8,6 +9,7 @@ model, return reconstructions. ``build_attack`` makes one from the benchmark con
 from __future__ import annotations
 
 from rl_mask.attacks.base import ATTACK_KINDS, Attack, AttackTarget, Reconstruction, concat_protected
+from rl_mask.attacks.cross_batch import CrossBatchAggregation
 from rl_mask.attacks.gmi import GANPriorInversion
 from rl_mask.attacks.label_aware import LabelAwareUnmixing
 from rl_mask.attacks.mi_face import MIFace
@@ -26,6 +28,8 @@ def build_attack(name: str, bench: BenchmarkConfig, budget: BenchmarkBudget) -> 
         return BlackBoxReconstruction(budget.decoder_steps, budget.decoder_batch_size, guess_k=bench.blackbox_k, **decoder)
     if name == "label-aware":
         return LabelAwareUnmixing(budget.decoder_steps, budget.decoder_batch_size, **decoder)
+    if name == "cross-batch":
+        return CrossBatchAggregation(budget.decoder_steps, budget.decoder_batch_size, **decoder)
     if name == "provenance":
         return ProvenanceAttack(budget.decoder_steps, budget.decoder_batch_size, **decoder)
     if name == "mi-face":
@@ -40,6 +44,7 @@ __all__ = [
     "Attack",
     "AttackTarget",
     "BlackBoxReconstruction",
+    "CrossBatchAggregation",
     "GANPriorInversion",
     "LabelAwareUnmixing",
     "MIFace",

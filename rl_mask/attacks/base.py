@@ -36,6 +36,10 @@ class AttackTarget:
     # per crossed message, the policy's settings for it (rl_mask.owner.settings) or None: public
     # parameters of the deployed defence, so white-box attacks may read them (black-box must not)
     settings: list | None = None
+    # further messages of the same run that crossed (not scored: the server holds every batch
+    # of training, so across-batch attacks may use them), with their settings
+    context: list[ProtectedBatch] | None = None
+    context_settings: list | None = None
 
     def joined(self) -> ProtectedBatch:
         """The crossed messages as one batch (rows in order; see ``concat_protected``)."""

@@ -169,17 +169,28 @@ def pick_best_fixed(rows: list[dict], reference: dict | None, tolerance: float) 
     return {**copy.deepcopy(best), "name": "best-fixed", "note": f"= {best['name']}: {why}", "best_fixed_of": best["name"]}
 
 
-def attacked_batches(cfg: Config, run: DefenceRun, data: PrivateData, batches: int) -> tuple[AttackTarget, ScoringKey, list[torch.Tensor]]:
+def attacked_batches(cfg: Config, run: DefenceRun, data: PrivateData, batches: int, context: int = 0) -> tuple[AttackTarget, ScoringKey, list[torch.Tensor]]:
     """The first ``batches`` protected training batches (a replay of what the FR run trained
-    on): the attack target (exactly the messages that crossed), the owner's scoring key, and
-    the provenance that did NOT cross (only for what-if attacks)."""
+    on, or what a deployed policy sent): the attack target (exactly the messages that crossed,
+    and the next ``context`` messages, unscored, for across-batch attacks), the owner's scoring
+    key, and the provenance that did NOT cross (only for what-if attacks)."""
     if run.batches is not None:  # a deployed policy: exactly the batches it sent
-        drawn = [b for b in run.batches[:batches] if b.masked.inputs.shape[0] > 0]
+        sent = run.batches[: batches + context]
     else:
         stream = TrainingStream(cfg, run.defence, data)
-        drawn = [b for b in (stream.next() for _ in range(batches)) if b.masked.inputs.shape[0] > 0]
+        sent = [stream.next() for _ in range(batches + context)]
+    drawn = [b for b in sent[:batches] if b.masked.inputs.shape[0] > 0]
+    later = [b.masked for b in sent[batches:] if b.masked.inputs.shape[0] > 0]
     # Each batch's settings are public parameters: the white-box attacker is granted them.
-    target = AttackTarget(run.defence, [b.masked.protected() for b in drawn], run.model, data.num_classes, settings=[b.masked.settings for b in drawn])
+    target = AttackTarget(
+        run.defence,
+        [b.masked.protected() for b in drawn],
+        run.model,
+        data.num_classes,
+        settings=[b.masked.settings for b in drawn],
+        context=[m.protected() for m in later],
+        context_settings=[m.settings for m in later],
+    )
     return target, scoring_key(drawn), [b.masked.sources for b in drawn]
 
 
@@ -240,9 +251,10 @@ def run_seed(run_cfg: Config, data: PrivateData, out: Path, budget, policies: di
     outer = tqdm(defence_rows(bench, budget, policies), desc="benchmark (defences)", disable=not progress, dynamic_ncols=True)
     for name in outer:
         outer.set_postfix(defence=name)
-        run = train_defence(name, run_cfg, data, out, policies.get(name), progress, deploy=deploy, keep=budget.attack_batches)
+        context = budget.context_batches if "cross-batch" in bench.attacks else 0
+        run = train_defence(name, run_cfg, data, out, policies.get(name), progress, deploy=deploy, keep=budget.attack_batches + context)
         timings[f"train/{name}"] = run.seconds
-        target, scoring, leaked_sources = attacked_batches(run_cfg, run, data, budget.attack_batches)
+        target, scoring, leaked_sources = attacked_batches(run_cfg, run, data, budget.attack_batches, context)
         if baseline is None:
             baseline = mean_face_baseline(public, judge, target, scoring)
         cells: dict[str, dict] = {}

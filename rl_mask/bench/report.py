@@ -23,6 +23,7 @@ ATTACK_TITLES = {
     "mi-face": "MI-FACE",
     "gmi": "GAN-prior inversion (GMI)",
     "label-aware": "label-aware unmixing",
+    "cross-batch": "cross-batch aggregation",
     "provenance": "provenance (what-if: needs a field that does not cross)",
 }
 
@@ -34,6 +35,7 @@ ATTACK_ADVERSARY = {
     "mi-face": "a model holder with the trained FR model and its input encoding: gradient inversion of each identity's logit",
     "gmi": "a model holder as for MI-FACE, with a GAN prior learnt from the public faces",
     "label-aware": "the FR server using the labels and weights that cross with each batch: finds each row's partners among the batch's faces by identity, unmixes the linear system, decodes with the white-box decoder",
+    "cross-batch": "the FR server using every batch it received: unmixes each with the label-aware attack, then averages each attacked row's decoded face with its most similar decoded faces of the same identity label from other batches (the same person recurs in new mixtures every epoch)",
     "provenance": "what-if only: the FR server if the sources (which faces were mixed) crossed too; they do not, so it never counts for a defence",
 }
 

@@ -14,6 +14,7 @@ COST_DRIVERS: dict[str, tuple[str, ...]] = {
     "fit/gmi/": ("gan_steps",),
     "attack/mi-face/": ("mi_steps", "mi_restarts"),
     "attack/gmi/": ("gmi_steps", "gmi_restarts"),
+    "attack/cross-batch/": ("context_batches",),
     "attack/": ("attack_batches",),
 }
 
