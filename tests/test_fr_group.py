@@ -69,3 +69,46 @@ def test_two_worker_run_checkpoints_and_resumes(ray_runtime, tmp_path):
     assert done["finished"] and done["iterations"] == 2 and done["env_steps"] == 64
     assert done["fr_steps"] >= saved["step"] + 32
     assert json.loads((run / "summary.json").read_text())["fr_workers"] == 2
+
+
+def test_a_killed_worker_comes_back_with_the_groups_weights(ray_runtime, tmp_path):
+    """Ray restarts a crashed FR worker outside the group; heal() hands it worker 0's full state
+    and re-forms the group, and the two go on training one network."""
+    import os
+    import signal
+    import time
+
+    cfg = tiny()
+    cfg.model.dropout = 0.0
+    data = prepare_data(cfg)
+    defence = build_defence(cfg, "fixed-k")
+    setup = training_setup(cfg, defence, data, 100)
+    stream = TrainingStream(cfg, defence, data)
+    group = FRGroup(cfg, setup, tmp_path, "fr-heal-test", NAMESPACE)
+    try:
+        client = FRClient(group.actors)
+        for _ in range(2):
+            client.call("train_step", stream.next().masked.protected())
+        assert not group.heal()  # nobody lost: nothing to do
+        old_pid = ray.get(group.actors[1].pid.remote())
+        os.kill(old_pid, signal.SIGKILL)
+        deadline = time.time() + 120
+        while True:  # Ray restarts the actor (rl.fr_max_restarts); wait until it answers
+            try:
+                info = ray.get(group.actors[1].info.remote(), timeout=30)
+                break
+            except (ray.exceptions.RayActorError, ray.exceptions.GetTimeoutError):
+                assert time.time() < deadline, "the FR worker was not restarted"
+                time.sleep(1)
+        assert info["restarted"] and not info["in_group"] and ray.get(group.actors[1].pid.remote()) != old_pid
+        assert group.heal() and group.reformed == 1
+        states = ray.get([a.get_state.remote() for a in group.actors])
+        params = [n for n, _ in torch.nn.Module.named_parameters(trainer_for(setup, torch.device("cpu")).model)]
+        assert states[1]["trainer"]["step"] == states[0]["trainer"]["step"] == 2
+        assert all(torch.equal(states[0]["trainer"]["model"][n], states[1]["trainer"]["model"][n]) for n in params)
+        out = client.call("train_step", stream.next().masked.protected())  # the re-formed group trains on
+        assert out["fr_step"] == 3
+        states = ray.get([a.get_state.remote() for a in group.actors])
+        assert all(torch.equal(states[0]["trainer"]["model"][n], states[1]["trainer"]["model"][n]) for n in params)
+    finally:
+        group.kill()
