@@ -131,9 +131,11 @@ class HybridMaskingEnv(gym.Env):
 
     def _draw_batch(self) -> None:
         self._idx, self._images = self.stream.draw()
+        # one block DCT per batch: the observation's band energies and the protection share it
+        self._transformed = self.defence.encode_eval(self._images)
 
     def _band_energy(self) -> list[float]:
-        energy = self.defence.encode_eval(self._images).pow(2).mean(dim=(0, 2, 3))
+        energy = self._transformed.pow(2).mean(dim=(0, 2, 3))
         return [float(torch.log1p(energy[i].mean())) if i.numel() else 0.0 for i in self._band_index]
 
     def _obs(self) -> np.ndarray:
@@ -176,7 +178,7 @@ class HybridMaskingEnv(gym.Env):
             raise ValueError(f"action {action!r} is not in {self.action_space} (one index per knob: {', '.join(DIMENSIONS)})")
         a = np.asarray(action, dtype=np.int64).copy()
         settings = self.space.decode(a)
-        batch = self.stream.encode(self._idx, self._images, settings=settings)
+        batch = self.stream.encode(self._idx, self._images, settings=settings, transformed=self._transformed)
         sent = batch.masked.protected()
         if self.train_fr:
             if self.recorder is not None:

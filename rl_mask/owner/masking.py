@@ -265,14 +265,22 @@ class HybridMask:
         n = self.kept_per_plane
         return torch.tensor([p * n + j for p in range(self.planes) for j in range(extra)], dtype=torch.long)
 
-    def apply(self, images: torch.Tensor, labels: torch.Tensor, settings: MaskSettings, generator: torch.Generator | None = None) -> MaskedBatch:
+    def apply(
+        self,
+        images: torch.Tensor,
+        labels: torch.Tensor,
+        settings: MaskSettings,
+        generator: torch.Generator | None = None,
+        transformed: torch.Tensor | None = None,
+    ) -> MaskedBatch:
         """Protect a batch with one batch's knobs (``rl_mask.owner.settings``): remove, zero
         ``extra_removed`` more channels, mix ``k`` faces with Dirichlet(``alpha``) weights,
-        flip signs with probability ``flip``; ``labels='hard'`` lets only the dominant identity cross."""
+        flip signs with probability ``flip``; ``labels='hard'`` lets only the dominant identity cross.
+        ``transformed``: ``transform(images)`` if the caller has it already (not modified)."""
         if images.shape[1] != self.planes:
             raise ValueError(f"HybridMask is set for {self.planes} colour plane(s), images have {images.shape[1]}")
         settings.check(images.shape[0], self.kept_per_plane, self.cap)
-        masked = self.transform(images)
+        masked = self.transform(images) if transformed is None else transformed.clone()
         if settings.extra_removed:
             masked[:, self.extra_removed_channels(settings.extra_removed).to(masked.device)] = 0
         out = mix(masked, labels, settings.k, weights=self.weights, alpha=settings.alpha, cap=self.cap, flip_prob=settings.flip, generator=generator)

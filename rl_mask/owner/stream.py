@@ -108,15 +108,18 @@ class TrainingStream:
             images = augment(images, self.generator)
         return idx, images
 
-    def encode(self, idx: torch.Tensor, images: torch.Tensor, k: int | None = None, settings: MaskSettings | None = None) -> TrainingBatch:
+    def encode(self, idx: torch.Tensor, images: torch.Tensor, k: int | None = None, settings: MaskSettings | None = None, transformed: torch.Tensor | None = None) -> TrainingBatch:
         """Protect a drawn batch (``k`` or whole ``settings``: chosen for it by the adaptive
-        policy, for defences that take them)."""
+        policy, for defences that take them; ``transformed``: the batch's channel-removed
+        encoding, when the caller has it already)."""
         if len(idx) == 0:  # an empty Poisson batch (DP-SGD): nothing leaves, the step still counts
             none = torch.empty(0, 1, dtype=torch.long)
             return TrainingBatch(idx, images, MaskedBatch(self.defence.encode_eval(images), none, torch.empty(0, 1), none))
         kwargs = {} if k is None else {"k": k}
         if settings is not None:
             kwargs["settings"] = settings
+            if transformed is not None:
+                kwargs["transformed"] = transformed
         labels = self.data.split.private_train.labels[idx]  # idx: private-train indices
         batch = self.defence.encode_train(images, labels, self.generator, **kwargs)
         return TrainingBatch(idx, images, batch)

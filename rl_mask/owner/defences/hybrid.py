@@ -46,12 +46,13 @@ class HybridDefence(Defence):
         i = torch.multinomial(torch.tensor(self.probs), 1, generator=generator).item()
         return self.ks[i]
 
-    def encode_train(self, images, labels, generator=None, k: int | None = None, settings: MaskSettings | None = None) -> MaskedBatch:
+    def encode_train(self, images, labels, generator=None, k: int | None = None, settings: MaskSettings | None = None, transformed=None) -> MaskedBatch:
+        """``transformed``: ``encode_eval(images)``, if the caller has computed it (used with ``settings``)."""
         if settings is None and k is None and self.settings_pool:
             i = int(torch.randint(len(self.settings_pool), (1,), generator=generator))
             settings = self.settings_pool[i]
         if settings is not None:
-            return self.mask.apply(images, labels, settings, generator)
+            return self.mask.apply(images, labels, settings, generator, transformed)
         return self.mask(images, labels, self.sample_k(generator) if k is None else k, generator)
 
     def encode_eval(self, images: torch.Tensor) -> torch.Tensor:
