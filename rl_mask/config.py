@@ -570,8 +570,13 @@ def validate(cfg: Config) -> None:
     validate_fr(cfg.fr)
     validate_strategy(cfg.strategy, cfg.fr.batch_size)
     validate_rl(cfg.rl, cfg.fr.batch_size)
-    validate_mask(cfg.mask, cfg.strategy.ks_used() + list(cfg.rl.k_choices))
+    validate_benchmark(cfg.benchmark, list(cfg.rl.k_choices))
+    # best-fixed's grid points must be runnable when the row is asked for
+    grid = [parse_settings(item) for item in cfg.benchmark.fixed_grid] if "best-fixed" in cfg.benchmark.defences else []
+    validate_mask(cfg.mask, cfg.strategy.ks_used() + list(cfg.rl.k_choices) + [g["k"] for g in grid])
     left = 64 - len(set(cfg.mask.removed_channels))
+    for item, g in zip(cfg.benchmark.fixed_grid, grid):
+        _require(g["k"] <= cfg.fr.batch_size, "benchmark.fixed_grid", item, f"k <= fr.batch_size ({cfg.fr.batch_size})")
+        _require(g["extra_removed"] < left, "benchmark.fixed_grid", item, f"extra_removed < {left} (the channels mask.removed_channels leaves)")
     _require(all(n < left for n in cfg.rl.extra_removed_choices), "rl.extra_removed_choices", cfg.rl.extra_removed_choices, f"each < {left}: mask.removed_channels leaves {left} channels per plane, at least one must stay")
     validate_dp(cfg.dp)
-    validate_benchmark(cfg.benchmark, list(cfg.rl.k_choices))

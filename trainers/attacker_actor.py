@@ -27,6 +27,9 @@ class AttackerActorImpl:
     def observe(self, batch, settings) -> dict:
         return self.attacker.observe(batch, settings)
 
+    def set_train_steps(self, steps: int) -> int:
+        return self.attacker.set_train_steps(steps)
+
     def status(self) -> dict:
         return self.attacker.info()
 

@@ -2,8 +2,9 @@
 
 The policy of an ``rl-mask train`` run (``policy.pt``) protects the batches of a *fresh* FR
 network trained for exactly the benchmark's ``fr_steps`` (one batch per step, as every other
-row), with the attacker in the loop it was trained to watch (its observation includes the
-leak) and the run's own judge scoring it. Every batch it sends is the env's (one batch path),
+row), with a fresh attacker in the loop of the same kind as in training (warmed up as at the
+start of training: the policy's observation includes its leak, and the run's own judge
+scores it; the run's trained attacker is not kept). Every batch it sends is the env's (one batch path),
 and the first ``keep`` are kept with the owner's record (originals, provenance, settings), so
 the benchmark attacks exactly the batches that crossed, not a re-draw from a distribution.
 """
@@ -68,7 +69,13 @@ def load_policy(run_dir: Path, env: HybridMaskingEnv):
 def deploy_policy(run_dir: str | Path, cfg: Config, data: PrivateData, out_dir: Path, fr_steps: int, keep: int, seed: int, progress: bool = False) -> DeployedPolicy:
     """Train a fresh FR network for ``fr_steps`` on batches the run's policy protects."""
     run = read_run(run_dir)
-    if run.cfg.mask != cfg.mask or run.cfg.data.planes != cfg.data.planes:
+    d, r = cfg.data, run.cfg.data
+    for name in ("height", "width", "color", "num_private", "train_per_identity", "val_per_identity", "split_seed"):
+        if getattr(d, name) != getattr(r, name):  # the run's judge and policy know the run's private set
+            raise ConfigError(f"--adaptive-run {run.path}: data.{name}={getattr(r, name)!r} differs from this benchmark's {getattr(d, name)!r}")
+    if Path(d.resolved_root()).resolve() != Path(r.resolved_root()).resolve():
+        raise ConfigError(f"--adaptive-run {run.path}: data.root {r.resolved_root()} differs from this benchmark's {d.resolved_root()}")
+    if run.cfg.mask != cfg.mask:
         raise ConfigError(f"--adaptive-run {run.path}: its mask {run.cfg.mask} differs from this benchmark's {cfg.mask}")
     dcfg = copy.deepcopy(cfg)
     dcfg.rl = copy.deepcopy(run.cfg.rl)

@@ -29,8 +29,17 @@ def entropy(p: np.ndarray) -> float:
 
 
 def score_policy(cfg: Config, fr: FRClient, module, steps: int, seed: int, attacker=None, judge=None) -> dict:
-    """The trained policy vs a uniform-random one on the same, frozen FR state and batches
-    (the attacker in the loop, when given, keeps learning from both)."""
+    """The trained policy vs a uniform-random one on the same, frozen FR state and batches,
+    against the same, frozen attacker in the loop (when given)."""
+    frozen = FRClient(attacker).call("set_train_steps", 0) if attacker is not None else None
+    try:
+        return _score(cfg, fr, module, steps, seed, attacker, judge)
+    finally:
+        if frozen is not None:
+            FRClient(attacker).call("set_train_steps", frozen)
+
+
+def _score(cfg: Config, fr: FRClient, module, steps: int, seed: int, attacker, judge) -> dict:
     space = SettingsSpace.from_config(cfg.rl)
     nvec = space.nvec
     out: dict = {}

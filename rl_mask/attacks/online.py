@@ -59,10 +59,12 @@ class OnlineAttacker:
         self.rows = rows  # rows attacked per batch (0: all); a random subset estimates the batch's leak
         self.device = torch.device(device)
         self.generator = torch.Generator().manual_seed(seed)
-        torch.manual_seed(seed)
-        self.decoder = BlockUNet(public.shape[1], tuple(widths)).to(self.device)
-        views = [self._pairs(s)[0] for s in self.space[: max(1, min(8, len(self.space)))]]
-        self.decoder.set_input_scale(torch.cat(views).to(self.device))
+        with torch.random.fork_rng(devices=[]):  # a seeded decoder, without touching the caller's global RNG
+            torch.manual_seed(seed)
+            self.decoder = BlockUNet(public.shape[1], tuple(widths)).to(self.device)
+        # input scale from a random sample of the settings the policy may choose
+        sample = torch.randperm(len(self.space), generator=self.generator)[:8].tolist()
+        self.decoder.set_input_scale(torch.cat([self._pairs(self.space[i])[0] for i in sample]).to(self.device))
         self.opt = torch.optim.AdamW(self.decoder.parameters(), lr=lr, weight_decay=1e-4)
         self.steps = 0
         self.batches = 0
@@ -142,6 +144,12 @@ class OnlineAttacker:
             assignment = correlation_assignment(x, labels, partner_candidates(labels))
             out["label-aware"] = self._decode(unmix(inputs, batch.weights.cpu(), assignment)[rows])
         return out
+
+    def set_train_steps(self, steps: int) -> int:
+        """Decoder steps per batch from now on (0 freezes the attacker, e.g. to score two policies
+        against the same attacker); returns the previous value."""
+        previous, self.train_steps = self.train_steps, int(steps)
+        return previous
 
     def info(self) -> dict:
         return {"decoder_steps": self.steps, "batches_attacked": self.batches, "device": str(self.device)}
