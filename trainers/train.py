@@ -198,7 +198,10 @@ def train(
                 t_iter = time.perf_counter()
                 result = algo.train()
                 iteration_seconds.append(time.perf_counter() - t_iter)
-                env_steps = int(result["env_runners"]["num_env_steps_sampled_lifetime"])
+                runners = result.get("env_runners") or {}
+                if "num_env_steps_sampled_lifetime" not in runners:  # no sample within rl.sample_timeout_s
+                    print(f"rl-mask: warning: iteration {it + 1} returned no env-runner results (sampling took over rl.sample_timeout_s={rl.sample_timeout_s:g} s?)", flush=True)
+                env_steps = int(runners.get("num_env_steps_sampled_lifetime", env_steps))
                 if group is not None and group.heal():
                     print(f"rl-mask: FR group re-formed after a worker restart ({group.reformed} so far)", flush=True)
                 owner_records = drain_env_logs(algo)
