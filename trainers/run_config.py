@@ -15,7 +15,7 @@ def debug_overrides() -> list[str]:
         "rl.num_learners=0",
         "rl.train_batch_size=96",
         "rl.minibatch_size=32",
-        "rl.iterations=7",
+        "rl.iterations=6",
         "rl.policy_eval_steps=32",
         "rl.judge_steps=100",
         "rl.attacker_warmup_steps=50",
