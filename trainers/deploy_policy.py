@@ -26,13 +26,13 @@ from envs.hybrid_masking import HybridMaskingEnv
 from rl_mask.attacks.online import OnlineAttacker
 from rl_mask.checkpoint import load_checkpoint, save_checkpoint
 from rl_mask.config import Config, ConfigError
-from rl_mask.owner.defences import HybridDefence, hybrid_mask_from_config
+from rl_mask.owner.defences import HybridDefence, build_defence, hybrid_mask_from_config
 from rl_mask.owner.messages import training_setup, validation_set
 from rl_mask.owner.settings import DIMENSIONS
 from rl_mask.owner.stream import PrivateData, TrainingBatch
 from rl_mask.run_folder import read_run
 from rl_mask.server.service import FRService
-from trainers.policy_eval import policy_probs
+from trainers.policy_eval import sample_action
 
 
 @dataclass
@@ -83,7 +83,7 @@ def deploy_policy(run_dir: str | Path, cfg: Config, data: PrivateData, out_dir: 
     dcfg.rl.horizon = max(1, dcfg.rl.horizon)
     dcfg.fr.steps = fr_steps
     dcfg.validate()
-    defence = HybridDefence("adaptive", hybrid_mask_from_config(dcfg), dcfg.rl.k_choices)
+    defence = build_defence(dcfg, "adaptive", k_choices=dcfg.rl.k_choices)  # as the env builds it
     service = FRService(training_setup(dcfg, defence, data, total_steps=fr_steps, eval_every=dcfg.rl.eval_every))
     service.set_validation(validation_set(defence, data))
     attacker = OnlineAttacker.from_config(dcfg, data.split.public.float_images())
@@ -96,8 +96,7 @@ def deploy_policy(run_dir: str | Path, cfg: Config, data: PrivateData, out_dir: 
     obs, _ = env.reset(seed=seed)
     chosen = []
     for _ in tqdm(range(fr_steps), desc="adaptive (deployed policy)", disable=not progress, dynamic_ncols=True, leave=False):
-        probs = [p[0] for p in policy_probs(module, obs[None], env.nvec)]
-        action = np.array([rng.choice(len(p), p=p / p.sum()) for p in probs])
+        action, _ = sample_action(module, obs, env.nvec, rng)
         obs, _, _, truncated, info = env.step(action)
         chosen.append(env.space.decode(action))
         if truncated:

@@ -23,6 +23,12 @@ def policy_probs(module, obs: np.ndarray, nvec: np.ndarray) -> list[np.ndarray]:
         return [torch.softmax(part, dim=-1).numpy() for part in logits]
 
 
+def sample_action(module, obs: np.ndarray, nvec: np.ndarray, rng: np.random.Generator) -> tuple[np.ndarray, list[np.ndarray]]:
+    """One action drawn from the trained policy for one observation, and its per-knob probabilities."""
+    probs = [p[0] for p in policy_probs(module, obs[None], nvec)]
+    return np.array([rng.choice(len(p), p=p / p.sum()) for p in probs]), probs
+
+
 def entropy(p: np.ndarray) -> float:
     p = p[p > 0]
     return float(-(p * np.log(p)).sum())
@@ -50,9 +56,8 @@ def _score(cfg: Config, fr: FRClient, module, steps: int, seed: int, attacker, j
         rewards, leaks, probs, chosen = [], [], [], []
         for _ in range(steps):
             if name == "policy":
-                p = [q[0] for q in policy_probs(module, obs[None], nvec)]
+                action, p = sample_action(module, obs, nvec, rng)
                 probs.append(p)
-                action = np.array([rng.choice(len(q), p=q / q.sum()) for q in p])
             else:
                 action = np.array([rng.integers(n) for n in nvec])
             obs, reward, _, truncated, info = env.step(action)

@@ -67,6 +67,14 @@ class BlockUNet(nn.Module):
         return torch.tanh(coarse + self.refine(torch.cat([coarse, x], 1)))
 
 
+@torch.no_grad()
+def decode_encoded(decoder: BlockUNet, to_pixels, encoded: torch.Tensor, chunk: int = 64) -> torch.Tensor:
+    """Encoded tensors -> faces: each ``chunk`` through ``to_pixels`` (the defence's person's
+    view) and the decoder, on the decoder's device; the faces come back on ``encoded``'s."""
+    device = next(decoder.parameters()).device
+    return torch.cat([decoder(to_pixels(encoded[i : i + chunk]).to(device)).to(encoded.device) for i in range(0, encoded.shape[0], chunk)])
+
+
 class PatchCritic(nn.Module):
     """pix2pix PatchGAN at half resolution: (encoded view, face) -> a grid of real/fake logits."""
 

@@ -26,7 +26,7 @@ import dataclasses
 import torch
 import torch.nn.functional as F
 
-from rl_mask.attacks.decoder import BlockUNet
+from rl_mask.attacks.decoder import BlockUNet, decode_encoded
 from rl_mask.attacks.label_aware import correlation_assignment, partner_candidates
 from rl_mask.attacks.reconstruction import light_jitter
 from rl_mask.attacks.unmix import unmix
@@ -119,10 +119,9 @@ class OnlineAttacker:
         self.steps += 1
         return float(loss.detach())
 
-    @torch.no_grad()
     def _decode(self, encoded: torch.Tensor) -> torch.Tensor:
         self.decoder.eval()
-        return torch.cat([self.decoder(self.mask.to_pixels(encoded[i : i + 64]).to(self.device)).cpu() for i in range(0, encoded.shape[0], 64)])
+        return decode_encoded(self.decoder, self.mask.to_pixels, encoded)
 
     def label_aware_applies(self, batch: ProtectedBatch, settings: MaskSettings) -> bool:
         return batch.k > 1 and settings.labels == "soft" and settings.flip == 0.0

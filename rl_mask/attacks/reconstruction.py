@@ -26,7 +26,7 @@ from tqdm.auto import tqdm
 
 from rl_mask.attacks.base import Attack, AttackTarget, Reconstruction
 from rl_mask.attacks.channels import estimate_channels, removed_from
-from rl_mask.attacks.decoder import BlockUNet, PatchCritic
+from rl_mask.attacks.decoder import BlockUNet, PatchCritic, decode_encoded
 from rl_mask.owner.data import augment, contrast_brightness
 from rl_mask.owner.defences.base import Defence
 from rl_mask.owner.defences.hybrid import HybridDefence
@@ -171,9 +171,8 @@ class WhiteBoxReconstruction(DecoderAttack):
     @torch.no_grad()
     def decode(self, target: AttackTarget, decoder: BlockUNet, simulated: Defence, inputs: torch.Tensor) -> Reconstruction:
         """One reconstruction per crossed row: its dominant face (the largest crossed weight)."""
-        out = [decoder(simulated.to_pixels(inputs[i : i + 64])) for i in range(0, inputs.shape[0], 64)]
         joined = target.joined()
-        return Reconstruction(torch.cat(out), joined.dominant_label.clone(), self.kind, rows=torch.arange(len(joined)))
+        return Reconstruction(decode_encoded(decoder, simulated.to_pixels, inputs), joined.dominant_label.clone(), self.kind, rows=torch.arange(len(joined)))
 
     def fit_key(self, defence: Defence, image_shape: tuple[int, int, int]) -> str:
         budget = self.budget

@@ -16,7 +16,7 @@ from __future__ import annotations
 import torch
 
 from rl_mask.attacks.base import AttackTarget, Reconstruction
-from rl_mask.attacks.decoder import BlockUNet
+from rl_mask.attacks.decoder import BlockUNet, decode_encoded
 from rl_mask.attacks.reconstruction import DecoderAttack, simulation_key, train_decoder
 from rl_mask.owner.defences.base import Defence
 from rl_mask.owner.defences.hybrid import HybridDefence
@@ -80,7 +80,7 @@ class UnmixingAttack(DecoderAttack):
         """Unmixed encoded faces -> pixel faces in [-1, 1]."""
         if self.decoder is None:
             return unmixed.clamp(-1, 1)
-        return torch.cat([self.decoder(self.view.to_pixels(unmixed[i : i + 64])) for i in range(0, unmixed.shape[0], 64)])
+        return decode_encoded(self.decoder, self.view.to_pixels, unmixed)
 
     def reconstruct(self, target: AttackTarget, assignments: list[torch.Tensor]) -> Reconstruction:
         """One face per crossed row: that row's own face (column 0), given per-message

@@ -89,6 +89,8 @@ Deploy = Callable[..., object]
 #: The rows a trained policy fills (``--adaptive-run`` / ``--adaptive-paper-run``).
 POLICY_ROWS = ("adaptive", "adaptive-paper")
 GRID_PREFIX = "fixed"
+#: The utility figures every row reports.
+UTILITY_FIELDS = ("identification_acc", "identification_top5", "verification_acc")
 
 
 @torch.no_grad()
@@ -124,7 +126,7 @@ def train_defence(
         dep = deploy(policy_run, cfg, data, run_dir, cfg.fr.steps, keep, cfg.benchmark.seed, progress)
         model, _ = load_fr_model(dep.fr_weights)
         utility = evaluate_model(model, dep.defence, data)
-        utility = {k: utility[k] for k in ("identification_acc", "identification_top5", "verification_acc")}
+        utility = {k: utility[k] for k in UTILITY_FIELDS}
         extra = {"fr_steps": dep.fr_steps, "action_distribution": dep.action_distribution}
         return DefenceRun(name, dep.defence, model, utility, note=dep.note, run_dir=str(run_dir), seconds=time.perf_counter() - started, replayed=False, batches=dep.batches, extra=extra)
     if name == "adaptive-paper":
@@ -146,7 +148,7 @@ def train_defence(
         defence = build_defence(cfg, name)
     summary = train_fr(cfg, run_dir, defence=defence, progress=progress, data=data)
     model, _ = load_fr_model(run_dir / "fr.pt")
-    utility = {k: summary[k] for k in ("identification_acc", "identification_top5", "verification_acc")}
+    utility = {k: summary[k] for k in UTILITY_FIELDS}
     return DefenceRun(name, defence, model, utility, note=note, dp=summary.get("dp"), run_dir=str(run_dir), seconds=time.perf_counter() - started, extra={"fr_steps": summary["fr_steps"]})
 
 

@@ -237,8 +237,7 @@ class HybridMask:
         generator: torch.Generator | None = None,
     ) -> MaskedBatch:
         """Mask then mix ``k`` faces of the batch ``images [B, P, H, W]`` with ``labels [B]``."""
-        if images.shape[1] != self.planes:
-            raise ValueError(f"HybridMask is set for {self.planes} colour plane(s), images have {images.shape[1]}")
+        self._check_planes(images)
         return self.mix_transformed(self.transform(images), labels, k, generator)
 
     def mix_transformed(
@@ -255,6 +254,10 @@ class HybridMask:
             sign_flip=self.sign_flip,
             generator=generator,
         )
+
+    def _check_planes(self, images: torch.Tensor) -> None:
+        if images.shape[1] != self.planes:
+            raise ValueError(f"HybridMask is set for {self.planes} colour plane(s), images have {images.shape[1]}")
 
     @property
     def kept_per_plane(self) -> int:
@@ -277,12 +280,11 @@ class HybridMask:
         ``extra_removed`` more channels, mix ``k`` faces with Dirichlet(``alpha``) weights,
         flip signs with probability ``flip``; ``labels='hard'`` lets only the dominant identity cross.
         ``transformed``: ``transform(images)`` if the caller has it already (not modified)."""
-        if images.shape[1] != self.planes:
-            raise ValueError(f"HybridMask is set for {self.planes} colour plane(s), images have {images.shape[1]}")
+        self._check_planes(images)
         settings.check(images.shape[0], self.kept_per_plane, self.cap)
-        masked = self.transform(images) if transformed is None else transformed.clone()
-        if settings.extra_removed:
-            masked[:, self.extra_removed_channels(settings.extra_removed).to(masked.device)] = 0
+        masked = self.transform(images) if transformed is None else transformed
+        if settings.extra_removed:  # out of place: a caller's ``transformed`` stays as it was
+            masked = masked.index_fill(1, self.extra_removed_channels(settings.extra_removed).to(masked.device), 0.0)
         out = mix(masked, labels, settings.k, weights=self.weights, alpha=settings.alpha, cap=self.cap, flip_prob=settings.flip, generator=generator)
         return replace(out, hard_labels=settings.labels == "hard", settings=settings)
 
