@@ -3,16 +3,17 @@
 Three measurements, one JSON (``benchmarks/results/fr_scaling.json``):
 
 1. **Throughput.** FR images/s of ``rl-mask train`` (steady state: FR images per PPO iteration /
-   median iteration time) for every combination of ``--fr-workers`` and ``--runners``, with
-   ``rl.max_inflight`` batches in flight per runner, each against the plain FR loop (the same
-   augment + mask + FR step in one process, no Ray) run just before and after it (the
-   machine's speed drifts). Target: >= 0.85 of the plain loop in cluster mode on CPU, >= 0.9
-   on a GPU.
+   iteration time, median) for every combination of ``--fr-workers`` and ``--runners``, with
+   ``rl.max_inflight`` batches in flight per runner and no attacker in the loop (the FR path),
+   plus one row with it; each iteration against chunks of the plain FR loop (the same augment
+   + mask + FR step in one process, no Ray) timed between iterations (``pipeline.py``).
+   Target: >= 0.85 of the plain loop in cluster mode on CPU, >= 0.9 on a GPU.
 2. **Env-runner memory with shards.** A synthetic face folder of ``--synthetic`` images, made
    from the bundled faces by augmentation (new identities: each source face, shifted, rotated
    and re-lit, becomes a person's images), is packed into the face cache once; then one fresh
    process per shard count R loads shard 0 of R as an env runner does and reports its peak
-   RSS. Target: about 1/R of the unsharded figure plus a fixed overhead (Python, torch).
+   RSS. Target: 1/R of the unsharded figure plus a fixed overhead (Python, torch, the
+   listing: the same process with a one-face shard).
 3. **Masking on CPU vs the FR device** (``--device cuda`` on a GPU machine).
 
     python benchmarks/fr_scaling.py [--device cpu|cuda] [--fr-workers 1,2] [--runners 1,2]
@@ -36,7 +37,7 @@ import torch
 from PIL import Image
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from pipeline import pipeline, plain_loop  # noqa: E402
+from pipeline import PlainLoop, pipeline  # noqa: E402
 
 from rl_mask.config import Config  # noqa: E402
 from rl_mask.owner.data import augment, contrast_brightness, load_faces, to_uint8  # noqa: E402
@@ -53,7 +54,7 @@ from rl_mask.config import load_config
 from rl_mask.owner.stream import prepare_shard
 cfg = load_config(None, sys.argv[3:])
 data = prepare_shard(cfg, 0, int(sys.argv[1]))
-touched = int(data.train_images.float().sum() > 0)  # every face of the shard in memory
+touched = int(data.train_images.max())  # every face of the shard read (no wider copy)
 print(json.dumps({"shards": int(sys.argv[1]), "shard_images": len(data.train_labels), "peak_rss_mb": PEAK, "seconds": time.perf_counter() - t}))
 """.replace("PEAK", PEAK_RSS)
 
@@ -75,19 +76,31 @@ def synthetic_folder(root: Path, images: int, per_identity: int = 50) -> Path:
     return root
 
 
-def shard_memory(folder: Path, shard_counts: list[int], cache: Path) -> list[dict]:
+def shard_memory(folder: Path, shard_counts: list[int], cache: Path) -> dict:
+    """Peak RSS of a fresh process that loads shard 0 of R, for each R; the fixed overhead is the
+    same process with a one-face shard (Python, torch, the config and the folder's listing)."""
     settings = [f"data.root={json.dumps(str(folder))}", "data.num_private=300", "data.train_per_identity=40", "data.val_per_identity=2", f"data.cache_dir={json.dumps(str(cache))}"]
+
+    def probe(shards: int) -> dict:
+        proc = subprocess.run([sys.executable, "-c", SHARD_PROBE, str(shards), "-", *settings], check=True, capture_output=True, text=True)
+        return json.loads(proc.stdout.strip().splitlines()[-1])
+
     started = time.perf_counter()
-    subprocess.run([sys.executable, "-c", SHARD_PROBE, "1", "-", *settings], check=True, capture_output=True, text=True)  # writes the cache
+    whole = probe(1)  # the first load decodes the folder and writes the cache
     pack_seconds = time.perf_counter() - started
-    out = []
+    fixed = probe(whole["shard_images"])["peak_rss_mb"]
+    rows = []
     for r in shard_counts:
-        proc = subprocess.run([sys.executable, "-c", SHARD_PROBE, str(r), "-", *settings], check=True, capture_output=True, text=True)
-        row = json.loads(proc.stdout.strip().splitlines()[-1])
-        out.append(row)
+        row = probe(r)
+        row["data_rss_mb"] = row["peak_rss_mb"] - fixed
+        rows.append(row)
+    unsharded = next((row["data_rss_mb"] for row in rows if row["shards"] == 1), None)
+    for row in rows:
+        if unsharded:
+            row["fraction_of_unsharded_data"] = row["data_rss_mb"] / unsharded
+        row["target_fraction"] = 1 / row["shards"]
         print(json.dumps(row), flush=True)
-    base = subprocess.run([sys.executable, "-c", f"import torch, rl_mask.owner.stream; print({PEAK_RSS})"], check=True, capture_output=True, text=True)
-    return [{"first_load_and_pack_seconds": pack_seconds, "fixed_overhead_rss_mb": float(base.stdout.strip())}, *out]
+    return {"images": whole["shard_images"], "first_load_and_pack_seconds": pack_seconds, "fixed_overhead_rss_mb": fixed, "shards": rows}
 
 
 def masking_devices(device: str, repeats: int = 30) -> dict:
@@ -148,6 +161,7 @@ def main() -> None:
     parser.add_argument("--runners", default="1,2")
     parser.add_argument("--max-inflight", type=int, default=2)
     parser.add_argument("--iterations", type=int, default=4)
+    parser.add_argument("--attacker-row", action=argparse.BooleanOptionalAction, default=True, help="also 1 worker x 1 runner with the attacker in the loop (rl.reward=leak)")
     parser.add_argument("--synthetic", type=int, default=20000, help="images in the synthetic folder (0: skip the memory measurement)")
     parser.add_argument("--shards", default="1,2,4")
     args = parser.parse_args()
@@ -158,18 +172,16 @@ def main() -> None:
         cfg.rl.fr_num_gpus = 1.0 if args.device.startswith("cuda") else 0.0  # NCCL: one GPU per FR worker
         return cfg.validate()
 
-    steps = config().rl.train_batch_size
-    plains = [plain_loop(config(), steps)]
+    plain = PlainLoop(config())
     results = []
-    for workers in [int(w) for w in args.fr_workers.split(",")]:
-        for runners in [int(r) for r in args.runners.split(",")]:
-            r = pipeline(config(), runners, args.iterations, fr_workers=workers, max_inflight=args.max_inflight)
-            plains.append(plain_loop(config(), steps))
-            around = [plains[-2]["images_per_s"], plains[-1]["images_per_s"]]
-            r["plain_images_per_s_around"] = around
-            r["fraction_of_plain"] = r["images_per_s"] / statistics.mean(around)
-            results.append(r)
-            print(json.dumps({k: r[k] for k in ("fr_workers", "num_env_runners", "max_inflight", "images_per_s", "fraction_of_plain")}), flush=True)
+    for attacker in [False] + ([True] if args.attacker_row else []):
+        for workers in [int(w) for w in args.fr_workers.split(",")]:
+            for runners in [int(r) for r in args.runners.split(",")]:
+                if attacker and (workers, runners) != (1, 1):
+                    continue  # one full-system row
+                r = pipeline(config(), runners, args.iterations, plain, fr_workers=workers, max_inflight=args.max_inflight, attacker=attacker)
+                results.append(r)
+                print(json.dumps({k: r[k] for k in ("fr_workers", "num_env_runners", "max_inflight", "attacker_in_loop", "images_per_s", "fraction_per_iteration", "fraction_of_plain")}), flush=True)
     out = {
         "benchmark": "fr_scaling",
         "machine": platform.processor() or platform.machine(),
@@ -177,7 +189,6 @@ def main() -> None:
         "device": args.device,
         "gpu": torch.cuda.get_device_name(0) if torch.cuda.is_available() else None,
         "fr_batch_size": config().fr.batch_size,
-        "plain_loop_runs": plains,
         "pipeline": results,
         "targets": {"fraction_of_plain_cpu_cluster": 0.85, "fraction_of_plain_gpu": 0.9},
         "masking": masking_devices(args.device),

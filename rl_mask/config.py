@@ -166,6 +166,9 @@ class RLConfig:
     accuracy_floor: float = 0.80
     # The attacker in the loop (rl_mask.attacks.online): its decoder trains on public faces
     # protected with each batch's settings, attacks the batch; the owner's judge scores it.
+    # False: no attacker (only rl.reward='paper' needs none); it costs a decoder step, a decode
+    # and a judge call per env step, and bounds the pipeline's speed unless it has its own device.
+    attacker_in_loop: bool = True
     attacker_train_steps: int = 1  # decoder steps per received batch
     attacker_rows: int = 16  # rows of each batch attacked and judged (a random subset estimates the batch's leak; 0 = all)
     attacker_widths: list[int] = field(default_factory=lambda: [32, 64, 96])  # the online decoder's BlockUNet widths
@@ -173,6 +176,9 @@ class RLConfig:
     attacker_lr: float = 2e-3
     attacker_warmup_steps: int = 100  # decoder steps on the policy's whole settings space before training starts
     attacker_num_gpus: float = -1.0  # -1: one GPU if the cluster has one, else CPU
+    # torch threads of the attacker's actor: its small decoder gains little from more (82 vs
+    # 88 ms a step at 2 vs 1 here), and every extra thread fights the FR workers for the cores
+    attacker_threads: int = 1
     judge_steps: int = 150  # the owner's judge (scores the attacker): steps on the private training faces
     eval_every: int = 25  # FR steps between clean-accuracy measurements
     iterations: int = 12  # PPO iterations
@@ -195,7 +201,7 @@ class RLConfig:
     fr_workers: int = 1  # data-parallel FR workers (Ray actors, one GPU each when present), one network
     fr_num_gpus: float = -1.0  # -1: one GPU if the cluster has one, else CPU; 0..1 fractional
     fr_num_cpus: float = 0.0  # 0 never blocks placement on a small machine
-    fr_threads: int = 0  # torch threads in the FR actor; 0: all the node's cores
+    fr_threads: int = 0  # torch threads per FR worker; 0: the node's cores / the CPU FR workers on it
     fr_max_restarts: int = 3
     fr_autosave_every: int = 50  # FR steps between the actor's own recovery saves
     record_masked_batches: int = 2  # first batches each env sends, kept as sent (RUN_DIR/boundary), for export-masked
@@ -495,6 +501,7 @@ def validate_rl(r: RLConfig, batch_size: int) -> None:
     _require(math.prod(sizes) >= 2, "rl.k_choices", r.k_choices, "the knobs (k, flip, extra_removed, alpha, label choices) together must give the policy at least two choices")
     _require(r.reward in REWARDS, "rl.reward", r.reward, f"one of {REWARDS}")
     _require(r.leak_lambda >= 0, "rl.leak_lambda", r.leak_lambda, ">= 0")
+    _require(r.attacker_in_loop or r.reward == "paper", "rl.attacker_in_loop", r.attacker_in_loop, f"true: rl.reward={r.reward!r} scores the attacker's leak (only 'paper' runs without it)")
     _require(r.attacker_batch_size >= 2, "rl.attacker_batch_size", r.attacker_batch_size, ">= 2")
     _require(r.attacker_rows >= 0, "rl.attacker_rows", r.attacker_rows, ">= 0 (0 = every row)")
     _require(len(r.attacker_widths) == 3 and all(w >= 1 for w in r.attacker_widths), "rl.attacker_widths", r.attacker_widths, "three positive widths")
@@ -503,6 +510,7 @@ def validate_rl(r: RLConfig, batch_size: int) -> None:
     _require(r.attacker_warmup_steps >= 0, "rl.attacker_warmup_steps", r.attacker_warmup_steps, ">= 0")
     _require(r.attacker_lr > 0, "rl.attacker_lr", r.attacker_lr, "> 0")
     _require(r.attacker_num_gpus == -1 or 0 <= r.attacker_num_gpus, "rl.attacker_num_gpus", r.attacker_num_gpus, "-1 (auto), or >= 0")
+    _require(r.attacker_threads >= 1, "rl.attacker_threads", r.attacker_threads, ">= 1")
     _require(r.horizon >= 1, "rl.horizon", r.horizon, ">= 1")
     _require(r.utility_lambda >= 0, "rl.utility_lambda", r.utility_lambda, ">= 0")
     _require(0 <= r.accuracy_floor <= 1, "rl.accuracy_floor", r.accuracy_floor, "[0, 1]")

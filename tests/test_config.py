@@ -29,6 +29,7 @@ def test_yaml_and_overrides(tmp_path):
         ("rl: {flip_choices: [0.0, 0.7]}", r"rl\.flip_choices=\[0\.0, 0\.7\] is out of range: probabilities in \[0, 0\.5\]"),
         ("rl: {extra_removed_choices: [0, 58]}", r"rl\.extra_removed_choices=\[0, 58\] is out of range: each < 58"),
         ("rl: {reward: accuracy}", r"rl\.reward='accuracy' is out of range: one of"),
+        ("rl: {attacker_in_loop: false}", r"rl\.attacker_in_loop=False is out of range: true: rl\.reward='leak' scores the attacker's leak"),
         ("benchmark: {fixed_grid: ['k=4,flip=0.5']}", r"benchmark\.fixed_grid: 'k=4,flip=0\.5': missing extra_removed, alpha, labels"),
         ("benchmark: {fixed_grid: ['k=4,flip=2,extra_removed=0,alpha=1,labels=soft']}", r"benchmark\.fixed_grid: .*needs k >= 1, flip in \[0, 0\.5\]"),
         ("benchmark: {fixed_grid: ['k=4,flip=0,extra_removed=0,alpha=1,labels=soft,colour=red']}", r"'colour=red' is not one of k=\.\.\."),

@@ -4,7 +4,7 @@ import pytest
 import torch
 from PIL import Image
 
-from rl_mask.owner.data import FaceDataError, augment, load_faces, split_faces, verification_pairs
+from rl_mask.owner.data import FaceDataError, affine_grid, augment, load_faces, split_faces, verification_pairs
 
 
 def test_att_faces_load(att_faces):
@@ -106,6 +106,14 @@ def test_augment_keeps_faces_recognisably_close(att_float):
     own = (y - x).pow(2).mean(dim=(1, 2, 3))
     other = (y - x.roll(1, 0)).pow(2).mean(dim=(1, 2, 3))
     assert (own < other).float().mean() >= 0.75
+
+
+def test_affine_grid_matches_torch():
+    g = torch.Generator().manual_seed(1)
+    for h, w in [(112, 96), (64, 64), (17, 9)]:
+        theta = torch.randn(5, 2, 3, generator=g)
+        ref = torch.nn.functional.affine_grid(theta, [5, 1, h, w], align_corners=False)
+        torch.testing.assert_close(affine_grid(theta, h, w), ref, rtol=0, atol=1e-5)
 
 
 def test_a_one_identity_set_says_how_many_are_needed(att_root, tmp_path):

@@ -1,14 +1,16 @@
-"""The face cache (decode once, memory-map after) and env-runner shards, on real faces."""
+"""The face cache (decode once, read on demand after) and env-runner shards, on real faces."""
 
 import os
 import shutil
 
+import numpy as np
 import pytest
 import torch
 
 import rl_mask.owner.data as data_module
 from rl_mask.config import Config
 from rl_mask.owner.data import load_faces
+from rl_mask.owner.face_cache import PackedFaces
 from rl_mask.owner.stream import prepare_data, prepare_shard
 
 
@@ -52,3 +54,21 @@ def test_env_runner_shards_split_the_training_faces(tmp_path):
         assert torch.equal(s.train_labels, full.train_labels[s.train_ids])
         assert torch.equal(data_module.to_float(s.train_images), full.train_images[s.train_ids])
         assert len(s.val_labels) == 0 and len(s.test_labels) == 0  # the driver sends those
+
+
+def test_packed_faces_read_exactly_the_rows_asked_for_and_a_cut_short_cache_is_rebuilt(att_root, tmp_path):
+    cache = tmp_path / "cache"
+    faces = load_faces(att_root, cache_dir=cache)
+    assert isinstance(faces.store, PackedFaces)  # read on demand, never mapped whole
+    (file,) = cache.glob("faces-*.npy")
+    whole = torch.from_numpy(np.load(file))
+    rows = torch.tensor([7, 3, 4, 5, 399, 3, 0, 200, 201])  # unsorted, repeated, runs
+    assert torch.equal(faces.store[rows], whole[rows])
+    assert torch.equal(faces.shard(1, 4).images, whole[torch.arange(1, 400, 4)])
+    with pytest.raises(IndexError, match=f"face cache {file}: rows must be in 0..399"):
+        faces.store[torch.tensor([400])]
+    # a cache file cut short (a full disk, a killed copy) is decoded afresh, not served
+    with open(file, "r+b") as f:
+        f.truncate(file.stat().st_size - 1000)
+    again = load_faces(att_root, cache_dir=cache)
+    assert torch.equal(again.images, whole)

@@ -41,12 +41,21 @@ def test_two_workers_take_the_step_one_worker_takes_on_the_whole_batch(ray_runti
     batches = [stream.next().masked.protected() for _ in range(3)]
     group = FRGroup(cfg, setup, tmp_path, "fr-dp-test", NAMESPACE)
     try:
+        infos = ray.get([a.info.remote() for a in group.actors])  # two CPU workers on one node share its cores
+        assert [i["threads"] for i in infos] == [max(1, i["node_cpus"] // 2) for i in infos]
         client = FRClient(group.actors)
         reference = trainer_for(setup, torch.device("cpu"))
-        for b in batches:
-            out = client.call("train_step", b)
-            ref_loss = reference.train_step(b, shards=2)  # per-shard BatchNorm, as each worker has
-            assert out["loss"] == pytest.approx(ref_loss, rel=1e-4)
+        # The workers' thread count, so float sums run in the same order: AdamW turns the
+        # rounding noise of a zero gradient (a bias before BatchNorm) into full-size steps.
+        threads = torch.get_num_threads()
+        torch.set_num_threads(infos[0]["threads"])
+        try:
+            for b in batches:
+                out = client.call("train_step", b)
+                ref_loss = reference.train_step(b, shards=2)  # per-shard BatchNorm, as each worker has
+                assert out["loss"] == pytest.approx(ref_loss, rel=1e-4)
+        finally:
+            torch.set_num_threads(threads)
         states = ray.get([a.get_state.remote() for a in group.actors])
         ref = reference.model.state_dict()
         params = {n for n, _ in reference.model.named_parameters()}
@@ -56,6 +65,19 @@ def test_two_workers_take_the_step_one_worker_takes_on_the_whole_batch(ray_runti
         assert all(s["trainer"]["step"] == 3 for s in states)
         # one network: both workers hold the same weights
         assert all(torch.equal(states[0]["trainer"]["model"][n], states[1]["trainer"]["model"][n]) for n in params)
+    finally:
+        group.kill()
+
+
+def test_cpu_workers_leave_the_cores_another_actor_holds(ray_runtime, tmp_path):
+    cfg = tiny_config()  # one FR worker
+    data = prepare_data(cfg)
+    group = FRGroup(cfg, training_setup(cfg, build_defence(cfg, "fixed-k"), data, 100), tmp_path, "fr-cores-test", NAMESPACE)
+    try:
+        info = ray.get(group.actors[0].info.remote())
+        assert info["threads"] == info["node_cpus"]  # alone on the node: every core
+        group.reserve(info["node_id"], 1)  # e.g. the attacker in the loop, on CPU beside it
+        assert ray.get(group.actors[0].info.remote())["threads"] == max(1, info["node_cpus"] - 1)
     finally:
         group.kill()
 
@@ -102,6 +124,8 @@ def test_a_killed_worker_comes_back_with_the_groups_weights(ray_runtime, tmp_pat
                 time.sleep(1)
         assert info["restarted"] and not info["in_group"] and ray.get(group.actors[1].pid.remote()) != old_pid
         assert group.heal() and group.reformed == 1
+        info = ray.get(group.actors[1].info.remote())
+        assert info["threads"] == max(1, info["node_cpus"] // 2)  # not every core again
         states = ray.get([a.get_state.remote() for a in group.actors])
         params = [n for n, _ in torch.nn.Module.named_parameters(trainer_for(setup, torch.device("cpu")).model)]
         assert states[1]["trainer"]["step"] == states[0]["trainer"]["step"] == 2

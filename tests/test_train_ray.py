@@ -192,7 +192,8 @@ def test_checkpoint_resume_continues_counters_and_restores_fr_weights(ray_runtim
 
 
 def test_debug_mode_runs_env_learner_and_fr_in_one_process(ray_runtime, tmp_path, monkeypatch):
-    """One process; and export-masked of the run equals, byte for byte, what the FR server received."""
+    """One process; export-masked of the run equals, byte for byte, what the FR server received;
+    and the paper's reward runs without the attacker in the loop (nothing of it is built)."""
     import numpy as np
 
     from rl_mask.owner.export import export_masked
@@ -207,8 +208,10 @@ def test_debug_mode_runs_env_learner_and_fr_in_one_process(ray_runtime, tmp_path
         return real_step(self, batch)
 
     monkeypatch.setattr(FRService, "train_step", spy)
-    summary = train(tiny_config(num_env_runners=0, iterations=1, record_masked_batches=3, max_inflight=1), tmp_path / "debug", progress=False, debug=True)
+    summary = train(tiny_config(num_env_runners=0, iterations=1, record_masked_batches=3, max_inflight=1, reward="paper", attacker_in_loop=False), tmp_path / "debug", progress=False, debug=True)
     assert summary["finished"] and summary["env_steps"] == 32 and summary["fr_steps"] >= 32
+    assert summary["attacker"] is None and not (tmp_path / "debug" / "judge.pt").exists()
+    assert np.isnan(summary["policy_vs_uniform"]["policy"]["mean_leak"])  # no leak measured, none made up
     assert summary["fr_host"] == "driver process (debug)" and summary["env_runner_nodes"] == []
     model, _ = load_fr_model(tmp_path / "debug" / "fr.pt")
     assert (tmp_path / "debug" / "checkpoints" / "latest").read_text() == "iter_000001"

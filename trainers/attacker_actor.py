@@ -19,8 +19,8 @@ from rl_mask.config import Config, from_dict
 
 
 class AttackerActorImpl:
-    def __init__(self, cfg: dict, public: torch.Tensor, threads: int = 0):
-        torch.set_num_threads(threads or os.cpu_count() or 1)
+    def __init__(self, cfg: dict, public: torch.Tensor, threads: int = 1):
+        torch.set_num_threads(threads)
         device = "cuda" if ray.get_gpu_ids() and torch.cuda.is_available() else "cpu"
         self.attacker = OnlineAttacker.from_config(from_dict(cfg), public, device)
 
@@ -34,7 +34,7 @@ class AttackerActorImpl:
         return self.attacker.info()
 
     def info(self) -> dict:
-        return {**self.attacker.info(), "node_id": ray.get_runtime_context().get_node_id(), "pid": os.getpid()}
+        return {**self.attacker.info(), "node_id": ray.get_runtime_context().get_node_id(), "threads": torch.get_num_threads(), "pid": os.getpid()}
 
 
 AttackerActor = ray.remote(AttackerActorImpl)
@@ -51,4 +51,4 @@ def attacker_num_gpus(cfg: Config) -> float:
 
 
 def create_attacker_actor(cfg: Config, public: torch.Tensor, name: str, namespace: str):
-    return AttackerActor.options(name=name, namespace=namespace, num_cpus=0, num_gpus=attacker_num_gpus(cfg), max_restarts=-1, max_task_retries=-1).remote(cfg.to_dict(), public, cfg.rl.fr_threads)
+    return AttackerActor.options(name=name, namespace=namespace, num_cpus=0, num_gpus=attacker_num_gpus(cfg), max_restarts=-1, max_task_retries=-1).remote(cfg.to_dict(), public, cfg.rl.attacker_threads)

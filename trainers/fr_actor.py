@@ -63,6 +63,11 @@ class FRActorImpl(FRService):
     def pid(self) -> int:
         return os.getpid()
 
+    def set_threads(self, threads: int) -> int:
+        """Torch threads from now on (FR workers sharing a node split its cores)."""
+        torch.set_num_threads(max(1, int(threads)))
+        return torch.get_num_threads()
+
     def rendezvous(self) -> str:
         """Where the data-parallel group meets: this node's address and a free port."""
         from rl_mask.server.data_parallel import free_port
@@ -75,7 +80,7 @@ class FRActorImpl(FRService):
             warnings.simplefilter("ignore")
             restarted = bool(ctx.was_current_actor_reconstructed)
         # A restarted actor says so, and which autosaved FR state it reloaded (restored_from).
-        return {**super().info(), "node_id": ctx.get_node_id(), "restarted": restarted, "steps_lost_to_restarts": self.steps_lost}
+        return {**super().info(), "node_id": ctx.get_node_id(), "node_cpus": os.cpu_count() or 1, "threads": torch.get_num_threads(), "restarted": restarted, "steps_lost_to_restarts": self.steps_lost}
 
 
 FRActor = ray.remote(FRActorImpl)

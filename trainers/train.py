@@ -23,6 +23,7 @@ import shutil
 import time
 import uuid
 from pathlib import Path
+from typing import Callable
 
 import ray
 from tqdm.auto import tqdm
@@ -106,10 +107,14 @@ def train(
     debug: bool = False,
     progress: bool = True,
     stop_after: int | None = None,
+    after_iteration: Callable[[int, float], None] | None = None,
 ) -> dict:
     """Run (or resume) adaptive training; returns the summary (also ``RUN_DIR/summary.json``).
 
     ``stop_after`` ends the loop after that many iterations of this call (tests of resume).
+    ``after_iteration(iteration, seconds)`` runs after each PPO iteration, while env runners
+    and FR workers wait (the throughput benchmark times the plain FR loop there, so both see
+    the same machine speed).
     """
     # Everything that can be wrong with the inputs fails here, before any Ray resource is taken.
     run_dir = Path(out_dir).resolve()
@@ -141,8 +146,9 @@ def train(
     # The data owner's side: the defence, and the messages the FR server gets before training.
     defence = build_defence(cfg, "adaptive", k_choices=rl.k_choices)
     setup = training_setup(cfg, defence, data, total_fr_steps(cfg), rl.eval_every)
-    judge_path = train_judge(cfg, data, run_dir / "judge.pt")
-    public = data.split.public.float_images()  # the attacker's own faces (no private identity)
+    in_loop = rl.attacker_in_loop
+    judge_path = train_judge(cfg, data, run_dir / "judge.pt") if in_loop else None
+    public = data.split.public.float_images() if in_loop else None  # the attacker's own faces (no private identity)
     started_ray = init_ray(address, debug)
     # After ray.init, which installs its own SIGTERM handler: ours stops Ray cleanly.
     stop = GracefulStop().__enter__()
@@ -157,21 +163,26 @@ def train(
             # everywhere, no transfers); the same FRService the actor hosts, without the actor's
             # recovery saves (a crash here ends the run; --resume starts from its checkpoint).
             LOCAL_SERVICES[fr_name] = FRService(setup)
-            LOCAL_SERVICES[attacker_name] = OnlineAttacker.from_config(cfg, public)
             fr = FRClient(local_name=fr_name)
             fr_names = [fr_name]
-            attacker = FRClient(local_name=attacker_name)
+            if in_loop:
+                LOCAL_SERVICES[attacker_name] = OnlineAttacker.from_config(cfg, public)
+                attacker = FRClient(local_name=attacker_name)
         else:
             group = FRGroup(cfg, setup, run_dir, fr_name, NAMESPACE)
             fr = FRClient(group.actors)
             fr_names = group.names
-            attacker = FRClient(create_attacker_actor(cfg, public, attacker_name, NAMESPACE))
+            if in_loop:
+                attacker = FRClient(create_attacker_actor(cfg, public, attacker_name, NAMESPACE))
+                where = attacker.call("info")
+                if where["device"] == "cpu":  # the FR workers on its node leave it its cores
+                    group.reserve(where["node_id"], where["threads"])
         validation = validation_set(defence, data)
         for target in fr.targets:  # every FR worker: any of them may have to hand its state on
             if ckpt:
                 FRClient(target).call("set_state", point.fr_state)
             FRClient(target).call("set_validation", validation)  # also fails fast if an actor cannot start
-        algo = build_ppo_config(cfg, fr_names, NAMESPACE, local_fr=debug, run_dir=str(run_dir), attacker_name=attacker_name, judge_path=str(judge_path)).build_algo()
+        algo = build_ppo_config(cfg, fr_names, NAMESPACE, local_fr=debug, run_dir=str(run_dir), attacker_name=attacker_name if in_loop else None, judge_path=str(judge_path) if in_loop else None).build_algo()
         space = SettingsSpace.from_config(rl)
         if ckpt:
             algo.restore_from_path(str((ckpt / "algo").resolve()))
@@ -198,6 +209,8 @@ def train(
                 t_iter = time.perf_counter()
                 result = algo.train()
                 iteration_seconds.append(time.perf_counter() - t_iter)
+                if after_iteration is not None:
+                    after_iteration(it + 1, iteration_seconds[-1])
                 runners = result.get("env_runners") or {}
                 if "num_env_steps_sampled_lifetime" not in runners:  # no sample within rl.sample_timeout_s
                     print(f"rl-mask: warning: iteration {it + 1} returned no env-runner results (sampling took over rl.sample_timeout_s={rl.sample_timeout_s:g} s?)", flush=True)
@@ -257,7 +270,8 @@ def finalize(cfg: Config, defence, data: PrivateData, run_dir: Path, algo, fr: F
     info = fr.call("info")
     module = algo.get_module()
     runner_nodes = algo.env_runner_group.foreach_env_runner(lambda runner: ray.get_runtime_context().get_node_id(), local_env_runner=False)
-    scores = score_policy(cfg, fr, module, rl.policy_eval_steps, seed=rl.seed + 12345, attacker=attacker.target, judge=str(judge_path))
+    in_loop = attacker is not None
+    scores = score_policy(cfg, fr, module, rl.policy_eval_steps, seed=rl.seed + 12345, attacker=attacker.target if in_loop else None, judge=str(judge_path) if in_loop else None)
     save_checkpoint(fr.call("weights"), run_dir / "fr.pt")
     save_checkpoint(
         {"state_dict": {k: v.detach().cpu() for k, v in module.state_dict().items()}, "choices": SettingsSpace.from_config(rl).choices, "k_choices": list(rl.k_choices), "hidden": list(rl.hidden)},
@@ -278,7 +292,7 @@ def finalize(cfg: Config, defence, data: PrivateData, run_dir: Path, algo, fr: F
         "k_entropy": scores["k_entropy"],
         "k_entropy_uniform": scores["k_entropy_uniform"],
         "policy_vs_uniform": {k: scores[k] for k in ("policy", "uniform", "reward_gain_over_uniform")},
-        "attacker": attacker.call("info"),
+        "attacker": attacker.call("info") if in_loop else None,
         "iterations": algo.iteration,
         "env_steps": env_steps,
         "fr_steps": info["fr_step"],

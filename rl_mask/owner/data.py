@@ -12,15 +12,18 @@ by the final evaluation, so the reported accuracy is not the one the policy opti
 
 from __future__ import annotations
 
-import functools
 import os
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 from PIL import Image, UnidentifiedImageError
+
+if TYPE_CHECKING:  # face_cache imports this module's decoder
+    from rl_mask.owner.face_cache import PackedFaces
 
 IMAGE_SUFFIXES = (".pgm", ".png", ".jpg", ".jpeg", ".bmp", ".ppm")
 COLOR_MODES = {"L": 1, "RGB": 3}
@@ -34,12 +37,12 @@ class FaceDataError(ValueError):
 class FaceSet:
     """Images ``[N, P, H, W]`` uint8 with labels ``[N]`` in ``0..len(identities)-1``.
 
-    The pixels stay in ``store`` (all faces of the folder, possibly a memory map of the face
-    cache, ``rl_mask.owner.face_cache``) until ``images`` is read: splits and shards of a
-    large set cost no memory until they are used.
+    The pixels stay in ``store`` (all faces of the folder: a tensor, or the packed face cache
+    read on demand, ``rl_mask.owner.face_cache.PackedFaces``) until ``images`` is read: splits
+    and shards of a large set cost no memory until they are used, and then only their own.
     """
 
-    store: torch.Tensor  # [N_all, P, H, W] uint8
+    store: torch.Tensor | PackedFaces  # [N_all, P, H, W] uint8; store[rows] -> tensor
     rows: torch.Tensor  # [N] rows of store
     labels: torch.Tensor
     identities: tuple[str, ...]
@@ -327,13 +330,19 @@ def load_split(cfg) -> FaceSplit:
     return split_faces(faces, cfg.num_private, cfg.train_per_identity, cfg.split_seed, cfg.val_per_identity)
 
 
-@functools.lru_cache(maxsize=8)
-def _base_grid(height: int, width: int) -> torch.Tensor:
-    """``[H*W, 3]`` homogeneous pixel-centre coordinates in [-1, 1] (``align_corners=False``)."""
-    ys = (torch.arange(height, dtype=torch.float32) * 2 + 1) / height - 1
-    xs = (torch.arange(width, dtype=torch.float32) * 2 + 1) / width - 1
-    gy, gx = torch.meshgrid(ys, xs, indexing="ij")
-    return torch.stack([gx, gy, torch.ones_like(gx)], dim=-1).reshape(-1, 3)
+def affine_grid(theta: torch.Tensor, height: int, width: int) -> torch.Tensor:
+    """``F.affine_grid(theta, [B, *, height, width], align_corners=False)``, built as one
+    broadcast add of a ``[B, 1, W, 2]`` and a ``[B, H, 1, 2]`` term: a single pass over the
+    grid (``F.affine_grid``, a K=3 batched matmul, or full-size terms stacked into the last
+    axis take two to five times as long on CPU, where the data owner augments)."""
+    t = theta.transpose(1, 2)[:, None, None]  # [B, 1, 1, 3, 2]: row c holds (x' coef, y' coef) of input c
+    xs, ys = _pixel_centres(width), _pixel_centres(height)
+    return t[..., 0, :] * xs[None, None, :, None] + (t[..., 1, :] * ys[None, :, None, None] + t[..., 2, :])
+
+
+def _pixel_centres(n: int) -> torch.Tensor:
+    """The ``n`` pixel-centre coordinates in [-1, 1] (``align_corners=False``)."""
+    return (torch.arange(n, dtype=torch.float32) * 2 + 1) / n - 1
 
 
 def contrast_brightness(images: torch.Tensor, generator: torch.Generator | None, contrast_min: float, contrast_width: float, brightness: float) -> torch.Tensor:
@@ -358,9 +367,5 @@ def augment(images: torch.Tensor, generator: torch.Generator | None = None, max_
     theta = torch.stack(
         [torch.stack([cos * flip, -sin, max_shift * 2 * u[:, 2]], 1), torch.stack([sin * flip, cos, max_shift * 2 * u[:, 3]], 1)], 1
     )
-    # The grid F.affine_grid builds, from a cached base grid with element-wise multiply-adds
-    # (affine_grid and a K=3 batched matmul are several times slower on CPU).
-    base = _base_grid(h, w)
-    gx, gy = (theta[:, r, 0, None] * base[:, 0] + theta[:, r, 1, None] * base[:, 1] + theta[:, r, 2, None] for r in (0, 1))
-    grid = torch.stack([gx, gy], dim=-1).reshape(b, h, w, 2).to(images.device, images.dtype)
+    grid = affine_grid(theta, h, w).to(images.device, images.dtype)
     return F.grid_sample(images, grid, mode="bilinear", padding_mode="border", align_corners=False)
