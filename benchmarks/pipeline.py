@@ -26,33 +26,30 @@ from pathlib import Path
 import torch
 
 from rl_mask.config import Config
-from rl_mask.owner.data import BatchSampler, augment
 from rl_mask.owner.defences import build_defence
 from rl_mask.owner.messages import training_setup
-from rl_mask.owner.stream import prepare_data
+from rl_mask.owner.stream import TrainingStream, prepare_data
 from rl_mask.server.trainer import resolve_device, trainer_for
 from trainers.train import train
 
 
 class PlainLoop:
-    """The FR work of the pipeline without the pipeline: augment, mask and mix, one FR step."""
+    """The FR work of the pipeline without the pipeline: the one batch path (draw, augment,
+    mask and mix, ``TrainingStream``), one FR step."""
 
     def __init__(self, cfg: Config, warmup: int = 10):
         self.batch_size = cfg.fr.batch_size
-        self.data = prepare_data(cfg)
-        self.defence = build_defence(cfg, "random-k")
-        self.trainer = trainer_for(training_setup(cfg, self.defence, self.data, total_steps=100_000), resolve_device(cfg.fr.device))
-        self.sampler = BatchSampler(len(self.data.train_labels), cfg.fr.batch_size, seed=0)
-        self.generator = torch.Generator().manual_seed(0)
+        data = prepare_data(cfg)
+        defence = build_defence(cfg, "random-k")
+        self.stream = TrainingStream(cfg, defence, data, seed=0)
+        self.trainer = trainer_for(training_setup(cfg, defence, data, total_steps=100_000), resolve_device(cfg.fr.device))
         self.run(warmup)
 
     def run(self, steps: int) -> float:
         """FR images/s over ``steps`` steps."""
         started = time.perf_counter()
         for _ in range(steps):
-            idx = self.sampler.next()
-            batch = self.defence.encode_train(augment(self.data.train_images[idx], self.generator), self.data.train_labels[idx], self.generator)
-            self.trainer.train_step(batch.protected())
+            self.trainer.train_step(self.stream.next().masked.protected())
         return steps * self.batch_size / (time.perf_counter() - started)
 
 

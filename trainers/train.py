@@ -137,7 +137,8 @@ def train(
     prior = point.state if point else {"iteration": 0, "env_steps": 0, "wall_seconds": 0.0}
     t0 = time.perf_counter()
     fr_name = f"fr-{uuid.uuid4().hex[:8]}"
-    attacker_name = f"attacker-{uuid.uuid4().hex[:8]}"
+    in_loop = rl.attacker_in_loop
+    attacker_name = f"attacker-{uuid.uuid4().hex[:8]}" if in_loop else None
     # A resumed run restarts from its checkpoint: an autosave written after it is out of step.
     autosave_path(run_dir).unlink(missing_ok=True)
     progress_path(run_dir).unlink(missing_ok=True)
@@ -146,8 +147,7 @@ def train(
     # The data owner's side: the defence, and the messages the FR server gets before training.
     defence = build_defence(cfg, "adaptive", k_choices=rl.k_choices)
     setup = training_setup(cfg, defence, data, total_fr_steps(cfg), rl.eval_every)
-    in_loop = rl.attacker_in_loop
-    judge_path = train_judge(cfg, data, run_dir / "judge.pt") if in_loop else None
+    judge_path = str(train_judge(cfg, data, run_dir / "judge.pt")) if in_loop else None
     public = data.split.public.float_images() if in_loop else None  # the attacker's own faces (no private identity)
     started_ray = init_ray(address, debug)
     # After ray.init, which installs its own SIGTERM handler: ours stops Ray cleanly.
@@ -182,7 +182,7 @@ def train(
             if ckpt:
                 FRClient(target).call("set_state", point.fr_state)
             FRClient(target).call("set_validation", validation)  # also fails fast if an actor cannot start
-        algo = build_ppo_config(cfg, fr_names, NAMESPACE, local_fr=debug, run_dir=str(run_dir), attacker_name=attacker_name if in_loop else None, judge_path=str(judge_path) if in_loop else None).build_algo()
+        algo = build_ppo_config(cfg, fr_names, NAMESPACE, local_fr=debug, run_dir=str(run_dir), attacker_name=attacker_name, judge_path=judge_path).build_algo()
         space = SettingsSpace.from_config(rl)
         if ckpt:
             algo.restore_from_path(str((ckpt / "algo").resolve()))
@@ -264,14 +264,14 @@ def train(
             stop.__exit__(None, None, None)
 
 
-def finalize(cfg: Config, defence, data: PrivateData, run_dir: Path, algo, fr: FRClient, attacker: FRClient, judge_path: Path, env_steps: int, wall: float, finished: bool, writer: RunWriter, iteration_seconds: list[float]) -> dict:
+def finalize(cfg: Config, defence, data: PrivateData, run_dir: Path, algo, fr: FRClient, attacker: FRClient | None, judge_path: str | None, env_steps: int, wall: float, finished: bool, writer: RunWriter, iteration_seconds: list[float]) -> dict:
     rl = cfg.rl
     metrics = fr.call("evaluate", final_test_set(defence, data))  # the test split: used only here
     info = fr.call("info")
     module = algo.get_module()
     runner_nodes = algo.env_runner_group.foreach_env_runner(lambda runner: ray.get_runtime_context().get_node_id(), local_env_runner=False)
     in_loop = attacker is not None
-    scores = score_policy(cfg, fr, module, rl.policy_eval_steps, seed=rl.seed + 12345, attacker=attacker.target if in_loop else None, judge=str(judge_path) if in_loop else None)
+    scores = score_policy(cfg, fr, module, rl.policy_eval_steps, seed=rl.seed + 12345, attacker=attacker.target if in_loop else None, judge=judge_path)
     save_checkpoint(fr.call("weights"), run_dir / "fr.pt")
     save_checkpoint(
         {"state_dict": {k: v.detach().cpu() for k, v in module.state_dict().items()}, "choices": SettingsSpace.from_config(rl).choices, "k_choices": list(rl.k_choices), "hidden": list(rl.hidden)},
