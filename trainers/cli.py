@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 from pathlib import Path
 
@@ -152,6 +153,9 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    # Ray reads its auth mode once, when it is imported (below, in the subcommands): token auth
+    # for every Ray this command starts or joins, unless the caller chose otherwise.
+    os.environ.setdefault("RAY_AUTH_MODE", "token")
     try:
         return args.func(args)
     except (ConfigError, FaceDataError, CheckpointError) as exc:

@@ -41,9 +41,11 @@ from rl_mask.owner.stream import PrivateData, prepare_data
 from rl_mask.run_folder import autosave_path
 from rl_mask.server.service import FRService
 from trainers.attacker_actor import create_attacker_actor
+from trainers.checkpoint_safety import verified_copy
 from trainers.checkpoints import holds_run, write_checkpoint
 from trainers.fr_group import FRGroup
 from trainers.fr_progress import progress_path
+from trainers.local_ray import LocalRay
 from trainers.policy_eval import score_policy
 from trainers.ppo import build_ppo_config, total_fr_steps
 from trainers.resume_point import resume_point
@@ -56,16 +58,26 @@ NAMESPACE = "rl-mask"
 # ----------------------------------------------------------------------------- ray
 
 
-def init_ray(address: str | None, debug: bool) -> bool:
-    """Connect to (or start) Ray; returns True if this call started it."""
+def init_ray(address: str | None) -> LocalRay | None:
+    """Connect to Ray: the cluster at ``address`` (or ``$RAY_ADDRESS``), else a local Ray started
+    for this run outside the driver's process group (``trainers.local_ray``), returned so that
+    the run stops it. None when joining a cluster or a Ray this process already runs."""
     if ray.is_initialized():
-        return False
+        return None
     kwargs = {"namespace": NAMESPACE, "log_to_driver": True}
+    address = address or os.environ.get("RAY_ADDRESS")
     if address:
         ray.init(address=address, **kwargs)
-    else:
-        ray.init(include_dashboard=False, **kwargs)
-    return True
+        return None
+    if "RAY_AUTH_MODE" not in os.environ:  # Ray read it at import; the head would refuse this driver
+        raise ConfigError("set RAY_AUTH_MODE=token (or disabled) before Ray is imported, as the rl-mask command does, so that this driver and the local Ray it starts agree")
+    local = LocalRay()
+    try:
+        ray.init(address=local.address, **kwargs)
+    except BaseException:
+        local.stop()
+        raise
+    return local
 
 
 def train_judge(cfg: Config, data: PrivateData, path: Path) -> Path:
@@ -149,7 +161,7 @@ def train(
     setup = training_setup(cfg, defence, data, total_fr_steps(cfg), rl.eval_every)
     judge_path = str(train_judge(cfg, data, run_dir / "judge.pt")) if in_loop else None
     public = data.split.public.float_images() if in_loop else None  # the attacker's own faces (no private identity)
-    started_ray = init_ray(address, debug)
+    local_ray = init_ray(address)
     # After ray.init, which installs its own SIGTERM handler: ours stops Ray cleanly.
     stop = GracefulStop().__enter__()
     fr = None
@@ -184,8 +196,9 @@ def train(
             FRClient(target).call("set_validation", validation)  # also fails fast if an actor cannot start
         algo = build_ppo_config(cfg, fr_names, NAMESPACE, local_fr=debug, run_dir=str(run_dir), attacker_name=attacker_name, judge_path=judge_path).build_algo()
         space = SettingsSpace.from_config(rl)
-        if ckpt:
-            algo.restore_from_path(str((ckpt / "algo").resolve()))
+        if ckpt:  # from a private, checked copy: RLlib never reads the run folder itself
+            with verified_copy(ckpt / "algo") as safe_copy:
+                algo.restore_from_path(str(safe_copy))
         # Drop events a killed run wrote after its last checkpoint (TensorBoard purges >= purge_step),
         # or, on a fresh start, those of an attempt killed before its first checkpoint.
         writer = RunWriter(run_dir / "tb", purge_step=prior["env_steps"] + 1 if ckpt else (1 if (run_dir / "tb").exists() else None))
@@ -259,8 +272,9 @@ def train(
                 if attacker is not None:
                     ray.kill(attacker.target, no_restart=True)
         finally:
-            if started_ray:
+            if local_ray is not None:
                 ray.shutdown()
+                local_ray.stop()
             stop.__exit__(None, None, None)
 
 
