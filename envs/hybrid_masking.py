@@ -44,7 +44,7 @@ import torch
 
 from envs.fr_client import FRClient
 from envs.reward import reward_parts
-from rl_mask.checkpoint import load_checkpoint
+from rl_mask.checkpoint import CheckpointError, build_checked, load_checkpoint
 from rl_mask.config import Config, from_dict
 from rl_mask.owner.defences import build_defence
 from rl_mask.owner.freq import CHANNELS_PER_PLANE
@@ -63,9 +63,10 @@ def load_judge(judge) -> EvaluationModel | None:
     if judge is None or isinstance(judge, EvaluationModel):
         return judge
     state = load_checkpoint(judge, required=("state_dict", "planes", "num_classes", "pool"))
-    model = EvaluationModel(state["planes"], state["num_classes"], pool=state["pool"])
-    model.load_state_dict(state["state_dict"])
-    return model.eval()
+    sizes = (state["planes"], state["num_classes"], state["pool"])
+    if not all(isinstance(v, int) and v >= 1 for v in sizes) or state["planes"] not in (1, 3):
+        raise CheckpointError(f"checkpoint {judge}: planes, num_classes, pool = {sizes} are not the sizes of a judge")
+    return build_checked(lambda: EvaluationModel(*sizes[:2], pool=sizes[2]), state["state_dict"], judge).eval()
 
 
 class HybridMaskingEnv(gym.Env):

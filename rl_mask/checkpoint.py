@@ -11,9 +11,10 @@ import io
 import os
 import tempfile
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 import torch
+from torch import nn
 
 
 class CheckpointError(ValueError):
@@ -62,3 +63,24 @@ def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu", 
     if missing:
         raise CheckpointError(f"checkpoint {path} lacks {', '.join(missing)}")
     return obj
+
+
+def build_checked(factory: Callable[[], nn.Module], state_dict: dict, path: str | Path) -> nn.Module:
+    """The network ``factory`` builds from sizes a checkpoint records, loaded with its weights.
+
+    Sizes read from a file are untrusted: a tampered width would allocate without bound before
+    ``load_state_dict`` ever ran. So the network is built on the meta device first (no memory),
+    and only if its tensor shapes are exactly those of ``state_dict`` (already in memory, so
+    bounded by the file's size) is it built for real. The caller bounds what ``factory`` loops
+    over (how many layers) with the config's ranges.
+    """
+    with torch.device("meta"):
+        skeleton = factory()
+    want = {k: tuple(v.shape) for k, v in skeleton.state_dict().items()}
+    have = {k: tuple(v.shape) for k, v in state_dict.items() if isinstance(v, torch.Tensor)}
+    if want != have or len(have) != len(state_dict):
+        diff = sorted(set(want.items()) ^ set(have.items()))[:2]
+        raise CheckpointError(f"checkpoint {path}: the sizes it records describe a network its weights do not fit (first differences: {diff})")
+    model = factory()
+    model.load_state_dict(state_dict)
+    return model

@@ -176,6 +176,7 @@ class RLConfig:
     attacker_lr: float = 2e-3
     attacker_warmup_steps: int = 100  # decoder steps on the policy's whole settings space before training starts
     attacker_num_gpus: float = -1.0  # -1: one GPU if the cluster has one, else CPU
+    attacker_num_cpus: float = 0.0  # 0 never blocks placement on a small machine; set 1 where the head has no CPUs for actors
     # torch threads of the attacker's actor: its small decoder gains little from more (82 vs
     # 88 ms a step at 2 vs 1 here), and every extra thread fights the FR workers for the cores
     attacker_threads: int = 1
@@ -205,7 +206,8 @@ class RLConfig:
     fr_max_restarts: int = 3
     fr_autosave_every: int = 50  # FR steps between the actor's own recovery saves
     record_masked_batches: int = 2  # first batches each env sends, kept as sent (RUN_DIR/boundary), for export-masked
-    log_original_faces: bool = False  # true: TensorBoard shows the ORIGINAL private faces beside the protected ones
+    log_private_faces: bool = False  # TensorBoard's example faces: public ones (default) or, opted in, PRIVATE training faces
+    log_original_faces: bool = False  # true: TensorBoard shows the example faces' originals beside the protected views
     env_runner_max_restarts: int = 1000  # RLlib's default: spot nodes come and go
     seed: int = 0
 
@@ -421,6 +423,12 @@ def save_config(cfg: Any, path: str | Path) -> None:
 # ----------------------------------------------------------------------------- validation
 
 
+#: Bounds on network sizes: a config (or a run file) cannot ask for unbounded memory.
+MAX_WIDTH = 4096
+MAX_DEPTH = 64
+MAX_LAYERS = 8
+
+
 def _require(ok: bool, name: str, value: Any, allowed: str) -> None:
     if not ok:
         raise ConfigError(f"{name}={value!r} is out of range: {allowed}")
@@ -454,11 +462,16 @@ def validate_mask(m: MaskConfig, ks: list[int]) -> None:
         )
 
 
+def _sizes(values: list[int], count: int, most: int) -> bool:
+    """1 to ``count`` integers in 1..``most``: network sizes (also read back from run files) stay bounded."""
+    return 1 <= len(values) <= count and all(isinstance(v, int) and 1 <= v <= most for v in values)
+
+
 def validate_model(m: ModelConfig) -> None:
-    _require(len(m.widths) >= 1 and all(w >= 1 for w in m.widths), "model.widths", m.widths, "positive integers")
+    _require(_sizes(m.widths, MAX_LAYERS, MAX_WIDTH), "model.widths", m.widths, f"1 to {MAX_LAYERS} integers in 1..{MAX_WIDTH}")
     _require(len(m.depths) == len(m.widths), "model.depths", m.depths, f"one depth per width ({len(m.widths)})")
-    _require(all(d >= 1 for d in m.depths), "model.depths", m.depths, "integers >= 1")
-    _require(m.embedding_dim >= 2, "model.embedding_dim", m.embedding_dim, ">= 2")
+    _require(_sizes(m.depths, MAX_LAYERS, MAX_DEPTH), "model.depths", m.depths, f"integers in 1..{MAX_DEPTH}")
+    _require(isinstance(m.embedding_dim, int) and 2 <= m.embedding_dim <= MAX_WIDTH, "model.embedding_dim", m.embedding_dim, f"an integer in 2..{MAX_WIDTH}")
     _require(0 <= m.dropout < 1, "model.dropout", m.dropout, "[0, 1)")
     _require(m.arc_scale > 0, "model.arc_scale", m.arc_scale, "> 0")
     _require(0 <= m.arc_margin < 1.5, "model.arc_margin", m.arc_margin, "[0, 1.5) radians")
@@ -504,7 +517,7 @@ def validate_rl(r: RLConfig, batch_size: int) -> None:
     _require(r.attacker_in_loop or r.reward == "paper", "rl.attacker_in_loop", r.attacker_in_loop, f"true: rl.reward={r.reward!r} scores the attacker's leak (only 'paper' runs without it)")
     _require(r.attacker_batch_size >= 2, "rl.attacker_batch_size", r.attacker_batch_size, ">= 2")
     _require(r.attacker_rows >= 0, "rl.attacker_rows", r.attacker_rows, ">= 0 (0 = every row)")
-    _require(len(r.attacker_widths) == 3 and all(w >= 1 for w in r.attacker_widths), "rl.attacker_widths", r.attacker_widths, "three positive widths")
+    _require(len(r.attacker_widths) == 3 and _sizes(r.attacker_widths, 3, MAX_WIDTH), "rl.attacker_widths", r.attacker_widths, f"three widths in 1..{MAX_WIDTH}")
     _require(r.judge_steps >= 1, "rl.judge_steps", r.judge_steps, ">= 1")
     _require(r.attacker_train_steps >= 0, "rl.attacker_train_steps", r.attacker_train_steps, ">= 0")
     _require(r.attacker_warmup_steps >= 0, "rl.attacker_warmup_steps", r.attacker_warmup_steps, ">= 0")
@@ -522,7 +535,7 @@ def validate_rl(r: RLConfig, batch_size: int) -> None:
     _require(0 < r.gamma <= 1, "rl.gamma", r.gamma, "(0, 1]")
     _require(0 <= r.gae_lambda <= 1, "rl.gae_lambda", r.gae_lambda, "[0, 1]")
     _require(r.entropy_coeff >= 0, "rl.entropy_coeff", r.entropy_coeff, ">= 0")
-    _require(all(h >= 1 for h in r.hidden), "rl.hidden", r.hidden, "positive layer sizes")
+    _require(_sizes(r.hidden, MAX_LAYERS, MAX_WIDTH), "rl.hidden", r.hidden, f"1 to {MAX_LAYERS} layer sizes in 1..{MAX_WIDTH}")
     _require(r.num_env_runners >= 0, "rl.num_env_runners", r.num_env_runners, ">= 0 (0 = sample in the driver)")
     _require(r.max_inflight >= 1, "rl.max_inflight", r.max_inflight, ">= 1")
     _require(r.fr_workers >= 1, "rl.fr_workers", r.fr_workers, ">= 1")
@@ -532,6 +545,7 @@ def validate_rl(r: RLConfig, batch_size: int) -> None:
     _require(r.sample_timeout_s > 0, "rl.sample_timeout_s", r.sample_timeout_s, "> 0")
     _require(r.fr_num_gpus == -1 or 0 <= r.fr_num_gpus, "rl.fr_num_gpus", r.fr_num_gpus, "-1 (auto), or >= 0 (fractions allowed)")
     _require(r.fr_num_cpus >= 0, "rl.fr_num_cpus", r.fr_num_cpus, ">= 0")
+    _require(r.attacker_num_cpus >= 0, "rl.attacker_num_cpus", r.attacker_num_cpus, ">= 0")
     _require(r.fr_threads >= 0, "rl.fr_threads", r.fr_threads, ">= 0")
     _require(r.fr_max_restarts >= -1, "rl.fr_max_restarts", r.fr_max_restarts, ">= -1 (-1 = forever)")
     _require(r.env_runner_max_restarts >= 0, "rl.env_runner_max_restarts", r.env_runner_max_restarts, ">= 0")

@@ -10,11 +10,41 @@ sent in ``boundary/``).
 from __future__ import annotations
 
 import json
+import os
 from dataclasses import dataclass
 from pathlib import Path
 
 from rl_mask.config import Config, ConfigError, load_config
 from rl_mask.owner.defences import Defence, HybridDefence, build_defence, hybrid_mask_from_config
+
+#: Run folders hold face-derived data (protected batches, checkpoints, the owner's judge): owner-only.
+RUN_DIR_MODE = 0o700
+
+
+def check_out_dir(path: str | Path, leftovers: frozenset[str] = frozenset()) -> Path:
+    """Refuse (one line naming the folder) an ``--out`` a new run may not write into.
+
+    It must be absent or empty, or hold nothing but ``leftovers`` (the names an attempt of the
+    same command writes before it was killed, for a retried job): a run never overwrites or
+    deletes files it did not write.
+    """
+    path = Path(path)
+    if path.exists() and not path.is_dir():
+        raise ConfigError(f"--out {path} is a file, not a folder")
+    if path.is_dir():
+        other = sorted(p.name for p in path.iterdir() if p.name not in leftovers)
+        if other:
+            shown = ", ".join(other[:3]) + (f" and {len(other) - 3} more" if len(other) > 3 else "")
+            raise ConfigError(f"--out {path} is not empty (it holds {shown}); a new run goes into a new or empty folder")
+    return path
+
+
+def claim_out_dir(path: str | Path, leftovers: frozenset[str] = frozenset()) -> Path:
+    """``check_out_dir``, then the folder created (or tightened) owner-only."""
+    path = check_out_dir(path, leftovers)
+    path.mkdir(parents=True, exist_ok=True, mode=RUN_DIR_MODE)
+    os.chmod(path, RUN_DIR_MODE)
+    return path
 
 
 def autosave_path(run_dir: str | Path) -> Path:

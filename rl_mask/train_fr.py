@@ -20,6 +20,7 @@ from rl_mask.owner.defences import Defence, build_defence
 from rl_mask.owner.messages import final_test_set, training_setup
 from rl_mask.owner.stream import PrivateData, TrainingStream, prepare_data
 from rl_mask.protocol import ProtectedEvalSet
+from rl_mask.run_folder import claim_out_dir
 from rl_mask.server.trainer import FRTrainer, resolve_device, trainer_for
 
 
@@ -37,8 +38,8 @@ def train_fr(cfg: Config, out_dir: str | Path, defence: Defence | None = None, p
     """Train under ``defence`` (default: the config's strategy); write the run folder; return the summary."""
     started = time.perf_counter()
     data = data or prepare_data(cfg)  # bad faces fail before anything is written
-    out = Path(out_dir)
-    (out / "checkpoints").mkdir(parents=True, exist_ok=True)
+    out = claim_out_dir(out_dir)  # a new or empty folder: nothing of another run is overwritten
+    (out / "checkpoints").mkdir()
     save_config(cfg, out / "config.yaml")
     set_threads(cfg.fr.threads)
     defence = defence or build_defence(cfg)

@@ -66,7 +66,7 @@ def cmd_train(args: argparse.Namespace) -> int:
         raise ConfigError("--out RUN_DIR is required (or --resume RUN_DIR)")
     overrides = _overrides(args, {"rl.num_env_runners": args.num_env_runners, "rl.iterations": args.iterations})
     cfg = resolve_config(args.config, overrides, args.debug, args.resume)
-    summary = train(cfg, out, address=args.address, resume=bool(args.resume), debug=args.debug, progress=not args.quiet)
+    summary = train(cfg, out, address=args.address, resume=bool(args.resume), retry=args.auto_resume, debug=args.debug, progress=not args.quiet)
     keys = ("identification_acc", "verification_acc", "floor_held", "k_distribution", "k_entropy", "k_entropy_uniform", "env_steps", "fr_steps", "wall_seconds", "env_steps_per_s")
     print(json.dumps({k: summary[k] for k in keys}, indent=2))
     print(f"run folder: {Path(out).resolve()}\nTensorBoard: tensorboard --logdir {summary['tensorboard']}")
@@ -156,6 +156,8 @@ def main(argv: list[str] | None = None) -> int:
     # Ray reads its auth mode once, when it is imported (below, in the subcommands): token auth
     # for every Ray this command starts or joins, unless the caller chose otherwise.
     os.environ.setdefault("RAY_AUTH_MODE", "token")
+    # Run folders hold face-derived data: every file this command (and a local Ray it starts) writes is owner-only.
+    os.umask(0o077)
     try:
         return args.func(args)
     except (ConfigError, FaceDataError, CheckpointError) as exc:

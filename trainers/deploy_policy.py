@@ -45,17 +45,20 @@ class DeployedPolicy:
     fr_steps: int  # FR steps the fresh network took (the benchmark's budget)
 
 
-def load_policy(run_dir: Path, env: HybridMaskingEnv):
-    """The run's RL module, rebuilt for the env's spaces, weights from ``policy.pt`` (no unpickling)."""
+def load_policy(run_dir: Path, env: HybridMaskingEnv, hidden: list[int]):
+    """The run's RL module, rebuilt for the env's spaces and the run's validated ``rl.hidden``
+    (never sizes read from the weights file), weights from ``policy.pt`` (no unpickling)."""
     state = load_checkpoint(run_dir / "policy.pt", required=("state_dict", "hidden"))
     choices = state.get("choices")
     if choices is not None and choices != env.space.choices:
         raise ConfigError(f"{run_dir}/policy.pt was trained for the knobs {choices}, its config.yaml gives {env.space.choices}")
+    if not isinstance(state["hidden"], (list, tuple)) or list(state["hidden"]) != list(hidden):
+        raise ConfigError(f"{run_dir}/policy.pt records hidden layers {state['hidden']!r}, its config.yaml gives rl.hidden={hidden}")
     spec = RLModuleSpec(
         module_class=DefaultPPOTorchRLModule,
         observation_space=env.observation_space,
         action_space=env.action_space,
-        model_config=DefaultModelConfig(fcnet_hiddens=list(state["hidden"]), fcnet_activation="tanh", vf_share_layers=False),
+        model_config=DefaultModelConfig(fcnet_hiddens=list(hidden), fcnet_activation="tanh", vf_share_layers=False),
         inference_only=True,  # policy.pt holds the env runners' module: no value function
     )
     module = spec.build()
@@ -93,7 +96,7 @@ def deploy_policy(run_dir: str | Path, cfg: Config, data: PrivateData, out_dir: 
             raise ConfigError(f"--adaptive-run {run.path}: no judge.pt (a run from before the attacker in the loop?)")
         loop = {"attacker_service": OnlineAttacker.from_config(dcfg, data.split.public.float_images()), "judge": str(judge)}
     env = HybridMaskingEnv({"config": dcfg, "fr_service": service, **loop, "total_fr_steps": fr_steps, "keep_batches": keep, "worker_index": 0, "vector_index": 0})
-    module = load_policy(run.path, env)
+    module = load_policy(run.path, env, dcfg.rl.hidden)
     rng = np.random.default_rng(seed)
     obs, _ = env.reset(seed=seed)
     chosen = []

@@ -43,7 +43,7 @@ class FRProgress:
     def write(self, fr_step: int, steps_lost: int) -> None:
         if self._fd is None:
             self.path.parent.mkdir(parents=True, exist_ok=True)
-            self._fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
+            self._fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o600)
         record = json.dumps({"fr_step": fr_step, "steps_lost": steps_lost}).encode().ljust(RECORD)
         os.pwrite(self._fd, record, 0)
 

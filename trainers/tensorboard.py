@@ -15,10 +15,12 @@ from torch.utils.tensorboard import SummaryWriter
 from rl_mask.config import Config
 from rl_mask.owner.defences import build_defence
 from rl_mask.owner.settings import DIMENSIONS, SettingsSpace
-from rl_mask.owner.stream import PrivateData
 
-#: The image tag: protected views only, or (with rl.log_original_faces) originals first.
-EXAMPLES_TAG = {False: "faces/protected", True: "faces/original_vs_protected"}
+
+def examples_tag(private: bool, originals: bool) -> str:
+    """``faces/public/protected`` by default; ``private`` and ``original_vs_protected`` say the opt-ins."""
+    return f"faces/{'private' if private else 'public'}/{'original_vs_protected' if originals else 'protected'}"
+
 PPO_SECTIONS = {"env_runners": "ppo/env_runners", "learners/default_policy": "ppo/learner"}
 
 
@@ -109,13 +111,16 @@ class RunWriter:
         self.writer.close()
 
 
-def masked_examples(cfg: Config, data: PrivateData, ks: list[int], originals: bool = False, n: int = 8) -> list[torch.Tensor]:
+def masked_examples(cfg: Config, faces: torch.Tensor, labels: torch.Tensor, ks: list[int], originals: bool = False, n: int = 8) -> list[torch.Tensor]:
     """Rows for TensorBoard: what crosses, as a person would see it (channel removal only,
-    then the mixtures for each k, through the inverse DCT). The original faces come first
-    only with ``rl.log_original_faces`` (TensorBoard logs are read by more people than the
-    face folder)."""
-    idx = torch.linspace(0, len(data.train_labels) - 1, n).long()
-    images, labels = data.train_images[idx], data.train_labels[idx]
+    then the mixtures for each k, through the inverse DCT), for ``n`` of ``faces``.
+
+    A person recognises a face after channel removal alone (edges, eyes, glasses stay), so the
+    run passes public faces here unless ``rl.log_private_faces``: TensorBoard logs are read by
+    more people than the face folder. The originals come first only with ``rl.log_original_faces``.
+    """
+    idx = torch.linspace(0, len(labels) - 1, n).long()
+    images, labels = faces[idx], labels[idx]
     mask = build_defence(cfg, "adaptive", k_choices=ks).mask
     g = torch.Generator().manual_seed(0)
     rows = [images] if originals else []

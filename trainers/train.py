@@ -38,7 +38,7 @@ from rl_mask.owner.messages import final_test_set, training_setup, validation_se
 from rl_mask.owner.recorder import boundary_dir
 from rl_mask.owner.settings import SettingsSpace
 from rl_mask.owner.stream import PrivateData, prepare_data
-from rl_mask.run_folder import autosave_path
+from rl_mask.run_folder import RUN_DIR_MODE, autosave_path, check_out_dir, claim_out_dir
 from rl_mask.server.service import FRService
 from trainers.attacker_actor import create_attacker_actor
 from trainers.checkpoint_safety import verified_copy
@@ -50,9 +50,11 @@ from trainers.policy_eval import score_policy
 from trainers.ppo import build_ppo_config, total_fr_steps
 from trainers.resume_point import resume_point
 from trainers.shutdown import GracefulStop
-from trainers.tensorboard import EXAMPLES_TAG, RunWriter, fr_scalars, masked_examples, owner_scalars, ppo_scalars
+from trainers.tensorboard import RunWriter, examples_tag, fr_scalars, masked_examples, owner_scalars, ppo_scalars
 
 NAMESPACE = "rl-mask"
+#: What an attempt of ``rl-mask train`` writes before its first checkpoint (``--auto-resume`` starts over on it).
+ATTEMPT_FILES = frozenset({"config.yaml", "judge.pt", "tb", "boundary", "checkpoints"})
 
 
 # ----------------------------------------------------------------------------- ray
@@ -116,6 +118,7 @@ def train(
     *,
     address: str | None = None,
     resume: bool = False,
+    retry: bool = False,
     debug: bool = False,
     progress: bool = True,
     stop_after: int | None = None,
@@ -123,7 +126,9 @@ def train(
 ) -> dict:
     """Run (or resume) adaptive training; returns the summary (also ``RUN_DIR/summary.json``).
 
-    ``stop_after`` ends the loop after that many iterations of this call (tests of resume).
+    ``retry`` (``--auto-resume`` without a checkpoint yet): ``out_dir`` may hold what an attempt of
+    this run wrote before it was killed (``ATTEMPT_FILES``); otherwise a fresh run needs a new or
+    empty folder. ``stop_after`` ends the loop after that many iterations of this call (tests of resume).
     ``after_iteration(iteration, seconds)`` runs after each PPO iteration, while env runners
     and FR workers wait (the throughput benchmark times the plain FR loop there, so both see
     the same machine speed).
@@ -135,6 +140,9 @@ def train(
         raise ConfigError(f"--resume {run_dir}: no complete checkpoint under checkpoints/")
     if not resume and holds_run(run_dir):
         raise ConfigError(f"--out {run_dir} already holds a run; pass --resume {run_dir} to continue it, or another --out")
+    leftovers = ATTEMPT_FILES if retry else frozenset()
+    if not resume:  # before anything is loaded: a used folder or a file fails in one line
+        check_out_dir(run_dir, leftovers)
     if debug and cfg.rl.fr_workers != 1:
         raise ConfigError(f"rl.fr_workers={cfg.rl.fr_workers}: debug mode hosts one FR network in this process; use a Ray run for data-parallel FR workers")
     ckpt = point.path if point else None
@@ -143,7 +151,10 @@ def train(
     cfg = copy.deepcopy(cfg)
     cfg.data.root = os.path.abspath(cfg.data.resolved_root())
     data = prepare_data(cfg)  # the faces load and split as configured
-    run_dir.mkdir(parents=True, exist_ok=True)
+    if resume:
+        os.chmod(run_dir, RUN_DIR_MODE)  # owner-only, also for a run folder written before this rule
+    else:
+        claim_out_dir(run_dir, leftovers)
     save_config(cfg, run_dir / "config.yaml")
     rl = cfg.rl
     prior = point.state if point else {"iteration": 0, "env_steps": 0, "wall_seconds": 0.0}
@@ -154,7 +165,7 @@ def train(
     # A resumed run restarts from its checkpoint: an autosave written after it is out of step.
     autosave_path(run_dir).unlink(missing_ok=True)
     progress_path(run_dir).unlink(missing_ok=True)
-    if not resume:  # left by a run killed before its first checkpoint
+    if retry and not resume:  # left by an attempt of this run killed before its first checkpoint
         shutil.rmtree(boundary_dir(run_dir), ignore_errors=True)
     # The data owner's side: the defence, and the messages the FR server gets before training.
     defence = build_defence(cfg, "adaptive", k_choices=rl.k_choices)
@@ -202,7 +213,9 @@ def train(
         # Drop events a killed run wrote after its last checkpoint (TensorBoard purges >= purge_step),
         # or, on a fresh start, those of an attempt killed before its first checkpoint.
         writer = RunWriter(run_dir / "tb", purge_step=prior["env_steps"] + 1 if ckpt else (1 if (run_dir / "tb").exists() else None))
-        examples = masked_examples(cfg, data, rl.k_choices, originals=rl.log_original_faces)
+        shown = (data.train_images, data.train_labels) if rl.log_private_faces else (public if public is not None else data.split.public.float_images(), data.split.public.labels)
+        examples = masked_examples(cfg, *shown, rl.k_choices, originals=rl.log_original_faces)
+        examples_name = examples_tag(rl.log_private_faces, rl.log_original_faces)
         print(f"TensorBoard: tensorboard --logdir {run_dir / 'tb'}", flush=True)
         start_iter = algo.iteration
         end_iter = rl.iterations if stop_after is None else min(rl.iterations, start_iter + stop_after)
@@ -241,7 +254,7 @@ def train(
                     print(f"rl-mask: warning: the FR actor restarted and lost {now_lost - lost} FR step(s) ({now_lost} in this run)", flush=True)
                 lost = now_lost
                 if (it + 1) % rl.image_every == 0 or it == start_iter:
-                    writer.images(EXAMPLES_TAG[rl.log_original_faces], examples, env_steps)
+                    writer.images(examples_name, examples, env_steps)
                 if "mask/k_mean" in ours and "fr/loss" in ours:
                     bar.set_postfix(k=f"{ours['mask/k_mean']:.2f}", leak=f"{ours.get('mask/leak', float('nan')):.2f}", loss=f"{ours['fr/loss']:.2f}", acc=f"{ours['fr/val_identification_acc']:.2f}")
                 if (it + 1) % rl.checkpoint_every == 0 or it + 1 == end_iter or stop.requested is not None:

@@ -43,6 +43,7 @@ from rl_mask.owner.judge import PrivacyJudge, ScoringKey, judge_report, scoring_
 from rl_mask.owner.judge.evaluator import ARCHITECTURE as EVALUATOR_ARCHITECTURE
 from rl_mask.owner.settings import MaskSettings
 from rl_mask.owner.stream import PrivateData, TrainingBatch, TrainingStream, prepare_data
+from rl_mask.run_folder import claim_out_dir
 from rl_mask.server.evaluation import recognition_metrics
 from rl_mask.server.models import FaceRecognizer
 from rl_mask.server.trainer import load_fr_model
@@ -327,8 +328,7 @@ def run_benchmark(
     run_cfg.validate()
     data = prepare_data(run_cfg)  # bad faces fail before anything is written
     check_identity_disjoint(data.split)
-    out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
+    out = claim_out_dir(out_dir)  # a new or empty folder: no earlier results are overwritten
     save_config(run_cfg, out / "config.yaml")
     set_threads(run_cfg.fr.threads)
 

@@ -14,11 +14,14 @@ from pathlib import Path
 
 import torch
 
-from rl_mask.checkpoint import load_checkpoint
-from rl_mask.config import FRConfig, ModelConfig
+from rl_mask.checkpoint import CheckpointError, build_checked, load_checkpoint
+from rl_mask.config import ConfigError, FRConfig, ModelConfig, validate_model
 from rl_mask.protocol import ProtectedBatch, TrainingSetup
 from rl_mask.server.evaluation import recognition_metrics
-from rl_mask.server.models import ArcFaceHead, FaceRecognizer, IRResNet
+from rl_mask.server.models import INPUT_KINDS, ArcFaceHead, FaceRecognizer, IRResNet
+
+#: The largest input side (channels, height or width) a model file may record.
+MAX_INPUT_SIDE = 4096
 
 
 def resolve_device(name: str) -> torch.device:
@@ -191,6 +194,17 @@ def trainer_for(setup: TrainingSetup, device: torch.device) -> FRTrainer:
 def load_fr_model(path: str | Path, map_location: str | torch.device = "cpu") -> tuple[FaceRecognizer, dict]:
     """Load final FR weights (``RUN_DIR/fr.pt``) into a ready model; returns ``(model, meta)``."""
     ckpt = load_checkpoint(path, map_location, required=("state_dict", "meta"))
-    model = build_model(ckpt["meta"])
-    model.load_state_dict(ckpt["state_dict"])
-    return model.eval(), ckpt["meta"]
+    meta = checked_meta(ckpt["meta"], path)
+    return build_checked(lambda: build_model(meta), ckpt["state_dict"], path).eval(), meta
+
+
+def checked_meta(meta: dict, path: str | Path) -> dict:
+    """A model file's ``meta`` with the config's ranges enforced before anything is built from it."""
+    try:
+        validate_model(ModelConfig(**meta["model"]))
+        shape = tuple(int(v) for v in meta["input_shape"])
+        if len(shape) != 3 or not all(1 <= v <= MAX_INPUT_SIDE for v in shape) or int(meta["num_classes"]) < 1 or meta["input_kind"] not in INPUT_KINDS:
+            raise ConfigError(f"input_shape={meta['input_shape']!r}, num_classes={meta['num_classes']!r}, input_kind={meta['input_kind']!r} are out of range")
+    except (ConfigError, KeyError, TypeError, ValueError) as exc:
+        raise CheckpointError(f"checkpoint {path}: its meta does not describe a network this version builds ({type(exc).__name__}: {exc})") from None
+    return meta
