@@ -34,6 +34,9 @@ def test_launcher_yamls_pass_ray_schema(name):
     start = " ".join(cfg["head_start_ray_commands"])
     assert "--dashboard-host=127.0.0.1" in start and "RAY_AUTH_MODE=token" in start
     assert all("RAY_AUTH_MODE=token" in c for c in cfg["worker_start_ray_commands"] if " start " in c)
+    # no core dumps of processes that hold faces, on any node
+    starts = [c for c in cfg["head_start_ray_commands"] + cfg["worker_start_ray_commands"] if " start " in c]
+    assert starts and all("ulimit -c 0;" in c for c in starts) and "unlimited" not in " ".join(starts)
     # the schema check is real: a misspelt field fails it
     broken = copy.deepcopy(cfg)
     broken["max_worker"] = 3
@@ -219,22 +222,37 @@ def test_rayjob_deploys_auth_storage_ports_and_retries():
     assert {"gcs-server": 6379, "dashboard": 8265, "client": 10001, "tensorboard": 6006}.items() <= ports.items()
     tb = next(c for c in head["template"]["spec"]["containers"] if c["name"] == "tensorboard")
     assert tb["command"][0] == "tensorboard" and tb["command"][tb["command"].index("--port") + 1] == "6006"
+    assert tb["command"][tb["command"].index("--host") + 1] == "127.0.0.1"  # no authentication: the pod's loopback only
     # the GPU group is there from the start; SIGTERM gets time to checkpoint
     groups = {g["groupName"]: g for g in cluster["workerGroupSpecs"]}
     assert groups["gpu"]["minReplicas"] >= 1
     assert groups["gpu"]["template"]["spec"]["containers"][0]["resources"]["limits"]["nvidia.com/gpu"] == "1"
     assert head["template"]["spec"]["terminationGracePeriodSeconds"] >= 60
+    # a job stop waits for the iteration and its checkpoint before SIGKILL (Ray's default: 3 s)
+    stop_wait = int(yaml.safe_load(spec["runtimeEnvYAML"])["env_vars"]["RAY_JOB_STOP_WAIT_TIME_S"])
+    assert 60 <= stop_wait <= head["template"]["spec"]["terminationGracePeriodSeconds"]
     # a retried attempt resumes its run folder instead of being refused
     assert spec["backoffLimit"] >= 1
     entry = shlex.split(spec["entrypoint"])
     assert entry[:3] == ["python", "-m", "trainers.cluster_entry"] and "--auto-resume" in entry and "--out" in entry
     assert entry[entry.index("--set") + 1].startswith("rl.") and "rl.fr_num_gpus=1" in entry
+    assert "rl.attacker_num_cpus=1" in entry  # the head has no CPU for actors: the attacker goes to a worker
 
 
 def test_runtime_env_for_job_submit():
     env = RuntimeEnv(**yaml.safe_load((CLUSTER / "runtime_env.yaml").read_text()))
     assert env["working_dir"] == "." and ".venv" in env["excludes"]
     assert "RAY_AUTH_MODE=token ray job submit" in (CLUSTER / "runtime_env.yaml").read_text()
+    assert int(env["env_vars"]["RAY_JOB_STOP_WAIT_TIME_S"]) >= 60
+
+
+def test_aws_run_folders_are_writable_private_and_the_attacker_avoids_the_head():
+    from rl_mask.config import load_config
+
+    setup = " ".join(launcher("aws.yaml")["setup_commands"])
+    assert "install -d -o ec2-user -g ec2-user -m 0700 /mnt/shared/runs" in setup
+    cfg = load_config(CLUSTER / "aws_train.yaml")
+    assert cfg.rl.attacker_num_cpus >= 1 and cfg.rl.fr_num_cpus >= 1
 
 
 def test_entry_defaults_to_the_running_cluster():

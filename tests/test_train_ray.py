@@ -2,7 +2,6 @@
 
 import json
 import os
-import time
 
 import pytest
 import ray
@@ -132,9 +131,9 @@ def test_tensorboard_events_hold_our_tags(short_run):
     ]:
         assert tag in tags["scalars"], tag
     assert "mask/k" in tags["histograms"]
-    # protected views only: no original face in the logs unless rl.log_original_faces
-    assert tags["images"] == ["faces/protected"]
-    grid = acc.Images("faces/protected")[0]
+    # protected views of public faces only: no private face in the logs unless rl.log_private_faces
+    assert tags["images"] == ["faces/public/protected"]
+    grid = acc.Images("faces/public/protected")[0]
     assert grid.height == 112 * (1 + len(tiny_config().rl.k_choices))  # rows: channel removal only, then one per k
     steps = [e.step for e in acc.Scalars("mask/k_mean")]
     assert steps == [32, 64]  # x-axis: env steps sampled
@@ -236,7 +235,6 @@ def test_fresh_run_refuses_a_used_folder(ray_runtime, short_run):
 
 
 def test_fr_actor_restarts_with_its_last_saved_weights(ray_runtime, tmp_path):
-    import os
     import signal
 
     from rl_mask.run_folder import autosave_path
@@ -318,6 +316,63 @@ def test_resume_refuses_a_tampered_real_checkpoint_and_runs_nothing(short_run, t
     assert (run / "config.yaml").read_bytes() == config_before
 
 
+@pytest.mark.parametrize("tamper", ["state renamed beside a pickle", "component linked to pickles outside the run"])
+def test_resume_refuses_tampered_component_files_and_runs_nothing(short_run, tmp_path, cli_env, tamper):
+    """RLlib would unpickle ``module_state.pkl`` when ``module_state.msgpack`` is missing, and
+    follows a linked component folder: the resume refuses both, in one line, before Ray starts."""
+    import pickle
+    import shutil
+    import subprocess
+    import sys
+
+    from test_checkpoint_safety import Payload
+
+    run = tmp_path / "run"
+    shutil.copytree(short_run[0], run)
+    ckpt = latest_checkpoint(run)
+    marker = tmp_path / "executed"
+    payload = pickle.dumps(Payload(marker))
+    if tamper.startswith("state renamed"):
+        module = ckpt / "algo" / "learner_group" / "learner" / "rl_module" / "default_policy"
+        (module / "module_state.msgpack").rename(module / "module_state.msgpck")
+        (module / "module_state.pkl").write_bytes(payload)
+        expected = f"checkpoint {ckpt / 'algo'} holds {module / 'module_state.msgpck'}, a file rl-mask's checkpoints never hold; refusing to restore it"
+    else:
+        outside = tmp_path / "outside"
+        outside.mkdir()
+        for name in ("state.pkl", "class_and_ctor_args.pkl"):
+            (outside / name).write_bytes(payload)
+        component = ckpt / "algo" / "env_runner"
+        shutil.rmtree(component)
+        component.symlink_to(outside, target_is_directory=True)
+        expected = f"checkpoint {ckpt / 'algo'} holds a link, {component}; rl-mask never writes one, refusing to restore it"
+    proc = subprocess.run([sys.executable, "-m", "trainers.cli", "train", "--resume", str(run), "--quiet"], env=cli_env, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 2, proc.stdout[-3000:] + proc.stderr[-3000:]
+    assert proc.stderr.strip().splitlines() == [f"rl-mask: error: {expected}"]
+    assert not marker.exists()
+
+
+def test_resume_never_reads_class_and_ctor_args(ray_runtime, short_run, tmp_path):
+    """RLlib writes ``class_and_ctor_args.pkl`` beside every component; only ``from_checkpoint``
+    reads it. A pickled payload in every one of them runs nowhere: the resume restores from a
+    private copy that never holds them, and trains on."""
+    import pickle
+    import shutil
+
+    from test_checkpoint_safety import Payload
+
+    run = tmp_path / "run"
+    shutil.copytree(short_run[0], run)
+    marker = tmp_path / "executed"
+    planted = list((latest_checkpoint(run) / "algo").rglob("class_and_ctor_args.pkl"))
+    assert len(planted) >= 5
+    for path in planted:
+        path.write_bytes(pickle.dumps(Payload(marker)))
+    done = train(tiny_config(iterations=3), run, progress=False, resume=True)
+    assert done["finished"] and done["iterations"] == 3 and done["env_steps"] == 96
+    assert not marker.exists()
+
+
 def test_resume_falls_back_when_the_latest_checkpoint_is_damaged(ray_runtime, short_run, tmp_path, capfd):
     import shutil
 
@@ -334,47 +389,6 @@ def test_resume_falls_back_when_the_latest_checkpoint_is_damaged(ray_runtime, sh
     assert done["finished"] and done["iterations"] == 2 and done["env_steps"] == 64
     assert (run / "checkpoints" / "latest").read_text() == "iter_000002"
     resume_point(run)  # the rewritten checkpoint reads again
-
-
-def test_sigterm_checkpoints_stops_and_leaves_no_process(tmp_path, cli_env):
-    import signal
-    import subprocess
-    import sys
-
-    import psutil
-    import yaml
-
-    run = tmp_path / "run"
-    cfg = tmp_path / "c.yaml"
-    rl = {"num_env_runners": 1, "num_cpus_per_env_runner": 1, "horizon": 4, "train_batch_size": 16, "minibatch_size": 8, "num_epochs": 1,
-          "iterations": 60, "checkpoint_every": 2, "image_every": 100, "eval_every": 8, "policy_eval_steps": 8}
-    cfg.write_text(yaml.safe_dump({"fr": {"batch_size": 16}, "rl": rl}))
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "trainers.cli", "train", "--out", str(run), "--config", str(cfg), "--quiet"],
-        env=cli_env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, start_new_session=True,
-    )
-    try:
-        deadline = time.time() + 300
-        while not (run / "checkpoints" / "latest").is_file():
-            assert proc.poll() is None and time.time() < deadline, proc.stdout.read()[-4000:] if proc.poll() is not None else "timed out"
-            time.sleep(0.2)
-        family = psutil.Process(proc.pid).children(recursive=True)
-        names = " ".join(" ".join(p.cmdline()) for p in family if p.is_running())
-        assert "raylet" in names and "FRActorImpl" in names and "InflightEnvRunner" in names
-        proc.send_signal(signal.SIGTERM)
-        out, _ = proc.communicate(timeout=240)
-    finally:
-        if proc.poll() is None:
-            os.killpg(proc.pid, signal.SIGKILL)
-    assert proc.returncode == 128 + signal.SIGTERM, out[-4000:]
-    done = int((run / "checkpoints" / "latest").read_text().split("_")[1])
-    assert done >= 3  # the iteration under way finished and was checkpointed, off the every-2 schedule
-    assert json.loads((run / "checkpoints" / f"iter_{done:06d}" / "state.json").read_text())["iteration"] == done
-    assert f"stopped after iteration {done}" in out and "rl-mask: stopped by SIGTERM" in out
-    assert not (run / "summary.json").exists()
-    _, alive = psutil.wait_procs(family, timeout=60)
-    alive = [p for p in alive if p.is_running() and p.status() != psutil.STATUS_ZOMBIE]
-    assert not alive, [" ".join(p.cmdline()) for p in alive]
 
 
 def test_auto_resume_continues_a_used_out_folder_that_plain_out_refuses(ray_runtime, short_run, tmp_path, capsys):

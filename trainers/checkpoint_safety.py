@@ -136,6 +136,7 @@ def read_verified(algo_dir: Path) -> dict[Path, bytes]:
     if not algo_dir.is_dir():
         raise CorruptCheckpointError(f"checkpoint folder {algo_dir} does not exist")
     files: dict[Path, bytes] = {}
+    stateless: list[Path] = []
     for top, dirs, names, dir_fd in os.fwalk(algo_dir, follow_symlinks=False):
         here = Path(top)
         for name in sorted(dirs + names):
@@ -153,7 +154,9 @@ def read_verified(algo_dir: Path) -> dict[Path, bytes]:
             (scan_msgpack_bytes if name.endswith(STATE_SUFFIX) else _check_json)(data, path)
             files[path.relative_to(algo_dir)] = data
         if not any(n.endswith(STATE_SUFFIX) for n in names):
-            raise CorruptCheckpointError(f"checkpoint folder {here} holds no msgpack state file")
+            stateless.append(here)
+    if stateless:  # after the walk: a tampered file anywhere is reported as such, not as damage
+        raise CorruptCheckpointError(f"checkpoint folder {stateless[0]} holds no msgpack state file")
     return files
 
 

@@ -1,0 +1,186 @@
+"""The run folder and the logs as an attacker or an operator meets them: a stop that always
+checkpoints, no recognisable private face in TensorBoard, owner-only files, nothing lost
+through ``--out``. Each run is a real ``rl-mask train`` process."""
+
+import io
+import json
+import os
+import signal
+import stat
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import psutil
+import pytest
+import torch
+import yaml
+from PIL import Image
+from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+from rl_mask.config import Config, load_config
+from rl_mask.owner.defences import build_defence
+from rl_mask.owner.stream import prepare_data
+from trainers.tensorboard import image_grid, masked_examples
+
+pytestmark = pytest.mark.ray
+
+REPO = Path(__file__).resolve().parent.parent
+#: Debug mode at sizes that only exercise it (--set comes after --debug's own overrides).
+TINY = {
+    "fr.batch_size": 16, "rl.train_batch_size": 16, "rl.minibatch_size": 8, "rl.num_epochs": 1, "rl.horizon": 4,
+    "rl.eval_every": 8, "rl.policy_eval_steps": 8, "rl.judge_steps": 5, "rl.attacker_warmup_steps": 2,
+    "rl.attacker_rows": 8, "rl.attacker_batch_size": 4,
+}
+
+
+def sets(values: dict) -> list[str]:
+    return [arg for key, value in values.items() for arg in ("--set", f"{key}={json.dumps(value)}")]
+
+
+def cli(*args, env, timeout=600) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "trainers.cli", *args], cwd=REPO, env=env, capture_output=True, text=True, timeout=timeout)
+
+
+# ----------------------------------------------------------------------------- TensorBoard, permissions
+
+
+def tiles(grid: np.ndarray, rows: int, cols: int) -> list[np.ndarray]:
+    h, w = grid.shape[0] // rows, grid.shape[1] // cols
+    return [grid[r * h:(r + 1) * h, c * w:(c + 1) * w] for r in range(rows) for c in range(cols)]
+
+
+def best_match(tile: np.ndarray, views: np.ndarray) -> float:
+    """Highest Pearson correlation of ``tile`` with any of ``views`` ``[N, H, W]``."""
+    a = (tile - tile.mean()) / (tile.std() + 1e-8)
+    v = views.reshape(len(views), -1)
+    v = (v - v.mean(1, keepdims=True)) / (v.std(1, keepdims=True) + 1e-8)
+    return float((v @ a.ravel()).max() / a.size)
+
+
+def mask_only_views(cfg: Config, images: torch.Tensor) -> np.ndarray:
+    """What a face looks like after channel removal alone, through the inverse DCT."""
+    mask = build_defence(cfg, "adaptive", k_choices=cfg.rl.k_choices).mask
+    return mask.to_pixels(mask.transform(images))[:, 0].numpy()
+
+
+def test_default_debug_run_logs_public_faces_only_and_keeps_its_folder_owner_only(tmp_path, cli_env):
+    run = tmp_path / "run"
+    proc = cli("train", "--debug", "--out", str(run), "--iterations", "1", "--quiet", *sets(TINY), env=cli_env)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    # owner-only: the folder, and every file and folder in it (faces-derived data all)
+    assert stat.S_IMODE(run.stat().st_mode) == 0o700
+    loose = [str(p.relative_to(run)) for p in run.rglob("*") if stat.S_IMODE(p.lstat().st_mode) & 0o077]
+    assert not loose, loose
+    assert (run / "boundary").is_dir() and (run / "judge.pt").is_file()  # the files that hold face-derived data exist
+
+    acc = EventAccumulator(str(run / "tb"), size_guidance={"images": 0})
+    acc.Reload()
+    assert acc.Tags()["images"] == ["faces/public/protected"]
+    cfg = load_config(run / "config.yaml")
+    grid = np.asarray(Image.open(io.BytesIO(acc.Images("faces/public/protected")[0].encoded_image_string)).convert("L"), dtype=np.float64)
+    rows = 1 + len(cfg.rl.k_choices)
+    logged = tiles(grid, rows, 8)
+    assert grid.shape == (rows * cfg.data.height, 8 * cfg.data.width)
+    data = prepare_data(cfg)
+    private = mask_only_views(cfg, torch.cat([data.train_images, data.val_images, data.test_images]))
+    public = mask_only_views(cfg, data.split.public.float_images())
+    # the first row is public faces after channel removal: each tile matches one of them...
+    assert min(best_match(t, public) for t in logged[:8]) > 0.98
+    # ...and no tile, of any row, is any private face's protected view
+    closest_private = max(best_match(t, private) for t in logged)
+    assert closest_private < 0.9, closest_private
+    # the detector sees a private face where there is one: the same grid made of private faces
+    # (what rl.log_private_faces logs), scaled and quantised as TensorBoard stores it
+    control = image_grid(masked_examples(cfg, data.train_images, data.train_labels, cfg.rl.k_choices))[0].mul(255).round().numpy()
+    assert min(best_match(t, private) for t in tiles(control, rows, 8)[:8]) > 0.98
+
+
+# ----------------------------------------------------------------------------- stopping
+
+
+def tiny_ray_config(path: Path) -> Path:
+    rl = {"num_env_runners": 1, "num_cpus_per_env_runner": 1, "horizon": 4, "train_batch_size": 16, "minibatch_size": 8, "num_epochs": 1,
+          "iterations": 60, "checkpoint_every": 2, "image_every": 100, "eval_every": 8, "policy_eval_steps": 8,
+          "judge_steps": 5, "attacker_warmup_steps": 2, "attacker_rows": 8, "attacker_batch_size": 4}
+    path.write_text(yaml.safe_dump({"fr": {"batch_size": 16}, "rl": rl}))
+    return path
+
+
+def latest_iteration(run: Path) -> int:
+    return int((run / "checkpoints" / "latest").read_text().split("_")[1])
+
+
+@pytest.mark.parametrize("how", ["timeout -s TERM", "SIGINT to the process group"])
+def test_a_stop_to_the_whole_process_group_checkpoints_and_resume_continues(tmp_path, cli_env, how):
+    """``timeout`` and Ctrl-C signal the driver's whole process group: the local Ray is not in
+    it, so the iteration under way finishes, a checkpoint is written, no process of the run is
+    left, and ``--resume`` goes on from that checkpoint."""
+    run = tmp_path / "run"
+    train = [sys.executable, "-m", "trainers.cli", "train", "--out", str(run), "--config", str(tiny_ray_config(tmp_path / "c.yaml")), "--quiet"]
+    cmd = ["timeout", "-s", "TERM", "3600", *train] if how.startswith("timeout") else train
+    proc = subprocess.Popen(cmd, cwd=REPO, env=cli_env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, start_new_session=True)
+    try:
+        deadline = time.time() + 300
+        while not (run / "checkpoints" / "latest").is_file():
+            assert proc.poll() is None and time.time() < deadline, proc.stdout.read()[-4000:] if proc.poll() is not None else "timed out"
+            time.sleep(0.2)
+        family = psutil.Process(proc.pid).children(recursive=True)
+        names = " ".join(" ".join(p.cmdline()) for p in family if p.is_running())
+        assert "raylet" in names and "FRActorImpl" in names and "InflightEnvRunner" in names
+        time.sleep(1.5)  # well into the next iterations
+        if how.startswith("timeout"):
+            proc.send_signal(signal.SIGTERM)  # timeout passes it on to its whole process group, as when it expires
+        else:
+            os.killpg(proc.pid, signal.SIGINT)  # what Ctrl-C in a terminal does
+        out, _ = proc.communicate(timeout=240)
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+    sig = signal.SIGTERM if how.startswith("timeout") else signal.SIGINT
+    assert proc.returncode == 128 + sig, out[-4000:]
+    done = latest_iteration(run)
+    assert done >= 2 and f"stopped after iteration {done}" in out and f"rl-mask: stopped by {sig.name}" in out, out[-4000:]
+    assert json.loads((run / "checkpoints" / f"iter_{done:06d}" / "state.json").read_text())["iteration"] == done
+    assert not (run / "summary.json").exists()
+    _, alive = psutil.wait_procs(family, timeout=60)
+    alive = [p for p in alive if p.is_running() and p.status() != psutil.STATUS_ZOMBIE]
+    assert not alive, [" ".join(p.cmdline()) for p in alive]
+
+    resumed = cli("train", "--resume", str(run), "--iterations", str(done + 1), "--quiet", env=cli_env)
+    assert resumed.returncode == 0, resumed.stdout[-3000:] + resumed.stderr[-3000:]
+    summary = json.loads((run / "summary.json").read_text())
+    assert summary["iterations"] == done + 1 and summary["env_steps"] == 16 * (done + 1)
+
+
+# ----------------------------------------------------------------------------- --out
+
+
+def test_out_never_overwrites_or_deletes_what_it_did_not_write(tmp_path, cli_env):
+    # train-fr over an existing run: refused, its files untouched
+    first = tmp_path / "fr-run"
+    ok = cli("train-fr", "--out", str(first), "--steps", "2", "--quiet", "--set", "fr.eval_every=2", env=cli_env)
+    assert ok.returncode == 0, ok.stderr[-3000:]
+    assert stat.S_IMODE(first.stat().st_mode) == 0o700
+    before = {p: p.read_bytes() for p in first.rglob("*") if p.is_file()}
+    again = cli("train-fr", "--out", str(first), "--steps", "2", "--quiet", env=cli_env)
+    assert again.returncode == 2 and len(again.stderr.strip().splitlines()) == 1
+    assert again.stderr.startswith(f"rl-mask: error: --out {first} is not empty (it holds checkpoints, config.yaml, fr.pt")
+    assert {p: p.read_bytes() for p in first.rglob("*") if p.is_file()} == before
+    # train on a folder that is not a run but holds files: refused, nothing deleted
+    used = tmp_path / "used"
+    (used / "boundary").mkdir(parents=True)
+    (used / "boundary" / "mine.txt").write_text("keep")
+    (used / "notes.txt").write_text("keep")
+    proc = cli("train", "--debug", "--out", str(used), "--quiet", env=cli_env)
+    assert proc.returncode == 2 and proc.stderr.strip().splitlines() == [f"rl-mask: error: --out {used} is not empty (it holds boundary, notes.txt); a new run goes into a new or empty folder"]
+    assert (used / "boundary" / "mine.txt").read_text() == "keep" and (used / "notes.txt").read_text() == "keep"
+    # --out naming a file: one line, for every command that writes a run folder
+    file = tmp_path / "a-file"
+    file.write_text("x")
+    for command in (["train", "--debug"], ["train-fr"], ["benchmark", "--quick"]):
+        proc = cli(*command, "--out", str(file), "--quiet", env=cli_env)
+        assert proc.returncode == 2 and proc.stderr.strip().splitlines() == [f"rl-mask: error: --out {file} is a file, not a folder"], (command, proc.stderr[-2000:])
+    assert file.read_text() == "x"
