@@ -43,3 +43,33 @@ def test_mixed_loss_is_weighted_sum_over_components():
     cos = head.cosine(emb)
     ref = sum(w[:, j] * F.cross_entropy(head.margin_logits(cos, y[:, j]), y[:, j], reduction="none") for j in range(3)).mean()
     assert torch.allclose(head.mixed_loss(emb, y, w), ref)
+
+
+def test_padding_columns_change_no_loss_and_no_gradient():
+    """Messages of different k share one step through ``concat_protected``: the padded columns
+    (label -1, weight 0) of the smaller-k rows must leave the loss and every gradient as they are."""
+    from rl_mask.protocol import ProtectedBatch, concat_protected
+
+    torch.manual_seed(0)
+    head = ArcFaceHead(16, 10)
+    emb = torch.randn(6, 16)
+    two = ProtectedBatch(torch.zeros(3, 1, 2, 2), torch.tensor([[1, 2], [3, 4], [5, 6]]), torch.tensor([[0.7, 0.3], [0.5, 0.5], [0.9, 0.1]]))
+    three = ProtectedBatch(torch.zeros(3, 1, 2, 2), torch.tensor([[0, 1, 2], [7, 8, 9], [4, 4, 5]]), torch.tensor([[0.5, 0.3, 0.2], [0.4, 0.4, 0.2], [0.6, 0.2, 0.2]]))
+    union = concat_protected([two, three])
+    assert union.labels[:3, 2].tolist() == [-1, -1, -1] and union.weights[:3, 2].tolist() == [0, 0, 0]
+
+    def loss_and_grads(rows, labels, weights):
+        head.zero_grad()
+        e = emb[rows].clone().requires_grad_(True)
+        loss = head.mixed_loss(e, labels, weights)
+        loss.backward()
+        return loss.detach(), e.grad, head.weight.grad.clone()
+
+    padded = loss_and_grads(slice(0, 6), union.labels, union.weights)
+    # unpadded: each message alone, combined as the union's mean over its 6 rows
+    a = loss_and_grads(slice(0, 3), two.labels, two.weights)
+    b = loss_and_grads(slice(3, 6), three.labels, three.weights)
+    assert torch.allclose(padded[0], (a[0] + b[0]) / 2)
+    assert torch.allclose(padded[1], torch.cat([a[1], b[1]]) / 2)
+    assert torch.allclose(padded[2], (a[2] + b[2]) / 2, atol=1e-6)
+

@@ -133,14 +133,22 @@ class ArcFaceHead(nn.Module):
         sine = (1.0 - target.pow(2)).clamp_min(1e-7).sqrt()
         with_margin = target * self._cos_m - sine * self._sin_m
         with_margin = torch.where(target > self._threshold, with_margin, target - self._fallback)
-        return self.scale * cosine.scatter(1, labels[:, None], with_margin)
+        # the margin is computed in float32 constants; under autocast the cosine may be bf16
+        return self.scale * cosine.scatter(1, labels[:, None], with_margin.to(cosine.dtype))
 
     def mixed_loss(self, embedding: torch.Tensor, labels: torch.Tensor, weights: torch.Tensor) -> torch.Tensor:
-        """Loss of mixed samples: ``mean_b sum_j w_bj * CE(margin_logits(y_bj), y_bj)``."""
+        """Loss of mixed samples: ``mean_b sum_j w_bj * CE(margin_logits(y_bj), y_bj)``.
+
+        A padding column (label -1, weight 0: ``protocol.concat_protected`` pads rows of smaller
+        k so that messages of different k share one step) adds nothing, to the loss or the gradient.
+        """
         cosine = self.cosine(embedding)
         loss = embedding.new_zeros(embedding.shape[0])
         for j in range(labels.shape[1]):
-            loss = loss + weights[:, j] * F.cross_entropy(self.margin_logits(cosine, labels[:, j]), labels[:, j], reduction="none")
+            real = labels[:, j] >= 0
+            target = labels[:, j].clamp_min(0)
+            term = weights[:, j] * F.cross_entropy(self.margin_logits(cosine, target), target, reduction="none")
+            loss = loss + torch.where(real, term, torch.zeros_like(term))
         return loss.mean()
 
 
