@@ -20,7 +20,7 @@ from rl_mask.owner.messages import final_test_set, probe_set
 from rl_mask.owner.stream import prepare_data
 from rl_mask.run_folder import read_run
 from rl_mask.use import EmbeddingServer, OwnerEncoder, compare, load_embeddings, save_probes
-from rl_mask.use.protocols import read_pairs, write_pairs
+from rl_mask.use.protocols import enrolment_split, read_pairs, write_pairs
 
 RUN_STEPS = 200  # about 35 s on 2 cores; verification of held-out faces measured 0.87 (chance 0.5)
 
@@ -52,13 +52,12 @@ def split(run):
     return load_split(read_run(run).cfg.data)
 
 
-def link_faces(faces, folder, keep):
-    """``folder/IDENTITY/N.pgm`` links to the faces ``keep(i)`` picks (the faces stay in ../shared)."""
-    for i, path in enumerate(faces.paths):
-        if keep(i):
-            target = folder / faces.identities[int(faces.labels[i])] / os.path.basename(path)
-            target.parent.mkdir(parents=True, exist_ok=True)
-            target.symlink_to(path)
+def link_faces(faces, folder):
+    """``folder/IDENTITY/N.pgm``: links to the faces, which stay in ../shared."""
+    for path, label in zip(faces.paths, faces.labels.tolist()):
+        target = folder / faces.identities[label] / os.path.basename(path)
+        target.parent.mkdir(parents=True, exist_ok=True)
+        target.symlink_to(path)
     return folder
 
 
@@ -81,10 +80,8 @@ def test_verification_of_held_out_faces_in_lfw_format(run, split, att_root, env,
 def test_identification_of_identities_never_trained(run, split, att_root, env, tmp_path):
     public = split.public
     assert not set(public.identities) & set(split.private_train.identities)
-    first = {}
-    rank = [first.setdefault(int(lab), []).append(i) or len(first[int(lab)]) for i, lab in enumerate(public.labels)]
-    gallery = link_faces(public, tmp_path / "gallery", lambda i: rank[i] <= 3)
-    probes = link_faces(public, tmp_path / "probes", lambda i: rank[i] > 3)
+    enrolled, probing = enrolment_split(public, 3)
+    gallery, probes = link_faces(enrolled, tmp_path / "gallery"), link_faces(probing, tmp_path / "probes")
     cli(["identify", "--run", str(run), "--gallery", str(gallery), "--probes", str(probes), "--out", str(tmp_path / "i")], env)
     report = json.loads((tmp_path / "i" / "identify.json").read_text())
     assert report["gallery_identities"] == 20 and report["gallery_images"] == 60 and report["probes"] == 140

@@ -10,6 +10,7 @@ Image names never go into what crosses.
 
 from __future__ import annotations
 
+import os
 import sys
 from dataclasses import dataclass
 from pathlib import Path
@@ -19,7 +20,7 @@ import torch
 from PIL import Image, UnidentifiedImageError
 
 from rl_mask.config import ConfigError, DataConfig
-from rl_mask.owner.data import IMAGE_SUFFIXES, FaceDataError, load_image, to_float
+from rl_mask.owner.data import IMAGE_SUFFIXES, FaceDataError, _sort_key, load_image, to_float
 from rl_mask.owner.messages import probe_set
 from rl_mask.protocol import ProtectedProbes
 from rl_mask.run_folder import RunFolder, read_run
@@ -50,7 +51,8 @@ def list_images(source: str | Path) -> list[ImageEntry]:
     image path per line (relative to the file's folder unless absolute; names as written)."""
     source = Path(source)
     if source.is_dir():
-        files = sorted(p for p in source.rglob("*") if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES)
+        found = [Path(d) / f for d, _, names in os.walk(source, followlinks=True) for f in names if Path(f).suffix.lower() in IMAGE_SUFFIXES]
+        files = sorted(found, key=lambda p: (p.parent.as_posix(), _sort_key(p.name)))  # 2.pgm before 10.pgm, as the face sets
         entries = [ImageEntry(p.relative_to(source).as_posix(), p) for p in files]
         if not entries:
             raise InputError(f"image folder {source} holds no images ({', '.join(IMAGE_SUFFIXES)})")

@@ -152,6 +152,20 @@ def write_pairs(faces: FaceSet, path: str | Path, folds: int = DEFAULT_FOLDS, se
     return 2 * per * folds
 
 
+def enrolment_split(faces: FaceSet, gallery_per_identity: int) -> tuple[FaceSet, FaceSet]:
+    """The first ``gallery_per_identity`` faces of each identity (folder order) as the gallery, the rest as probes."""
+    seen: dict[int, int] = {}
+    rank = []
+    for label in faces.labels.tolist():
+        seen[label] = seen.get(label, 0) + 1
+        rank.append(seen[label])
+    gallery = [i for i, r in enumerate(rank) if r <= gallery_per_identity]
+    probes = [i for i, r in enumerate(rank) if r > gallery_per_identity]
+    if not probes:
+        raise InputError(f"no identity has more than {gallery_per_identity} faces: nothing left to probe with")
+    return faces.subset(gallery), faces.subset(probes)
+
+
 def _embed(run_dir: str | Path, entries: list[ImageEntry]) -> torch.Tensor:
     """Both sides in one process: the owner encodes, the server embeds only what crossed."""
     owner = OwnerEncoder.from_run(run_dir)
