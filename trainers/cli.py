@@ -129,26 +129,25 @@ def cmd_embed(args: argparse.Namespace) -> int:
     return 0
 
 
+def _print_report(report: dict, keys: tuple[str, ...], out: str | None, files: str) -> int:
+    print(json.dumps({k: report[k] for k in keys}, indent=2))
+    if out:
+        print(f"wrote {files} to {Path(out).resolve()}")
+    return 0
+
+
 def cmd_verify(args: argparse.Namespace) -> int:
     from rl_mask.use.protocols import verify
 
-    report = verify(args.run, args.pairs, args.images, args.out)
     keys = ("accuracy", "accuracy_std", "folds", "tar_at_far_0.01", "tar_at_far_0.001", "far_resolution", "pairs", "images")
-    print(json.dumps({k: report[k] for k in keys}, indent=2))
-    if args.out:
-        print(f"wrote {Path(args.out).resolve() / 'verify.json'} and roc.png")
-    return 0
+    return _print_report(verify(args.run, args.pairs, args.images, args.out), keys, args.out, VERIFY_FILES)
 
 
 def cmd_identify(args: argparse.Namespace) -> int:
     from rl_mask.use.protocols import identify
 
-    report = identify(args.run, args.gallery, args.probes, args.out)
     keys = ("top1", "top5", "chance_top1", "gallery_identities", "gallery_images", "probes")
-    print(json.dumps({k: report[k] for k in keys}, indent=2))
-    if args.out:
-        print(f"wrote {Path(args.out).resolve() / 'identify.json'} and cmc.png")
-    return 0
+    return _print_report(identify(args.run, args.gallery, args.probes, args.out), keys, args.out, IDENTIFY_FILES)
 
 
 def cmd_export_onnx(args: argparse.Namespace) -> int:
@@ -156,6 +155,17 @@ def cmd_export_onnx(args: argparse.Namespace) -> int:
 
     print(json.dumps(export_onnx(args.model, args.out), indent=2))
     return 0
+
+
+VERIFY_FILES, IDENTIFY_FILES = "verify.json and roc.png", "identify.json and cmc.png"
+
+
+def _protocol_parser(sub, name: str, help: str, files: str) -> argparse.ArgumentParser:
+    """A protocol command: a run (both sides in one process) and an optional report folder."""
+    p = sub.add_parser(name, help=f"{help} (both sides in one process)")
+    p.add_argument("--run", required=True, metavar="RUN_DIR")
+    p.add_argument("--out", metavar="DIR", help=f"write {files} here")
+    return p
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -210,18 +220,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--device", default="cpu", help="cpu, auto, cuda or cuda:N")
     p.set_defaults(func=cmd_embed)
 
-    p = sub.add_parser("verify", help="LFW pairs.txt verification: 10-fold accuracy, TAR at FAR, ROC (both sides in one process)")
-    p.add_argument("--run", required=True, metavar="RUN_DIR")
+    p = _protocol_parser(sub, "verify", "LFW pairs.txt verification: 10-fold accuracy, TAR at FAR, ROC", VERIFY_FILES)
     p.add_argument("--pairs", required=True, metavar="PAIRS.txt", help="LFW format: header 'FOLDS N', then 'name n1 n2' and 'name1 n1 name2 n2' lines")
     p.add_argument("--images", required=True, metavar="DIR", help="one folder per person: DIR/NAME/NAME_0001.jpg (LFW) or DIR/NAME/1.pgm")
-    p.add_argument("--out", metavar="DIR", help="write verify.json and roc.png here")
     p.set_defaults(func=cmd_verify)
 
-    p = sub.add_parser("identify", help="gallery/probe identification: top-1, top-5, CMC (both sides in one process)")
-    p.add_argument("--run", required=True, metavar="RUN_DIR")
+    p = _protocol_parser(sub, "identify", "gallery/probe identification: top-1, top-5, CMC", IDENTIFY_FILES)
     p.add_argument("--gallery", required=True, metavar="DIR_OR_LIST", help="enrolled images, one folder per person")
     p.add_argument("--probes", required=True, metavar="DIR_OR_LIST", help="images to identify, in folders named as their gallery identity")
-    p.add_argument("--out", metavar="DIR", help="write identify.json and cmc.png here")
     p.set_defaults(func=cmd_identify)
 
     p = sub.add_parser("export-onnx", help="the FR embedding network as ONNX, checked against torch with onnxruntime (needs the onnx extra)")
