@@ -44,7 +44,7 @@ def measure(run_dir: Path, work: Path) -> dict:
         out[f"verify_{name}"] = {k: v[k] for k in ("accuracy", "accuracy_std", "tar_at_far_0.01", "tar_at_far_0.001", "far_resolution", "pairs")}
     gallery, probes = enrolment_split(split.public, GALLERY_PER_IDENTITY)
     for faces, name in ((gallery, "gallery"), (probes, "probes")):
-        (work / f"{name}.txt").write_text("\n".join(faces.paths) + "\n")
+        (work / f"{name}.txt").write_text("\n".join(str(Path(f).resolve()) for f in faces.paths) + "\n")
     cli("identify", "--run", str(run_dir), "--gallery", str(work / "gallery.txt"), "--probes", str(work / "probes.txt"), "--out", str(work / "identify"))
     i = json.loads((work / "identify" / "identify.json").read_text())
     out["identify_public"] = {k: i[k] for k in ("top1", "top5", "chance_top1", "gallery_identities", "gallery_images", "probes")}

@@ -4,6 +4,7 @@ embed as two processes (the server's cannot read the faces), ONNX against torch,
 
 import json
 import os
+import shutil
 import subprocess
 import sys
 
@@ -13,12 +14,14 @@ import torch
 from PIL import Image
 
 from face_guard import FACE_GUARD
+from rl_mask.checkpoint import load_checkpoint, save_checkpoint
 from rl_mask.owner.data import load_split
 from rl_mask.owner.defences import HybridDefence
 from rl_mask.owner.masking import HybridMask
 from rl_mask.owner.messages import final_test_set, probe_set
 from rl_mask.owner.stream import prepare_data
 from rl_mask.run_folder import read_run
+from rl_mask.server.trainer import build_model
 from rl_mask.use import EmbeddingServer, OwnerEncoder, compare, load_embeddings, save_probes
 from rl_mask.use.protocols import enrolment_split, read_pairs, write_pairs
 
@@ -26,7 +29,7 @@ RUN_STEPS = 200  # about 35 s on 2 cores; verification of held-out faces measure
 
 
 def cli(args, env, check=True):
-    proc = subprocess.run([sys.executable, "-m", "trainers.cli", *args], env=env, capture_output=True, text=True, timeout=600)
+    proc = subprocess.run([sys.executable, "-m", "trainers.cli", *args], env=env, capture_output=True, text=True, timeout=1800)  # a loaded machine
     if check:
         assert proc.returncode == 0, proc.stderr[-4000:]
     return proc
@@ -170,7 +173,17 @@ def _bad_probes_of_another_mask(tmp_path, run, att_root):
     return ["embed", "--model", str(run / "fr.pt"), "--in", str(tmp_path / "probes.npz"), "--out", str(tmp_path / "out")], "probes.npz are encoded as [61, 14, 12]"
 
 
-@pytest.mark.parametrize("case", [_bad_pairs_empty, _bad_pairs_missing_image, _bad_not_an_image, _bad_image_size, _bad_probes_of_another_mask])
+def _bad_model_of_another_shape(tmp_path, run, att_root):
+    """The run folder with an fr.pt of another data shape (64x64 faces) in place of its own."""
+    shutil.copytree(run, tmp_path / "run")
+    meta = {**load_checkpoint(run / "fr.pt")["meta"], "input_shape": [58, 8, 8]}
+    save_checkpoint({"state_dict": build_model(meta).state_dict(), "meta": meta}, tmp_path / "run" / "fr.pt")
+    listing = tmp_path / "faces.txt"
+    listing.write_text(str(att_root / "s01" / "1.pgm") + "\n")
+    return ["encode", "--run", str(tmp_path / "run"), "--images", str(listing), "--out", str(tmp_path / "out")], "fr.pt takes freq [58, 8, 8], but this run's config encodes faces as freq [58, 14, 12]"
+
+
+@pytest.mark.parametrize("case", [_bad_pairs_empty, _bad_pairs_missing_image, _bad_not_an_image, _bad_image_size, _bad_probes_of_another_mask, _bad_model_of_another_shape])
 def test_bad_input_is_named_and_nothing_is_written(case, run, att_root, env, tmp_path):
     args, message = case(tmp_path, run, att_root)
     proc = cli(args, env, check=False)
