@@ -11,8 +11,11 @@ Owner -> server
   ``ProtectedEvalSet`` k = 1 encodings (channel removal only, no mixing) of held-out faces:
                       the *validation* split, for the reward's utility signal, and at the
                       end of a run the *test* split, for the reported accuracy.
+  ``ProtectedProbes`` inference (``rl-mask encode``): the same k = 1 encoding of faces to
+                      embed, nothing else (no names, no labels: those stay with the owner).
 Server -> owner
   ``StepReport``      the loss of a step and the server's latest validation accuracy.
+  ``ProbeEmbeddings`` the trained model's embedding of each probe, in the probes' order.
 
 Every field is listed in the README's threat-model section; attacks (``rl_mask.attacks``)
 may use every one of them.
@@ -83,6 +86,28 @@ class ProtectedEvalSet:
 
 
 @dataclass(frozen=True)
+class ProtectedProbes:
+    """Faces to embed at inference, encoded exactly as the held-out evaluation faces are
+    (``rl_mask.owner.messages.held_out_encoding``). Only the tensor crosses: which image each
+    row is, and whose face, stays with the data owner."""
+
+    inputs: torch.Tensor  # [N, C, h, w]
+
+    def __len__(self) -> int:
+        return int(self.inputs.shape[0])
+
+
+@dataclass(frozen=True)
+class ProbeEmbeddings:
+    """The server's answer to ``ProtectedProbes``: one embedding per probe row, same order."""
+
+    embeddings: torch.Tensor  # [N, D]
+
+    def __len__(self) -> int:
+        return int(self.embeddings.shape[0])
+
+
+@dataclass(frozen=True)
 class TrainingSetup:
     """What the server is told once: the input tensor's shape and kind, how many private
     identities (the classifier's width) and training faces (DP-SGD's sampling rate), the
@@ -142,4 +167,4 @@ def concat_protected(batches: list[ProtectedBatch]) -> ProtectedBatch:
 
 
 #: The field names of each message, as the README documents them (tests keep both in step).
-MESSAGE_FIELDS = {cls.__name__: tuple(f.name for f in fields(cls)) for cls in (TrainingSetup, ProtectedBatch, ProtectedEvalSet, StepReport)}
+MESSAGE_FIELDS = {cls.__name__: tuple(f.name for f in fields(cls)) for cls in (TrainingSetup, ProtectedBatch, ProtectedEvalSet, StepReport, ProtectedProbes, ProbeEmbeddings)}

@@ -9,6 +9,7 @@ import textwrap
 import pytest
 import torch
 
+from face_guard import FACE_GUARD
 from rl_mask.config import Config
 from rl_mask.owner.defences import build_defence
 from rl_mask.owner.messages import final_test_set, training_setup, validation_set
@@ -83,23 +84,10 @@ def test_autosave_is_reloaded_after_a_crash(setup, tmp_path):
     assert a.drain_log() == []
 
 
-SERVER_PROCESS = textwrap.dedent(
+SERVER_PROCESS = FACE_GUARD + textwrap.dedent(
     """
-    # The FR server in a process where the face folder cannot be read: an audit hook refuses
-    # every open / listing under it, before any rl_mask import.
-    import json, os, sys
-    face_root = os.path.realpath(sys.argv[1])
-    def guard(event, args):
-        if event in ("open", "os.listdir", "os.scandir") and args and isinstance(args[0], (str, bytes, os.PathLike)):
-            path = os.path.realpath(os.fsdecode(args[0]))
-            if path == face_root or path.startswith(face_root + os.sep):
-                raise PermissionError(f"the FR server may not read {path}")
-    sys.addaudithook(guard)
-    try:
-        open(os.path.join(face_root, "s01", "1.pgm"), "rb")
-        raise SystemExit("the guard did not stop a face read")
-    except PermissionError:
-        pass
+    # The FR server in a process where the face folder cannot be read (FACE_GUARD).
+    import json
     import torch
     from rl_mask.protocol import ProtectedBatch, ProtectedEvalSet, TrainingSetup
     from rl_mask.server.service import FRService

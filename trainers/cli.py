@@ -1,4 +1,5 @@
-"""``rl-mask`` command line: train-fr (core), train (adaptive, Ray), benchmark, export-masked.
+"""``rl-mask`` command line: train-fr (core), train (adaptive, Ray), benchmark, export-masked;
+using a trained model: encode (owner), embed (server), verify, identify, export-onnx.
 
 Ray is imported only by the subcommands that need it.
 """
@@ -14,6 +15,7 @@ from pathlib import Path
 from rl_mask.checkpoint import CheckpointError
 from rl_mask.config import STRATEGIES, ConfigError
 from rl_mask.owner.data import FaceDataError
+from rl_mask.use.files import InputError
 
 
 def _add_common(p: argparse.ArgumentParser, out_required: bool = True) -> None:
@@ -110,6 +112,63 @@ def cmd_export_masked(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_encode(args: argparse.Namespace) -> int:
+    from rl_mask.use.encode import encode_to_files
+
+    out, record, rows = encode_to_files(args.run, args.images, args.out)
+    print(f"owner side: encoded {rows} images with run {Path(args.run).resolve()}")
+    print(f"  {out.resolve()}: the ProtectedProbes message (inputs only): give this to the server")
+    print(f"  {record.resolve()}: which image each row is: keep this")
+    return 0
+
+
+def cmd_embed(args: argparse.Namespace) -> int:
+    from rl_mask.use.embed import embed_file
+
+    rows = embed_file(args.model, args.inputs, args.out, args.device)
+    print(f"server side: embedded {rows} probes with {Path(args.model).resolve()} -> {Path(args.out).resolve()}")
+    return 0
+
+
+def _print_report(report: dict, keys: tuple[str, ...], out: str | None, files: str) -> int:
+    print(json.dumps({k: report[k] for k in keys}, indent=2))
+    if out:
+        print(f"wrote {files} to {Path(out).resolve()}")
+    return 0
+
+
+def cmd_verify(args: argparse.Namespace) -> int:
+    from rl_mask.use.protocols import verify
+
+    keys = ("accuracy", "accuracy_std", "folds", "tar_at_far_0.01", "tar_at_far_0.001", "far_resolution", "pairs", "images")
+    return _print_report(verify(args.run, args.pairs, args.images, args.out), keys, args.out, VERIFY_FILES)
+
+
+def cmd_identify(args: argparse.Namespace) -> int:
+    from rl_mask.use.protocols import identify
+
+    keys = ("top1", "top5", "chance_top1", "gallery_identities", "gallery_images", "probes")
+    return _print_report(identify(args.run, args.gallery, args.probes, args.out), keys, args.out, IDENTIFY_FILES)
+
+
+def cmd_export_onnx(args: argparse.Namespace) -> int:
+    from rl_mask.use.onnx_export import export_onnx
+
+    print(json.dumps(export_onnx(args.model, args.out), indent=2))
+    return 0
+
+
+VERIFY_FILES, IDENTIFY_FILES = "verify.json and roc.png", "identify.json and cmc.png"
+
+
+def _protocol_parser(sub, name: str, help: str, files: str) -> argparse.ArgumentParser:
+    """A protocol command: a run (both sides in one process) and an optional report folder."""
+    p = sub.add_parser(name, help=f"{help} (both sides in one process)")
+    p.add_argument("--run", required=True, metavar="RUN_DIR")
+    p.add_argument("--out", metavar="DIR", help=f"write {files} here")
+    return p
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="rl-mask", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
@@ -148,6 +207,34 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--batches", type=int, help="training batches to export (default: one epoch)")
     p.add_argument("--data", help="face folder, if it moved since the run")
     p.set_defaults(func=cmd_export_masked)
+
+    p = sub.add_parser("encode", help="owner side: aligned face images -> the probe message the server may see (.npz), names kept in a .owner.json beside it")
+    p.add_argument("--run", required=True, metavar="RUN_DIR", help="the run whose encoding (mask) to use")
+    p.add_argument("--images", required=True, metavar="DIR_OR_LIST", help="a folder of images (searched recursively) or a text file with one image path per line")
+    p.add_argument("--out", required=True, metavar="PROBES.npz")
+    p.set_defaults(func=cmd_encode)
+
+    p = sub.add_parser("embed", help="server side: probe message -> embeddings (.npz); needs only the model file")
+    p.add_argument("--model", required=True, metavar="FR.pt")
+    p.add_argument("--in", dest="inputs", required=True, metavar="PROBES.npz")
+    p.add_argument("--out", required=True, metavar="EMBEDDINGS.npz")
+    p.add_argument("--device", default="cpu", help="cpu, auto, cuda or cuda:N")
+    p.set_defaults(func=cmd_embed)
+
+    p = _protocol_parser(sub, "verify", "LFW pairs.txt verification: 10-fold accuracy, TAR at FAR, ROC", VERIFY_FILES)
+    p.add_argument("--pairs", required=True, metavar="PAIRS.txt", help="LFW format: header 'FOLDS N', then 'name n1 n2' and 'name1 n1 name2 n2' lines")
+    p.add_argument("--images", required=True, metavar="DIR", help="one folder per person: DIR/NAME/NAME_0001.jpg (LFW) or DIR/NAME/1.pgm")
+    p.set_defaults(func=cmd_verify)
+
+    p = _protocol_parser(sub, "identify", "gallery/probe identification: top-1, top-5, CMC", IDENTIFY_FILES)
+    p.add_argument("--gallery", required=True, metavar="DIR_OR_LIST", help="enrolled images, one folder per person")
+    p.add_argument("--probes", required=True, metavar="DIR_OR_LIST", help="images to identify, in folders named as their gallery identity")
+    p.set_defaults(func=cmd_identify)
+
+    p = sub.add_parser("export-onnx", help="the FR embedding network as ONNX, checked against torch with onnxruntime (needs the onnx extra)")
+    p.add_argument("--model", required=True, metavar="FR.pt")
+    p.add_argument("--out", required=True, metavar="FR.onnx")
+    p.set_defaults(func=cmd_export_onnx)
     return parser
 
 
@@ -160,7 +247,7 @@ def main(argv: list[str] | None = None) -> int:
     os.umask(0o077)
     try:
         return args.func(args)
-    except (ConfigError, FaceDataError, CheckpointError) as exc:
+    except (ConfigError, FaceDataError, CheckpointError, InputError) as exc:
         print(f"rl-mask: error: {exc}", file=sys.stderr)
         return 2
     except KeyboardInterrupt as exc:  # trainers.shutdown.Interrupted carries the signal

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import torch
+
 from rl_mask.config import Config
 from rl_mask.owner.defences import Defence
 from rl_mask.owner.stream import PrivateData
-from rl_mask.protocol import ProtectedEvalSet, TrainingSetup
+from rl_mask.protocol import ProtectedEvalSet, ProtectedProbes, TrainingSetup
 
 
 def training_setup(cfg: Config, defence: Defence, data: PrivateData, total_steps: int | None = None, eval_every: int | None = None) -> TrainingSetup:
@@ -24,11 +26,22 @@ def training_setup(cfg: Config, defence: Defence, data: PrivateData, total_steps
     )
 
 
+def held_out_encoding(defence: Defence, images: torch.Tensor) -> torch.Tensor:
+    """How every face that is not a training face crosses: validation, test and inference
+    probes alike (k = 1, no mixing). One function, so that all three stay one encoding."""
+    return defence.encode_eval(images)
+
+
 def validation_set(defence: Defence, data: PrivateData) -> ProtectedEvalSet:
     """k = 1 encodings of the validation faces: the server's utility signal for the reward."""
-    return ProtectedEvalSet("validation", defence.encode_eval(data.val_images), data.val_labels.clone())
+    return ProtectedEvalSet("validation", held_out_encoding(defence, data.val_images), data.val_labels.clone())
 
 
 def final_test_set(defence: Defence, data: PrivateData) -> ProtectedEvalSet:
     """k = 1 encodings of the test faces with verification pairs: the final, reported evaluation."""
-    return ProtectedEvalSet("test", defence.encode_eval(data.test_images), data.test_labels.clone(), data.pairs, data.same)
+    return ProtectedEvalSet("test", held_out_encoding(defence, data.test_images), data.test_labels.clone(), data.pairs, data.same)
+
+
+def probe_set(defence: Defence, images: torch.Tensor) -> ProtectedProbes:
+    """Inference faces ``[N, P, H, W]`` in [-1, 1] as they cross to the server: the held-out encoding, nothing else."""
+    return ProtectedProbes(held_out_encoding(defence, images))
