@@ -365,6 +365,13 @@ def _check_type(value: Any, tp: Any, name: str) -> Any:
     return value
 
 
+def _deep_merge(base: dict, over: dict) -> dict:
+    out = dict(base)
+    for k, v in over.items():
+        out[k] = _deep_merge(out[k], v) if isinstance(v, dict) and isinstance(out.get(k), dict) else v
+    return out
+
+
 def _build(cls: type, data: Any, prefix: str) -> Any:
     if data is None:
         return cls()
@@ -377,10 +384,16 @@ def _build(cls: type, data: Any, prefix: str) -> Any:
         where = f"{prefix}." if prefix else ""
         raise ConfigError(f"unknown field {where}{unknown[0]} (known: {', '.join(sorted(names))})")
     kwargs = {}
+    fields_by_name = {f.name: f for f in dataclasses.fields(cls)}
     for key, value in data.items():
         name = f"{prefix}.{key}" if prefix else key
         tp = hints[key]
         if dataclasses.is_dataclass(tp):
+            # a partial mapping overrides the field's own default (e.g. benchmark.quick's
+            # budget), not the nested class's defaults
+            factory = fields_by_name[key].default_factory
+            if factory is not dataclasses.MISSING and isinstance(value, dict):
+                value = _deep_merge(dataclasses.asdict(factory()), value)
             kwargs[key] = _build(tp, value, name)
         else:
             kwargs[key] = _check_type(value, tp, name)

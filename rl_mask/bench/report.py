@@ -53,12 +53,14 @@ def counted(defence: dict) -> dict:
 def worst_case(defence: dict) -> tuple[str, dict]:
     """The attack with the highest identity leak (acc@1; ties: lowest score) on a defence."""
     cells = counted(defence)
+    if not cells:  # only linkage attacks were run: no judged leak
+        return "-", {"acc1": float("nan"), "score": float("nan"), "ci": {}}
     name = max(cells, key=lambda a: (cells[a]["acc1"], -cells[a]["score"]))
     return name, cells[name]
 
 
 def min_score(defence: dict) -> float:
-    return min(c["score"] for c in counted(defence).values())
+    return min((c["score"] for c in counted(defence).values()), default=float("nan"))
 
 
 def _pct(x: float) -> str:
