@@ -21,9 +21,20 @@ STRATEGIES = ("none", "mask", "fixed-k", "random-k", "mixup", "instahide", "dpsg
 BENCHMARK_DEFENCES = ("none", "mask", "mixup", "instahide", "dpsgd", "fixed-k", "random-k", "best-fixed", "adaptive", "adaptive-paper")
 #: Rows only run when asked for (adaptive-paper needs its own trained run; best-fixed trains a grid).
 OPTIONAL_DEFENCES = ("best-fixed", "adaptive-paper")
-BENCHMARK_ATTACKS = ("whitebox", "blackbox", "label-aware", "cross-batch", "mi-face", "gmi", "provenance")
+BENCHMARK_ATTACKS = ("whitebox", "blackbox", "label-aware", "cross-batch", "mi-face", "gmi", "provenance", "whitebox-eval", "link-abs", "link-energy", "link-model", "link-abs+recover", "link-model+recover")
 #: Attacks that use a field that does not cross: reported as "what-if" rows, never a defence's worst case.
 WHAT_IF_ATTACKS = ("provenance",)
+#: Identity-linkage attacks (rl_mask.attacks.linkage): the benchmark reports them apart from the
+#: reconstruction attacks (their figure is an identification rate over a gallery, not a judge's leak).
+LINKAGE_ATTACKS = ("link-abs", "link-energy", "link-model", "link-abs+recover", "link-model+recover")
+#: The evaluation door: the white-box decoder on the k = 1 test-set messages (scored like a reconstruction).
+EVAL_DOOR_ATTACKS = ("whitebox-eval",)
+#: Owner options a hybrid benchmark row may carry as suffixes, e.g. ``mask+key``,
+#: ``fixed[k=4,flip=0.5]+key+evalflip``: the owner's key on every message (``+key``: one channel
+#: mixing; ``+poskey``: one per block position), sign flips on the evaluation messages (``+evalflip``).
+OWNER_SUFFIXES = ("+key", "+poskey", "+evalflip")
+HYBRID_DEFENCES = ("mask", "fixed-k", "random-k", "adaptive")
+KEY_KINDS = ("channels", "positions")
 WEIGHT_KINDS = ("dirichlet", "instahide")
 COLORS = ("L", "RGB")
 LABEL_MODES = ("soft", "hard")
@@ -107,6 +118,10 @@ class MaskConfig:
     cap: float = 0.65
     sign_flip: bool = False
     upsample: int = 1
+    # owner-held key (rl_mask.owner.key) on every message: none | channels | positions; its seed
+    # is the owner's secret (the benchmark's "+key" rows add benchmark.seed to it)
+    key: str = "none"
+    key_seed: int = 20260
 
 
 @dataclass
@@ -352,6 +367,13 @@ def _check_type(value: Any, tp: Any, name: str) -> Any:
     return value
 
 
+def _deep_merge(base: dict, over: dict) -> dict:
+    out = dict(base)
+    for k, v in over.items():
+        out[k] = _deep_merge(out[k], v) if isinstance(v, dict) and isinstance(out.get(k), dict) else v
+    return out
+
+
 def _build(cls: type, data: Any, prefix: str) -> Any:
     if data is None:
         return cls()
@@ -364,10 +386,16 @@ def _build(cls: type, data: Any, prefix: str) -> Any:
         where = f"{prefix}." if prefix else ""
         raise ConfigError(f"unknown field {where}{unknown[0]} (known: {', '.join(sorted(names))})")
     kwargs = {}
+    fields_by_name = {f.name: f for f in dataclasses.fields(cls)}
     for key, value in data.items():
         name = f"{prefix}.{key}" if prefix else key
         tp = hints[key]
         if dataclasses.is_dataclass(tp):
+            # a partial mapping overrides the field's own default (e.g. benchmark.quick's
+            # budget), not the nested class's defaults
+            factory = fields_by_name[key].default_factory
+            if factory is not dataclasses.MISSING and isinstance(value, dict):
+                value = _deep_merge(dataclasses.asdict(factory()), value)
             kwargs[key] = _build(tp, value, name)
         else:
             kwargs[key] = _check_type(value, tp, name)
@@ -451,6 +479,7 @@ def validate_mask(m: MaskConfig, ks: list[int]) -> None:
     _require(len(set(m.removed_channels)) < 64, "mask.removed_channels", m.removed_channels, "must keep at least one channel")
     _require(m.alpha > 0, "mask.alpha", m.alpha, "> 0")
     _require(m.upsample >= 1, "mask.upsample", m.upsample, ">= 1")
+    _require(m.key in ("none",) + KEY_KINDS, "mask.key", m.key, f"one of {('none',) + KEY_KINDS}")
     mixing = [k for k in ks if k > 1]
     if mixing:
         k_min = min(mixing)  # cap > 1/k binds hardest at the smallest mixing k
@@ -557,10 +586,37 @@ def validate_dp(d: DPConfig) -> None:
     _require(d.max_grad_norm > 0, "dp.max_grad_norm", d.max_grad_norm, "> 0")
 
 
+def split_defence_name(name: str) -> tuple[str, list[str]]:
+    """``"fixed[k=4,flip=0.5]+key"`` -> ``("fixed[k=4,flip=0.5]", ["+key"])``: a benchmark row's
+    base defence and its owner options (``OWNER_SUFFIXES``)."""
+    suffixes: list[str] = []
+    base = name
+    while True:
+        hit = next((s for s in OWNER_SUFFIXES if base.endswith(s)), None)
+        if hit is None:
+            return base, suffixes[::-1]
+        suffixes.append(hit)
+        base = base[: -len(hit)]
+
+
+def _known_defence(name: str) -> bool:
+    base, suffixes = split_defence_name(name)
+    if base.startswith("fixed[") and base.endswith("]"):
+        try:
+            parse_settings(base[len("fixed[") : -1])
+        except ValueError:
+            return False
+        return True
+    if suffixes and base not in HYBRID_DEFENCES:
+        return False
+    return base in BENCHMARK_DEFENCES and not ("+key" in suffixes and "+poskey" in suffixes)
+
+
 def validate_benchmark(b: BenchmarkConfig, rl_k_choices: list[int]) -> None:
     for name, values, allowed in (("defences", b.defences, BENCHMARK_DEFENCES), ("attacks", b.attacks, BENCHMARK_ATTACKS)):
         _require(len(values) >= 1, f"benchmark.{name}", values, f"at least one of {allowed}")
-        bad = [v for v in values if v not in allowed]
+        known = _known_defence if name == "defences" else allowed.__contains__
+        bad = [v for v in values if not known(v)]
         _require(not bad, f"benchmark.{name}", values, f"each one of {allowed} ({bad[0] if bad else ''!s} is not)")
         _require(len(set(values)) == len(values), f"benchmark.{name}", values, "no repeats")
     probs = b.adaptive_k_probs

@@ -12,7 +12,9 @@ import pytest
 import privacy_helpers as H
 from rl_mask.bench.benchmark import run_benchmark
 from rl_mask.bench.report import pareto_front
-from rl_mask.config import BENCHMARK_ATTACKS, ConfigError, load_config
+from rl_mask.config import BENCHMARK_ATTACKS, LINKAGE_ATTACKS, ConfigError, load_config
+
+JUDGED_ATTACKS = [a for a in BENCHMARK_ATTACKS if a not in LINKAGE_ATTACKS]
 
 TINY = {
     "fr_steps": 4,
@@ -47,7 +49,10 @@ def test_benchmark_fills_every_cell_writes_the_report_and_reproduces(tmp_path):
     assert _table(first) == _table(again)
     assert [d["name"] for d in first["defences"]] == ["none", "mask", "dpsgd"]
     for d in first["defences"]:
-        assert list(d["attacks"]) == list(BENCHMARK_ATTACKS)
+        assert list(d["attacks"]) == JUDGED_ATTACKS
+        assert list(d["linkage"]) == list(LINKAGE_ATTACKS)
+        for cell in d["linkage"].values():
+            assert 0 <= cell["identification"] <= 1 and cell["chance"] == 1 / 40 and cell["n"] == 20
         for cell in d["attacks"].values():
             for key in ("acc1", "acc5", "ssim", "psnr", "knn", "knn_ratio", "score"):
                 assert np.isfinite(cell[key])
@@ -57,8 +62,9 @@ def test_benchmark_fills_every_cell_writes_the_report_and_reproduces(tmp_path):
     out = tmp_path / "a"
     md = (out / "results.md").read_text()
     for d in ("none", "mask", "dpsgd"):
-        for a in BENCHMARK_ATTACKS:
+        for a in JUDGED_ATTACKS:
             assert f"| {d} | {a} |" in md or (a == "provenance" and f"| {d} | {a} (what-if) |" in md)
+    assert "Identity linkage" in md and "leak above reference" in md
     assert "mean public face" in md and "0.4 * (visual + psnr_term + feature)/3 + 0.6 * attack" in md
     assert (out / "pareto.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and (out / "examples.png").is_file()
     assert json.loads((out / "results.json").read_text())["mode"] == "quick"

@@ -75,3 +75,12 @@ def test_an_unparsable_override_on_the_command_line_is_one_clear_line(cli_env, t
     assert proc.returncode == 2 and "Traceback" not in proc.stderr
     assert proc.stderr.startswith("rl-mask: error: override 'fr.steps=[1'")
     assert not (tmp_path / "r").exists()
+
+
+def test_setting_one_field_of_the_quick_budget_keeps_the_rest_of_the_quick_budget():
+    from rl_mask.config import BenchmarkConfig
+
+    cfg = load_config(None, ["benchmark.quick.eval_model_steps=20"])
+    quick = BenchmarkConfig().quick
+    assert cfg.benchmark.quick.eval_model_steps == 20
+    assert cfg.benchmark.quick.fr_steps == quick.fr_steps and cfg.benchmark.quick.context_batches == quick.context_batches

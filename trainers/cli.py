@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import re
 import sys
 from pathlib import Path
 
@@ -77,7 +78,8 @@ def cmd_train(args: argparse.Namespace) -> int:
 
 def _names(value: str | None) -> list[str] | None:
     """``a,b`` -> ``["a", "b"]`` (None when the flag was not given)."""
-    return None if value is None else [v.strip() for v in value.split(",") if v.strip()]
+    # commas inside brackets belong to one name: fixed[k=4,flip=0.5,...]+key
+    return None if value is None else [v.strip() for v in re.split(r",(?![^\[]*\])", value) if v.strip()]
 
 
 def cmd_benchmark(args: argparse.Namespace) -> int:

@@ -52,7 +52,7 @@ class OnlineAttacker:
         widths: tuple[int, int, int] = (64, 128, 192),
     ):
         self.public = public.float()
-        self.mask = mask
+        self.mask = mask.public()  # never the owner's key
         self.space = list(settings_space)
         self.batch_size = min(batch_size, public.shape[0])
         self.train_steps = train_steps

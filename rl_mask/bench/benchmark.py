@@ -33,16 +33,21 @@ import torch
 from tqdm.auto import tqdm
 
 from rl_mask.attacks import Attack, AttackTarget, Reconstruction, build_attack
+from rl_mask.attacks.eval_door import EvalMessageView
+from rl_mask.attacks.linkage import Gallery, LinkageTarget, build_linkage, identification
 from rl_mask.bench.aggregate import aggregate_seeds
 from rl_mask.bench.report import worst_case, write_report
 from rl_mask.bench.runtime import estimate_runtime
-from rl_mask.config import Config, ConfigError, parse_settings, save_config
+from rl_mask.config import EVAL_DOOR_ATTACKS, LINKAGE_ATTACKS, Config, ConfigError, parse_settings, save_config, split_defence_name
 from rl_mask.owner.data import FaceDataError, FaceSplit
 from rl_mask.owner.defences import Defence, HybridDefence, build_defence, hybrid_mask_from_config
 from rl_mask.owner.judge import PrivacyJudge, ScoringKey, judge_report, scoring_key, train_evaluation_model
 from rl_mask.owner.judge.evaluator import ARCHITECTURE as EVALUATOR_ARCHITECTURE
+from rl_mask.owner.key import OwnerKey
+from rl_mask.owner.messages import final_test_set, validation_set
 from rl_mask.owner.settings import MaskSettings
 from rl_mask.owner.stream import PrivateData, TrainingBatch, TrainingStream, prepare_data
+from rl_mask.protocol import ProtectedBatch
 from rl_mask.run_folder import claim_out_dir
 from rl_mask.server.evaluation import recognition_metrics
 from rl_mask.server.models import FaceRecognizer
@@ -109,6 +114,25 @@ def grid_defence(cfg: Config, text: str) -> HybridDefence:
     return HybridDefence(f"{GRID_PREFIX}[{text}]", hybrid_mask_from_config(cfg), [settings.k], settings_pool=[settings])
 
 
+#: Owner-option suffix -> key construction (``rl_mask.owner.key``).
+KEY_SUFFIXES = {"+key": "channels", "+poskey": "positions"}
+
+
+def with_owner_options(defence: Defence, suffixes: list[str], cfg: Config) -> Defence:
+    """The row's owner options on a hybrid defence: the owner's key on every message (its seed:
+    ``mask.key_seed`` + ``benchmark.seed``, so seeds draw new keys) and/or sign flips (p 0.5)
+    on the evaluation messages."""
+    if not suffixes:
+        return defence
+    if not isinstance(defence, HybridDefence):
+        raise ConfigError(f"{defence.name}: the owner options {suffixes} need a frequency-domain (hybrid) defence")
+    kind = next((KEY_SUFFIXES[s] for s in suffixes if s in KEY_SUFFIXES), None)
+    key = None if kind is None else OwnerKey(cfg.mask.key_seed + cfg.benchmark.seed, kind)
+    out = defence.with_owner_options(key, eval_flip=0.5 if "+evalflip" in suffixes else 0.0, eval_seed=cfg.benchmark.seed + 77)
+    out.name = defence.name + "".join(suffixes)
+    return out
+
+
 def train_defence(
     name: str,
     cfg: Config,
@@ -133,6 +157,8 @@ def train_defence(
     if name == "adaptive-paper":
         raise ConfigError("the adaptive-paper row needs --adaptive-paper-run RUN_DIR (an rl-mask train run with rl.reward=paper)")
     note = ""
+    full_name = name
+    name, suffixes = split_defence_name(name)
     if name == "adaptive":
         ks = list(cfg.rl.k_choices)
         probs = list(cfg.benchmark.adaptive_k_probs) or [1.0] * len(ks)
@@ -147,10 +173,11 @@ def train_defence(
         note = "a best-fixed grid point: one fixed setting of the policy's knobs for every batch"
     else:
         defence = build_defence(cfg, name)
+    defence = with_owner_options(defence, suffixes, cfg)
     summary = train_fr(cfg, run_dir, defence=defence, progress=progress, data=data)
     model, _ = load_fr_model(run_dir / "fr.pt")
     utility = {k: summary[k] for k in UTILITY_FIELDS}
-    return DefenceRun(name, defence, model, utility, note=note, dp=summary.get("dp"), run_dir=str(run_dir), seconds=time.perf_counter() - started, extra={"fr_steps": summary["fr_steps"]})
+    return DefenceRun(full_name, defence, model, utility, note=note, dp=summary.get("dp"), run_dir=str(run_dir), seconds=time.perf_counter() - started, extra={"fr_steps": summary["fr_steps"]})
 
 
 def pick_best_fixed(rows: list[dict], reference: dict | None, tolerance: float) -> dict:
@@ -186,7 +213,7 @@ def attacked_batches(cfg: Config, run: DefenceRun, data: PrivateData, batches: i
     later = [b.masked for b in sent[batches:] if b.masked.inputs.shape[0] > 0]
     # Each batch's settings are public parameters: the white-box attacker is granted them.
     target = AttackTarget(
-        run.defence,
+        run.defence.public(),  # attacks run the public algorithm, never the owner's key
         [b.masked.protected() for b in drawn],
         run.model,
         data.num_classes,
@@ -202,6 +229,40 @@ def mean_face_baseline(public: torch.Tensor, judge: PrivacyJudge, target: Attack
     n = target.num_rows
     rec = Reconstruction(public.mean(0, keepdim=True).expand(n, -1, -1, -1).contiguous(), target.joined().dominant_label, "reconstruction", rows=torch.arange(n))
     return judge.score(rec, key)
+
+
+def linkage_gallery(data: PrivateData, seed: int) -> tuple[Gallery, torch.Tensor]:
+    """The candidates of the linkage attacks (owner side: it knows who is who): every private
+    identity's held-out test faces (never in a training batch) and as many faces of every
+    public identity (distractors), in a seeded random order. Returns the gallery and
+    ``truth[label]``, the candidate index of each private label."""
+    per = min(int((data.test_labels == label).sum()) for label in range(data.num_classes))
+    public = data.split.public
+    faces, labels = public.float_images(), public.labels
+    photos = [data.test_images[data.test_labels == label][:per] for label in range(data.num_classes)]
+    photos += [faces[labels == label][:per] for label in labels.unique().tolist()]
+    order = torch.randperm(len(photos), generator=torch.Generator().manual_seed(seed))
+    return Gallery([photos[i] for i in order.tolist()]), torch.argsort(order)[: data.num_classes]
+
+
+def eval_door_target(run: DefenceRun, data: PrivateData) -> tuple[AttackTarget, ScoringKey]:
+    """The evaluation door as an attack target: the test set's message exactly as the owner
+    sends it (``final_test_set``), attacked as k = 1 rows; the attacker simulates the public
+    evaluation encoding (``EvalMessageView``)."""
+    message = final_test_set(run.defence, data)
+    n = len(message)
+    crossed = [ProtectedBatch(message.inputs, message.labels[:, None].clone(), torch.ones(n, 1))]
+    target = AttackTarget(EvalMessageView(run.defence.public()), crossed, run.model, data.num_classes)
+    return target, ScoringKey.single(message.labels, data.test_images)
+
+
+def linkage_target(run: DefenceRun, data: PrivateData, target: AttackTarget) -> LinkageTarget:
+    """What the linkage attacker holds: every training row the attacks see (scored and
+    context), the validation message, the trained model, the public encoding and the key's
+    construction (public; its seed is not)."""
+    key = getattr(getattr(run.defence, "mask", None), "key", None)
+    rows = target.crossed + list(target.context or [])
+    return LinkageTarget(target.defence, rows, [validation_set(run.defence, data).inputs], run.model, data.num_classes, key_kind=None if key is None else key.kind)
 
 
 #: Distance between the seeds of consecutive benchmark repeats.
@@ -251,31 +312,57 @@ def run_seed(run_cfg: Config, data: PrivateData, out: Path, budget, policies: di
     defences: list[dict] = []
     examples: list[dict] = []
     baseline: dict | None = None
+    linkage_names = [a for a in bench.attacks if a in LINKAGE_ATTACKS]
+    door_names = [a for a in bench.attacks if a in EVAL_DOOR_ATTACKS]
+    batch_names = [a for a in bench.attacks if a not in LINKAGE_ATTACKS + EVAL_DOOR_ATTACKS]
+    gallery, truth = linkage_gallery(data, bench.seed) if linkage_names else (None, None)
     outer = tqdm(defence_rows(bench, budget, policies), desc="benchmark (defences)", disable=not progress, dynamic_ncols=True)
     for name in outer:
         outer.set_postfix(defence=name)
-        context = budget.context_batches if "cross-batch" in bench.attacks else 0
+        context = budget.context_batches if "cross-batch" in bench.attacks or linkage_names else 0
         run = train_defence(name, run_cfg, data, out, policies.get(name), progress, deploy=deploy, keep=budget.attack_batches + context)
         timings[f"train/{name}"] = run.seconds
         target, scoring, leaked_sources = attacked_batches(run_cfg, run, data, budget.attack_batches, context)
-        if baseline is None:
-            baseline = mean_face_baseline(public, judge, target, scoring)
+        # the do-nothing attacker on these very rows (its any-of-k floor grows with k): each
+        # cell's reference, and the table's reference row (the first defence's)
+        reference = mean_face_baseline(public, judge, target, scoring)
+        baseline = baseline or reference
         cells: dict[str, dict] = {}
         recs: dict[str, Reconstruction] = {}
-        for attack_name in bench.attacks:
+        for attack_name in batch_names:
             attack = build_attack(attack_name, bench, budget)
-            fit_id = attack.fit_key(run.defence, image_shape)
+            fit_id = attack.fit_key(target.defence, image_shape)
             if fit_id not in fitted:
                 t = time.perf_counter()
-                fitted[fit_id] = attack.fit(public, run.defence, progress=progress)
+                fitted[fit_id] = attack.fit(public, target.defence, progress=progress)
                 timings[f"fit/{attack_name}/{name}"] = time.perf_counter() - t
             attack = fitted[fit_id]
             t = time.perf_counter()
             # A what-if attack gets a field that does not cross, explicitly and only here.
             rec = attack.attack(target, progress=progress, leaked_sources=leaked_sources) if attack.what_if else attack.attack(target, progress=progress)
             timings[f"attack/{attack_name}/{name}"] = time.perf_counter() - t
-            cells[attack_name] = {**judge.score(rec, scoring), "attack": attack.describe(), "what_if": attack.what_if}
+            cells[attack_name] = {**judge.score(rec, scoring), "reference_acc1": reference["acc1"], "attack": attack.describe(), "what_if": attack.what_if}
             recs[attack_name] = rec
+        for attack_name in door_names:  # whitebox-eval: the white-box decoder on the test-set message
+            door, door_key = eval_door_target(run, data)
+            attack = build_attack("whitebox", bench, budget)
+            fit_id = attack.fit_key(door.defence, image_shape)
+            if fit_id not in fitted:
+                t = time.perf_counter()
+                fitted[fit_id] = attack.fit(public, door.defence, progress=progress)
+                timings[f"fit/{attack_name}/{name}"] = time.perf_counter() - t
+            rec = fitted[fit_id].attack(door)
+            door_reference = mean_face_baseline(public, judge, door, door_key)["acc1"]
+            cells[attack_name] = {**judge.score(rec, door_key), "reference_acc1": door_reference, "attack": {**fitted[fit_id].describe(), "name": attack_name}, "what_if": False}
+            recs[attack_name] = rec
+        linkage: dict[str, dict] = {}
+        if linkage_names:
+            held = linkage_target(run, data, target)
+            for attack_name in linkage_names:
+                t = time.perf_counter()
+                link = build_linkage(attack_name)
+                linkage[attack_name] = {**identification(link.link(held, gallery, public), truth), "rows": len(held.rows()), "attack": link.describe()}
+                timings[f"attack/{attack_name}/{name}"] = time.perf_counter() - t
         defences.append(
             {
                 "name": name,
@@ -287,6 +374,7 @@ def run_seed(run_cfg: Config, data: PrivateData, out: Path, budget, policies: di
                 "replayed_batches": run.replayed,
                 "attacked_samples": target.num_rows,
                 "attacks": cells,
+                **({"linkage": linkage} if linkage_names else {}),
                 **run.extra,
             }
         )

@@ -18,6 +18,7 @@ without sign flips): what held-out and inference images get.
 
 from __future__ import annotations
 
+import copy
 from dataclasses import dataclass, replace
 from typing import Sequence
 
@@ -25,6 +26,7 @@ import numpy as np
 import torch
 
 from rl_mask.owner.freq import CHANNELS_PER_PLANE, block_dct, block_idct
+from rl_mask.owner.key import OwnerKey
 from rl_mask.owner.settings import MaskSettings
 from rl_mask.protocol import ProtectedBatch
 
@@ -207,6 +209,7 @@ class HybridMask:
         cap: float = 0.65,
         sign_flip: bool = False,
         upsample: int = 1,
+        key: OwnerKey | None = None,
     ):
         if weights not in WEIGHT_KINDS:
             raise ValueError(f"weights kind {weights!r} is not one of {WEIGHT_KINDS}")
@@ -217,6 +220,7 @@ class HybridMask:
         self.cap = cap
         self.sign_flip = sign_flip
         self.upsample = upsample
+        self.key = key  # owner-held (rl_mask.owner.key): applied in ``transform``, so to every message
         self.kept = kept_channel_indices(self.removed_channels, planes)
         self._kept_per_plane = self.kept[: self.kept.numel() // planes]
 
@@ -226,8 +230,18 @@ class HybridMask:
         return int(self.kept.numel())
 
     def transform(self, images: torch.Tensor) -> torch.Tensor:
-        """Channel removal only (k = 1): ``[B, P, H, W]`` -> ``[B, kept, h, w]``."""
-        return block_dct(images, self.upsample, keep=self._kept_per_plane)
+        """Channel removal only (k = 1): ``[B, P, H, W]`` -> ``[B, kept, h, w]``, then the
+        owner's key if it has one (the one encoding every message goes through)."""
+        out = block_dct(images, self.upsample, keep=self._kept_per_plane)
+        return out if self.key is None else self.key.apply(out)
+
+    def public(self) -> "HybridMask":
+        """This mask as anyone without the owner's key can run it (the key left out)."""
+        if self.key is None:
+            return self
+        out = copy.copy(self)
+        out.key = None
+        return out
 
     def __call__(
         self,
@@ -284,7 +298,11 @@ class HybridMask:
         settings.check(images.shape[0], self.kept_per_plane, self.cap)
         masked = self.transform(images) if transformed is None else transformed
         if settings.extra_removed:  # out of place: a caller's ``transformed`` stays as it was
-            masked = masked.index_fill(1, self.extra_removed_channels(settings.extra_removed).to(masked.device), 0.0)
+            extra = self.extra_removed_channels(settings.extra_removed).to(masked.device)
+            if self.key is None:
+                masked = masked.index_fill(1, extra, 0.0)
+            else:  # the channels are removed in the DCT basis, then keyed again
+                masked = self.key.apply(self.key.invert(masked).index_fill(1, extra, 0.0))
         out = mix(masked, labels, settings.k, weights=self.weights, alpha=settings.alpha, cap=self.cap, flip_prob=settings.flip, generator=generator)
         return replace(out, hard_labels=settings.labels == "hard", settings=settings)
 

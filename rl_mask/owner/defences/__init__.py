@@ -6,6 +6,7 @@ from rl_mask.config import Config
 from rl_mask.owner.defences.base import Defence
 from rl_mask.owner.defences.hybrid import HybridDefence
 from rl_mask.owner.defences.pixel import DPSGDDefence, PixelDefence
+from rl_mask.owner.key import OwnerKey
 from rl_mask.owner.masking import HybridMask
 
 #: Pixel MixUp (Zhang et al. 2018): two faces, weight ~ Beta(1, 1) (Dirichlet(1) for k = 2), no cap.
@@ -25,6 +26,7 @@ def hybrid_mask_from_config(cfg: Config) -> HybridMask:
         cap=m.cap,
         sign_flip=m.sign_flip,
         upsample=m.upsample,
+        key=None if m.key == "none" else OwnerKey(m.key_seed, m.key),
     )
 
 

@@ -38,6 +38,11 @@ class Defence(abc.ABC):
     def to_pixels(self, encoded: torch.Tensor) -> torch.Tensor:
         """What a person sees of an encoded tensor, as ``[B, P, H, W]`` images."""
 
+    def public(self) -> "Defence":
+        """The defence as an attacker can run it: every public parameter, no owner-held secret
+        (``rl_mask.owner.key``). Attacks are fitted on this, never on the owner's own."""
+        return self
+
     def describe(self) -> dict:
         """The defence's parameters (what a white-box attacker is assumed to know)."""
         return {"name": self.name}

@@ -9,6 +9,7 @@ white-box attacker simulates).
 
 from __future__ import annotations
 
+import copy
 from typing import Sequence
 
 import torch
@@ -35,6 +36,28 @@ class HybridDefence(Defence):
         if p.numel() != len(self.ks) or (p < 0).any() or p.sum() <= 0:
             raise ValueError(f"k probabilities {list(p.tolist())} do not fit k choices {self.ks}")
         self.probs = (p / p.sum()).tolist()
+        #: probability of each coefficient's sign being flipped in the k = 1 evaluation and
+        #: inference messages (``encode_eval``), as the training rows' flips do (0: none)
+        self.eval_flip = 0.0
+        self._eval_generator = torch.Generator().manual_seed(0)
+
+    def with_owner_options(self, key=None, eval_flip: float = 0.0, eval_seed: int = 0) -> "HybridDefence":
+        """A copy with the owner's key (``rl_mask.owner.key.OwnerKey``) on every message, and
+        sign flips with probability ``eval_flip`` on the evaluation / inference messages."""
+        out = copy.copy(self)
+        if key is not None:
+            out.mask = copy.copy(self.mask)
+            out.mask.key = key
+        out.eval_flip = float(eval_flip)
+        out._eval_generator = torch.Generator().manual_seed(eval_seed)
+        return out
+
+    def public(self) -> "HybridDefence":
+        if self.mask.key is None:
+            return self
+        out = copy.copy(self)
+        out.mask = self.mask.public()
+        return out
 
     def input_shape(self, planes: int, height: int, width: int) -> tuple[int, int, int]:
         u = self.mask.upsample
@@ -56,7 +79,13 @@ class HybridDefence(Defence):
         return self.mask(images, labels, self.sample_k(generator) if k is None else k, generator)
 
     def encode_eval(self, images: torch.Tensor) -> torch.Tensor:
-        return self.mask.transform(images)
+        """The k = 1 message of held-out / inference faces: channel removal, the owner's key
+        (if any), and sign flips with probability ``eval_flip``."""
+        out = self.mask.transform(images)
+        if self.eval_flip > 0:
+            flipped = torch.rand(out.shape, generator=self._eval_generator) < self.eval_flip
+            out = out * (1 - 2 * flipped.to(out.device, out.dtype))
+        return out
 
     def to_pixels(self, encoded: torch.Tensor) -> torch.Tensor:
         return self.mask.to_pixels(encoded)
@@ -73,6 +102,8 @@ class HybridDefence(Defence):
             "cap": m.cap,
             "sign_flip": m.sign_flip,
             "upsample": m.upsample,
+            **({"key": m.key.describe()} if m.key is not None else {}),
+            **({"eval_flip": self.eval_flip} if self.eval_flip else {}),
             **({"settings": _pool_summary(self.settings_pool)} if self.settings_pool else {}),
         }
 

@@ -1,0 +1,35 @@
+"""The evaluation door: validation and test sets (and inference probes) cross as k = 1
+encodings (``Defence.encode_eval``), not as training batches. ``EvalMessageView`` presents
+that encoding as a defence whose "training batches" are those messages, so that the white-box
+decoder trains on exactly what the evaluation door sends and attacks it like any batch."""
+
+from __future__ import annotations
+
+import torch
+
+from rl_mask.owner.defences.base import Defence
+from rl_mask.owner.masking import MaskedBatch
+
+
+class EvalMessageView(Defence):
+    def __init__(self, defence: Defence):
+        self.defence = defence
+        self.name = f"{defence.name}@eval"
+        self.input_kind = defence.input_kind
+
+    def input_shape(self, planes: int, height: int, width: int) -> tuple[int, int, int]:
+        return self.defence.input_shape(planes, height, width)
+
+    def encode_train(self, images: torch.Tensor, labels: torch.Tensor, generator: torch.Generator | None = None) -> MaskedBatch:
+        n = images.shape[0]
+        own = torch.arange(n)[:, None]
+        return MaskedBatch(self.defence.encode_eval(images), labels[:, None], torch.ones(n, 1), own)
+
+    def encode_eval(self, images: torch.Tensor) -> torch.Tensor:
+        return self.defence.encode_eval(images)
+
+    def to_pixels(self, encoded: torch.Tensor) -> torch.Tensor:
+        return self.defence.to_pixels(encoded)
+
+    def describe(self) -> dict:
+        return {**self.defence.describe(), "message": "evaluation (k = 1)"}

@@ -1,0 +1,83 @@
+"""The owner-held key: a secret orthogonal transform of the kept DCT coefficients.
+
+Everything else about the encoding is public (Kerckhoffs), so without a secret the FR server
+can encode photos of candidates itself and link them to the private labels (statistics of
+the crossed rows, or the trained model). The key is drawn from a seed only the data owner
+holds and is applied by the owner to every message that crosses (it lives in
+``HybridMask.transform``, the one encoding that training batches, evaluation sets and
+inference probes all go through), so the FR network trains under it and serves only key
+holders, as in cancelable biometrics.
+
+Two constructions (``kind``):
+
+- ``channels``: one Haar-random orthogonal ``C x C`` mixing of the kept channels, the same at
+  every block position. A convolution is linear in its input channels, so the FR network's
+  first layer can absorb it: no utility is lost by construction.
+- ``positions``: a different orthogonal mixing at every block position (the convolution can no
+  longer absorb it: utility is at risk).
+
+Both preserve each block position's energy (the sum of squares of its kept coefficients):
+any orthogonal per-position transform does. That invariant is public: it is what the
+benchmark's ``link-energy`` attack reads. A rotation is also identifiable from second-order
+statistics of what crosses up to signs (``rl_mask.attacks.linkage.recover_key``).
+
+Rotating the key changes the input basis the network was trained in: a new key needs a new
+(or re-trained) FR network; old messages and the old model stop matching.
+"""
+
+from __future__ import annotations
+
+import torch
+
+KEY_KINDS = ("channels", "positions")
+
+
+def haar_orthogonal(n: int, count: int, generator: torch.Generator) -> torch.Tensor:
+    """``[count, n, n]`` Haar-distributed orthogonal matrices (QR of a Gaussian, signs fixed)."""
+    g = torch.randn(count, n, n, generator=generator, dtype=torch.float64)
+    q, r = torch.linalg.qr(g)
+    return q * torch.sign(torch.diagonal(r, dim1=-2, dim2=-1))[:, None, :]
+
+
+class OwnerKey:
+    """A secret orthogonal transform of ``[B, C, h, w]`` coefficient tensors, from ``seed``.
+
+    The matrices are drawn lazily for each tensor shape (the grid depends on the face size),
+    always from the same seed, so the owner can re-create the key from the seed alone."""
+
+    def __init__(self, seed: int, kind: str = "channels"):
+        if kind not in KEY_KINDS:
+            raise ValueError(f"mask key kind {kind!r} is not one of {KEY_KINDS}")
+        self.seed = int(seed)
+        self.kind = kind
+        self._cache: dict[tuple[int, int, int], torch.Tensor] = {}
+
+    def matrices(self, channels: int, h: int, w: int) -> torch.Tensor:
+        """``[1, C, C]`` (channels) or ``[h * w, C, C]`` (positions), float64."""
+        shape = (channels, h, w) if self.kind == "positions" else (channels, 0, 0)
+        if shape not in self._cache:
+            gen = torch.Generator().manual_seed(self.seed * 1_000_003 + channels)
+            self._cache[shape] = haar_orthogonal(channels, h * w if self.kind == "positions" else 1, gen)
+        return self._cache[shape]
+
+    def _apply(self, x: torch.Tensor, inverse: bool) -> torch.Tensor:
+        b, c, h, w = x.shape
+        q = self.matrices(c, h, w).to(device=x.device, dtype=x.dtype)
+        if inverse:
+            q = q.transpose(1, 2)
+        if self.kind == "channels":
+            return torch.einsum("ij,bjhw->bihw", q[0], x)
+        flat = x.reshape(b, c, h * w)
+        return torch.einsum("pij,bjp->bip", q, flat).reshape(b, c, h, w)
+
+    def apply(self, x: torch.Tensor) -> torch.Tensor:
+        """Key the coefficients (the owner, before anything crosses)."""
+        return self._apply(x, inverse=False)
+
+    def invert(self, x: torch.Tensor) -> torch.Tensor:
+        """Undo ``apply`` (owner side only: it needs the seed)."""
+        return self._apply(x, inverse=True)
+
+    def describe(self) -> dict:
+        """What may be said about the key in a report: its construction, never its seed."""
+        return {"kind": self.kind}

@@ -1,0 +1,89 @@
+"""The owner-held key: orthogonal, reproducible from its seed, on every message that crosses,
+never in what an attacker runs; and the FR network still learns under it."""
+
+import torch
+
+from rl_mask.bench.benchmark import attacked_batches, grid_defence, with_owner_options
+from rl_mask.config import Config, load_config
+from rl_mask.owner.defences import build_defence
+from rl_mask.owner.key import OwnerKey
+from rl_mask.owner.messages import final_test_set, validation_set
+from rl_mask.owner.settings import MaskSettings
+from rl_mask.owner.stream import TrainingStream, prepare_data
+from rl_mask.train_fr import train_fr
+
+
+def _cfg(**mask) -> Config:
+    cfg = Config()
+    for k, v in mask.items():
+        setattr(cfg.mask, k, v)
+    return cfg.validate()
+
+
+def test_key_is_orthogonal_invertible_and_reproducible_from_its_seed():
+    x = torch.randn(5, 58, 4, 3)
+    for kind in ("channels", "positions"):
+        key = OwnerKey(7, kind)
+        y = key.apply(x)
+        assert not torch.allclose(y, x, atol=1e-2)
+        assert torch.allclose(key.invert(y), x, atol=1e-5)
+        # orthogonal per block position: every block's energy is kept (the public invariant)
+        assert torch.allclose(y.pow(2).sum(1), x.pow(2).sum(1), rtol=1e-4)
+        assert torch.equal(OwnerKey(7, kind).apply(x), y)  # the seed alone re-creates it
+        assert not torch.allclose(OwnerKey(8, kind).apply(x), y, atol=1e-2)
+    q = OwnerKey(7, "positions").matrices(58, 4, 3)
+    assert q.shape == (4 * 3, 58, 58) and not torch.allclose(q[0], q[1])
+    assert torch.allclose(q[3] @ q[3].T, torch.eye(58, dtype=q.dtype), atol=1e-10)
+
+
+def test_every_message_carries_the_key_and_attackers_get_the_public_view(att_root):
+    cfg = _cfg(key="channels")
+    data = prepare_data(cfg)
+    keyed = build_defence(cfg, "mask")
+    key = keyed.mask.key
+    public = keyed.public()
+    assert public.mask.key is None and keyed.mask.key is key  # public() leaves the owner's defence as it was
+    assert "key" in keyed.describe() and "seed" not in str(keyed.describe()["key"])
+    # evaluation messages (validation, test; inference probes use the same encode_eval)
+    for message, images in ((validation_set(keyed, data), data.val_images), (final_test_set(keyed, data), data.test_images)):
+        assert torch.allclose(message.inputs, key.apply(public.encode_eval(images)), atol=1e-5)
+    # training batches: k = 1 rows are keyed faces; mixed rows are mixtures of keyed faces
+    row = TrainingStream(cfg, keyed, data).next()
+    assert torch.allclose(row.masked.inputs, key.apply(public.encode_eval(row.originals)), atol=1e-5)
+    grid = with_owner_options(grid_defence(Config().validate(), "k=3,flip=0.0,extra_removed=9,alpha=1.0,labels=soft"), ["+key"], cfg)
+    batch = TrainingStream(cfg, grid, data).next()
+    m, gk = batch.masked, grid.mask.key
+    plain = grid.public().mask.transform(batch.originals)
+    plain[:, grid.mask.extra_removed_channels(9)] = 0  # extra channels are removed in the DCT basis, then keyed
+    expected = sum(m.weights[:, j, None, None, None] * gk.apply(plain)[m.sources[:, j]] for j in range(m.k))
+    assert torch.allclose(m.inputs, expected, atol=1e-4)
+    # the benchmark's attacks get the public view
+    run = type("Run", (), {"defence": keyed, "model": None, "batches": None})()
+    target, _, _ = attacked_batches(cfg, run, data, 1)
+    assert target.defence.mask.key is None
+    # evaluation flips: the same message, with random signs
+    flipped = keyed.with_owner_options(eval_flip=0.5)
+    a, b = flipped.encode_eval(data.val_images), keyed.encode_eval(data.val_images)
+    assert torch.allclose(a.abs(), b.abs(), atol=1e-6) and 0.4 < (a * b < 0).float().mean() < 0.6
+
+
+def test_a_keyed_fr_run_still_identifies(att_root, tmp_path):
+    small = ["model.widths=[16,32,64]", "fr.batch_size=32", "fr.steps=60", "fr.eval_every=60"]
+    cfg = load_config(None, ["strategy.name=mask", "mask.key=channels", *small])
+    summary = train_fr(cfg, tmp_path / "keyed", progress=False)
+    # 20 identities: chance 5%; the unkeyed mask reaches ~90% at 600 steps (test_train_fr)
+    assert summary["identification_acc"] >= 0.3, summary["identification_acc"]
+    assert summary["defence"]["key"] == {"kind": "channels"}
+
+
+def test_settings_extra_removed_under_the_key_matches_the_unkeyed_removal(att_root):
+    cfg = Config().validate()
+    data = prepare_data(cfg)
+    plain = build_defence(cfg, "mask")
+    key = OwnerKey(3, "positions")
+    keyed = plain.with_owner_options(key)
+    s = MaskSettings(k=1, flip=0.0, extra_removed=4, alpha=1.0, labels="soft")
+    faces, labels = data.train_images[:6], data.train_labels[:6]
+    out = keyed.encode_train(faces, labels, settings=s).inputs
+    ref = plain.encode_train(faces, labels, settings=s).inputs
+    assert torch.allclose(key.invert(out), ref, atol=1e-5)
