@@ -21,14 +21,18 @@ STRATEGIES = ("none", "mask", "fixed-k", "random-k", "mixup", "instahide", "dpsg
 BENCHMARK_DEFENCES = ("none", "mask", "mixup", "instahide", "dpsgd", "fixed-k", "random-k", "best-fixed", "adaptive", "adaptive-paper")
 #: Rows only run when asked for (adaptive-paper needs its own trained run; best-fixed trains a grid).
 OPTIONAL_DEFENCES = ("best-fixed", "adaptive-paper")
-BENCHMARK_ATTACKS = ("whitebox", "blackbox", "label-aware", "cross-batch", "mi-face", "gmi", "provenance", "whitebox-eval", "link-abs", "link-energy", "link-model", "link-abs+recover", "link-model+recover")
+BENCHMARK_ATTACKS = ("whitebox", "blackbox", "label-aware", "cross-batch", "mi-face", "gmi", "provenance", "whitebox-eval", "whitebox+recover", "whitebox-eval+recover", "link-abs", "link-energy", "link-model", "link-abs+recover", "link-model+recover")
 #: Attacks that use a field that does not cross: reported as "what-if" rows, never a defence's worst case.
 WHAT_IF_ATTACKS = ("provenance",)
 #: Identity-linkage attacks (rl_mask.attacks.linkage): the benchmark reports them apart from the
 #: reconstruction attacks (their figure is an identification rate over a gallery, not a judge's leak).
 LINKAGE_ATTACKS = ("link-abs", "link-energy", "link-model", "link-abs+recover", "link-model+recover")
 #: The evaluation door: the white-box decoder on the k = 1 test-set messages (scored like a reconstruction).
-EVAL_DOOR_ATTACKS = ("whitebox-eval",)
+EVAL_DOOR_ATTACKS = ("whitebox-eval", "whitebox-eval+recover")
+#: ``NAME+recover``: the attack ``NAME`` on messages the owner's key was first estimated from
+#: everything that crossed and undone (``rl_mask.attacks.linkage.recover_key``); without a key
+#: it is ``NAME`` itself.
+RECOVER_SUFFIX = "+recover"
 #: Owner options a hybrid benchmark row may carry as suffixes, e.g. ``mask+key``,
 #: ``fixed[k=4,flip=0.5]+key+evalflip``: the owner's key on every message (``+key``: one channel
 #: mixing; ``+poskey``: one per block position), sign flips on the evaluation messages (``+evalflip``).

@@ -87,3 +87,25 @@ def test_settings_extra_removed_under_the_key_matches_the_unkeyed_removal(att_ro
     out = keyed.encode_train(faces, labels, settings=s).inputs
     ref = plain.encode_train(faces, labels, settings=s).inputs
     assert torch.allclose(key.invert(out), ref, atol=1e-5)
+
+
+def test_whitebox_recover_rotates_what_crossed_back_with_an_estimated_key(att_root):
+    """``whitebox+recover``: from the crossed messages alone (training rows, validation and test
+    messages) and its public faces, the attacker estimates the key and rotates every row back
+    (an orthogonal estimate: each block's energy stays), labels and weights untouched. How close
+    the estimate comes is measured, not assumed (README: second moments of other faces recover
+    it poorly)."""
+    from rl_mask.bench.benchmark import key_undone
+
+    cfg = _cfg(key="channels")
+    data = prepare_data(cfg)
+    keyed = build_defence(cfg, "mask")
+    run = type("Run", (), {"defence": keyed, "model": None, "batches": None})()
+    target, _, _ = attacked_batches(cfg, run, data, 4)
+    public_faces = data.split.public.float_images()
+    undone = key_undone(run, data, target, public_faces)
+    for before, after in zip(target.crossed, undone.crossed):
+        assert torch.equal(before.labels, after.labels) and torch.equal(before.weights, after.weights)
+        assert torch.allclose(after.inputs.pow(2).sum(1), before.inputs.pow(2).sum(1), rtol=1e-3, atol=1e-6)
+        assert not torch.allclose(after.inputs, before.inputs, atol=1e-3)
+    assert key_undone(type("Run", (), {"defence": keyed.public()})(), data, target, public_faces) is target  # no key: nothing to undo

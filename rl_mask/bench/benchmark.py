@@ -24,6 +24,7 @@ numbers):
 from __future__ import annotations
 
 import copy
+import dataclasses
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -34,11 +35,11 @@ from tqdm.auto import tqdm
 
 from rl_mask.attacks import Attack, AttackTarget, Reconstruction, build_attack
 from rl_mask.attacks.eval_door import EvalMessageView
-from rl_mask.attacks.linkage import Gallery, LinkageTarget, build_linkage, identification
+from rl_mask.attacks.linkage import Gallery, LinkageTarget, apply_matrices, build_linkage, identification, recover_key
 from rl_mask.bench.aggregate import aggregate_seeds
 from rl_mask.bench.report import worst_case, write_report
 from rl_mask.bench.runtime import estimate_runtime
-from rl_mask.config import EVAL_DOOR_ATTACKS, LINKAGE_ATTACKS, Config, ConfigError, parse_settings, save_config, split_defence_name
+from rl_mask.config import EVAL_DOOR_ATTACKS, LINKAGE_ATTACKS, RECOVER_SUFFIX, Config, ConfigError, parse_settings, save_config, split_defence_name
 from rl_mask.owner.data import FaceDataError, FaceSplit
 from rl_mask.owner.defences import Defence, HybridDefence, build_defence, hybrid_mask_from_config
 from rl_mask.owner.judge import PrivacyJudge, ScoringKey, judge_report, scoring_key, train_evaluation_model
@@ -265,6 +266,28 @@ def linkage_target(run: DefenceRun, data: PrivateData, target: AttackTarget) -> 
     return LinkageTarget(target.defence, rows, [validation_set(run.defence, data).inputs], run.model, data.num_classes, key_kind=None if key is None else key.kind)
 
 
+def key_undone(run: DefenceRun, data: PrivateData, target: AttackTarget, public: torch.Tensor, door: AttackTarget | None = None) -> AttackTarget:
+    """``target`` (or ``door``) with the owner's key estimated and undone, for ``NAME+recover``.
+
+    The key's construction is public, its seed is not: the attacker estimates the rotation
+    from second moments of every message the server holds (the training rows, scored and
+    context, and the validation and test messages) against the public encoding of its own
+    faces (``recover_key``), and rotates every crossed input back. Without a key the target is
+    returned as it is."""
+    key = getattr(getattr(run.defence, "mask", None), "key", None)
+    attacked = door if door is not None else target
+    if key is None:
+        return attacked
+    held = [b.inputs for b in target.crossed + list(target.context or [])]
+    held += [validation_set(run.defence, data).inputs, final_test_set(run.defence, data).inputs]
+    q = recover_key(torch.cat(held), target.defence.encode_eval(public), key.kind == "positions")
+
+    def undo(b: ProtectedBatch) -> ProtectedBatch:
+        return ProtectedBatch(apply_matrices(q, b.inputs, transpose=True), b.labels, b.weights)
+
+    return dataclasses.replace(attacked, crossed=[undo(b) for b in attacked.crossed], context=[undo(b) for b in attacked.context] if attacked.context else attacked.context)
+
+
 #: Distance between the seeds of consecutive benchmark repeats.
 SEED_STRIDE = 1000
 #: The judge's seed relative to ``benchmark.seed`` (another seed than the FR network's).
@@ -330,7 +353,8 @@ def run_seed(run_cfg: Config, data: PrivateData, out: Path, budget, policies: di
         cells: dict[str, dict] = {}
         recs: dict[str, Reconstruction] = {}
         for attack_name in batch_names:
-            attack = build_attack(attack_name, bench, budget)
+            base_name = attack_name.removesuffix(RECOVER_SUFFIX)
+            attack = build_attack(base_name, bench, budget)
             fit_id = attack.fit_key(target.defence, image_shape)
             if fit_id not in fitted:
                 t = time.perf_counter()
@@ -339,9 +363,10 @@ def run_seed(run_cfg: Config, data: PrivateData, out: Path, budget, policies: di
             attack = fitted[fit_id]
             t = time.perf_counter()
             # A what-if attack gets a field that does not cross, explicitly and only here.
-            rec = attack.attack(target, progress=progress, leaked_sources=leaked_sources) if attack.what_if else attack.attack(target, progress=progress)
+            attacked = key_undone(run, data, target, public) if attack_name != base_name else target
+            rec = attack.attack(attacked, progress=progress, leaked_sources=leaked_sources) if attack.what_if else attack.attack(attacked, progress=progress)
             timings[f"attack/{attack_name}/{name}"] = time.perf_counter() - t
-            cells[attack_name] = {**judge.score(rec, scoring), "reference_acc1": reference["acc1"], "attack": attack.describe(), "what_if": attack.what_if}
+            cells[attack_name] = {**judge.score(rec, scoring), "reference_acc1": reference["acc1"], "attack": {**attack.describe(), "name": attack_name}, "what_if": attack.what_if}
             recs[attack_name] = rec
         for attack_name in door_names:  # whitebox-eval: the white-box decoder on the test-set message
             door, door_key = eval_door_target(run, data)
@@ -351,7 +376,7 @@ def run_seed(run_cfg: Config, data: PrivateData, out: Path, budget, policies: di
                 t = time.perf_counter()
                 fitted[fit_id] = attack.fit(public, door.defence, progress=progress)
                 timings[f"fit/{attack_name}/{name}"] = time.perf_counter() - t
-            rec = fitted[fit_id].attack(door)
+            rec = fitted[fit_id].attack(key_undone(run, data, target, public, door) if attack_name.endswith(RECOVER_SUFFIX) else door)
             door_reference = mean_face_baseline(public, judge, door, door_key)["acc1"]
             cells[attack_name] = {**judge.score(rec, door_key), "reference_acc1": door_reference, "attack": {**fitted[fit_id].describe(), "name": attack_name}, "what_if": False}
             recs[attack_name] = rec

@@ -27,6 +27,8 @@ ATTACK_TITLES = {
     "cross-batch": "cross-batch aggregation",
     "provenance": "provenance (what-if: needs a field that does not cross)",
     "whitebox-eval": "white-box reconstruction of the evaluation messages",
+    "whitebox+recover": "white-box reconstruction after key recovery",
+    "whitebox-eval+recover": "white-box reconstruction of the evaluation messages after key recovery",
 }
 
 
@@ -40,6 +42,8 @@ ATTACK_ADVERSARY = {
     "cross-batch": "the FR server using every batch it received: unmixes each with the label-aware attack, then averages each attacked row's decoded face with its most similar decoded faces of the same identity label from other batches (the same person recurs in new mixtures every epoch)",
     "provenance": "what-if only: the FR server if the sources (which faces were mixed) crossed too; they do not, so it never counts for a defence",
     "whitebox-eval": "the FR server reading the evaluation door: the test set's k = 1 message exactly as the owner sends it (validation and inference probes use the same encoding), decoded by a white-box decoder trained on public faces put through the public evaluation encoding (without the owner's key)",
+    "whitebox+recover": "the FR server as for white-box, which first estimates the owner's key from the second moments of every message it holds against its public faces' encoding (the construction is public, the seed is not) and rotates the crossed rows back; the plain white-box attack where there is no key",
+    "whitebox-eval+recover": "the evaluation door as for whitebox-eval, after the same key recovery",
 }
 
 UNRELIABLE = "UNRELIABLE"
