@@ -21,7 +21,7 @@ STRATEGIES = ("none", "mask", "fixed-k", "random-k", "mixup", "instahide", "dpsg
 BENCHMARK_DEFENCES = ("none", "mask", "mixup", "instahide", "dpsgd", "fixed-k", "random-k", "best-fixed", "adaptive", "adaptive-paper")
 #: Rows only run when asked for (adaptive-paper needs its own trained run; best-fixed trains a grid).
 OPTIONAL_DEFENCES = ("best-fixed", "adaptive-paper")
-BENCHMARK_ATTACKS = ("whitebox", "blackbox", "label-aware", "cross-batch", "mi-face", "gmi", "provenance", "whitebox-eval", "whitebox+recover", "whitebox-eval+recover", "link-abs", "link-energy", "link-model", "link-abs+recover", "link-model+recover")
+BENCHMARK_ATTACKS = ("whitebox", "blackbox", "label-aware", "cross-batch", "mi-face", "gmi", "provenance", "whitebox+recover", "whitebox-eval", "whitebox-eval+recover", "link-abs", "link-energy", "link-model", "link-abs+recover", "link-model+recover")
 #: Attacks that use a field that does not cross: reported as "what-if" rows, never a defence's worst case.
 WHAT_IF_ATTACKS = ("provenance",)
 #: Identity-linkage attacks (rl_mask.attacks.linkage): the benchmark reports them apart from the
