@@ -48,7 +48,7 @@ DIE_WITH_DRIVER = (
 class LocalRay:
     """``ray start --head --block`` in its own session; ``address`` to join; ``stop()`` ends it all."""
 
-    def __init__(self, num_cpus: int | None = None, num_gpus: int | None = None):
+    def __init__(self):
         self.temp_dir = Path(tempfile.mkdtemp(prefix="rlm-ray-"))  # short: Ray's socket paths must fit 107 bytes
         self.address = f"127.0.0.1:{_free_port()}"
         env = dict(os.environ)
@@ -61,10 +61,6 @@ class LocalRay:
             str(ray_bin) if ray_bin.exists() else shutil.which("ray") or "ray", "start", "--head", "--block",
             f"--port={self.address.split(':')[1]}", "--include-dashboard=false", "--disable-usage-stats", f"--temp-dir={self.temp_dir}",
         ]
-        if num_cpus is not None:
-            cmd.append(f"--num-cpus={num_cpus}")
-        if num_gpus is not None:
-            cmd.append(f"--num-gpus={num_gpus}")
         self.log = self.temp_dir / "ray-start.log"
         with open(self.log, "wb") as log:
             self.proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, env=env, start_new_session=True)

@@ -171,7 +171,7 @@ def train(
     defence = build_defence(cfg, "adaptive", k_choices=rl.k_choices)
     setup = training_setup(cfg, defence, data, total_fr_steps(cfg), rl.eval_every)
     judge_path = str(train_judge(cfg, data, run_dir / "judge.pt")) if in_loop else None
-    public = data.split.public.float_images() if in_loop else None  # the attacker's own faces (no private identity)
+    public = data.split.public.float_images()  # the attacker's own faces (no private identity); TensorBoard's examples
     local_ray = init_ray(address)
     # After ray.init, which installs its own SIGTERM handler: ours stops Ray cleanly.
     stop = GracefulStop().__enter__()
@@ -213,7 +213,7 @@ def train(
         # Drop events a killed run wrote after its last checkpoint (TensorBoard purges >= purge_step),
         # or, on a fresh start, those of an attempt killed before its first checkpoint.
         writer = RunWriter(run_dir / "tb", purge_step=prior["env_steps"] + 1 if ckpt else (1 if (run_dir / "tb").exists() else None))
-        shown = (data.train_images, data.train_labels) if rl.log_private_faces else (public if public is not None else data.split.public.float_images(), data.split.public.labels)
+        shown = (data.train_images, data.train_labels) if rl.log_private_faces else (public, data.split.public.labels)
         examples = masked_examples(cfg, *shown, rl.k_choices, originals=rl.log_original_faces)
         examples_name = examples_tag(rl.log_private_faces, rl.log_original_faces)
         print(f"TensorBoard: tensorboard --logdir {run_dir / 'tb'}", flush=True)
