@@ -133,7 +133,7 @@ class HybridMaskingEnv(gym.Env):
     def _draw_batch(self) -> None:
         self._idx, self._images = self.stream.draw()
         # one block DCT per batch: the observation's band energies and the protection share it
-        self._transformed = self.defence.encode_eval(self._images)
+        self._transformed = self.defence.transform(self._images)
 
     def _band_energy(self) -> list[float]:
         energy = self._transformed.pow(2).mean(dim=(0, 2, 3))

@@ -10,6 +10,7 @@ import dataclasses
 import math
 import os
 import re
+import secrets
 import typing
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -114,6 +115,12 @@ class DataConfig:
         return self.root or default_data_root()
 
 
+#: ``mask.eval_flip``'s "flip the k = 1 messages as the training rows are flipped".
+AS_TRAINED = -1.0
+#: ``mask.key_seed``'s "draw a fresh secret" (a config never keeps it: see ``MaskConfig``).
+FRESH_SECRET = -1
+
+
 @dataclass
 class MaskConfig:
     removed_channels: list[int] = field(default_factory=lambda: [0, 1, 2, 3, 4, 5])
@@ -122,10 +129,25 @@ class MaskConfig:
     cap: float = 0.65
     sign_flip: bool = False
     upsample: int = 1
-    # owner-held key (rl_mask.owner.key) on every message: none | channels | positions; its seed
-    # is the owner's secret (the benchmark's "+key" rows add benchmark.seed to it)
-    key: str = "none"
-    key_seed: int = 20260
+    # owner-held key (rl_mask.owner.key) on every message: none | channels | positions
+    key: str = "channels"
+    # The owner's secret: seeds the key and every random draw of what crosses (the messages'
+    # sign flips, mixing partners and weights, augmentation), so nobody without it can replay
+    # them. -1 (the default): a fresh one from the OS's entropy whenever a config is made
+    # without one; a run keeps it only in its owner-only RUN_DIR/config.yaml (resume and
+    # `rl-mask encode` read it there). A seed written into a shared config file is no secret.
+    # (The benchmark's "+key" rows add benchmark.seed to it.)
+    key_seed: int = -1
+    # per-coefficient sign-flip probability of the k = 1 messages (validation and test sets,
+    # inference probes); -1 (the default): as the training rows' (the largest flip probability
+    # the defence trains under: the adaptive policy's rl.flip_choices, a fixed setting's flip,
+    # 0.5 with mask.sign_flip), so that no message crosses less protected than they do and the
+    # network knows the views; 0 sends them as channel removal (and key) alone
+    eval_flip: float = AS_TRAINED
+
+    def __post_init__(self):
+        if self.key_seed == FRESH_SECRET:
+            self.key_seed = secrets.randbelow(2**62)
 
 
 @dataclass
@@ -448,6 +470,18 @@ def set_path(data: dict, assignment: str) -> None:
         raise ConfigError(f"override {assignment!r}: {raw!r} is not a valid YAML value ({problem})") from None
 
 
+def without_owner_secrets(cfg: "Config") -> "Config":
+    """``cfg`` as it may be handed to the server's side (the attacker in the loop, actors that
+    are not the owner's): no data root, and a secret of its own in place of the owner's."""
+    return dataclasses.replace(cfg, data=dataclasses.replace(cfg.data, root=""), mask=dataclasses.replace(cfg.mask, key_seed=FRESH_SECRET))
+
+
+def owner_seed(seed: int, cfg: "Config") -> int:
+    """A random stream's seed mixed with the owner's secret: a run replays from its own
+    config, while nobody with only the public seed (and the code) can."""
+    return (seed * 1_000_003 + cfg.mask.key_seed) % 2**63
+
+
 def save_config(cfg: Any, path: str | Path) -> None:
     Path(path).write_text(yaml.safe_dump(dataclasses.asdict(cfg), sort_keys=False))
 
@@ -484,6 +518,8 @@ def validate_mask(m: MaskConfig, ks: list[int]) -> None:
     _require(m.alpha > 0, "mask.alpha", m.alpha, "> 0")
     _require(m.upsample >= 1, "mask.upsample", m.upsample, ">= 1")
     _require(m.key in ("none",) + KEY_KINDS, "mask.key", m.key, f"one of {('none',) + KEY_KINDS}")
+    _require(m.key_seed >= 0, "mask.key_seed", m.key_seed, f">= 0, or {FRESH_SECRET} (or left out) for a fresh secret")
+    _require(m.eval_flip == AS_TRAINED or 0.0 <= m.eval_flip <= 0.5, "mask.eval_flip", m.eval_flip, f"a probability in [0, 0.5], or {AS_TRAINED} for as the training rows")
     mixing = [k for k in ks if k > 1]
     if mixing:
         k_min = min(mixing)  # cap > 1/k binds hardest at the smallest mixing k

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from rl_mask.config import Config, ConfigError, load_config
-from rl_mask.owner.defences import Defence, HybridDefence, build_defence, hybrid_mask_from_config
+from rl_mask.owner.defences import Defence, build_defence, hybrid_defence
 
 #: Run folders hold face-derived data (protected batches, checkpoints, the owner's judge): owner-only.
 RUN_DIR_MODE = 0o700
@@ -83,7 +83,7 @@ def defence_from_description(cfg: Config, desc: dict, where: Path) -> Defence:
     """Rebuild a train-fr run's defence from ``summary["defence"]`` and check it matches."""
     name = desc.get("name")
     if name == "adaptive":
-        defence: Defence = HybridDefence("adaptive", hybrid_mask_from_config(cfg), desc["ks"], desc["k_probs"])
+        defence: Defence = hybrid_defence(cfg, "adaptive", desc["ks"], desc["k_probs"])
     else:
         try:
             defence = build_defence(cfg, name)
@@ -109,7 +109,7 @@ def read_run(run_dir: str | Path) -> RunFolder:
         raise ConfigError(f"{summary_path} is not valid JSON: {exc}") from exc
     if "k_distribution" in summary:
         ks, probs = k_distribution(summary, summary_path)
-        return RunFolder(path, cfg, summary, HybridDefence("adaptive", hybrid_mask_from_config(cfg), ks, probs), replayable=False)
+        return RunFolder(path, cfg, summary, hybrid_defence(cfg, "adaptive", ks, probs), replayable=False)
     if "defence" in summary:
         return RunFolder(path, cfg, summary, defence_from_description(cfg, summary["defence"], summary_path), replayable=True)
     raise ConfigError(f"{summary_path} has neither k_distribution (rl-mask train) nor defence (rl-mask train-fr)")

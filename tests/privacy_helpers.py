@@ -23,8 +23,17 @@ JUDGE_STEPS = 120
 FR_STEPS = 150
 
 
-def tiny_config(**fr) -> Config:
+def bare_config() -> Config:
+    """The public algorithm without the owner's options (no key, no flips on the k = 1
+    messages): the mechanics of masking and of the attacks are tested on it; the key and
+    the evaluation messages' flips have tests of their own (test_owner_key, test_run_safety)."""
     cfg = Config()
+    cfg.mask.key, cfg.mask.eval_flip = "none", 0.0
+    return cfg
+
+
+def tiny_config(**fr) -> Config:
+    cfg = bare_config()
     cfg.fr.eval_every = 50
     for k, v in fr.items():
         setattr(cfg.fr, k, v)

@@ -33,7 +33,7 @@ class SpyService(FRService):
 
 
 def _cfg(**rl) -> Config:
-    cfg = Config()
+    cfg = H.bare_config()  # the knobs' mechanics, in the unkeyed basis
     cfg.fr.batch_size = 32
     cfg.rl.horizon = 50
     cfg.rl.eval_every = 1000

@@ -72,7 +72,7 @@ def test_decoder_with_the_pix2pix_loss_option():
 
 
 def test_blackbox_pixel_guess_is_documented():
-    cfg = Config()
+    cfg = H.bare_config()
     assert row_major_guess(6) == [0, 1, 5, 6, 14, 15]
     mask_guess = guess_defence(build_defence(cfg, "mask"), 1, 112, 96, guess_k=3)
     assert mask_guess.input_shape(1, 112, 96) == (58, 14, 12) and mask_guess.ks == [3]
@@ -97,7 +97,7 @@ def test_mi_face_beats_the_mean_face_on_the_unprotected_model():
 
 def test_mi_face_inverts_through_the_block_dct():
     """For frequency-input models the pixels are optimised through the DCT and channel removal."""
-    cfg = Config()
+    cfg = H.bare_config()
     defence = build_defence(cfg, "mask")
     meta = {"input_shape": list(defence.input_shape(1, 112, 96)), "input_kind": "freq", "num_classes": 20, "model": vars(cfg.model)}
     torch.manual_seed(0)

@@ -19,7 +19,7 @@ from rl_mask.train_fr import train_fr
 
 @pytest.mark.parametrize("name", list(STRATEGIES) + ["adaptive"])
 def test_every_defence_encodes_a_well_formed_batch(att_float, att_faces, name):
-    cfg = Config()
+    cfg = H.bare_config()
     defence = build_defence(cfg, name, [0.1, 0.1, 0.2, 0.3, 0.3] if name == "adaptive" else None)
     images, labels = att_float[:16], att_faces.labels[:16]
     batch = defence.encode_train(images, labels, torch.Generator().manual_seed(0))

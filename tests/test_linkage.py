@@ -5,9 +5,9 @@ through the key, and key recovery from second moments finds the key when unflipp
 import pytest
 import torch
 
+import privacy_helpers as H
 from rl_mask.attacks.linkage import LinkageTarget, apply_matrices, build_linkage, identification, recover_key, statistic
 from rl_mask.bench.benchmark import grid_defence, linkage_gallery, with_owner_options
-from rl_mask.config import Config
 from rl_mask.owner.defences import build_defence
 from rl_mask.owner.key import OwnerKey
 from rl_mask.owner.messages import validation_set
@@ -18,7 +18,7 @@ FLIPS = "k=4,flip=0.5,extra_removed=0,alpha=1.0,labels=soft"
 
 @pytest.fixture(scope="module")
 def setting(att_root):
-    cfg = Config().validate()
+    cfg = H.bare_config().validate()
     data = prepare_data(cfg)
     gallery, truth = linkage_gallery(data, seed=0)
     return cfg, data, gallery, truth, data.split.public.float_images()

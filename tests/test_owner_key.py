@@ -1,10 +1,13 @@
 """The owner-held key: orthogonal, reproducible from its seed, on every message that crosses,
 never in what an attacker runs; and the FR network still learns under it."""
 
+import copy
+
 import torch
 
+import privacy_helpers as H
 from rl_mask.bench.benchmark import attacked_batches, grid_defence, with_owner_options
-from rl_mask.config import Config, load_config
+from rl_mask.config import Config, load_config, save_config, without_owner_secrets
 from rl_mask.owner.defences import build_defence
 from rl_mask.owner.key import OwnerKey
 from rl_mask.owner.messages import final_test_set, validation_set
@@ -77,7 +80,7 @@ def test_a_keyed_fr_run_still_identifies(att_root, tmp_path):
 
 
 def test_settings_extra_removed_under_the_key_matches_the_unkeyed_removal(att_root):
-    cfg = Config().validate()
+    cfg = H.bare_config().validate()
     data = prepare_data(cfg)
     plain = build_defence(cfg, "mask")
     key = OwnerKey(3, "positions")
@@ -109,3 +112,39 @@ def test_whitebox_recover_rotates_what_crossed_back_with_an_estimated_key(att_ro
         assert torch.allclose(after.inputs.pow(2).sum(1), before.inputs.pow(2).sum(1), rtol=1e-3, atol=1e-6)
         assert not torch.allclose(after.inputs, before.inputs, atol=1e-3)
     assert key_undone(type("Run", (), {"defence": keyed.public()})(), data, target, public_faces) is target  # no key: nothing to undo
+
+
+def test_every_config_holds_a_fresh_secret_that_its_saved_copy_keeps(tmp_path):
+    """No two configs share a secret unless one was read from the other's file; the server's
+    side is handed a config without it (and without the face folder)."""
+    a, b = Config(), load_config(None)
+    assert a.mask.key_seed >= 0 and b.mask.key_seed >= 0 and a.mask.key_seed != b.mask.key_seed
+    save_config(a, tmp_path / "config.yaml")
+    assert load_config(tmp_path / "config.yaml").mask.key_seed == a.mask.key_seed
+    owner = copy.deepcopy(a)
+    owner.data.root = "/private/faces"
+    server_side = without_owner_secrets(owner)
+    assert server_side.data.root == "" and server_side.mask.key_seed != owner.mask.key_seed
+    assert owner.data.root == "/private/faces"  # the owner's own config is left as it was
+    # the secret seeds the owner's random draws: the same public seed, another secret, other flips
+    data = prepare_data(a)
+    streams = [TrainingStream(cfg, build_defence(cfg, "mask"), data) for cfg in (a, load_config(tmp_path / "config.yaml"), b)]
+    draws = [torch.rand(4, generator=s.generator) for s in streams]
+    assert torch.equal(draws[0], draws[1]) and not torch.equal(draws[0], draws[2])
+
+
+def test_k1_messages_are_flipped_as_the_training_rows(att_root):
+    """``mask.eval_flip=-1``: the adaptive policy (flip choices up to 0.5) sends flipped k = 1
+    messages, fresh flips each time; ``mask`` (never flipped in training) sends them unflipped;
+    the env's pre-mixing coefficients are never flipped (only the message is)."""
+    cfg = Config()
+    faces = prepare_data(cfg).test_images[:4]
+    adaptive, mask = build_defence(cfg, "adaptive"), build_defence(cfg, "mask")
+    assert adaptive.eval_flip == 0.5 and mask.eval_flip == 0.0
+    assert torch.equal(mask.encode_eval(faces), adaptive.transform(faces))
+    first, second = adaptive.encode_eval(faces), adaptive.encode_eval(faces)
+    assert torch.equal(first.abs(), adaptive.transform(faces).abs()) and not torch.equal(first, second)
+    flipped = (first != adaptive.transform(faces)).float().mean()
+    assert 0.45 < float(flipped) < 0.55
+    cfg.mask.eval_flip = 0.0
+    assert build_defence(cfg, "adaptive").eval_flip == 0.0

@@ -4,6 +4,7 @@ through ``--out``. Each run is a real ``rl-mask train`` process."""
 
 import io
 import json
+import math
 import os
 import signal
 import stat
@@ -20,9 +21,16 @@ import yaml
 from PIL import Image
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
-from rl_mask.config import Config, load_config
-from rl_mask.owner.defences import build_defence
+import privacy_helpers as H
+from rl_mask.attacks import AttackTarget, WhiteBoxReconstruction
+from rl_mask.attacks.eval_door import EvalMessageView
+from rl_mask.config import Config, default_data_root, load_config
+from rl_mask.owner.defences import HybridDefence, build_defence
+from rl_mask.owner.judge.privacy import any_of_k_hits
+from rl_mask.owner.recorder import read_boundary, read_evaluation
+from rl_mask.owner.settings import MaskSettings
 from rl_mask.owner.stream import prepare_data
+from rl_mask.protocol import ProtectedBatch
 from trainers.tensorboard import image_grid, masked_examples
 
 pytestmark = pytest.mark.ray
@@ -66,10 +74,20 @@ def mask_only_views(cfg: Config, images: torch.Tensor) -> np.ndarray:
     return mask.to_pixels(mask.transform(images))[:, 0].numpy()
 
 
-def test_default_debug_run_logs_public_faces_only_and_keeps_its_folder_owner_only(tmp_path, cli_env):
-    run = tmp_path / "run"
-    proc = cli("train", "--debug", "--out", str(run), "--iterations", "1", "--quiet", *sets(TINY), env=cli_env)
+@pytest.fixture(scope="module")
+def default_run(tmp_path_factory) -> Path:
+    """One ``rl-mask train --debug`` run with the default protection (tiny sizes), shared by
+    the tests that read what it left: logs, permissions, the messages it sent."""
+    env = dict(os.environ)
+    env.setdefault("RL_MASK_DATA", default_data_root())
+    run = tmp_path_factory.mktemp("default") / "run"
+    proc = cli("train", "--debug", "--out", str(run), "--iterations", "1", "--quiet", *sets({**TINY, "rl.record_masked_batches": 12}), env=env)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    return run
+
+
+def test_default_debug_run_logs_public_faces_only_and_keeps_its_folder_owner_only(default_run):
+    run = default_run
     # owner-only: the folder, and every file and folder in it (faces-derived data all)
     assert stat.S_IMODE(run.stat().st_mode) == 0o700
     loose = [str(p.relative_to(run)) for p in run.rglob("*") if stat.S_IMODE(p.lstat().st_mode) & 0o077]
@@ -96,6 +114,108 @@ def test_default_debug_run_logs_public_faces_only_and_keeps_its_folder_owner_onl
     # (what rl.log_private_faces logs), scaled and quantised as TensorBoard stores it
     control = image_grid(masked_examples(cfg, data.train_images, data.train_labels, cfg.rl.k_choices))[0].mul(255).round().numpy()
     assert min(best_match(t, private) for t in tiles(control, rows, 8)[:8]) > 0.98
+
+
+# ----------------------------------------------------------------------------- what crosses
+
+#: Decoder steps of the white-box attacks below: enough to restore a channel-removed face (the
+#: control), small enough for the suite.
+DECODER_STEPS = 200
+
+
+def binomial_upper(n: int, p: float, alpha: float = 1e-3) -> int:
+    """The smallest h with P(Binomial(n, p) > h) < alpha: hits a do-nothing attacker exceeds
+    by chance only that rarely."""
+    total = 0.0
+    for h in range(n + 1):
+        total += math.comb(n, h) * p**h * (1 - p) ** (n - h)
+        if 1 - total < alpha:
+            return h
+    return n
+
+
+def judged_hits(images: torch.Tensor, row_labels: torch.Tensor) -> int:
+    """Rows whose reconstruction the judge (trained on the private faces) names as one of the
+    row's identities."""
+    return int(any_of_k_hits(H.judge().model, images, row_labels).sum())
+
+
+def k1_leak(public_defence, inputs: torch.Tensor, labels: torch.Tensor) -> dict[str, int]:
+    """Judged hits on k = 1 messages: through the public inverse transform, and through a
+    white-box decoder trained on public faces encoded as those messages are."""
+    view = EvalMessageView(public_defence)
+    crossed = [ProtectedBatch(inputs, labels[:, None], torch.ones(len(labels), 1))]
+    target = AttackTarget(view, crossed, None, H.data().num_classes)
+    rec = WhiteBoxReconstruction(steps=DECODER_STEPS, batch_size=16, seed=5).fit(H.public(), view).attack(target)
+    return {"inverse": judged_hits(public_defence.to_pixels(inputs), labels[:, None]), "decoder": judged_hits(rec.images, labels[:, None])}
+
+
+def test_no_message_of_a_default_run_shows_a_face_a_judge_recognises(default_run, tmp_path, cli_env):
+    """Every message a default run sends (validation, test, inference probes; training batches
+    sent with flips), decoded with the public inverse transform and the white-box decoder,
+    shows no face that a judge trained on the private faces names more often than the
+    do-nothing attacker (the mean public face) could by chance. The same faces sent as
+    channel removal alone do show faces to the same attack (the control)."""
+    run = default_run
+    cfg = load_config(run / "config.yaml")
+    owner = build_defence(cfg, "adaptive", k_choices=cfg.rl.k_choices)
+    assert cfg.mask.key == "channels" and owner.eval_flip == 0.5 and owner.mask.key is not None  # the defaults
+    data = prepare_data(cfg)
+    assert torch.equal(data.train_labels, H.data().train_labels) and torch.equal(data.test_images, H.data().test_images)
+    classes = data.num_classes
+    public = owner.public()  # what the attacker can run: no key
+    mean_face = H.public().mean(0, keepdim=True)
+
+    # the k = 1 messages: as recorded when sent, and the probes `rl-mask encode` writes
+    validation, test = read_evaluation(run, "validation"), read_evaluation(run, "test")
+    listing = tmp_path / "probes.txt"
+    listing.write_text("\n".join(data.split.private_test.paths) + "\n")
+    proc = cli("encode", "--run", str(run), "--images", str(listing), "--out", str(tmp_path / "probes.npz"), env=cli_env)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    with np.load(tmp_path / "probes.npz", allow_pickle=False) as z:
+        probes = torch.from_numpy(z["inputs"])
+    inputs = torch.cat([validation.inputs, test.inputs, probes])
+    labels = torch.cat([validation.labels, test.labels, data.split.private_test.labels])
+    assert inputs.shape[0] == labels.shape[0] and not torch.equal(test.inputs, probes)  # flips drawn afresh for every message
+    n = len(labels)
+    reference = judged_hits(mean_face.expand(n, -1, -1, -1), labels[:, None])
+    bound = binomial_upper(n, max(reference / n, 1.0 / classes))
+    leak = k1_leak(public, inputs, labels)
+    assert max(leak.values()) <= bound, (leak, reference, bound, n)
+
+    # training batches the policy sent with flips, each attacked by a decoder for its settings
+    sent = [m for m in read_boundary(run) if json.loads(m["owner_settings"])["flip"] > 0]
+    assert sent, "the policy sent no flipped batch among the recorded ones"
+    hits = ref_hits = rows = 0
+    attacked = _distinct(sent)[:2]  # at most two decoders: the suite's time
+    for settings in attacked:
+        batches = [m for m in sent if json.loads(m["owner_settings"]) == settings]
+        simulated = HybridDefence("simulated", public.mask, [settings["k"]], settings_pool=[MaskSettings(**settings)])
+        crossed = [ProtectedBatch(m["inputs"], m["labels"], m["weights"]) for m in batches]
+        target = AttackTarget(simulated, crossed, None, classes)
+        rec = WhiteBoxReconstruction(steps=DECODER_STEPS, batch_size=16, seed=6).fit(H.public(), simulated).attack(target)
+        row_labels = torch.cat([m["owner_labels"] for m in batches])
+        hits += judged_hits(rec.images, row_labels)
+        ref_hits += judged_hits(mean_face.expand(len(row_labels), -1, -1, -1), row_labels)
+        rows += len(row_labels)
+    k = max(s["k"] for s in attacked)
+    assert hits <= binomial_upper(rows, max(ref_hits / rows, k / classes)), (hits, ref_hits, rows)
+
+    # the control: the same held-out faces sent as channel removal alone (no key, no flips)
+    bare = load_config(run / "config.yaml", ["mask.key=none", "mask.eval_flip=0.0"])
+    plain = build_defence(bare, "mask")
+    control = k1_leak(plain.public(), plain.encode_eval(torch.cat([data.val_images, data.test_images, data.test_images])), labels)
+    assert control["decoder"] > 2 * bound, (control, bound)
+
+
+def _distinct(messages: list[dict]) -> list[dict]:
+    """The distinct settings of recorded messages, in first-sent order."""
+    out: list[dict] = []
+    for m in messages:
+        s = json.loads(m["owner_settings"])
+        if s not in out:
+            out.append(s)
+    return out
 
 
 # ----------------------------------------------------------------------------- stopping

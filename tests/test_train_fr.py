@@ -7,7 +7,7 @@ import sys
 import pytest
 import torch
 
-from rl_mask.config import Config
+from rl_mask.config import load_config
 from rl_mask.owner.defences import build_defence
 from rl_mask.owner.stream import prepare_data
 from rl_mask.server.evaluation import identification_accuracy
@@ -31,7 +31,7 @@ def test_mask_strategy_reaches_90_percent(tmp_path, cli_env):
     assert 0.5 < summary["verification_acc"] <= 1.0
     # fr.pt loads weights-only and reproduces the reported accuracy
     model, meta = load_fr_model(out / "fr.pt")
-    cfg = Config()
+    cfg = load_config(out / "config.yaml")  # the run's own secret: its key and its flips
     data = prepare_data(cfg)
     with torch.no_grad():
         logits = model(build_defence(cfg, "mask").encode_eval(data.test_images))

@@ -15,7 +15,7 @@ import ray
 import torch
 
 from rl_mask.attacks.online import OnlineAttacker
-from rl_mask.config import Config, from_dict
+from rl_mask.config import Config, from_dict, without_owner_secrets
 
 
 class AttackerActorImpl:
@@ -51,4 +51,4 @@ def attacker_num_gpus(cfg: Config) -> float:
 
 
 def create_attacker_actor(cfg: Config, public: torch.Tensor, name: str, namespace: str):
-    return AttackerActor.options(name=name, namespace=namespace, num_cpus=cfg.rl.attacker_num_cpus, num_gpus=attacker_num_gpus(cfg), max_restarts=-1, max_task_retries=-1).remote(cfg.to_dict(), public, cfg.rl.attacker_threads)
+    return AttackerActor.options(name=name, namespace=namespace, num_cpus=cfg.rl.attacker_num_cpus, num_gpus=attacker_num_gpus(cfg), max_restarts=-1, max_task_retries=-1).remote(without_owner_secrets(cfg).to_dict(), public, cfg.rl.attacker_threads)

@@ -26,7 +26,7 @@ from envs.hybrid_masking import HybridMaskingEnv
 from rl_mask.attacks.online import OnlineAttacker
 from rl_mask.checkpoint import load_checkpoint, save_checkpoint
 from rl_mask.config import Config, ConfigError
-from rl_mask.owner.defences import HybridDefence, build_defence, hybrid_mask_from_config
+from rl_mask.owner.defences import HybridDefence, build_defence, hybrid_defence
 from rl_mask.owner.messages import training_setup, validation_set
 from rl_mask.owner.settings import DIMENSIONS
 from rl_mask.owner.stream import PrivateData, TrainingBatch
@@ -78,9 +78,12 @@ def deploy_policy(run_dir: str | Path, cfg: Config, data: PrivateData, out_dir: 
             raise ConfigError(f"--adaptive-run {run.path}: data.{name}={getattr(r, name)!r} differs from this benchmark's {getattr(d, name)!r}")
     if Path(d.resolved_root()).resolve() != Path(r.resolved_root()).resolve():
         raise ConfigError(f"--adaptive-run {run.path}: data.root {r.resolved_root()} differs from this benchmark's {d.resolved_root()}")
-    if run.cfg.mask != cfg.mask:
-        raise ConfigError(f"--adaptive-run {run.path}: its mask {run.cfg.mask} differs from this benchmark's {cfg.mask}")
+    owner_options = ("key", "key_seed", "eval_flip")  # the run's own: it is deployed as it was trained
+    ours, theirs = ({k: v for k, v in vars(m).items() if k not in owner_options} for m in (cfg.mask, run.cfg.mask))
+    if ours != theirs:
+        raise ConfigError(f"--adaptive-run {run.path}: its mask {theirs} differs from this benchmark's {ours}")
     dcfg = copy.deepcopy(cfg)
+    dcfg.mask = copy.deepcopy(run.cfg.mask)
     dcfg.rl = copy.deepcopy(run.cfg.rl)
     dcfg.rl.num_env_runners = 0
     dcfg.rl.horizon = max(1, dcfg.rl.horizon)
@@ -108,7 +111,7 @@ def deploy_policy(run_dir: str | Path, cfg: Config, data: PrivateData, out_dir: 
             obs, _ = env.reset()
     out_dir.mkdir(parents=True, exist_ok=True)
     save_checkpoint(service.weights(), out_dir / "fr.pt")
-    deployed = HybridDefence("adaptive", hybrid_mask_from_config(dcfg), dcfg.rl.k_choices, settings_pool=chosen)
+    deployed = hybrid_defence(dcfg, "adaptive", dcfg.rl.k_choices, settings_pool=chosen)
     top = ", ".join(f"{s.k}/{s.flip}/{s.extra_removed}/{s.alpha}/{s.labels}: {n}" for s, n in Counter(chosen).most_common(3))
     note = (
         f"learned policy from {run.path} (reward {run.cfg.rl.reward!r}), deployed on a fresh FR network for this benchmark's {fr_steps} FR steps "

@@ -35,7 +35,7 @@ from rl_mask.config import Config, ConfigError, save_config
 from rl_mask.owner.defences import build_defence
 from rl_mask.owner.judge.evaluator import input_pool, train_evaluation_model
 from rl_mask.owner.messages import final_test_set, training_setup, validation_set
-from rl_mask.owner.recorder import boundary_dir
+from rl_mask.owner.recorder import boundary_dir, record_evaluation
 from rl_mask.owner.settings import SettingsSpace
 from rl_mask.owner.stream import PrivateData, prepare_data
 from rl_mask.run_folder import RUN_DIR_MODE, autosave_path, check_out_dir, claim_out_dir
@@ -201,6 +201,7 @@ def train(
                 if where["device"] == "cpu":  # the FR workers on its node leave it its cores
                     group.reserve(where["node_id"], where["threads"])
         validation = validation_set(defence, data)
+        record_evaluation(run_dir, validation)
         for target in fr.targets:  # every FR worker: any of them may have to hand its state on
             if ckpt:
                 FRClient(target).call("set_state", point.fr_state)
@@ -293,7 +294,9 @@ def train(
 
 def finalize(cfg: Config, defence, data: PrivateData, run_dir: Path, algo, fr: FRClient, attacker: FRClient | None, judge_path: str | None, env_steps: int, wall: float, finished: bool, writer: RunWriter, iteration_seconds: list[float]) -> dict:
     rl = cfg.rl
-    metrics = fr.call("evaluate", final_test_set(defence, data))  # the test split: used only here
+    test = final_test_set(defence, data)  # the test split: used only here
+    record_evaluation(run_dir, test)
+    metrics = fr.call("evaluate", test)
     info = fr.call("info")
     module = algo.get_module()
     runner_nodes = algo.env_runner_group.foreach_env_runner(lambda runner: ray.get_runtime_context().get_node_id(), local_env_runner=False)

@@ -81,7 +81,7 @@ class OnlineAttacker:
         space = SettingsSpace.from_config(rl).all()
         return cls(
             public,
-            hybrid_mask_from_config(cfg),
+            hybrid_mask_from_config(cfg, public=True),  # the public algorithm: never the owner's key
             space,
             rl.attacker_batch_size,
             rl.attacker_lr,

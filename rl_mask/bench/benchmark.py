@@ -39,9 +39,9 @@ from rl_mask.attacks.linkage import Gallery, LinkageTarget, apply_matrices, buil
 from rl_mask.bench.aggregate import aggregate_seeds
 from rl_mask.bench.report import worst_case, write_report
 from rl_mask.bench.runtime import estimate_runtime
-from rl_mask.config import EVAL_DOOR_ATTACKS, LINKAGE_ATTACKS, RECOVER_SUFFIX, Config, ConfigError, parse_settings, save_config, split_defence_name
+from rl_mask.config import EVAL_DOOR_ATTACKS, LINKAGE_ATTACKS, RECOVER_SUFFIX, Config, ConfigError, owner_seed, parse_settings, save_config, split_defence_name
 from rl_mask.owner.data import FaceDataError, FaceSplit
-from rl_mask.owner.defences import Defence, HybridDefence, build_defence, hybrid_mask_from_config
+from rl_mask.owner.defences import EVAL_FLIP_SEED, Defence, HybridDefence, build_defence, hybrid_mask_from_config
 from rl_mask.owner.judge import PrivacyJudge, ScoringKey, judge_report, scoring_key, train_evaluation_model
 from rl_mask.owner.judge.evaluator import ARCHITECTURE as EVALUATOR_ARCHITECTURE
 from rl_mask.owner.key import OwnerKey
@@ -115,6 +115,8 @@ def grid_defence(cfg: Config, text: str) -> HybridDefence:
     return HybridDefence(f"{GRID_PREFIX}[{text}]", hybrid_mask_from_config(cfg), [settings.k], settings_pool=[settings])
 
 
+#: The flip probability of ``+evalflip`` rows' evaluation messages.
+EVAL_FLIP = 0.5
 #: Owner-option suffix -> key construction (``rl_mask.owner.key``).
 KEY_SUFFIXES = {"+key": "channels", "+poskey": "positions"}
 
@@ -129,7 +131,7 @@ def with_owner_options(defence: Defence, suffixes: list[str], cfg: Config) -> De
         raise ConfigError(f"{defence.name}: the owner options {suffixes} need a frequency-domain (hybrid) defence")
     kind = next((KEY_SUFFIXES[s] for s in suffixes if s in KEY_SUFFIXES), None)
     key = None if kind is None else OwnerKey(cfg.mask.key_seed + cfg.benchmark.seed, kind)
-    out = defence.with_owner_options(key, eval_flip=0.5 if "+evalflip" in suffixes else 0.0, eval_seed=cfg.benchmark.seed + 77)
+    out = defence.with_owner_options(key, eval_flip=EVAL_FLIP if "+evalflip" in suffixes else 0.0, eval_seed=owner_seed(cfg.benchmark.seed + EVAL_FLIP_SEED, cfg))
     out.name = defence.name + "".join(suffixes)
     return out
 
@@ -438,6 +440,10 @@ def run_benchmark(
         raise ConfigError("benchmark.defences lists adaptive-paper: give its run with --adaptive-paper-run RUN_DIR")
     run_cfg = copy.deepcopy(cfg)
     run_cfg.fr.steps = budget.fr_steps
+    # Every row is what its name says: the owner's key and the evaluation messages' flips come
+    # from the row's suffixes (+key, +poskey, +evalflip), not from mask.key / mask.eval_flip (a
+    # policy row deploys its run's own mask, secret and all).
+    run_cfg.mask.key, run_cfg.mask.eval_flip = "none", 0.0
     run_cfg.validate()
     data = prepare_data(run_cfg)  # bad faces fail before anything is written
     check_identity_disjoint(data.split)

@@ -56,7 +56,7 @@ class OwnerKey:
         """``[1, C, C]`` (channels) or ``[h * w, C, C]`` (positions), float64."""
         shape = (channels, h, w) if self.kind == "positions" else (channels, 0, 0)
         if shape not in self._cache:
-            gen = torch.Generator().manual_seed(self.seed * 1_000_003 + channels)
+            gen = torch.Generator().manual_seed((self.seed * 1_000_003 + channels) % 2**63)
             self._cache[shape] = haar_orthogonal(channels, h * w if self.kind == "positions" else 1, gen)
         return self._cache[shape]
 

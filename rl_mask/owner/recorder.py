@@ -5,7 +5,9 @@ Each sender (an env instance, named by its worker and vector index) keeps its fi
 them under ``owner_`` keys (provenance, every mixed face's label and weight, the batch's
 settings), in ``RUN_DIR/boundary/<sender>.pt`` (rewritten atomically).
 ``export-masked`` reads these files: an adaptive run is exported from what its FR server
-received, not from a re-implementation of the training stream.
+received, not from a re-implementation of the training stream. The evaluation messages
+(``ProtectedEvalSet``: validation, test) are kept as sent in ``RUN_DIR/boundary/evaluation/``,
+so that what crossed can be audited message by message.
 """
 
 from __future__ import annotations
@@ -15,9 +17,10 @@ from pathlib import Path
 
 from rl_mask.checkpoint import load_checkpoint, save_checkpoint
 from rl_mask.owner.masking import MaskedBatch
-from rl_mask.protocol import ProtectedBatch
+from rl_mask.protocol import ProtectedBatch, ProtectedEvalSet
 
 BOUNDARY_DIR = "boundary"
+EVALUATION_DIR = "evaluation"
 
 
 def boundary_dir(run_dir: str | Path) -> Path:
@@ -54,3 +57,18 @@ def read_boundary(run_dir: str | Path) -> list[dict]:
         for i, msg in enumerate(load_checkpoint(path, required=("messages",))["messages"]):
             out.append({**msg, "owner_sender": path.stem, "owner_sequence": i})
     return out
+
+
+def record_evaluation(run_dir: str | Path, message: ProtectedEvalSet) -> None:
+    """Keep an evaluation message as it was sent (``boundary/evaluation/<split>.pt``)."""
+    folder = boundary_dir(run_dir) / EVALUATION_DIR
+    folder.mkdir(parents=True, exist_ok=True)
+    arrays = {"split": message.split, "inputs": message.inputs, "labels": message.labels}
+    arrays.update({name: t for name in ("pairs", "same") if (t := getattr(message, name)) is not None})
+    save_checkpoint(arrays, folder / f"{message.split}.pt")
+
+
+def read_evaluation(run_dir: str | Path, split: str) -> ProtectedEvalSet:
+    """The ``split`` evaluation message a run sent, as recorded."""
+    d = load_checkpoint(boundary_dir(run_dir) / EVALUATION_DIR / f"{split}.pt", required=("split", "inputs", "labels"))
+    return ProtectedEvalSet(d["split"], d["inputs"], d["labels"], d.get("pairs"), d.get("same"))

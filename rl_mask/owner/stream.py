@@ -11,7 +11,7 @@ from dataclasses import dataclass
 
 import torch
 
-from rl_mask.config import Config
+from rl_mask.config import Config, owner_seed
 from rl_mask.owner.data import BatchSampler, FaceSplit, PoissonSampler, augment, load_split, to_float, verification_pairs
 from rl_mask.owner.defences import Defence
 from rl_mask.owner.masking import MaskedBatch
@@ -95,7 +95,8 @@ class TrainingStream:
             self.sampler = PoissonSampler(n, min(1.0, cfg.fr.batch_size / n), seed=seed)
         else:
             self.sampler = BatchSampler(n, cfg.fr.batch_size, seed=seed)
-        self.generator = torch.Generator().manual_seed(seed)
+        # augmentation, mixing partners and weights, flips: drawn from the owner's secret too
+        self.generator = torch.Generator().manual_seed(owner_seed(seed, cfg))
 
     def draw(self) -> tuple[torch.Tensor, torch.Tensor]:
         """The next batch's private-train indices and (augmented) faces, not yet encoded."""

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from rl_mask.config import Config
+from rl_mask.config import AS_TRAINED, Config, owner_seed
 from rl_mask.owner.defences.base import Defence
 from rl_mask.owner.defences.hybrid import HybridDefence
 from rl_mask.owner.defences.pixel import DPSGDDefence, PixelDefence
@@ -14,9 +14,13 @@ MIXUP_K = 2
 #: InstaHide (Huang et al. 2020): four faces, InstaHide weights capped at 0.65, random sign flips.
 INSTAHIDE_K = 4
 INSTAHIDE_CAP = 0.65
+#: The evaluation messages' flip stream (mixed with the owner's secret: ``owner_seed``).
+EVAL_FLIP_SEED = 77
 
 
-def hybrid_mask_from_config(cfg: Config) -> HybridMask:
+def hybrid_mask_from_config(cfg: Config, public: bool = False) -> HybridMask:
+    """The config's mask with the owner's key (``mask.key``), or without it (``public``: the
+    algorithm as anyone can run it; the secret is not read)."""
     m = cfg.mask
     return HybridMask(
         removed_channels=m.removed_channels,
@@ -26,8 +30,27 @@ def hybrid_mask_from_config(cfg: Config) -> HybridMask:
         cap=m.cap,
         sign_flip=m.sign_flip,
         upsample=m.upsample,
-        key=None if m.key == "none" else OwnerKey(m.key_seed, m.key),
+        key=None if m.key == "none" or public else OwnerKey(m.key_seed, m.key),
     )
+
+
+def eval_flip(cfg: Config, name: str, settings_pool=None) -> float:
+    """The k = 1 messages' flip probability: ``mask.eval_flip``, or as the training rows are
+    flipped (the largest flip the defence trains under)."""
+    if cfg.mask.eval_flip != AS_TRAINED:
+        return cfg.mask.eval_flip
+    if settings_pool:
+        return max(s.flip for s in settings_pool)
+    if name == "adaptive":
+        return max(cfg.rl.flip_choices)
+    return 0.5 if cfg.mask.sign_flip else 0.0
+
+
+def hybrid_defence(cfg: Config, name: str, ks, probs=None, settings_pool=None) -> HybridDefence:
+    """A hybrid defence with the config's owner options: the key, and sign flips
+    (``eval_flip``) on the k = 1 messages, drawn from the owner's secret."""
+    flip = eval_flip(cfg, name, settings_pool)
+    return HybridDefence(name, hybrid_mask_from_config(cfg), ks, probs, settings_pool, eval_flip=flip, eval_seed=owner_seed(EVAL_FLIP_SEED, cfg))
 
 
 def build_defence(cfg: Config, name: str | None = None, k_probs: list[float] | None = None, k_choices: list[int] | None = None) -> Defence:
@@ -46,14 +69,14 @@ def build_defence(cfg: Config, name: str | None = None, k_probs: list[float] | N
     if name == "dpsgd":
         return DPSGDDefence(cfg.dp)
     if name == "mask":
-        return HybridDefence("mask", hybrid_mask_from_config(cfg), [1])
+        return hybrid_defence(cfg, "mask", [1])
     if name == "fixed-k":
-        return HybridDefence("fixed-k", hybrid_mask_from_config(cfg), [s.k])
+        return hybrid_defence(cfg, "fixed-k", [s.k])
     if name == "random-k":
-        return HybridDefence("random-k", hybrid_mask_from_config(cfg), s.k_choices)
+        return hybrid_defence(cfg, "random-k", s.k_choices)
     if name == "adaptive":
-        return HybridDefence("adaptive", hybrid_mask_from_config(cfg), k_choices or s.k_choices, k_probs)
+        return hybrid_defence(cfg, "adaptive", k_choices or s.k_choices, k_probs)
     raise ValueError(f"unknown defence {name!r}")
 
 
-__all__ = ["DPSGDDefence", "Defence", "HybridDefence", "PixelDefence", "build_defence", "hybrid_mask_from_config"]
+__all__ = ["DPSGDDefence", "Defence", "HybridDefence", "PixelDefence", "build_defence", "hybrid_defence", "hybrid_mask_from_config"]

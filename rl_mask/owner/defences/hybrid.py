@@ -22,7 +22,16 @@ from rl_mask.owner.settings import MaskSettings
 class HybridDefence(Defence):
     input_kind = "freq"
 
-    def __init__(self, name: str, mask: HybridMask, ks: Sequence[int], probs: Sequence[float] | None = None, settings_pool: Sequence[MaskSettings] | None = None):
+    def __init__(
+        self,
+        name: str,
+        mask: HybridMask,
+        ks: Sequence[int],
+        probs: Sequence[float] | None = None,
+        settings_pool: Sequence[MaskSettings] | None = None,
+        eval_flip: float = 0.0,
+        eval_seed: int = 0,
+    ):
         if settings_pool:
             ks = sorted({s.k for s in settings_pool})
             probs = [sum(s.k == k for s in settings_pool) for k in ks]
@@ -37,9 +46,10 @@ class HybridDefence(Defence):
             raise ValueError(f"k probabilities {list(p.tolist())} do not fit k choices {self.ks}")
         self.probs = (p / p.sum()).tolist()
         #: probability of each coefficient's sign being flipped in the k = 1 evaluation and
-        #: inference messages (``encode_eval``), as the training rows' flips do (0: none)
-        self.eval_flip = 0.0
-        self._eval_generator = torch.Generator().manual_seed(0)
+        #: inference messages (``encode_eval``), as the training rows' flips do (0: none);
+        #: drawn from ``eval_seed`` (the owner's: ``rl_mask.config.owner_seed``)
+        self.eval_flip = float(eval_flip)
+        self._eval_generator = torch.Generator().manual_seed(eval_seed)
 
     def with_owner_options(self, key=None, eval_flip: float = 0.0, eval_seed: int = 0) -> "HybridDefence":
         """A copy with the owner's key (``rl_mask.owner.key.OwnerKey``) on every message, and
@@ -53,10 +63,11 @@ class HybridDefence(Defence):
         return out
 
     def public(self) -> "HybridDefence":
-        if self.mask.key is None:
-            return self
+        """Without the key, and with a flip stream of the attacker's own (the owner's is seeded
+        from its secret: sharing it would hand the attacker the very flips that crossed)."""
         out = copy.copy(self)
         out.mask = self.mask.public()
+        out._eval_generator = torch.Generator().manual_seed(int(torch.randint(2**62, (1,))))
         return out
 
     def input_shape(self, planes: int, height: int, width: int) -> tuple[int, int, int]:
@@ -77,6 +88,11 @@ class HybridDefence(Defence):
         if settings is not None:
             return self.mask.apply(images, labels, settings, generator, transformed)
         return self.mask(images, labels, self.sample_k(generator) if k is None else k, generator)
+
+    def transform(self, images: torch.Tensor) -> torch.Tensor:
+        """Channel removal and the owner's key: the coefficients every message is made from
+        (before mixing, flips or anything drawn at random)."""
+        return self.mask.transform(images)
 
     def encode_eval(self, images: torch.Tensor) -> torch.Tensor:
         """The k = 1 message of held-out / inference faces: channel removal, the owner's key
