@@ -676,8 +676,8 @@ def validate_sweep(s: SweepConfig, r: RLConfig) -> None:
     _require(0 <= s.grid_sample <= size, "sweep.grid_sample", s.grid_sample, f"0 (the whole grid) to {size} (the settings of the rl.*_choices grid)")
     bad = [a for a in s.attacks if a not in BENCHMARK_ATTACKS]
     _require(not bad, "sweep.attacks", s.attacks, f"each one of {BENCHMARK_ATTACKS} ({bad[0] if bad else ''} is not)")
-    judged = [a for a in s.attacks if a not in LINKAGE_ATTACKS + WHAT_IF_ATTACKS]
-    _require(len(judged) >= 1 and len(set(s.attacks)) == len(s.attacks), "sweep.attacks", s.attacks, "no repeats, and at least one judged reconstruction attack (the leak axis of the front)")
+    judged = [a for a in s.attacks if a not in LINKAGE_ATTACKS + WHAT_IF_ATTACKS + EVAL_DOOR_ATTACKS]
+    _require(len(judged) >= 1 and len(set(s.attacks)) == len(s.attacks), "sweep.attacks", s.attacks, "no repeats, and at least one judged reconstruction attack on the training batches (the leak axis of the front)")
     _require(s.trial_cpus >= 0, "sweep.trial_cpus", s.trial_cpus, ">= 0")
     _require(s.trial_gpus >= 0, "sweep.trial_gpus", s.trial_gpus, ">= 0")
     _require(s.max_concurrent >= 0, "sweep.max_concurrent", s.max_concurrent, ">= 0 (0: as the resources allow)")

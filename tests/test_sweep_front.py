@@ -7,8 +7,8 @@ import random
 import pytest
 
 from rl_mask.bench.front import dominance, hypervolume, pareto_front, weakly_dominates
-from rl_mask.bench.sweep_plan import FIXED, POLICY, grid_settings, knob_grid, make_plan, read_plan, write_plan
-from rl_mask.bench.sweep_report import summarize
+from rl_mask.bench.sweep_plan import FIXED, POLICY, Trial, grid_settings, knob_grid, make_plan, read_plan, write_plan
+from rl_mask.bench.sweep_report import summarize, trial_record
 from rl_mask.config import Config, ConfigError, load_config, parse_settings
 
 
@@ -90,6 +90,7 @@ def test_the_plan_round_trips_and_a_damaged_plan_is_refused(tmp_path):
         ("sweep.leak_lambdas=[]", r"sweep\.leak_lambdas"),
         ("sweep.leak_lambdas=[1, 1]", r"sweep\.leak_lambdas=\[1\.0, 1\.0\] .*no repeats"),
         ("sweep.attacks=[link-abs]", r"sweep\.attacks=.*judged reconstruction attack"),
+        ("sweep.attacks=[whitebox-eval]", r"sweep\.attacks=.*attack on the training batches"),
         ("sweep.attacks=[nope]", r"sweep\.attacks=.*nope is not"),
         ("sweep.trial_cpus=-1", r"sweep\.trial_cpus"),
     ],
@@ -118,3 +119,19 @@ def test_summary_counts_each_side_and_says_who_dominates():
     assert not s["policy_front_weakly_dominates_fixed_front"]  # fixed-b has more utility
     assert s["sides"][POLICY]["hypervolume"] == pytest.approx(0.8 * 0.85)
     assert s["sides"][FIXED]["hypervolume"] == pytest.approx(0.3 * 0.8 + 0.4 * 0.9)
+
+
+def test_a_trial_record_puts_the_training_batches_on_the_leak_axis_and_the_door_beside_it():
+    def cell(acc1, what_if=False):
+        return {"acc1": acc1, "score": 0.5, "ci": {"acc1": [acc1 - 0.1, acc1 + 0.1]}, "what_if": what_if}
+
+    row = {
+        "utility": {"identification_acc": 0.9, "ci": {"identification_acc": [0.8, 0.95]}},
+        "attacks": {"whitebox": cell(0.3), "label-aware": cell(0.4), "provenance": cell(0.9, what_if=True), "whitebox-eval": cell(0.6)},
+        "fr_steps": 300,
+    }
+    results = {"defences": [row], "evaluation_model": {"test_acc": 1.0, "competent": True}, "data": {"chance_acc1": 0.05}, "seeds": 1, "mode": "quick"}
+    record = trial_record(Trial("policy-x", POLICY, leak_lambda=3.0), results, fr_steps_training=576, wall_seconds=12.5)
+    assert record["leak"] == 0.4 and record["worst_attack"] == "label-aware" and record["leak_ci"] == [0.30000000000000004, 0.5]
+    assert record["door_leak"] == 0.6 and "provenance" not in record["leak_by_attack"]  # what-if never counts
+    assert record["fr_steps"] == 876 and record["fr_steps_measured"] == 300 and record["utility"] == 0.9

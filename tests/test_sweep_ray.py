@@ -119,4 +119,4 @@ def test_a_sweep_stopped_mid_way_resumes_without_rerunning_finished_trials(tmp_p
     assert {p: (p.stat().st_ino, p.stat().st_mtime_ns) for p in before} == before  # the finished trial was not rerun
     results = json.loads((sweep / "results.json").read_text())
     assert [r["key"] for r in results["trials"]] == [t.key for t in plan] and second.is_file()
-    assert (sweep / "tune" / "attempt-2").is_dir()
+    assert (sweep / "tune" / "attempt-2").is_dir() and results["wall_seconds"] > 0

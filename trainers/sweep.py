@@ -10,6 +10,7 @@ does) or a cluster (``--address``). Sweep folder::
     SWEEP/plan.json      the trials: the fixed settings drawn and the policy trials
     SWEEP/trials/KEY/    each trial's run and measurement folders and its trial.json
     SWEEP/tune/          Ray Tune's own experiment folders (one per attempt)
+    SWEEP/wall.json      the sweep's wall time, summed over its attempts
     SWEEP/results.json, results.md, front.png
 
 Resuming (``--resume SWEEP``) runs a new Tune experiment over the trials that have no
@@ -22,6 +23,7 @@ in a run folder is ever unpickled here (it may sit on shared storage). What a re
 from __future__ import annotations
 
 import copy
+import json
 import os
 import time
 from pathlib import Path
@@ -31,6 +33,7 @@ from ray import tune
 
 from rl_mask.bench.sweep_plan import FIXED, make_plan, read_plan, write_plan
 from rl_mask.bench.sweep_report import summarize, write_sweep_report
+from rl_mask.checkpoint import atomic_write_text
 from rl_mask.config import Config, ConfigError, load_config, save_config
 from rl_mask.run_folder import RUN_DIR_MODE, claim_out_dir
 from trainers.sweep_trial import read_record, run_trial
@@ -80,6 +83,27 @@ def run_tune(cfg: Config, sweep_dir: Path, keys: list[str], address: str | None,
             local_ray.stop()
 
 
+WALL_FILE = "wall.json"
+
+
+def wall_seconds(sweep_dir: Path) -> float:
+    """The sweep's wall time so far, over every attempt (``SWEEP/wall.json``)."""
+    path = sweep_dir / WALL_FILE
+    if not path.is_file():
+        return 0.0
+    try:
+        value = json.loads(path.read_text())["seconds"]
+    except (json.JSONDecodeError, KeyError, TypeError) as exc:
+        raise ConfigError(f"{path}: not a wall-time record ({exc})") from None
+    if not isinstance(value, (int, float)) or not value >= 0:
+        raise ConfigError(f"{path}: seconds must be a number >= 0, not {value!r}")
+    return float(value)
+
+
+def add_wall_seconds(sweep_dir: Path, seconds: float) -> None:
+    atomic_write_text(sweep_dir / WALL_FILE, json.dumps({"seconds": round(wall_seconds(sweep_dir) + seconds, 2)}))
+
+
 def check_budget(cfg: Config, quick: bool) -> None:
     """What the benchmark budget must allow for every trial of this sweep."""
     mode = "quick" if quick else "full"
@@ -114,7 +138,10 @@ def run_sweep(cfg: Config | None, out_dir: str | Path, *, quick: bool = False, a
     todo = [t.key for t in plan if read_record(sweep_dir, t) is None]
     if todo:
         print(f"rl-mask sweep: {len(todo)} of {len(plan)} trials to run ({len(plan) - len(todo)} done) in {sweep_dir}", flush=True)
-        run_tune(cfg, sweep_dir, todo, address, progress)
+        try:
+            run_tune(cfg, sweep_dir, todo, address, progress)
+        finally:
+            add_wall_seconds(sweep_dir, time.perf_counter() - started)
     records = [read_record(sweep_dir, t) for t in plan]
     missing = [t.key for t, r in zip(plan, records) if r is None]
     if missing:
@@ -130,7 +157,7 @@ def run_sweep(cfg: Config | None, out_dir: str | Path, *, quick: bool = False, a
         "grid": f"{fixed} settings" + (" (the whole grid)" if sample == 0 else f", drawn at random without replacement from the whole grid with random.Random({cfg.sweep.grid_seed})"),
         "trials": records,
         "summary": summarize(records),
-        "wall_seconds": round(time.perf_counter() - started, 2),
+        "wall_seconds": round(wall_seconds(sweep_dir), 2),
     }
     write_sweep_report(results, sweep_dir)
     return results
