@@ -9,7 +9,7 @@ import pytest
 from rl_mask.bench.front import dominance, hypervolume, pareto_front, weakly_dominates
 from rl_mask.bench.sweep_plan import FIXED, POLICY, Trial, grid_settings, knob_grid, make_plan, read_plan, write_plan
 from rl_mask.bench.sweep_report import summarize, trial_record
-from rl_mask.config import Config, ConfigError, load_config, parse_settings
+from rl_mask.config import Config, ConfigError, knob_grid_size, load_config, parse_settings
 
 
 def test_hypervolume_of_one_point_is_its_rectangle_to_the_worst_corner():
@@ -58,7 +58,8 @@ def test_the_whole_knob_grid_and_a_seeded_sample_of_it():
     assert len(grid) == 5 * 2 * 3 * 2 * 2 == len(set(grid))
     for text in grid:  # every setting is one the benchmark's fixed rows parse
         assert parse_settings(text)["k"] in cfg.rl.k_choices
-    assert grid_settings(cfg.rl, 0, 0) == grid
+    assert grid_settings(cfg.rl, 0, 0) == grid == grid_settings(cfg.rl, 500, 0)  # a sample as large as the grid is the grid
+    assert knob_grid_size(cfg.rl) == 120
     sample = grid_settings(cfg.rl, 24, 0)
     assert len(sample) == 24 == len(set(sample)) and set(sample) <= set(grid)
     assert sample == grid_settings(cfg.rl, 24, 0)  # seeded
@@ -86,7 +87,7 @@ def test_the_plan_round_trips_and_a_damaged_plan_is_refused(tmp_path):
 @pytest.mark.parametrize(
     "override, match",
     [
-        ("sweep.grid_sample=121", r"sweep\.grid_sample=121 is out of range: 0 \(the whole grid\) to 120"),
+        ("sweep.grid_sample=-1", r"sweep\.grid_sample=-1 is out of range: >= 0"),
         ("sweep.leak_lambdas=[]", r"sweep\.leak_lambdas"),
         ("sweep.leak_lambdas=[1, 1]", r"sweep\.leak_lambdas=\[1\.0, 1\.0\] .*no repeats"),
         ("sweep.attacks=[link-abs]", r"sweep\.attacks=.*judged reconstruction attack"),

@@ -34,7 +34,7 @@ from ray import tune
 from rl_mask.bench.sweep_plan import FIXED, make_plan, read_plan, write_plan
 from rl_mask.bench.sweep_report import summarize, write_sweep_report
 from rl_mask.checkpoint import atomic_write_text
-from rl_mask.config import Config, ConfigError, load_config, save_config
+from rl_mask.config import Config, ConfigError, knob_grid_size, load_config, save_config
 from rl_mask.run_folder import RUN_DIR_MODE, claim_out_dir
 from trainers.sweep_trial import read_record, run_trial
 from trainers.train import init_ray
@@ -147,14 +147,14 @@ def run_sweep(cfg: Config | None, out_dir: str | Path, *, quick: bool = False, a
     if missing:
         shown = ", ".join(missing[:3]) + (f" and {len(missing) - 3} more" if len(missing) > 3 else "")
         raise SweepIncomplete(f"{len(missing)} of {len(plan)} trials have no result ({shown}: stopped, or failed with an error in {sweep_dir / TUNE_DIR}/attempt-*/*/error.txt); continue with rl-mask sweep --resume {sweep_dir}")
-    sample = cfg.sweep.grid_sample
     fixed = sum(1 for t in plan if t.kind == FIXED)
+    whole = fixed == knob_grid_size(cfg.rl)
     results = {
         "mode": "quick" if quick else "full",
         "seeds": cfg.benchmark.seeds,
         "attacks": list(cfg.sweep.attacks),
         "data_root": cfg.data.root,
-        "grid": f"{fixed} settings" + (" (the whole grid)" if sample == 0 else f", drawn at random without replacement from the whole grid with random.Random({cfg.sweep.grid_seed})"),
+        "grid": f"{fixed} settings" + (" (the whole grid)" if whole else f" of the whole grid's {knob_grid_size(cfg.rl)}, drawn at random without replacement with random.Random({cfg.sweep.grid_seed})"),
         "trials": records,
         "summary": summarize(records),
         "wall_seconds": round(wall_seconds(sweep_dir), 2),
