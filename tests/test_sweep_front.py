@@ -136,3 +136,18 @@ def test_a_trial_record_puts_the_training_batches_on_the_leak_axis_and_the_door_
     assert record["leak"] == 0.4 and record["worst_attack"] == "label-aware" and record["leak_ci"] == [0.30000000000000004, 0.5]
     assert record["door_leak"] == 0.6 and "provenance" not in record["leak_by_attack"]  # what-if never counts
     assert record["fr_steps"] == 876 and record["fr_steps_measured"] == 300 and record["utility"] == 0.9
+
+
+def test_fixed_trials_get_the_owner_options_a_policy_run_deploys():
+    """A fixed setting is measured with the key and the flipped k = 1 messages that a policy run
+    of the same config sends (defaults: channel key; flips as the training rows)."""
+    from rl_mask.bench.benchmark import deployed_owner_suffixes
+    from rl_mask.config import Config, split_defence_name
+
+    cfg = Config()
+    assert deployed_owner_suffixes(cfg, 0.5) == "+key+evalflip" and deployed_owner_suffixes(cfg, 0.0) == "+key"
+    assert split_defence_name("fixed[k=2,flip=0.5,extra_removed=0,alpha=1.0,labels=soft]+key+evalflip")[1] == ["+key", "+evalflip"]
+    cfg.mask.key, cfg.mask.eval_flip = "none", 0.0
+    assert deployed_owner_suffixes(cfg, 0.5) == ""
+    cfg.mask.key = "positions"
+    assert deployed_owner_suffixes(cfg, 0.0) == "+poskey"

@@ -24,11 +24,11 @@ import shutil
 import time
 from pathlib import Path
 
-from rl_mask.bench.benchmark import run_benchmark
+from rl_mask.bench.benchmark import deployed_owner_suffixes, run_benchmark
 from rl_mask.bench.sweep_plan import POLICY, Trial
 from rl_mask.bench.sweep_report import trial_record
 from rl_mask.checkpoint import atomic_write_text
-from rl_mask.config import Config, ConfigError, load_config
+from rl_mask.config import Config, ConfigError, load_config, parse_settings
 from rl_mask.run_folder import RUN_DIR_MODE
 from rl_mask.train_fr import set_threads
 from trainers.checkpoints import holds_run
@@ -106,7 +106,8 @@ def run_trial(sweep_dir: Path, trial: Trial, quick: bool, progress: bool = False
         fr_training, train_seconds, policy_run = int(summary["fr_steps"]), float(summary["wall_seconds"]), str(out / "run")
         bench.benchmark.defences = ["adaptive"]
     else:
-        bench.benchmark.defences = [f"fixed[{trial.setting}]"]
+        # the owner options a policy run of this config deploys (key, flipped k = 1 messages)
+        bench.benchmark.defences = [f"fixed[{trial.setting}]" + deployed_owner_suffixes(cfg, parse_settings(trial.setting)["flip"])]
     bench.validate()
     measure = out / "measure"
     if measure.exists():  # this sweep's own attempt, stopped before its results.json
