@@ -324,6 +324,23 @@ class BenchmarkConfig:
 
 
 @dataclass
+class SweepConfig:
+    """``rl-mask sweep``: policy trials over the reward's trade-off and the fixed grid they are
+    measured against, as one Ray Tune experiment (``trainers.sweep``)."""
+
+    leak_lambdas: list[float] = field(default_factory=lambda: [1.0, 3.0, 10.0, 30.0])  # one policy trial each (rl.leak_lambda)
+    # fixed settings drawn (seeded, without replacement) from the whole knob grid (the product of
+    # the rl.*_choices); 0 = every setting of the grid
+    grid_sample: int = 24
+    grid_seed: int = 0
+    # the attacks every trial is measured with (the benchmark's; the worst judged one is its leak)
+    attacks: list[str] = field(default_factory=lambda: ["whitebox", "label-aware", "cross-batch", "whitebox-eval"])
+    trial_cpus: float = 1.0  # Ray resources of one trial (and its torch threads: at least 1)
+    trial_gpus: float = 0.0
+    max_concurrent: int = 0  # trials at once; 0 = as many as the resources allow
+
+
+@dataclass
 class Config:
     data: DataConfig = field(default_factory=DataConfig)
     mask: MaskConfig = field(default_factory=MaskConfig)
@@ -333,6 +350,7 @@ class Config:
     rl: RLConfig = field(default_factory=RLConfig)
     dp: DPConfig = field(default_factory=DPConfig)
     benchmark: BenchmarkConfig = field(default_factory=BenchmarkConfig)
+    sweep: SweepConfig = field(default_factory=SweepConfig)
 
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)
@@ -682,6 +700,26 @@ def validate_benchmark(b: BenchmarkConfig, rl_k_choices: list[int]) -> None:
         _require(budget.decoder_batch_size >= 2, f"benchmark.{mode}.decoder_batch_size", budget.decoder_batch_size, ">= 2")
 
 
+def knob_grid_size(r: RLConfig) -> int:
+    """Settings in the whole fixed grid: the product of the policy's knob choices."""
+    return math.prod(len(c) for c in (r.k_choices, r.flip_choices, r.extra_removed_choices, r.alpha_choices, r.label_choices))
+
+
+def validate_sweep(s: SweepConfig) -> None:
+    _require(len(s.leak_lambdas) >= 1, "sweep.leak_lambdas", s.leak_lambdas, "at least one rl.leak_lambda")
+    _require(all(x >= 0 for x in s.leak_lambdas) and len(set(s.leak_lambdas)) == len(s.leak_lambdas), "sweep.leak_lambdas", s.leak_lambdas, "values >= 0, no repeats")
+    # a sample as large as the grid (knob_grid_size) is the whole grid; not an error, so that
+    # narrowing the rl.*_choices for another command never trips over the sweep's default
+    _require(s.grid_sample >= 0, "sweep.grid_sample", s.grid_sample, ">= 0 (0: the whole grid)")
+    bad = [a for a in s.attacks if a not in BENCHMARK_ATTACKS]
+    _require(not bad, "sweep.attacks", s.attacks, f"each one of {BENCHMARK_ATTACKS} ({bad[0] if bad else ''} is not)")
+    judged = [a for a in s.attacks if a not in LINKAGE_ATTACKS + WHAT_IF_ATTACKS + EVAL_DOOR_ATTACKS]
+    _require(len(judged) >= 1 and len(set(s.attacks)) == len(s.attacks), "sweep.attacks", s.attacks, "no repeats, and at least one judged reconstruction attack on the training batches (the leak axis of the front)")
+    _require(s.trial_cpus >= 0, "sweep.trial_cpus", s.trial_cpus, ">= 0")
+    _require(s.trial_gpus >= 0, "sweep.trial_gpus", s.trial_gpus, ">= 0")
+    _require(s.max_concurrent >= 0, "sweep.max_concurrent", s.max_concurrent, ">= 0 (0: as the resources allow)")
+
+
 def validate(cfg: Config) -> None:
     validate_data(cfg.data)
     validate_model(cfg.model)
@@ -698,3 +736,4 @@ def validate(cfg: Config) -> None:
         _require(g["extra_removed"] < left, "benchmark.fixed_grid", item, f"extra_removed < {left} (the channels mask.removed_channels leaves)")
     _require(all(n < left for n in cfg.rl.extra_removed_choices), "rl.extra_removed_choices", cfg.rl.extra_removed_choices, f"each < {left}: mask.removed_channels leaves {left} channels per plane, at least one must stay")
     validate_dp(cfg.dp)
+    validate_sweep(cfg.sweep)

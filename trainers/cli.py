@@ -1,4 +1,4 @@
-"""``rl-mask`` command line: train-fr (core), train (adaptive, Ray), benchmark, export-masked;
+"""``rl-mask`` command line: train-fr (core), train (adaptive, Ray), benchmark, sweep (Ray Tune), export-masked;
 using a trained model: encode (owner), embed (server), verify, identify, export-onnx.
 
 Ray is imported only by the subcommands that need it.
@@ -105,6 +105,29 @@ def cmd_benchmark(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_sweep(args: argparse.Namespace) -> int:
+    from trainers.run_config import debug_overrides
+    from trainers.sweep import run_sweep
+
+    if args.resume:
+        if args.out or args.config or args.set or args.data or args.quick:
+            raise ConfigError("--resume SWEEP_DIR continues that sweep with its own config.yaml and mode; give no --out, --config, --set, --data or --quick")
+        run_sweep(None, args.resume, address=args.address, resume=True, progress=not args.quiet)
+        out = args.resume
+    else:
+        if not args.out:
+            raise ConfigError("--out SWEEP_DIR is required (or --resume SWEEP_DIR)")
+        from rl_mask.config import load_config
+
+        # --quick: the benchmark's quick budget for every measurement and debug mode's PPO budget for the policies
+        cfg = load_config(args.config, (debug_overrides() if args.quick else []) + _overrides(args, {}))
+        run_sweep(cfg, args.out, quick=args.quick, address=args.address, progress=not args.quiet)
+        out = args.out
+    print((Path(out) / "results.md").read_text())
+    print(f"sweep folder: {Path(out).resolve()}")
+    return 0
+
+
 def cmd_export_masked(args: argparse.Namespace) -> int:
     from rl_mask.owner.export import export_masked
 
@@ -202,6 +225,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--adaptive-run", metavar="RUN_DIR", help="an rl-mask train output: its policy is deployed on a fresh FR network for the adaptive row (else: k distribution from config, no policy)")
     p.add_argument("--adaptive-paper-run", metavar="RUN_DIR", help="an rl-mask train output trained with rl.reward=paper: the adaptive-paper row")
     p.set_defaults(func=cmd_benchmark)
+
+    p = sub.add_parser("sweep", help="policy trials over rl.leak_lambda and the fixed knob grid as one Ray Tune experiment; both fronts measured by the benchmark")
+    _add_common(p, out_required=False)
+    p.add_argument("--quick", action="store_true", help="benchmark.quick budget for every measurement, debug mode's PPO budget for every policy")
+    p.add_argument("--address", help="Ray cluster to join: auto or HOST:PORT (default: start a local Ray)")
+    p.add_argument("--resume", metavar="SWEEP_DIR", help="run the trials of an interrupted sweep that have no result yet")
+    p.set_defaults(func=cmd_sweep)
 
     p = sub.add_parser("export-masked", help="write a run's protected training tensors with labels and provenance (.npz)")
     p.add_argument("--run", required=True, metavar="RUN_DIR", help="an rl-mask train-fr or train output folder")

@@ -39,7 +39,7 @@ from rl_mask.attacks.linkage import Gallery, LinkageTarget, apply_matrices, buil
 from rl_mask.bench.aggregate import aggregate_seeds
 from rl_mask.bench.report import worst_case, write_report
 from rl_mask.bench.runtime import estimate_runtime
-from rl_mask.config import EVAL_DOOR_ATTACKS, LINKAGE_ATTACKS, RECOVER_SUFFIX, Config, ConfigError, owner_seed, parse_settings, save_config, split_defence_name
+from rl_mask.config import AS_TRAINED, EVAL_DOOR_ATTACKS, LINKAGE_ATTACKS, RECOVER_SUFFIX, Config, ConfigError, owner_seed, parse_settings, save_config, split_defence_name
 from rl_mask.owner.data import FaceDataError, FaceSplit
 from rl_mask.owner.defences import EVAL_FLIP_SEED, Defence, HybridDefence, build_defence, hybrid_mask_from_config
 from rl_mask.owner.judge import PrivacyJudge, ScoringKey, judge_report, scoring_key, train_evaluation_model
@@ -119,6 +119,15 @@ def grid_defence(cfg: Config, text: str) -> HybridDefence:
 EVAL_FLIP = 0.5
 #: Owner-option suffix -> key construction (``rl_mask.owner.key``).
 KEY_SUFFIXES = {"+key": "channels", "+poskey": "positions"}
+
+
+def deployed_owner_suffixes(cfg: Config, setting_flip: float) -> str:
+    """The row suffixes that give a fixed setting (training flip ``setting_flip``) the owner
+    options a run of ``cfg`` deploys: its key, and flipped k = 1 messages (so that a fixed
+    setting and a policy run of the same config are measured alike)."""
+    key = next((s for s, kind in KEY_SUFFIXES.items() if kind == cfg.mask.key), "")
+    flip = setting_flip if cfg.mask.eval_flip == AS_TRAINED else cfg.mask.eval_flip
+    return key + ("+evalflip" if flip > 0 else "")
 
 
 def with_owner_options(defence: Defence, suffixes: list[str], cfg: Config) -> Defence:

@@ -14,6 +14,7 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 
+from rl_mask.bench.front import pareto_front  # noqa: E402
 from rl_mask.bench.stats import t_interval  # noqa: E402
 from rl_mask.checkpoint import atomic_write_text  # noqa: E402
 from rl_mask.owner.judge.privacy import ALPHA, BETA, PSNR_CEIL_DB, PSNR_FLOOR_DB  # noqa: E402
@@ -439,16 +440,6 @@ def _err(fig: dict, key: str) -> list[float]:
     """[below, above] the mean for matplotlib's error bars (0 where no interval)."""
     ci = fig.get("ci", {}).get(key)
     return [fig[key] - ci[0], ci[1] - fig[key]] if ci else [0.0, 0.0]
-
-
-def pareto_front(points: list[tuple[str, float, float]]) -> list[str]:
-    """Defences no other beats on both axes (lower leak and higher utility)."""
-    front = []
-    for name, leak, util in points:
-        dominated = any((l2 <= leak and u2 >= util) and (l2 < leak or u2 > util) for n2, l2, u2 in points if n2 != name)
-        if not dominated:
-            front.append(name)
-    return front
 
 
 def plot_pareto(results: dict, path: Path) -> None:

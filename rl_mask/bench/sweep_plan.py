@@ -1,0 +1,91 @@
+"""The trials of one ``rl-mask sweep``: policy trials (one ``rl.leak_lambda`` each) and the
+fixed-grid baseline (the whole knob grid, or a seeded random sample of it, never a hand-picked
+list), written once to ``SWEEP/plan.json`` so that a resumed sweep runs exactly the same trials.
+"""
+
+from __future__ import annotations
+
+import itertools
+import json
+import random
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+from rl_mask.checkpoint import atomic_write_text
+from rl_mask.config import Config, ConfigError, RLConfig, parse_settings
+
+POLICY, FIXED = "policy", "fixed"
+PLAN_FILE = "plan.json"
+
+
+@dataclass(frozen=True)
+class Trial:
+    key: str  # unique, also the trial's folder name under SWEEP/trials/
+    kind: str  # POLICY or FIXED
+    leak_lambda: float | None = None  # policy trials
+    setting: str | None = None  # fixed trials: "k=...,flip=...,extra_removed=...,alpha=...,labels=..."
+
+
+def knob_grid(rl: RLConfig) -> list[str]:
+    """Every fixed setting of the policy's knobs, in a stable order."""
+    product = itertools.product(rl.k_choices, rl.flip_choices, rl.extra_removed_choices, rl.alpha_choices, rl.label_choices)
+    return [f"k={k},flip={float(f)},extra_removed={e},alpha={float(a)},labels={lab}" for k, f, e, a, lab in product]
+
+
+def grid_settings(rl: RLConfig, sample: int, seed: int) -> list[str]:
+    """The whole grid (``sample`` 0) or ``sample`` settings drawn from it without replacement
+    by ``random.Random(seed)``, kept in grid order."""
+    grid = knob_grid(rl)
+    if sample == 0 or sample >= len(grid):
+        return grid
+    chosen = set(random.Random(seed).sample(range(len(grid)), sample))
+    return [s for i, s in enumerate(grid) if i in chosen]
+
+
+def make_plan(cfg: Config) -> list[Trial]:
+    """Fixed points first (cheap: no PPO), then the policy trials."""
+    sweep = cfg.sweep
+    fixed = [Trial(f"fixed-{s}", FIXED, setting=s) for s in grid_settings(cfg.rl, sweep.grid_sample, sweep.grid_seed)]
+    policy = [Trial(f"policy-leak_lambda={float(lam)}", POLICY, leak_lambda=float(lam)) for lam in sweep.leak_lambdas]
+    return fixed + policy
+
+
+def write_plan(trials: list[Trial], quick: bool, sweep_dir: Path) -> None:
+    atomic_write_text(sweep_dir / PLAN_FILE, json.dumps({"quick": quick, "trials": [asdict(t) for t in trials]}, indent=2))
+
+
+def read_plan(sweep_dir: Path) -> tuple[list[Trial], bool]:
+    """``SWEEP/plan.json``: the trials and the budget mode (``quick``), checked field by field
+    (a resumed sweep trusts nothing it reads)."""
+    path = sweep_dir / PLAN_FILE
+    if not path.is_file():
+        raise ConfigError(f"{path}: no plan.json, not an rl-mask sweep folder")
+    try:
+        plan = json.loads(path.read_text())
+        items, quick = plan["trials"], plan["quick"]
+    except (json.JSONDecodeError, KeyError, TypeError) as exc:
+        raise ConfigError(f"{path}: not a sweep plan ({exc})") from None
+    if not isinstance(quick, bool):
+        raise ConfigError(f"{path}: quick must be true or false, not {quick!r}")
+    trials = []
+    for i, item in enumerate(items if isinstance(items, list) else [None]):
+        try:
+            trial = Trial(**item)
+        except TypeError:
+            raise ConfigError(f"{path}: trials[{i}] is not a trial record: {item!r}") from None
+        ok = isinstance(trial.key, str) and "/" not in trial.key and trial.key not in ("", ".", "..")
+        if trial.kind == POLICY:
+            ok = ok and isinstance(trial.leak_lambda, (int, float)) and trial.leak_lambda >= 0 and trial.setting is None
+        elif trial.kind == FIXED:
+            try:
+                parse_settings(trial.setting)
+            except (ValueError, TypeError):
+                ok = False
+        else:
+            ok = False
+        if not ok:
+            raise ConfigError(f"{path}: trials[{i}] is not a valid trial: {item!r}")
+        trials.append(trial)
+    if len({t.key for t in trials}) != len(trials):
+        raise ConfigError(f"{path}: repeated trial keys")
+    return trials, quick

@@ -1,0 +1,199 @@
+"""The outputs of ``rl-mask sweep``: one record per trial (``trial_record``, from the trial's
+benchmark results), and for the whole sweep ``results.json``, ``results.md`` (every trial,
+both fronts with their hypervolume, FR steps and wall time per side, which front points
+dominate which) and ``front.png`` (both fronts with 95% error bars)."""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+
+from rl_mask.bench.front import REFERENCE, dominance, hypervolume, pareto_front, weakly_dominates  # noqa: E402
+from rl_mask.bench.report import counted, worst_case  # noqa: E402
+from rl_mask.bench.sweep_plan import FIXED, POLICY, Trial  # noqa: E402
+from rl_mask.checkpoint import atomic_write_text  # noqa: E402
+from rl_mask.config import EVAL_DOOR_ATTACKS  # noqa: E402
+
+SIDES = {POLICY: "policy (RL sweep)", FIXED: "fixed grid"}
+UTILITY = "identification_acc"
+
+
+def trial_record(trial: Trial, results: dict, fr_steps_training: int, wall_seconds: float) -> dict:
+    """A trial's figures from its benchmark results (one row: the deployed policy or the fixed
+    point): utility, the worst judged leak of the training batches (and which attack), the
+    evaluation door's leak, each with its 95% interval, and FR steps."""
+    row = results["defences"][0]
+    cells = counted(row)
+    # the front's leak: the training batches, which the policy's settings protect; the evaluation
+    # door (k = 1 encodings of held-out faces, the same for every trial) is reported beside it
+    attack, cell = worst_case({"attacks": {a: c for a, c in cells.items() if a not in EVAL_DOOR_ATTACKS}})
+    door = {a: c for a, c in cells.items() if a in EVAL_DOOR_ATTACKS}
+    door_attack = max(door, key=lambda a: door[a]["acc1"]) if door else None
+    utility = row["utility"]
+    measured = int(row.get("fr_steps", 0))
+    return {
+        "key": trial.key,
+        "kind": trial.kind,
+        "leak_lambda": trial.leak_lambda,
+        "setting": trial.setting,
+        "utility": utility[UTILITY],
+        "utility_ci": utility.get("ci", {}).get(UTILITY),
+        "leak": cell["acc1"],
+        "leak_ci": cell.get("ci", {}).get("acc1"),
+        "worst_attack": attack,
+        "door_leak": door[door_attack]["acc1"] if door else None,
+        "door_leak_ci": door[door_attack].get("ci", {}).get("acc1") if door else None,
+        "leak_by_attack": {a: c["acc1"] for a, c in cells.items()},
+        "fr_steps_training": int(fr_steps_training),
+        "fr_steps_measured": measured,
+        "fr_steps": int(fr_steps_training) + measured,
+        "wall_seconds": round(float(wall_seconds), 2),
+        "judge_test_acc": results["evaluation_model"]["test_acc"],
+        "judge_competent": bool(results["evaluation_model"]["competent"]),
+        "chance_acc1": results["data"]["chance_acc1"],
+        "action_distribution": row.get("action_distribution"),
+        "seeds": results["seeds"],
+        "mode": results["mode"],
+    }
+
+
+def _points(records: list[dict]) -> list[tuple[str, float, float]]:
+    return [(r["key"], r["leak"], r["utility"]) for r in records]
+
+
+def summarize(records: list[dict]) -> dict:
+    """Per side: trials, front, hypervolume, FR steps and summed trial wall time; and across
+    sides which front points dominate which, and whether one front weakly dominates the other."""
+    sides: dict[str, dict] = {}
+    for kind in SIDES:
+        rows = [r for r in records if r["kind"] == kind]
+        points = _points(rows)
+        front = pareto_front(points)
+        sides[kind] = {
+            "trials": len(rows),
+            "front": front,
+            "hypervolume": hypervolume(points) if points else 0.0,
+            "fr_steps": sum(r["fr_steps"] for r in rows),
+            "trial_wall_seconds": round(sum(r["wall_seconds"] for r in rows), 2),
+        }
+    fronts = {kind: [p for p in _points(records) if p[0] in sides[kind]["front"]] for kind in SIDES}
+    policy, fixed = fronts[POLICY], fronts[FIXED]
+    return {
+        "sides": sides,
+        "policy_dominates": dominance(policy, fixed),
+        "fixed_dominates": dominance(fixed, policy),
+        "policy_front_weakly_dominates_fixed_front": bool(policy and fixed and weakly_dominates(policy, fixed)),
+        "fixed_front_weakly_dominates_policy_front": bool(policy and fixed and weakly_dominates(fixed, policy)),
+        "fr_steps_ratio_policy_to_fixed": (sides[POLICY]["fr_steps"] / sides[FIXED]["fr_steps"]) if sides[FIXED]["fr_steps"] else None,
+        "hypervolume_reference": {"leak": REFERENCE[0], "utility": REFERENCE[1]},
+    }
+
+
+def _pct(x: float | None) -> str:
+    return "n/a" if x is None or not math.isfinite(x) else f"{100 * x:.1f}%"
+
+
+def _with_ci(value: float, ci: list[float] | None) -> str:
+    return _pct(value) + (f" [{100 * ci[0]:.1f}, {100 * ci[1]:.1f}]" if ci else "")
+
+
+def markdown(results: dict) -> str:
+    s = results["summary"]
+    sides = s["sides"]
+    records = results["trials"]
+    lines = [
+        "# rl-mask sweep: privacy-utility fronts",
+        "",
+        f"Mode `{results['mode']}`, {results['seeds']} measurement seed(s) per trial, data `{results['data_root']}`. "
+        f"Every trial is measured by the benchmark (`rl-mask benchmark`, same budget, attacks {', '.join(f'`{a}`' for a in results['attacks'])}): "
+        "a policy trial trains a policy with its `rl.leak_lambda` (`rl-mask train`), then deploys it on a fresh FR network; a fixed trial "
+        "trains the FR network under one fixed setting of the knobs. Leak = the worst judged attack's identity leak (acc@1, any of the k "
+        "mixed identities) on the training batches, which the settings protect; the evaluation door (`whitebox-eval`: the k = 1 encodings of held-out faces, "
+        "the same encoding in every trial) is its own column and not on the front's axis, so read a trial's worst case as the larger of the two. "
+        "Utility = identification acc@1 on held-out private faces. 95% intervals (one seed: Wilson over the judged samples).",
+        "",
+        f"Fixed grid: {results['grid']}.",
+        "",
+        "## The two sides",
+        "",
+        "| side | trials | front | hypervolume | FR steps | summed trial wall time |",
+        "|---|---|---|---|---|---|",
+    ]
+    for kind, title in SIDES.items():
+        side = sides[kind]
+        lines.append(f"| {title} | {side['trials']} | {len(side['front'])} point(s) | {side['hypervolume']:.4f} | {side['fr_steps']} | {side['trial_wall_seconds'] / 60:.1f} min |")
+    ratio = s["fr_steps_ratio_policy_to_fixed"]
+    lines += [
+        "",
+        f"Hypervolume: the area of the (leak, utility) square dominated by a side's points, from the reference point leak = {REFERENCE[0]:g}, utility = {REFERENCE[1]:g} (higher is better; 1 would be zero leak at full utility).",
+        f"The policy side spent {'n/a' if ratio is None else f'{ratio:.2f}x'} the FR steps of the grid (its training steps plus the deployment's). "
+        f"Sweep wall time {results['wall_seconds'] / 60:.1f} min over all its attempts (trials run side by side as resources allow).",
+        "",
+        f"- The policy front weakly dominates the grid front (by the means): **{'yes' if s['policy_front_weakly_dominates_fixed_front'] else 'no'}**.",
+        f"- The grid front weakly dominates the policy front (by the means): **{'yes' if s['fixed_front_weakly_dominates_policy_front'] else 'no'}**.",
+    ]
+    for label, mapping in (("policy", s["policy_dominates"]), ("grid", s["fixed_dominates"])):
+        for name, beaten in mapping.items():
+            if beaten:
+                lines.append(f"- {label} front point `{name}` dominates {', '.join(f'`{b}`' for b in beaten)}.")
+    lines += ["", "Dominance is read from the means; with intervals as wide as below, a single-seed difference is not evidence.", "", "## Every trial", ""]
+    lines += ["| trial | on its side's front | identification acc@1 | training-batch leak (worst attack) | evaluation door | FR steps (training + measured) | wall |", "|---|---|---|---|---|---|---|"]
+    for r in records:
+        on_front = "yes" if r["key"] in sides[r["kind"]]["front"] else ""
+        judge = "" if r["judge_competent"] else " (judge below floor: UNRELIABLE)"
+        lines.append(
+            f"| `{r['key']}` | {on_front} | {_with_ci(r['utility'], r['utility_ci'])} | {_with_ci(r['leak'], r['leak_ci'])} ({r['worst_attack']}){judge} "
+            f"| {'not run' if r['door_leak'] is None else _with_ci(r['door_leak'], r['door_leak_ci'])} "
+            f"| {r['fr_steps']} ({r['fr_steps_training']} + {r['fr_steps_measured']}) | {r['wall_seconds'] / 60:.1f} min |"
+        )
+    lines += ["", "Plot: `front.png` (every trial with its 95% intervals, each side's front joined)."]
+    return "\n".join(lines) + "\n"
+
+
+def _err(value: float, ci: list[float] | None) -> list[list[float]]:
+    return [[value - ci[0]], [ci[1] - value]] if ci else [[0.0], [0.0]]
+
+
+def plot_fronts(results: dict, path: Path) -> None:
+    records = results["trials"]
+    fig, ax = plt.subplots(figsize=(7.0, 5.2))
+    for kind, color, marker in ((FIXED, "tab:blue", "s"), (POLICY, "tab:red", "o")):
+        rows = [r for r in records if r["kind"] == kind]
+        front = set(results["summary"]["sides"][kind]["front"])
+        for i, r in enumerate(rows):
+            ax.errorbar(r["leak"], r["utility"], xerr=_err(r["leak"], r["leak_ci"]), yerr=_err(r["utility"], r["utility_ci"]), fmt=marker, ms=6,
+                        capsize=2, color=color, alpha=1.0 if r["key"] in front else 0.35, label=SIDES[kind] if i == 0 else None, zorder=3)
+        fp = sorted((r["leak"], r["utility"]) for r in rows if r["key"] in front)
+        if len(fp) > 1:
+            ax.step(*zip(*fp), where="post", color=color, alpha=0.6, zorder=2)
+        for r in rows:
+            if kind == POLICY:
+                ax.annotate(f"λ={r['leak_lambda']:g}", (r["leak"], r["utility"]), textcoords="offset points", xytext=(5, 4), fontsize=8, color=color)
+    chance = records[0]["chance_acc1"] if records else None
+    if chance:
+        ax.axvline(chance, color="grey", ls="--", lw=1)
+        ax.text(chance, 0.02, " chance", color="grey", fontsize=8)
+    hv = {k: results["summary"]["sides"][k]["hypervolume"] for k in SIDES}
+    ax.set_title(f"rl-mask sweep ({results['mode']}): hypervolume policy {hv[POLICY]:.3f}, grid {hv[FIXED]:.3f}", fontsize=10)
+    ax.set_xlabel("identity leak of the training batches: worst judged attack acc@1  [lower is more private]")
+    ax.set_ylabel("utility: identification acc@1 (held-out)")
+    ax.set_xlim(-0.02, 1.02)
+    ax.set_ylim(-0.02, 1.02)
+    ax.grid(alpha=0.3)
+    ax.legend(loc="lower right")
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+
+
+def write_sweep_report(results: dict, out: Path) -> None:
+    """``results.json``, ``results.md``, ``front.png`` into the sweep folder."""
+    atomic_write_text(out / "results.json", json.dumps(results, indent=2))
+    atomic_write_text(out / "results.md", markdown(results))
+    plot_fronts(results, out / "front.png")

@@ -1,0 +1,153 @@
+"""The sweep's arithmetic and plan, without Ray: fronts, hypervolume, dominance, the knob grid
+and its seeded sample, the plan file a resume reads, and the sweep config's errors."""
+
+import json
+import random
+
+import pytest
+
+from rl_mask.bench.front import dominance, hypervolume, pareto_front, weakly_dominates
+from rl_mask.bench.sweep_plan import FIXED, POLICY, Trial, grid_settings, knob_grid, make_plan, read_plan, write_plan
+from rl_mask.bench.sweep_report import summarize, trial_record
+from rl_mask.config import Config, ConfigError, knob_grid_size, load_config, parse_settings
+
+
+def test_hypervolume_of_one_point_is_its_rectangle_to_the_worst_corner():
+    assert hypervolume([("a", 0.25, 0.8)]) == pytest.approx(0.75 * 0.8)
+    assert hypervolume([("perfect", 0.0, 1.0)]) == pytest.approx(1.0)
+    assert hypervolume([("useless", 1.0, 0.9)]) == 0.0  # on the reference's leak: nothing dominated
+    assert hypervolume([]) == 0.0
+
+
+def test_hypervolume_of_a_staircase_is_the_union_of_rectangles():
+    pts = [("a", 0.1, 0.5), ("b", 0.4, 0.9), ("c", 0.6, 0.7)]  # c is dominated by b
+    # union: [0.1, 0.4) x 0.5 plus [0.4, 1.0) x 0.9
+    expected = 0.3 * 0.5 + 0.6 * 0.9
+    assert hypervolume(pts) == pytest.approx(expected)
+    assert hypervolume(pts[:2]) == pytest.approx(expected)  # a dominated point adds nothing
+    assert hypervolume(list(reversed(pts))) == pytest.approx(expected)  # order does not matter
+    # a better point never lowers it
+    assert hypervolume(pts + [("d", 0.05, 0.6)]) > hypervolume(pts)
+    # a Monte Carlo estimate of the same area agrees
+    rng = random.Random(0)
+    n, hits = 40_000, 0
+    for _ in range(n):
+        leak, util = rng.random(), rng.random()
+        hits += any(p_leak <= leak and p_util >= util for _, p_leak, p_util in pts)
+    assert hits / n == pytest.approx(expected, abs=0.01)
+
+
+def test_hypervolume_refuses_missing_figures():
+    with pytest.raises(ValueError, match="'x'"):
+        hypervolume([("x", float("nan"), 0.5)])
+
+
+def test_front_and_dominance():
+    pts = [("a", 0.1, 0.9), ("b", 0.5, 0.95), ("c", 0.5, 0.8), ("d", 0.05, 0.3)]
+    assert pareto_front(pts) == ["a", "b", "d"]
+    other = [("x", 0.2, 0.85), ("y", 0.01, 0.99)]
+    assert dominance(pts, other) == {"a": ["x"], "b": [], "c": [], "d": []}
+    assert dominance(other, pts) == {"x": ["c"], "y": ["a", "b", "c", "d"]}
+    assert weakly_dominates(other[1:], pts) and not weakly_dominates(pts, other)
+    assert weakly_dominates([("same", 0.1, 0.9)], [("copy", 0.1, 0.9)])  # equal points cover each other
+
+
+def test_the_whole_knob_grid_and_a_seeded_sample_of_it():
+    cfg = Config()
+    grid = knob_grid(cfg.rl)
+    assert len(grid) == 5 * 2 * 3 * 2 * 2 == len(set(grid))
+    for text in grid:  # every setting is one the benchmark's fixed rows parse
+        assert parse_settings(text)["k"] in cfg.rl.k_choices
+    assert grid_settings(cfg.rl, 0, 0) == grid == grid_settings(cfg.rl, 500, 0)  # a sample as large as the grid is the grid
+    assert knob_grid_size(cfg.rl) == 120
+    sample = grid_settings(cfg.rl, 24, 0)
+    assert len(sample) == 24 == len(set(sample)) and set(sample) <= set(grid)
+    assert sample == grid_settings(cfg.rl, 24, 0)  # seeded
+    assert sample != grid_settings(cfg.rl, 24, 1)
+    assert sample == [s for s in grid if s in sample]  # kept in grid order
+
+
+def test_the_plan_round_trips_and_a_damaged_plan_is_refused(tmp_path):
+    cfg = load_config(None, ["sweep.grid_sample=3", "sweep.leak_lambdas=[1, 10]"])
+    plan = make_plan(cfg)
+    assert [t.kind for t in plan] == [FIXED] * 3 + [POLICY] * 2
+    assert [t.leak_lambda for t in plan if t.kind == POLICY] == [1.0, 10.0]
+    write_plan(plan, True, tmp_path)
+    assert read_plan(tmp_path) == (plan, True)
+    data = json.loads((tmp_path / "plan.json").read_text())
+    data["trials"][0]["key"] = "../escape"
+    (tmp_path / "plan.json").write_text(json.dumps(data))
+    with pytest.raises(ConfigError, match=r"plan\.json: trials\[0\] is not a valid trial"):
+        read_plan(tmp_path)
+    (tmp_path / "plan.json").write_text("{")
+    with pytest.raises(ConfigError, match=r"plan\.json: not a sweep plan"):
+        read_plan(tmp_path)
+
+
+@pytest.mark.parametrize(
+    "override, match",
+    [
+        ("sweep.grid_sample=-1", r"sweep\.grid_sample=-1 is out of range: >= 0"),
+        ("sweep.leak_lambdas=[]", r"sweep\.leak_lambdas"),
+        ("sweep.leak_lambdas=[1, 1]", r"sweep\.leak_lambdas=\[1\.0, 1\.0\] .*no repeats"),
+        ("sweep.attacks=[link-abs]", r"sweep\.attacks=.*judged reconstruction attack"),
+        ("sweep.attacks=[whitebox-eval]", r"sweep\.attacks=.*attack on the training batches"),
+        ("sweep.attacks=[nope]", r"sweep\.attacks=.*nope is not"),
+        ("sweep.trial_cpus=-1", r"sweep\.trial_cpus"),
+    ],
+)
+def test_bad_sweep_values_name_the_field(override, match):
+    with pytest.raises(ConfigError, match=match):
+        load_config(None, [override])
+
+
+def _record(key, kind, leak, util, fr_steps):
+    return {"key": key, "kind": kind, "leak": leak, "utility": util, "fr_steps": fr_steps, "wall_seconds": 60.0}
+
+
+def test_summary_counts_each_side_and_says_who_dominates():
+    records = [
+        _record("fixed-a", FIXED, 0.3, 0.8, 300),
+        _record("fixed-b", FIXED, 0.6, 0.9, 300),
+        _record("fixed-c", FIXED, 0.7, 0.7, 300),
+        _record("policy-1", POLICY, 0.2, 0.85, 200),
+    ]
+    s = summarize(records)
+    assert s["sides"][FIXED]["front"] == ["fixed-a", "fixed-b"] and s["sides"][POLICY]["front"] == ["policy-1"]
+    assert s["sides"][FIXED]["fr_steps"] == 900 and s["sides"][POLICY]["fr_steps"] == 200
+    assert s["fr_steps_ratio_policy_to_fixed"] == pytest.approx(200 / 900)
+    assert s["policy_dominates"] == {"policy-1": ["fixed-a"]}
+    assert not s["policy_front_weakly_dominates_fixed_front"]  # fixed-b has more utility
+    assert s["sides"][POLICY]["hypervolume"] == pytest.approx(0.8 * 0.85)
+    assert s["sides"][FIXED]["hypervolume"] == pytest.approx(0.3 * 0.8 + 0.4 * 0.9)
+
+
+def test_a_trial_record_puts_the_training_batches_on_the_leak_axis_and_the_door_beside_it():
+    def cell(acc1, what_if=False):
+        return {"acc1": acc1, "score": 0.5, "ci": {"acc1": [acc1 - 0.1, acc1 + 0.1]}, "what_if": what_if}
+
+    row = {
+        "utility": {"identification_acc": 0.9, "ci": {"identification_acc": [0.8, 0.95]}},
+        "attacks": {"whitebox": cell(0.3), "label-aware": cell(0.4), "provenance": cell(0.9, what_if=True), "whitebox-eval": cell(0.6)},
+        "fr_steps": 300,
+    }
+    results = {"defences": [row], "evaluation_model": {"test_acc": 1.0, "competent": True}, "data": {"chance_acc1": 0.05}, "seeds": 1, "mode": "quick"}
+    record = trial_record(Trial("policy-x", POLICY, leak_lambda=3.0), results, fr_steps_training=576, wall_seconds=12.5)
+    assert record["leak"] == 0.4 and record["worst_attack"] == "label-aware" and record["leak_ci"] == [0.30000000000000004, 0.5]
+    assert record["door_leak"] == 0.6 and "provenance" not in record["leak_by_attack"]  # what-if never counts
+    assert record["fr_steps"] == 876 and record["fr_steps_measured"] == 300 and record["utility"] == 0.9
+
+
+def test_fixed_trials_get_the_owner_options_a_policy_run_deploys():
+    """A fixed setting is measured with the key and the flipped k = 1 messages that a policy run
+    of the same config sends (defaults: channel key; flips as the training rows)."""
+    from rl_mask.bench.benchmark import deployed_owner_suffixes
+    from rl_mask.config import Config, split_defence_name
+
+    cfg = Config()
+    assert deployed_owner_suffixes(cfg, 0.5) == "+key+evalflip" and deployed_owner_suffixes(cfg, 0.0) == "+key"
+    assert split_defence_name("fixed[k=2,flip=0.5,extra_removed=0,alpha=1.0,labels=soft]+key+evalflip")[1] == ["+key", "+evalflip"]
+    cfg.mask.key, cfg.mask.eval_flip = "none", 0.0
+    assert deployed_owner_suffixes(cfg, 0.5) == ""
+    cfg.mask.key = "positions"
+    assert deployed_owner_suffixes(cfg, 0.0) == "+poskey"
