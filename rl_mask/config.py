@@ -52,6 +52,7 @@ DEFAULT_FIXED_GRID = (
     "k=6,flip=0.0,extra_removed=9,alpha=4.0,labels=soft",
 )
 REWARDS = ("leak", "paper", "leak+paper")
+ATTACKER_MODES = ("exact", "sampled")
 
 
 class ConfigError(ValueError):
@@ -193,6 +194,12 @@ class RLConfig:
     # False: no attacker (only rl.reward='paper' needs none); it costs a decoder step, a decode
     # and a judge call per env step, and bounds the pipeline's speed unless it has its own device.
     attacker_in_loop: bool = True
+    # exact: every batch is attacked and its own judged leak is its reward (the attacker is on the
+    # env's critical path); sampled: a random attacker_sample_rate of the batches is attacked,
+    # without waiting, and every batch's leak is read at once from a per-setting estimate of the
+    # judged leaks (rl_mask.owner.judge.leak_estimate)
+    attacker_mode: str = "exact"
+    attacker_sample_rate: float = 0.25
     attacker_train_steps: int = 1  # decoder steps per received batch
     attacker_rows: int = 16  # rows of each batch attacked and judged (a random subset estimates the batch's leak; 0 = all)
     attacker_widths: list[int] = field(default_factory=lambda: [32, 64, 96])  # the online decoder's BlockUNet widths
@@ -555,6 +562,8 @@ def validate_rl(r: RLConfig, batch_size: int, rows_per_step: int = 0) -> None:
     _require(r.reward in REWARDS, "rl.reward", r.reward, f"one of {REWARDS}")
     _require(r.leak_lambda >= 0, "rl.leak_lambda", r.leak_lambda, ">= 0")
     _require(r.attacker_in_loop or r.reward == "paper", "rl.attacker_in_loop", r.attacker_in_loop, f"true: rl.reward={r.reward!r} scores the attacker's leak (only 'paper' runs without it)")
+    _require(r.attacker_mode in ATTACKER_MODES, "rl.attacker_mode", r.attacker_mode, f"one of {ATTACKER_MODES}")
+    _require(0 < r.attacker_sample_rate <= 1, "rl.attacker_sample_rate", r.attacker_sample_rate, "(0, 1]")
     _require(r.attacker_batch_size >= 2, "rl.attacker_batch_size", r.attacker_batch_size, ">= 2")
     _require(r.attacker_rows >= 0, "rl.attacker_rows", r.attacker_rows, ">= 0 (0 = every row)")
     _require(len(r.attacker_widths) == 3 and _sizes(r.attacker_widths, 3, MAX_WIDTH), "rl.attacker_widths", r.attacker_widths, f"three widths in 1..{MAX_WIDTH}")
