@@ -69,8 +69,8 @@ class StepQueue:
 
     def train(self, batch: ProtectedBatch) -> dict:
         """Queue ``batch``; return its answer once a step that holds it has run."""
-        mine = _Queued(batch, time.monotonic())
-        with self._cond:
+        with self._cond:  # queued (and its wait counted) from when the step before has ended
+            mine = _Queued(batch, time.monotonic())
             self._pending.append(mine)
             self._cond.notify_all()
             while mine.result is None and mine.error is None:
