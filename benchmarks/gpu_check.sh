@@ -28,6 +28,7 @@ fi
 mkdir -p "$OUT"
 PYTHONUNBUFFERED=1 "$PY" benchmarks/fr_server.py "${SERVER_ARGS[@]}" --out "$OUT/fr_server_$DEVICE.json"
 if "$PY" -c "import ray" 2>/dev/null; then
+    export RAY_AUTH_MODE=${RAY_AUTH_MODE:-token}  # as the rl-mask command sets it (trainers/train.py)
     PYTHONUNBUFFERED=1 "$PY" benchmarks/fr_scaling.py "${SCALING_ARGS[@]}" --out "$OUT/fr_scaling_$DEVICE.json"
 else
     echo "gpu_check: Ray is not installed here: the pipeline measurement (benchmarks/fr_scaling.py) is skipped"
