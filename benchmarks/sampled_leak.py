@@ -77,7 +77,7 @@ def main() -> None:
         "benchmark": "sampled_leak",
         "machine": platform.processor() or platform.machine(),
         "policy": "uniform random over the settings space (fixed), same seed in both modes",
-        "settings_in_space": len(set(tuple(sorted((k, v) for k, v in i.items() if k in ("k", "flip", "extra_removed", "alpha", "labels"))) for i in exact)),
+        "distinct_settings_used": len(set(tuple(sorted((k, v) for k, v in i.items() if k in ("k", "flip", "extra_removed", "alpha", "labels"))) for i in exact)),
         "steps": args.steps,
         "sample_rate": args.sample_rate,
         "attacked_batches": int(sum(i["leak_attacked"] for i in sampled)),
