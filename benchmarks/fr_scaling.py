@@ -164,11 +164,22 @@ def main() -> None:
     parser.add_argument("--attacker-row", action=argparse.BooleanOptionalAction, default=True, help="also 1 worker x 1 runner with the attacker in the loop (rl.reward=leak)")
     parser.add_argument("--synthetic", type=int, default=20000, help="images in the synthetic folder (0: skip the memory measurement)")
     parser.add_argument("--shards", default="1,2,4")
+    parser.add_argument("--rows-per-step", type=int, default=0, help="fr.rows_per_step: aggregated FR steps (0: one batch per step), the plain loop's too")
+    parser.add_argument("--attacker-mode", default="exact", help="rl.attacker_mode of the attacker row: exact or sampled")
+    parser.add_argument("--sample-rate", type=float, default=0.25, help="rl.attacker_sample_rate with --attacker-mode sampled")
+    parser.add_argument("--quick", action="store_true", help="a small FR network and short iterations (a check that it runs, not a figure)")
     args = parser.parse_args()
 
     def config() -> Config:
         cfg = Config()
         cfg.fr.device = args.device
+        cfg.fr.rows_per_step = args.rows_per_step
+        cfg.rl.attacker_mode = args.attacker_mode
+        cfg.rl.attacker_sample_rate = args.sample_rate
+        if args.quick:
+            cfg.model.widths, cfg.model.depths, cfg.model.embedding_dim = [8, 16], [1, 1], 32
+            cfg.rl.train_batch_size, cfg.rl.minibatch_size, cfg.rl.num_epochs = 16, 8, 1
+            cfg.rl.judge_steps, cfg.rl.attacker_warmup_steps, cfg.rl.policy_eval_steps = 5, 2, 4
         cfg.rl.fr_num_gpus = 1.0 if args.device.startswith("cuda") else 0.0  # NCCL: one GPU per FR worker
         return cfg.validate()
 
@@ -189,14 +200,16 @@ def main() -> None:
         "device": args.device,
         "gpu": torch.cuda.get_device_name(0) if torch.cuda.is_available() else None,
         "fr_batch_size": config().fr.batch_size,
+        "fr_rows_per_step": args.rows_per_step,
         "pipeline": results,
-        "targets": {"fraction_of_plain_cpu_cluster": 0.85, "fraction_of_plain_gpu": 0.9},
+        "targets": {"fraction_of_plain_cpu_cluster": 0.85, "fraction_of_plain_cpu_with_attacker": 0.7, "fraction_of_plain_gpu": 0.9},
         "masking": masking_devices(args.device),
         "driver_peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
     }
     if torch.cuda.is_available():
         out["gpu_peak_memory_mb_driver"] = torch.cuda.max_memory_allocated() / 2**20
-    out["margin_head"] = head_scaling()
+    if not args.quick:
+        out["margin_head"] = head_scaling()
     if args.synthetic:
         tmp = Path(tempfile.gettempdir()) / "rl-mask-synthetic-faces"
         folder = synthetic_folder(tmp / f"n{args.synthetic}", args.synthetic)

@@ -29,28 +29,31 @@ from rl_mask.config import Config
 from rl_mask.owner.defences import build_defence
 from rl_mask.owner.messages import training_setup
 from rl_mask.owner.stream import TrainingStream, prepare_data
-from rl_mask.server.trainer import resolve_device, trainer_for
+from rl_mask.server.service import FRService
+from rl_mask.server.trainer import resolve_device
 from trainers.train import train
 
 
 class PlainLoop:
     """The FR work of the pipeline without the pipeline: the one batch path (draw, augment,
-    mask and mix, ``TrainingStream``), one FR step."""
+    mask and mix, ``TrainingStream``), one FR step (``FRService``) on as many batches as
+    ``fr.rows_per_step`` takes (one without it): the same rows per step as the pipeline."""
 
     def __init__(self, cfg: Config, warmup: int = 10):
         self.batch_size = cfg.fr.batch_size
+        self.per_step = max(1, cfg.fr.rows_per_step // cfg.fr.batch_size)
         data = prepare_data(cfg)
         defence = build_defence(cfg, "random-k")
         self.stream = TrainingStream(cfg, defence, data, seed=0)
-        self.trainer = trainer_for(training_setup(cfg, defence, data, total_steps=100_000), resolve_device(cfg.fr.device))
+        self.service = FRService(training_setup(cfg, defence, data, total_steps=100_000), resolve_device(cfg.fr.device))
         self.run(warmup)
 
-    def run(self, steps: int) -> float:
-        """FR images/s over ``steps`` steps."""
+    def run(self, batches: int) -> float:
+        """FR images/s over ``batches`` batches (in steps of ``per_step`` batches)."""
         started = time.perf_counter()
-        for _ in range(steps):
-            self.trainer.train_step(self.stream.next().masked.protected())
-        return steps * self.batch_size / (time.perf_counter() - started)
+        for _ in range(max(1, batches // self.per_step)):
+            self.service.train_messages([self.stream.next().masked.protected() for _ in range(self.per_step)])
+        return max(1, batches // self.per_step) * self.per_step * self.batch_size / (time.perf_counter() - started)
 
 
 def pipeline(cfg: Config, runners: int, iterations: int, plain: PlainLoop, fr_workers: int = 1, max_inflight: int | None = None, attacker: bool = False) -> dict:
@@ -73,6 +76,9 @@ def pipeline(cfg: Config, runners: int, iterations: int, plain: PlainLoop, fr_wo
         "fr_workers": fr_workers,
         "max_inflight": cfg.rl.max_inflight,
         "attacker_in_loop": attacker,
+        "attacker_mode": cfg.rl.attacker_mode if attacker else None,
+        "attacker_sample_rate": cfg.rl.attacker_sample_rate if attacker and cfg.rl.attacker_mode == "sampled" else None,
+        "rows_per_step": cfg.fr.rows_per_step,
         "iterations": iterations,
         "iteration_seconds": s["iteration_seconds"],
         "fr_images_per_iteration": s["fr_images_per_iteration"],

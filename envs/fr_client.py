@@ -80,5 +80,16 @@ class FRClient:
             return combine_step_results(ray.get(value))
         return ray.get(value)
 
+    @staticmethod
+    def done(handle: Any) -> bool:
+        """Whether ``result`` would answer at once."""
+        kind, value = handle
+        if kind == "value":
+            return True
+        import ray
+
+        ready, _ = ray.wait(value if kind == "group" else [value], num_returns=len(value) if kind == "group" else 1, timeout=0)
+        return len(ready) == (len(value) if kind == "group" else 1)
+
     def call(self, method: str, *args: Any) -> Any:
         return self.result(self.submit(method, *args))

@@ -13,7 +13,11 @@ Each ``step(action)``:
      (``rl_mask.attacks.online``: its own Ray actor, or local), which gets the settings too
      (white-box); the batch is recorded as sent (``BoundaryRecorder``, with its settings);
   4. the owner scores the attacker's reconstructions of the batch with its own judge (any of
-     the row's k identities, strongest attack per row): the batch's *leak*;
+     the row's k identities, strongest attack per row): the batch's *leak*. With
+     ``rl.attacker_mode=sampled`` only a random ``rl.attacker_sample_rate`` of the batches go
+     to the attacker, and the env does not wait for them: it scores the attacks that have
+     finished and reads every batch's leak at once from its per-setting estimate
+     (``rl_mask.owner.judge.leak_estimate``); until the first attack is scored it waits for it;
   5. reward (``envs.reward``, ``rl.reward``): ``leak``: -leak_lambda * leak - utility
      penalty; ``paper``: FR loss on the batch - utility penalty; ``leak+paper``: both. The
      utility penalty is lambda * max(0, floor - validation accuracy), the FR server's latest
@@ -49,6 +53,7 @@ from rl_mask.config import Config, from_dict
 from rl_mask.owner.defences import build_defence
 from rl_mask.owner.freq import CHANNELS_PER_PLANE
 from rl_mask.owner.judge.evaluator import EvaluationModel
+from rl_mask.owner.judge.leak_estimate import LeakEstimate
 from rl_mask.owner.judge.privacy import batch_leak
 from rl_mask.owner.recorder import BoundaryRecorder
 from rl_mask.owner.settings import DIMENSIONS, SettingsSpace
@@ -56,6 +61,7 @@ from rl_mask.owner.stream import TrainingStream, prepare_shard
 
 BANDS = ((0, 6), (6, 15), (15, 28), (28, 64))
 LEAK_EMA = 0.9
+ATTACKS_IN_FLIGHT = 2  # per env, rl.attacker_mode=sampled
 
 
 def load_judge(judge) -> EvaluationModel | None:
@@ -96,6 +102,11 @@ class HybridMaskingEnv(gym.Env):
         if self.attacker is None and rl.reward != "paper":
             raise ValueError(f"rl.reward={rl.reward!r} needs the attacker in the loop (env_config['attacker_*'])")
         self.base_seed = rl.seed + 10_007 * worker + 101 * vector
+        self.sampled = self.attacker is not None and rl.attacker_mode == "sampled"
+        self.sample_rate = rl.attacker_sample_rate if self.sampled else 1.0
+        self.leak_estimate = LeakEstimate()
+        self._attack_rng = np.random.default_rng(self.base_seed + 4_243)
+        self._attacks: list[tuple] = []  # sampled attacks in flight: (handle, settings, owner labels)
         run_dir = env_config.get("run_dir")
         self.recorder = BoundaryRecorder(run_dir, f"env-w{worker:03d}-v{vector:02d}", rl.record_masked_batches) if run_dir and self.train_fr else None
 
@@ -187,7 +198,12 @@ class HybridMaskingEnv(gym.Env):
             handle = self.fr.submit("train_step", sent)
         else:
             handle = self.fr.submit("eval_loss", sent)
-        attack = self.attacker.submit("observe", sent, settings) if self.attacker is not None else None
+        # sampled: the first batch always (the estimate's start), then a random sample, skipped
+        # while this env has ATTACKS_IN_FLIGHT attacks unanswered (a busy attacker sets the pace)
+        first = self.sampled and not self.leak_estimate.count and not self._attacks
+        drawn = self.sampled and self._attack_rng.random() < self.sample_rate and len(self._attacks) < ATTACKS_IN_FLIGHT
+        attacked = self.attacker is not None and (not self.sampled or first or drawn)
+        attack = self.attacker.submit("observe", sent, settings) if attacked else None
         owner_labels = batch.masked.labels  # every mixed face's identity: the judge's key
         if len(self.kept_batches) < self.keep_batches:
             self.kept_batches.append(batch)
@@ -203,10 +219,14 @@ class HybridMaskingEnv(gym.Env):
         loss = float(result["loss"])
         self._status = {key: result[key] for key in ("val_acc", "fr_step", "loss_ema")}
         leak = {}
-        if attack is not None:
-            recs = self.attacker.result(attack)
-            rows = recs.pop("rows")
-            leak = batch_leak(self.judge, recs, owner_labels[rows])
+        if self.sampled:
+            if attack is not None:
+                self._attacks.append((attack, settings, owner_labels))
+            self._score_finished_attacks(wait=self.leak_estimate.count == 0)
+            if self.leak_estimate.count:
+                leak = {"leak": self.leak_estimate.estimate(settings), "leak_attacked": float(attack is not None)}
+        elif attack is not None:
+            leak = self._judge(attack, owner_labels)
         if leak:
             self._last_leak = leak["leak"]
             self._leak_ema = LEAK_EMA * self._leak_ema + (1 - LEAK_EMA) * leak["leak"] if self._leak_seen else leak["leak"]
@@ -217,6 +237,22 @@ class HybridMaskingEnv(gym.Env):
         info = {**settings.as_dict(), "fr_loss": loss, "val_acc": self._status["val_acc"], "fr_step": self._status["fr_step"], **leak, **parts}
         self._log.append(info)
         return self._obs(), float(parts["reward"]), False, self._t >= self.horizon, info
+
+    def _judge(self, attack, owner_labels) -> dict:
+        """The owner's judge on the attacker's reconstructions of one batch."""
+        recs = self.attacker.result(attack)
+        rows = recs.pop("rows")
+        return batch_leak(self.judge, recs, owner_labels[rows])
+
+    def _score_finished_attacks(self, wait: bool) -> None:
+        """Judge the sampled attacks that have finished (all, waiting, when ``wait``) into the estimate."""
+        still = []
+        for attack, settings, owner_labels in self._attacks:
+            if wait or self.attacker.done(attack):
+                self.leak_estimate.add(settings, self._judge(attack, owner_labels)["leak"])
+            else:
+                still.append((attack, settings, owner_labels))
+        self._attacks = still
 
     def drain_log(self) -> list[dict]:
         """Per-step records (settings, leak, reward parts) since the last call (TensorBoard)."""

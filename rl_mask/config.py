@@ -53,6 +53,7 @@ DEFAULT_FIXED_GRID = (
     "k=6,flip=0.0,extra_removed=9,alpha=4.0,labels=soft",
 )
 REWARDS = ("leak", "paper", "leak+paper")
+ATTACKER_MODES = ("exact", "sampled")
 
 
 class ConfigError(ValueError):
@@ -172,6 +173,11 @@ class FRConfig:
     seed: int = 0
     device: str = "auto"  # auto | cpu | cuda | cuda:N
     threads: int = 0  # torch CPU threads; 0 leaves torch's default
+    # Aggregated FR steps (rl_mask.server.step_queue): the FR server trains one step on the
+    # protected batches queued while it was busy, up to this many rows (0: one batch per step).
+    # A GPU wants thousands (issue 19: 6k images/s at 64 rows, 87k at 4,096 on an H200).
+    rows_per_step: int = 0
+    step_wait_ms: float = 20.0  # how long a queued batch waits for rows_per_step rows before its step starts
 
 
 @dataclass
@@ -210,6 +216,12 @@ class RLConfig:
     # False: no attacker (only rl.reward='paper' needs none); it costs a decoder step, a decode
     # and a judge call per env step, and bounds the pipeline's speed unless it has its own device.
     attacker_in_loop: bool = True
+    # exact: every batch is attacked and its own judged leak is its reward (the attacker is on the
+    # env's critical path); sampled: a random attacker_sample_rate of the batches is attacked,
+    # without waiting, and every batch's leak is read at once from a per-setting estimate of the
+    # judged leaks (rl_mask.owner.judge.leak_estimate)
+    attacker_mode: str = "exact"
+    attacker_sample_rate: float = 0.25
     attacker_train_steps: int = 1  # decoder steps per received batch
     attacker_rows: int = 16  # rows of each batch attacked and judged (a random subset estimates the batch's leak; 0 = all)
     attacker_widths: list[int] = field(default_factory=lambda: [32, 64, 96])  # the online decoder's BlockUNet widths
@@ -571,6 +583,8 @@ def validate_fr(f: FRConfig) -> None:
     _require(f.weight_decay >= 0, "fr.weight_decay", f.weight_decay, ">= 0")
     _require(f.eval_every >= 1, "fr.eval_every", f.eval_every, ">= 1")
     _require(f.threads >= 0, "fr.threads", f.threads, ">= 0 (0 = torch default)")
+    _require(f.rows_per_step == 0 or f.rows_per_step >= f.batch_size, "fr.rows_per_step", f.rows_per_step, f"0 (one batch per step) or >= fr.batch_size ({f.batch_size}): a batch is never split")
+    _require(f.step_wait_ms >= 0, "fr.step_wait_ms", f.step_wait_ms, ">= 0")
     ok = f.device in ("auto", "cpu", "cuda") or (f.device.startswith("cuda:") and f.device[5:].isdigit())
     _require(ok, "fr.device", f.device, "auto, cpu, cuda or cuda:N")
 
@@ -588,7 +602,7 @@ def validate_strategy(s: StrategyConfig, batch_size: int) -> None:
     validate_k_choices("strategy.k_choices", s.k_choices, batch_size)
 
 
-def validate_rl(r: RLConfig, batch_size: int) -> None:
+def validate_rl(r: RLConfig, batch_size: int, rows_per_step: int = 0) -> None:
     validate_k_choices("rl.k_choices", r.k_choices, batch_size)
     for name in ("flip_choices", "extra_removed_choices", "alpha_choices", "label_choices"):
         values = getattr(r, name)
@@ -602,6 +616,8 @@ def validate_rl(r: RLConfig, batch_size: int) -> None:
     _require(r.reward in REWARDS, "rl.reward", r.reward, f"one of {REWARDS}")
     _require(r.leak_lambda >= 0, "rl.leak_lambda", r.leak_lambda, ">= 0")
     _require(r.attacker_in_loop or r.reward == "paper", "rl.attacker_in_loop", r.attacker_in_loop, f"true: rl.reward={r.reward!r} scores the attacker's leak (only 'paper' runs without it)")
+    _require(r.attacker_mode in ATTACKER_MODES, "rl.attacker_mode", r.attacker_mode, f"one of {ATTACKER_MODES}")
+    _require(0 < r.attacker_sample_rate <= 1, "rl.attacker_sample_rate", r.attacker_sample_rate, "(0, 1]")
     _require(r.attacker_batch_size >= 2, "rl.attacker_batch_size", r.attacker_batch_size, ">= 2")
     _require(r.attacker_rows >= 0, "rl.attacker_rows", r.attacker_rows, ">= 0 (0 = every row)")
     _require(len(r.attacker_widths) == 3 and _sizes(r.attacker_widths, 3, MAX_WIDTH), "rl.attacker_widths", r.attacker_widths, f"three widths in 1..{MAX_WIDTH}")
@@ -626,6 +642,7 @@ def validate_rl(r: RLConfig, batch_size: int) -> None:
     _require(r.num_env_runners >= 0, "rl.num_env_runners", r.num_env_runners, ">= 0 (0 = sample in the driver)")
     _require(r.max_inflight >= 1, "rl.max_inflight", r.max_inflight, ">= 1")
     _require(r.fr_workers >= 1, "rl.fr_workers", r.fr_workers, ">= 1")
+    _require(r.fr_workers == 1 or rows_per_step == 0, "fr.rows_per_step", rows_per_step, f"0 with rl.fr_workers={r.fr_workers}: data-parallel workers must take the same steps, and an aggregated step depends on what each worker has queued")
     _require(batch_size % r.fr_workers == 0, "rl.fr_workers", r.fr_workers, f"a divisor of fr.batch_size ({batch_size}): each FR worker trains on an equal shard of every batch")
     _require(r.num_cpus_per_env_runner >= 0, "rl.num_cpus_per_env_runner", r.num_cpus_per_env_runner, ">= 0")
     _require(r.num_learners >= 0, "rl.num_learners", r.num_learners, ">= 0")
@@ -725,7 +742,7 @@ def validate(cfg: Config) -> None:
     validate_model(cfg.model)
     validate_fr(cfg.fr)
     validate_strategy(cfg.strategy, cfg.fr.batch_size)
-    validate_rl(cfg.rl, cfg.fr.batch_size)
+    validate_rl(cfg.rl, cfg.fr.batch_size, cfg.fr.rows_per_step)
     validate_benchmark(cfg.benchmark, list(cfg.rl.k_choices))
     # best-fixed's grid points must be runnable when the row is asked for
     grid = [parse_settings(item) for item in cfg.benchmark.fixed_grid] if "best-fixed" in cfg.benchmark.defences else []

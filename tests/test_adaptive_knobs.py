@@ -109,15 +109,23 @@ def test_every_knob_reaches_the_mask_and_is_recorded_as_it_crossed(tmp_path):
     assert torch.equal(hard.labels[:, 0], owner["owner_labels"].gather(1, owner["owner_weights"].argmax(1, keepdim=True))[:, 0])
 
 
-def test_reward_falls_when_the_attackers_leak_rises():
+@pytest.fixture(scope="module")
+def trained():
+    """A config over k in {2, 6} (labels and weights cross, no flips) and an attacker whose
+    decoder has trained on public faces protected with its settings."""
+    cfg = _cfg(k_choices=[2, 6], flip_choices=[0.0], extra_removed_choices=[0], alpha_choices=[1.0], label_choices=["soft"])
+    return cfg, _attacker(cfg, 250, 1)
+
+
+def test_reward_falls_when_the_attackers_leak_rises(trained):
     """Same faces, same settings (k = 2, labels and weights cross, no flips), a frozen FR
     network: an untrained attacker vs one whose decoder has trained on public faces."""
-    cfg = _cfg(k_choices=[2, 6], flip_choices=[0.0], extra_removed_choices=[0], alpha_choices=[1.0], label_choices=["soft"])
+    cfg, trained_attacker = trained
     space = SettingsSpace.from_config(cfg.rl)
     service = _service(cfg)
     a = space.encode(MaskSettings(2, 0.0, 0, 1.0, "soft"))
     out = {}
-    for name, attacker in (("untrained", _attacker(cfg, 0, 0)), ("trained", _attacker(cfg, 250, 1))):
+    for name, attacker in (("untrained", _attacker(cfg, 0, 0)), ("trained", trained_attacker)):
         env = _env(cfg, service, attacker, train_fr=False)
         env.reset(seed=7)
         steps = [env.step(a) for _ in range(4)]
@@ -130,3 +138,35 @@ def test_reward_falls_when_the_attackers_leak_rises():
     assert leak_u < chance + 0.1 and leak_t > leak_u + 0.1, out
     assert reward_t < reward_u, out
     assert la_t > chance + 0.05, out  # k = 2 with labels crossing: the label-aware attack unmixes the batch
+
+
+def test_the_sampled_attackers_reward_is_within_tolerance_of_the_exact_per_batch_leak(trained):
+    """A fixed policy (k = 2 and k = 6, alternating) on the same batches against the same frozen
+    attacker, which attacks every row (so a batch's exact leak is a function of the batch): the
+    sampled mode's leak, read from its per-setting estimate of the half of the batches it
+    attacked, against the exact judged leak of every batch. Tolerance: mean |error| <= 0.15 and
+    |bias| <= 0.08 (a batch of 32 rows carries a binomial noise of about 0.08 that no estimate
+    can follow); per setting, means within 0.1."""
+    cfg, attacker = trained
+    sampled_cfg = copy.deepcopy(cfg)
+    sampled_cfg.rl.attacker_mode, sampled_cfg.rl.attacker_sample_rate = "sampled", 0.5
+    space = SettingsSpace.from_config(cfg.rl)
+    policy = [space.encode(MaskSettings(k, 0.0, 0, 1.0, "soft")) for k in (2, 6)] * 8
+    service = _service(cfg)
+    previous = attacker.set_train_steps(0)
+    try:
+        leaks = {}
+        for name, c in (("exact", cfg), ("sampled", sampled_cfg)):
+            env = _env(c, service, attacker, train_fr=False)
+            env.reset(seed=3)
+            infos = [env.step(a)[4] for a in policy]
+            leaks[name] = np.array([i["leak"] for i in infos])
+            attacked = np.array([i.get("leak_attacked", 1.0) for i in infos])
+    finally:
+        attacker.set_train_steps(previous)
+    exact, sampled = leaks["exact"], leaks["sampled"]
+    assert 0 < attacked.sum() < len(policy)  # a sample, not every batch
+    error = sampled - exact
+    assert np.abs(error).mean() <= 0.15 and abs(error.mean()) <= 0.08, (exact, sampled)
+    for s in (0, 1):  # per setting too: each setting's estimate is its own
+        assert abs(sampled[s::2].mean() - exact[s::2].mean()) <= 0.1, (exact, sampled)

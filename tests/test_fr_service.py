@@ -1,10 +1,13 @@
 """The FR server (what the Ray actor hosts): the door, state round trip, crash recovery, and
 training in a process that cannot read the faces."""
 
+import copy
 import json
 import subprocess
 import sys
 import textwrap
+import time
+from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 import torch
@@ -14,7 +17,7 @@ from rl_mask.config import Config
 from rl_mask.owner.defences import build_defence
 from rl_mask.owner.messages import final_test_set, training_setup, validation_set
 from rl_mask.owner.stream import TrainingStream, prepare_data
-from rl_mask.protocol import MESSAGE_FIELDS
+from rl_mask.protocol import MESSAGE_FIELDS, ProtectedBatch, concat_protected
 from rl_mask.server.service import FRService
 
 
@@ -123,3 +126,61 @@ def test_server_trains_where_the_faces_cannot_be_read(setup, att_root, tmp_path)
     chance = 1 / data.num_classes
     assert sum(out["losses"][-10:]) < sum(out["losses"][:10])
     assert out["val_acc"] > 3 * chance and out["test_acc"] > 3 * chance, out
+
+
+def _other_k_batches(cfg, data, k: int, n: int) -> list:
+    """``n`` protected batches mixing ``k`` faces (the fixture's batches mix 4)."""
+    other = copy.deepcopy(cfg)
+    other.strategy.k = k
+    stream = TrainingStream(other, build_defence(other, "fixed-k"), data, seed=1)
+    return [stream.next().masked.protected() for _ in range(n)]
+
+
+def test_an_aggregated_step_over_messages_of_different_k_trains_and_answers_each_from_its_own_rows(setup):
+    cfg, data, defence, batches, _ = setup
+    msg = training_setup(cfg, defence, data, 50)
+    k4, k2 = batches[0], _other_k_batches(cfg, data, 2, 1)[0]
+    union = concat_protected([k4, k2])
+    assert union.k == 4 and (union.labels[len(k4) :, 2:] == -1).all()
+
+    # The same rows computed separately on the same weights (a twin server, same seed, same
+    # input standardisation, the step's normalisation statistics): per row, then per message.
+    twin = FRService(msg, "cpu")
+    twin.trainer.set_input_stats(union.inputs)
+    twin.trainer.model.train()
+    with torch.no_grad():
+        rows = twin.trainer.row_losses(union, train=True)
+    expected = [float(rows[: len(k4)].mean()), float(rows[len(k4) :].mean())]
+
+    server = FRService(msg, "cpu")
+    out = server.train_messages([k4, k2])
+    assert server.fr_step == 1 and server.images_trained == len(union)  # one step on the union
+    assert [o["loss"] for o in out] == pytest.approx(expected, rel=1e-5)
+    assert out[0]["loss"] != pytest.approx(out[1]["loss"], rel=1e-3)  # not one shared figure
+    # Message 1's labels decide nothing of message 0's answer (they share only the inputs' statistics).
+    relabelled = ProtectedBatch(k2.inputs, (k2.labels + 1) % data.num_classes, k2.weights)
+    other = FRService(msg, "cpu").train_messages([k4, relabelled])
+    assert other[0]["loss"] == out[0]["loss"] and other[1]["loss"] != out[1]["loss"]
+
+    # ... and it trains: the loss of the same two messages falls over aggregated steps.
+    losses = [sum(o["loss"] for o in server.train_messages([k4, k2])) for _ in range(6)]
+    assert losses[-1] < 0.9 * out[0]["loss"] + 0.9 * out[1]["loss"], losses
+    assert [r["step_rows"] for r in server.drain_log()][:2] == [len(union)] * 2
+
+
+def test_the_step_queue_trains_concurrent_callers_in_one_step_or_after_the_wait(setup):
+    cfg, data, defence, batches, _ = setup
+    aggregated = copy.deepcopy(cfg)
+    aggregated.fr.rows_per_step = 3 * cfg.fr.batch_size
+    msg = training_setup(aggregated.validate(), defence, data, 50)
+    server = FRService(msg, "cpu", step_wait_s=30.0)  # only a full step starts before 30 s
+    messages = batches[:2] + _other_k_batches(cfg, data, 2, 1)
+    with ThreadPoolExecutor(3) as pool:
+        answers = list(pool.map(server.train_step, messages))
+    assert server.fr_step == 1 and server.queue.steps == 1 and server.queue.messages == 3
+    assert all(a["fr_step"] == 1 for a in answers) and len({a["loss"] for a in answers}) == 3
+    # One caller alone: its step starts when its wait is over.
+    lonely = FRService(msg, "cpu", step_wait_s=0.05)
+    started = time.perf_counter()
+    assert lonely.train_step(batches[3])["fr_step"] == 1
+    assert 0.05 <= time.perf_counter() - started < 10

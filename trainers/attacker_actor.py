@@ -5,6 +5,9 @@ sends it the ``ProtectedBatch`` it sent the FR server, with the batch's settings
 a GPU only when the cluster has one to spare beyond the FR workers' (CPU otherwise). Ray
 restarts it after a crash (``max_restarts=-1``); it then warms its decoder up again: the
 attacker is a measuring instrument, and a restarted one is at worst weaker for a while.
+With ``rl.attacker_mode=sampled`` no env step waits for it: on CPU it runs at a lower OS
+priority (nice 10), so that it takes the cores the FR workers leave idle rather than slowing
+their steps, and the FR workers keep the cores it would hold only for its sampled share.
 """
 
 from __future__ import annotations
@@ -22,7 +25,10 @@ class AttackerActorImpl:
     def __init__(self, cfg: dict, public: torch.Tensor, threads: int = 1):
         torch.set_num_threads(threads)
         device = "cuda" if ray.get_gpu_ids() and torch.cuda.is_available() else "cpu"
-        self.attacker = OnlineAttacker.from_config(from_dict(cfg), public, device)
+        config = from_dict(cfg)
+        if device == "cpu" and config.rl.attacker_mode == "sampled":
+            os.nice(10)  # off the critical path: idle cores first
+        self.attacker = OnlineAttacker.from_config(config, public, device)
 
     def observe(self, batch, settings) -> dict:
         return self.attacker.observe(batch, settings)
@@ -48,6 +54,12 @@ def attacker_num_gpus(cfg: Config) -> float:
     gpus = ray.cluster_resources().get("GPU", 0)
     fr = rl.fr_workers * (rl.fr_num_gpus if rl.fr_num_gpus >= 0 else (1.0 if gpus >= 1 else 0.0))
     return 1.0 if gpus - fr >= 1 else 0.0
+
+
+def attacker_cores(cfg: Config, threads: int) -> int:
+    """Cores a CPU attacker holds on its node: its threads, or with ``rl.attacker_mode=sampled``
+    its sampled share of them (rounded: at a quarter of the batches, none)."""
+    return threads if cfg.rl.attacker_mode == "exact" else round(threads * cfg.rl.attacker_sample_rate)
 
 
 def create_attacker_actor(cfg: Config, public: torch.Tensor, name: str, namespace: str):

@@ -7,6 +7,9 @@ Ray restarts it after a crash; the new process reloads the FR state it last auto
 calls in flight are retried (``max_task_retries``). The FR steps taken after that autosave
 are lost (at most ``rl.fr_autosave_every - 1`` per restart): the actor counts them
 (``trainers.fr_progress``) and reports the total as ``fr_steps_lost_to_restarts``.
+With ``fr.rows_per_step`` the actor takes concurrent calls (a threaded actor), so that the
+batches every env runner has in flight queue up for one aggregated step
+(``rl_mask.server.step_queue``); the service's lock serialises everything that touches the network.
 """
 
 from __future__ import annotations
@@ -33,7 +36,8 @@ class FRActorImpl(FRService):
         torch.set_num_threads(threads or os.cpu_count() or 1)
         device = torch.device("cuda") if ray.get_gpu_ids() and torch.cuda.is_available() else torch.device("cpu")
         # The server is told only the TrainingSetup (no config with a face path in it).
-        super().__init__(TrainingSetup.from_dict(setup), device, autosave_path=autosave_path(run_dir), autosave_every=autosave_every)
+        setup = TrainingSetup.from_dict(setup)
+        super().__init__(setup, device, autosave_path=autosave_path(run_dir), autosave_every=autosave_every, step_wait_s=setup.fr.step_wait_ms / 1000)
         # Worker 0 (the one that autosaves) keeps the step counter the group's losses are counted by.
         self.progress = FRProgress(progress_path(run_dir)) if autosave_every else None
         if self.progress is not None:
@@ -42,11 +46,9 @@ class FRActorImpl(FRService):
                 print(f"FR actor restarted at FR step {self.trainer.step}: {lost_now} FR step(s) since the last autosave are lost ({self.steps_lost} in this run)", flush=True)
             self.progress.write(self.trainer.step, self.steps_lost)
 
-    def train_step(self, batch) -> dict:
-        out = super().train_step(batch)
+    def after_step(self) -> None:
         if self.progress is not None:
             self.progress.write(self.trainer.step, self.steps_lost)
-        return out
 
     def state_dict(self) -> dict:
         return {**super().state_dict(), "steps_lost_to_restarts": self.steps_lost}
@@ -97,9 +99,17 @@ def fr_num_gpus(requested: float) -> float:
     return 0.0
 
 
+def fr_concurrency(cfg: Config) -> int:
+    """Concurrent calls the FR actor takes: 1 without aggregation; with it, every batch the env
+    runners can have in flight (each waits in the step queue) and a few calls besides."""
+    rl = cfg.rl
+    return 1 if cfg.fr.rows_per_step == 0 else max(1, rl.num_env_runners) * rl.max_inflight + 4
+
+
 def create_fr_actor(cfg: Config, setup: TrainingSetup, run_dir: str | Path, name: str, namespace: str, rank: int = 0):
     rl = cfg.rl
     return FRActor.options(
+        max_concurrency=fr_concurrency(cfg),
         name=name,
         namespace=namespace,
         num_cpus=rl.fr_num_cpus,

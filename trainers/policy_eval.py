@@ -3,6 +3,7 @@ reward and leak against a uniform-random policy on the same batches."""
 
 from __future__ import annotations
 
+import copy
 import math
 
 import numpy as np
@@ -46,6 +47,8 @@ def score_policy(cfg: Config, fr: FRClient, module, steps: int, seed: int, attac
 
 
 def _score(cfg: Config, fr: FRClient, module, steps: int, seed: int, attacker, judge) -> dict:
+    cfg = copy.deepcopy(cfg)
+    cfg.rl.attacker_mode = "exact"  # the comparison judges every batch, whatever the run sampled
     space = SettingsSpace.from_config(cfg.rl)
     nvec = space.nvec
     out: dict = {}

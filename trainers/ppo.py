@@ -11,8 +11,14 @@ from trainers.env_runner import InflightEnvRunner
 
 
 def total_fr_steps(cfg: Config) -> int:
-    """FR steps the run plans (one per env step): the FR learning-rate schedule's length."""
-    return cfg.rl.iterations * cfg.rl.train_batch_size
+    """FR steps the run plans: the FR learning-rate schedule's length. One per env step, or with
+    aggregated steps (``fr.rows_per_step``) as many as full steps take the run's rows; steps that
+    start before they are full (``fr.step_wait_ms``) end the schedule early, at its floor."""
+    env_steps = cfg.rl.iterations * cfg.rl.train_batch_size
+    if cfg.fr.rows_per_step == 0:
+        return env_steps
+    per_step = cfg.fr.rows_per_step // cfg.fr.batch_size  # whole batches: one is never split
+    return -(-env_steps // per_step)
 
 
 def build_ppo_config(cfg: Config, fr_names: list[str], namespace: str, local_fr: bool = False, run_dir: str | None = None, attacker_name: str | None = None, judge_path: str | None = None) -> PPOConfig:

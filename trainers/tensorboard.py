@@ -68,6 +68,9 @@ def owner_scalars(records: list[dict], space: SettingsSpace) -> dict[str, float]
         out["mask/leak"] = float(np.mean([r["leak"] for r in leaks]))
         for name in sorted({key for r in leaks for key in r if key.startswith("leak/")}):
             out[f"mask/{name}"] = float(np.mean([r[name] for r in leaks if name in r]))
+        attacked = [r["leak_attacked"] for r in leaks if "leak_attacked" in r]
+        if attacked:  # rl.attacker_mode=sampled: the share of batches the attacker took
+            out["mask/attacked_fraction"] = float(np.mean(attacked))
     for dim in DIMENSIONS:
         values = [r[dim] for r in records]
         if dim != "labels":

@@ -40,7 +40,7 @@ from rl_mask.owner.settings import SettingsSpace
 from rl_mask.owner.stream import PrivateData, prepare_data
 from rl_mask.run_folder import RUN_DIR_MODE, autosave_path, check_out_dir, claim_out_dir
 from rl_mask.server.service import FRService
-from trainers.attacker_actor import create_attacker_actor
+from trainers.attacker_actor import attacker_cores, create_attacker_actor
 from trainers.checkpoint_safety import verified_copy
 from trainers.checkpoints import holds_run, write_checkpoint
 from trainers.fr_group import FRGroup
@@ -199,7 +199,7 @@ def train(
                 attacker = FRClient(create_attacker_actor(cfg, public, attacker_name, NAMESPACE))
                 where = attacker.call("info")
                 if where["device"] == "cpu":  # the FR workers on its node leave it its cores
-                    group.reserve(where["node_id"], where["threads"])
+                    group.reserve(where["node_id"], attacker_cores(cfg, where["threads"]))
         validation = validation_set(defence, data)
         record_evaluation(run_dir, validation)
         for target in fr.targets:  # every FR worker: any of them may have to hand its state on

@@ -27,7 +27,7 @@ COLLECTIVE_TIMEOUT = datetime.timedelta(seconds=120)
 
 
 class MixedLoss(nn.Module):
-    """The FR training loss as a module's forward (what DDP wraps)."""
+    """The FR training loss as a module's forward (what DDP wraps): one loss per row."""
 
     def __init__(self, model: FaceRecognizer):
         super().__init__()
@@ -35,7 +35,7 @@ class MixedLoss(nn.Module):
 
     def forward(self, inputs: torch.Tensor, labels: torch.Tensor, weights: torch.Tensor) -> torch.Tensor:
         emb = self.model.embed(inputs)
-        return self.model.head.mixed_loss(emb, labels, weights.to(emb.dtype))
+        return self.model.head.mixed_row_losses(emb, labels, weights.to(emb.dtype))
 
 
 def free_port() -> int:

@@ -137,7 +137,12 @@ class ArcFaceHead(nn.Module):
         return self.scale * cosine.scatter(1, labels[:, None], with_margin.to(cosine.dtype))
 
     def mixed_loss(self, embedding: torch.Tensor, labels: torch.Tensor, weights: torch.Tensor) -> torch.Tensor:
-        """Loss of mixed samples: ``mean_b sum_j w_bj * CE(margin_logits(y_bj), y_bj)``.
+        """Loss of mixed samples: ``mean_b sum_j w_bj * CE(margin_logits(y_bj), y_bj)``."""
+        return self.mixed_row_losses(embedding, labels, weights).mean()
+
+    def mixed_row_losses(self, embedding: torch.Tensor, labels: torch.Tensor, weights: torch.Tensor) -> torch.Tensor:
+        """``[B]``: each row's ``sum_j w_bj * CE(margin_logits(y_bj), y_bj)`` (an aggregated step
+        gives each message the mean over its own rows).
 
         A padding column (label -1, weight 0: ``protocol.concat_protected`` pads rows of smaller
         k so that messages of different k share one step) adds nothing, to the loss or the gradient.
@@ -149,7 +154,7 @@ class ArcFaceHead(nn.Module):
             target = labels[:, j].clamp_min(0)
             term = weights[:, j] * F.cross_entropy(self.margin_logits(cosine, target), target, reduction="none")
             loss = loss + torch.where(real, term, torch.zeros_like(term))
-        return loss.mean()
+        return loss
 
 
 class FaceRecognizer(nn.Module):

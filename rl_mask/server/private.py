@@ -77,24 +77,24 @@ class DPFRTrainer(FRTrainer):
         )
         self.optimizer.attach_step_hook(self.accountant.get_optimizer_hook_fn(sample_rate=self.sample_rate))
 
-    def loss(self, batch: ProtectedBatch, train: bool = False) -> torch.Tensor:
+    def row_losses(self, batch: ProtectedBatch, train: bool = False) -> torch.Tensor:
         if batch.k != 1:
             raise ValueError(f"DP-SGD trains on unmixed faces; got a batch mixing k={batch.k}")
         head = self.model.head
         logits = self.grad_sample_module(batch.inputs.to(self.device))  # s * cos, through Opacus' hooks
         labels = batch.labels[:, 0].to(self.device)
-        return F.cross_entropy(head.margin_logits(logits / head.scale, labels), labels)
+        return F.cross_entropy(head.margin_logits(logits / head.scale, labels), labels, reduction="none")
 
-    def train_step(self, batch: ProtectedBatch, shards: int = 1) -> float:
+    def train_rows(self, batch: ProtectedBatch, shards: int = 1) -> torch.Tensor:
         if batch.inputs.shape[0] == 0:
             # An empty Poisson batch: no update, but the step still counts for the accountant.
             self.accountant.step(noise_multiplier=self.noise_multiplier, sample_rate=self.sample_rate)
             self.step += 1
-            return float("nan")
+            return torch.zeros(0)  # its mean, the step's loss, is nan
         with warnings.catch_warnings():
             # Opacus' backward hooks on the first layer, whose input needs no gradient: harmless.
             warnings.filterwarnings("ignore", message="Full backward hook is firing", category=UserWarning)
-            return super().train_step(batch)
+            return super().train_rows(batch)
 
     @torch.no_grad()
     def eval_loss(self, batch: ProtectedBatch) -> float:

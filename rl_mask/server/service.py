@@ -1,7 +1,9 @@
 """The shared FR network as a service: what the Ray FR actor hosts, usable without Ray.
 
-The FR server's side of the door. It is built from a ``TrainingSetup``, trains one step per
-``ProtectedBatch`` (and refuses anything else), measures identification accuracy on the
+The FR server's side of the door. It is built from a ``TrainingSetup``, trains on
+``ProtectedBatch`` messages (and refuses anything else): one step per message, or, with
+``fr.rows_per_step``, one step on the union of the messages queued while it was busy
+(``rl_mask.server.step_queue``), each message answered with its own rows' loss. It measures identification accuracy on the
 validation encodings the data owner sent (``ProtectedEvalSet``) every ``eval_every`` FR steps,
 and keeps a log of (k, loss, accuracy) per step for TensorBoard. It never opens a face file:
 it holds no path to one and no statistic of one.
@@ -10,13 +12,15 @@ it holds no path to one and no statistic of one.
 from __future__ import annotations
 
 import os
+import threading
 import time
 from pathlib import Path
 
 import torch
 
 from rl_mask.checkpoint import load_checkpoint, save_checkpoint
-from rl_mask.protocol import ProtectedBatch, ProtectedEvalSet, TrainingSetup
+from rl_mask.protocol import ProtectedBatch, ProtectedEvalSet, TrainingSetup, concat_protected
+from rl_mask.server.step_queue import StepQueue
 from rl_mask.server.trainer import resolve_device, trainer_for
 
 LOSS_EMA = 0.95
@@ -46,7 +50,10 @@ class FRService:
         device: torch.device | str | None = None,
         autosave_path: str | Path | None = None,
         autosave_every: int = 0,
+        step_wait_s: float = 0.0,
     ):
+        """``step_wait_s``: how long a queued message waits for more rows (``fr.rows_per_step``)
+        before its step starts; 0 in one thread, where no other message can arrive meanwhile."""
         self.setup = setup if isinstance(setup, TrainingSetup) else TrainingSetup.from_dict(setup)
         self.device = torch.device(device) if device is not None else resolve_device(self.setup.fr.device)
         self.trainer = trainer_for(self.setup, self.device)
@@ -63,6 +70,10 @@ class FRService:
         self.restored_step: int | None = None
         self.rank = 0
         self.in_group = False  # a data-parallel worker, once join_group has run in this process
+        # One lock for everything that touches the network: concurrent callers (a Ray actor with
+        # aggregated steps) never see a half-taken step.
+        self.lock = threading.RLock()
+        self.queue = StepQueue(self.train_messages, self.setup.fr.rows_per_step, step_wait_s, self.lock)
         if self.autosave_path and self.autosave_path.is_file():
             # A restart after a crash: carry on from the last autosave, not from scratch.
             self.load_state_dict(load_checkpoint(self.autosave_path, self.device, required=("trainer",)))
@@ -89,28 +100,48 @@ class FRService:
         _require(eval_set, ProtectedEvalSet, "set_validation")
         if eval_set.split != "validation":
             raise ValueError(f"set_validation takes the validation split, got {eval_set.split!r}")
-        self.validation = eval_set
-        self._measure_validation()
-        return self.status()
+        with self.lock:
+            self.validation = eval_set
+            self._measure_validation()
+            return self.status()
 
     def _measure_validation(self) -> None:
         if self.validation is not None and len(self.validation):
             self.val_acc = self.trainer.evaluate(self.validation.inputs, self.validation.labels)["identification_acc"]
 
     def train_step(self, batch: ProtectedBatch) -> dict:
-        """One FR step on a protected batch; returns the loss and the latest validation accuracy."""
+        """Train on a protected batch (alone, or in an aggregated step with the messages queued
+        beside it); returns its own rows' loss and the latest validation accuracy."""
         _require(batch, ProtectedBatch, "train_step")
-        started = time.perf_counter()
-        loss = self.trainer.train_step(batch)
-        if self.trainer.step % self.eval_every == 0:
-            self._measure_validation()
-        self.train_seconds += time.perf_counter() - started
-        self.images_trained += len(batch)
-        self.loss_ema = loss if self.trainer.step == 1 else LOSS_EMA * self.loss_ema + (1 - LOSS_EMA) * loss
-        self._log.append({"fr_step": self.trainer.step, "k": batch.k, "loss": loss, "val_acc": self.val_acc})
-        if self.autosave_path and self.rank == 0 and self.autosave_every and self.trainer.step % self.autosave_every == 0:
-            self.save(self.autosave_path)  # worker 0 saves for the group: all hold the same state
-        return {"loss": loss, **self.status()}
+        return self.queue.train(batch)
+
+    def train_messages(self, batches: list[ProtectedBatch]) -> list[dict]:
+        """ONE FR step on the union of ``batches`` (padded to the largest k); answer ``i`` holds
+        the mean loss of batch ``i``'s own rows in that step (the same forward pass, before the
+        update), so each message's reward is its own."""
+        for batch in batches:
+            _require(batch, ProtectedBatch, "train_messages")
+        with self.lock:
+            started = time.perf_counter()
+            union = batches[0] if len(batches) == 1 else concat_protected(batches)
+            rows = self.trainer.train_rows(union)
+            if self.trainer.step % self.eval_every == 0:
+                self._measure_validation()
+            self.train_seconds += time.perf_counter() - started
+            self.images_trained += len(union)
+            out = []
+            for batch, own in zip(batches, torch.split(rows, [len(b) for b in batches]) if len(rows) else [rows] * len(batches)):
+                loss = float(own.mean())
+                self.loss_ema = loss if self.trainer.step == 1 and not out else LOSS_EMA * self.loss_ema + (1 - LOSS_EMA) * loss
+                self._log.append({"fr_step": self.trainer.step, "k": batch.k, "loss": loss, "val_acc": self.val_acc, "step_rows": len(union)})
+                out.append({"loss": loss, **self.status()})
+            if self.autosave_path and self.rank == 0 and self.autosave_every and self.trainer.step % self.autosave_every == 0:
+                self.save(self.autosave_path)  # worker 0 saves for the group: all hold the same state
+            self.after_step()
+            return out
+
+    def after_step(self) -> None:
+        """Called after every FR step, under the lock (the Ray actor records its progress)."""
 
     def status(self) -> dict:
         """What an env observes of the FR network."""
@@ -119,16 +150,19 @@ class FRService:
     def eval_loss(self, batch: ProtectedBatch) -> float:
         """The loss of a batch on the current FR state, without training on it."""
         _require(batch, ProtectedBatch, "eval_loss")
-        return self.trainer.eval_loss(batch)
+        with self.lock:
+            return self.trainer.eval_loss(batch)
 
     def evaluate(self, eval_set: ProtectedEvalSet) -> dict:
         """Identification top-1/top-5 (and verification, given pairs) on an owner-sent set."""
         _require(eval_set, ProtectedEvalSet, "evaluate")
-        return self.trainer.evaluate(eval_set.inputs, eval_set.labels, eval_set.pairs, eval_set.same)
+        with self.lock:
+            return self.trainer.evaluate(eval_set.inputs, eval_set.labels, eval_set.pairs, eval_set.same)
 
     def drain_log(self) -> list[dict]:
         """Per-step records since the last call (for TensorBoard)."""
-        log, self._log = self._log, []
+        with self.lock:
+            log, self._log = self._log, []
         return log
 
     def info(self) -> dict:
@@ -164,19 +198,23 @@ class FRService:
             self.validation = ProtectedEvalSet("validation", v["inputs"], v["labels"])
 
     def get_state(self) -> dict:
-        return to_cpu(self.state_dict())
+        with self.lock:
+            return to_cpu(self.state_dict())
 
     def set_state(self, state: dict) -> None:
         """Load a state (resume) and autosave it at once, so a crash right after does not lose it."""
-        self.load_state_dict(state)
-        if self.autosave_path and self.rank == 0:
-            self.save(self.autosave_path)
+        with self.lock:
+            self.load_state_dict(state)
+            if self.autosave_path and self.rank == 0:
+                self.save(self.autosave_path)
 
     def save(self, path: str | Path) -> None:
         save_checkpoint(self.get_state(), path)
 
     def load(self, path: str | Path) -> None:
-        self.load_state_dict(load_checkpoint(path, self.device, required=("trainer",)))
+        with self.lock:
+            self.load_state_dict(load_checkpoint(path, self.device, required=("trainer",)))
 
     def weights(self) -> dict:
-        return to_cpu(self.trainer.weights())
+        with self.lock:
+            return to_cpu(self.trainer.weights())

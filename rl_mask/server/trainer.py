@@ -103,12 +103,21 @@ class FRTrainer:
         t = min(1.0, (self.step - warmup) / max(1, self.total_steps - warmup))
         return self.base_lr * (0.02 + 0.98 * 0.5 * (1 + math.cos(math.pi * t)))
 
-    def loss(self, batch: ProtectedBatch, train: bool = False) -> torch.Tensor:
+    def row_losses(self, batch: ProtectedBatch, train: bool = False) -> torch.Tensor:
+        """``[B]``: each row's mixed margin loss on the current weights."""
         fn = self._train_loss if train else self.loss_module
         return fn(batch.inputs.to(self.device, non_blocking=True), batch.labels.to(self.device), batch.weights.to(self.device))
 
+    def loss(self, batch: ProtectedBatch, train: bool = False) -> torch.Tensor:
+        return self.row_losses(batch, train).mean()
+
     def train_step(self, batch: ProtectedBatch, shards: int = 1) -> float:
-        """One optimizer step on a protected batch; returns the mixed margin loss.
+        """One optimizer step on a protected batch; returns the mixed margin loss."""
+        return float(self.train_rows(batch, shards).mean())
+
+    def train_rows(self, batch: ProtectedBatch, shards: int = 1) -> torch.Tensor:
+        """One optimizer step on a protected batch (the mean of its rows' losses); returns each
+        row's loss (CPU, before the step), one host sync per step.
 
         ``shards`` > 1 computes the batch in that many row shards (gradients accumulated,
         BatchNorm statistics per shard): the step N data-parallel workers take together."""
@@ -122,20 +131,17 @@ class FRTrainer:
         for group in self.optimizer.param_groups:
             group["lr"] = self._lr()
         self.optimizer.zero_grad(set_to_none=True)
+        parts = [batch]
         if shards > 1 and not self.data_parallel:
             parts = [ProtectedBatch(*p) for p in zip(*(torch.tensor_split(t, shards) for t in (batch.inputs, batch.labels, batch.weights)))]
-            total = 0.0
-            for part in parts:
-                loss = self.loss(part, train=True) / shards
-                loss.backward()
-                total += float(loss.detach())
-        else:
-            loss = self.loss(batch, train=True)
-            loss.backward()
-            total = float(loss.detach())
+        rows = []
+        for part in parts:
+            losses = self.row_losses(part, train=True)
+            (losses.mean() / len(parts)).backward()
+            rows.append(losses.detach())
         self.optimizer.step()
         self.step += 1
-        return total
+        return torch.cat(rows).float().cpu()
 
     @torch.no_grad()
     def eval_loss(self, batch: ProtectedBatch) -> float:
