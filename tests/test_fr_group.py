@@ -76,6 +76,7 @@ def test_cpu_workers_leave_the_cores_another_actor_holds(ray_runtime, tmp_path):
     try:
         info = ray.get(group.actors[0].info.remote())
         assert info["threads"] == info["node_cpus"]  # alone on the node: every core
+        assert info["omp_wait_policy"] == "PASSIVE"  # its threads sleep while they wait (rl_mask.cpu_threads)
         group.reserve(info["node_id"], 1)  # e.g. the attacker in the loop, on CPU beside it
         assert ray.get(group.actors[0].info.remote())["threads"] == max(1, info["node_cpus"] - 1)
     finally:

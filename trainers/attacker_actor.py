@@ -19,6 +19,7 @@ import torch
 
 from rl_mask.attacks.online import OnlineAttacker
 from rl_mask.config import Config, from_dict, without_owner_secrets
+from rl_mask.cpu_threads import thread_env
 
 
 class AttackerActorImpl:
@@ -63,4 +64,6 @@ def attacker_cores(cfg: Config, threads: int) -> int:
 
 
 def create_attacker_actor(cfg: Config, public: torch.Tensor, name: str, namespace: str):
-    return AttackerActor.options(name=name, namespace=namespace, num_cpus=cfg.rl.attacker_num_cpus, num_gpus=attacker_num_gpus(cfg), max_restarts=-1, max_task_retries=-1).remote(without_owner_secrets(cfg).to_dict(), public, cfg.rl.attacker_threads)
+    return AttackerActor.options(
+        name=name, namespace=namespace, num_cpus=cfg.rl.attacker_num_cpus, num_gpus=attacker_num_gpus(cfg), max_restarts=-1, max_task_retries=-1, runtime_env={"env_vars": thread_env()}
+    ).remote(without_owner_secrets(cfg).to_dict(), public, cfg.rl.attacker_threads)
