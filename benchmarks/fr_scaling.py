@@ -32,6 +32,10 @@ import tempfile
 import time
 from pathlib import Path
 
+from rl_mask.cpu_threads import prefer_passive_waits
+
+prefer_passive_waits()  # before torch loads: as the rl-mask command runs (rl_mask.cpu_threads)
+
 import numpy as np
 import torch
 from PIL import Image
