@@ -44,6 +44,12 @@ class Runtime:
     def check(cfg: Config) -> None:
         """Refuse a config this runtime cannot host, before anything is loaded or started."""
 
+    @classmethod
+    def start(cls, cfg: Config, setup: TrainingSetup, public: torch.Tensor, *, run_dir: str | Path, namespace: str) -> "Runtime":
+        """Start the services of a run (``public``: the attacker's own faces; ``run_dir``: where
+        FR actors autosave; ``namespace``: of named Ray actors)."""
+        raise NotImplementedError
+
     def wiring(self, cfg: Config, *, judge: str | None, run_dir: str | Path, total_fr_steps: int) -> EnvWiring:
         """The env runners' wiring to this runtime's services."""
         return EnvWiring(cfg, self.fr_endpoint, self.attacker_endpoint, judge=judge, run_dir=str(run_dir), total_fr_steps=total_fr_steps)
@@ -77,6 +83,10 @@ class LocalRuntime(Runtime):
         self.fr = self.fr_endpoint.client()
         self.attacker = None if self.attacker_endpoint is None else self.attacker_endpoint.client()
 
+    @classmethod
+    def start(cls, cfg: Config, setup: TrainingSetup, public: torch.Tensor, *, run_dir: str | Path, namespace: str) -> "LocalRuntime":
+        return cls(cfg, setup, public)  # nothing autosaved, nothing named in Ray
+
     def close(self) -> None:
         for name in self._names:
             LOCAL_SERVICES.pop(name, None)
@@ -103,6 +113,10 @@ class RayRuntime(Runtime):
         except BaseException:
             self.close()
             raise
+
+    @classmethod
+    def start(cls, cfg: Config, setup: TrainingSetup, public: torch.Tensor, *, run_dir: str | Path, namespace: str) -> "RayRuntime":
+        return cls(cfg, setup, public, run_dir, namespace)
 
     def heal(self) -> bool:
         if not self.group.heal():

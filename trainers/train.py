@@ -151,7 +151,7 @@ def train(
     algo = None
     writer = None
     try:
-        runtime = LocalRuntime(cfg, setup, public) if debug else RayRuntime(cfg, setup, public, run_dir, NAMESPACE)
+        runtime = host.start(cfg, setup, public, run_dir=run_dir, namespace=NAMESPACE)
         send_evaluation_setup(runtime.fr, validation_set(defence, data), run_dir, point)
         algo = build_ppo_config(runtime.wiring(cfg, judge=judge_path, run_dir=run_dir, total_fr_steps=total_fr_steps(cfg))).build_algo()
         if point:  # from a private, checked copy: RLlib never reads the run folder itself
