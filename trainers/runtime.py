@@ -73,13 +73,17 @@ class LocalRuntime(Runtime):
     def __init__(self, cfg: Config, setup: TrainingSetup, public: torch.Tensor):
         self.check(cfg)
         self._names = [unique_name("fr")]
-        LOCAL_SERVICES[self._names[0]] = FRService(setup)
         self.fr_endpoint = Endpoint(local=self._names[0])
         self.attacker_endpoint = None
-        if cfg.rl.attacker_in_loop:
-            self._names.append(unique_name("attacker"))
-            LOCAL_SERVICES[self._names[1]] = OnlineAttacker.from_config(cfg, public)
-            self.attacker_endpoint = Endpoint(local=self._names[1])
+        try:
+            LOCAL_SERVICES[self._names[0]] = FRService(setup)
+            if cfg.rl.attacker_in_loop:
+                self._names.append(unique_name("attacker"))
+                LOCAL_SERVICES[self._names[1]] = OnlineAttacker.from_config(cfg, public)
+                self.attacker_endpoint = Endpoint(local=self._names[1])
+        except BaseException:
+            self.close()
+            raise
         self.fr = self.fr_endpoint.client()
         self.attacker = None if self.attacker_endpoint is None else self.attacker_endpoint.client()
 
