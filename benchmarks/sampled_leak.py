@@ -28,7 +28,9 @@ prefer_passive_waits()  # before torch loads: as the rl-mask command runs (rl_ma
 import numpy as np
 import torch
 
+from envs.fr_client import Endpoint
 from envs.hybrid_masking import HybridMaskingEnv
+from envs.wiring import EnvWiring
 from rl_mask.attacks.online import OnlineAttacker
 from rl_mask.config import Config
 from rl_mask.owner.defences import build_defence
@@ -39,7 +41,7 @@ from rl_mask.server.service import FRService
 
 
 def run(cfg: Config, service: FRService, attacker: OnlineAttacker, judge, steps: int, seed: int) -> tuple[list[dict], float]:
-    env = HybridMaskingEnv({"config": cfg, "fr_service": service, "attacker_service": attacker, "judge": judge, "train_fr": False, "total_fr_steps": 100})
+    env = HybridMaskingEnv(EnvWiring(cfg, Endpoint(service=service), Endpoint(service=attacker), judge=judge, train_fr=False, total_fr_steps=100).env_config())
     rng = np.random.default_rng(seed)
     env.reset(seed=seed)
     started = time.perf_counter()

@@ -10,6 +10,7 @@ next batch while the server computes (``result`` waits).
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any
 
 import torch
@@ -17,9 +18,35 @@ import torch
 from rl_mask.protocol import ProtectedBatch
 
 #: Services hosted in this process (debug mode: env, learner, FR network and attacker in one
-#: process), by name; env configs name them with ``fr_local`` / ``attacker_local`` (configs
-#: are deep-copied, so they carry names, not objects).
+#: process), by name; an ``Endpoint`` names them (RLlib deep-copies env configs, so they carry
+#: names, not objects).
 LOCAL_SERVICES: dict[str, Any] = {}
+
+
+@dataclass(frozen=True)
+class Endpoint:
+    """Where a service (the FR server, the attacker in the loop) is reached: exactly one of
+    named Ray ``actors`` (env runners on any node find them), a ``local`` name in
+    ``LOCAL_SERVICES`` (debug mode), or a ``service`` object handed over directly (an object
+    or actor handle, for code that builds the env itself; not for RLlib's env configs)."""
+
+    actors: tuple[str, ...] = ()
+    namespace: str | None = None
+    local: str | None = None
+    service: Any = None
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "actors", (self.actors,) if isinstance(self.actors, str) else tuple(self.actors))
+        given = [name for name in ("actors", "local", "service") if getattr(self, name) not in (None, ())]
+        if len(given) != 1:
+            raise ValueError(f"Endpoint needs exactly one of actors, local, service; got {given or 'none'}")
+        if not all(isinstance(a, str) and a for a in self.actors):
+            raise ValueError(f"Endpoint.actors={self.actors!r}: actor names must be non-empty strings")
+        if self.local is not None and not (isinstance(self.local, str) and self.local):
+            raise ValueError(f"Endpoint.local={self.local!r}: a name in LOCAL_SERVICES must be a non-empty string")
+
+    def client(self) -> "FRClient":
+        return FRClient(self.service, list(self.actors) or None, self.namespace, self.local)
 
 
 def shard_batch(batch: ProtectedBatch, n: int) -> list[ProtectedBatch]:

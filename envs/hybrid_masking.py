@@ -46,10 +46,10 @@ import gymnasium as gym
 import numpy as np
 import torch
 
-from envs.fr_client import FRClient
 from envs.reward import reward_parts
+from envs.wiring import read_env_config
 from rl_mask.checkpoint import CheckpointError, build_checked, load_checkpoint
-from rl_mask.config import Config, from_dict
+from rl_mask.config import Config
 from rl_mask.owner.defences import build_defence
 from rl_mask.owner.freq import CHANNELS_PER_PLANE
 from rl_mask.owner.judge.evaluator import EvaluationModel
@@ -80,34 +80,25 @@ class HybridMaskingEnv(gym.Env):
 
     def __init__(self, env_config: dict | None = None):
         # RLlib passes an EnvContext: a dict with worker_index / vector_index attributes.
-        worker = int(getattr(env_config, "worker_index", None) or (env_config or {}).get("worker_index", 0))
-        vector = int(getattr(env_config, "vector_index", None) or (env_config or {}).get("vector_index", 0))
-        env_config = dict(env_config or {})
-        cfg = env_config.get("config")
-        self.cfg: Config = cfg if isinstance(cfg, Config) else from_dict(cfg)
-        self.cfg.validate()
+        wiring, worker, vector = read_env_config(env_config)
+        self.wiring = wiring
+        self.cfg: Config = wiring.config
         rl = self.cfg.rl
         self.space = SettingsSpace.from_config(rl)
         self.horizon = rl.horizon
         self.floor = rl.accuracy_floor
-        self.total_fr_steps = int(env_config.get("total_fr_steps", rl.iterations * rl.train_batch_size))
-        self.train_fr = bool(env_config.get("train_fr", True))
-        namespace = env_config.get("namespace")
-        self.fr = FRClient(env_config.get("fr_service"), env_config.get("fr_actors"), namespace, env_config.get("fr_local"))
-        has_attacker = any(env_config.get(key) is not None for key in ("attacker_service", "attacker_actor", "attacker_local"))
-        self.attacker = FRClient(env_config.get("attacker_service"), env_config.get("attacker_actor"), namespace, env_config.get("attacker_local")) if has_attacker else None
-        self.judge = load_judge(env_config.get("judge"))
-        if self.attacker is not None and self.judge is None:
-            raise ValueError("the attacker in the loop needs the owner's judge (env_config['judge']) to score it")
-        if self.attacker is None and rl.reward != "paper":
-            raise ValueError(f"rl.reward={rl.reward!r} needs the attacker in the loop (env_config['attacker_*'])")
+        self.total_fr_steps = wiring.planned_fr_steps
+        self.train_fr = wiring.train_fr
+        self.fr = wiring.fr.client()
+        self.attacker = None if wiring.attacker is None else wiring.attacker.client()
+        self.judge = load_judge(wiring.judge)
         self.base_seed = rl.seed + 10_007 * worker + 101 * vector
         self.sampled = self.attacker is not None and rl.attacker_mode == "sampled"
         self.sample_rate = rl.attacker_sample_rate if self.sampled else 1.0
         self.leak_estimate = LeakEstimate()
         self._attack_rng = np.random.default_rng(self.base_seed + 4_243)
         self._attacks: list[tuple] = []  # sampled attacks in flight: (handle, settings, owner labels)
-        run_dir = env_config.get("run_dir")
+        run_dir = wiring.run_dir
         self.recorder = BoundaryRecorder(run_dir, f"env-w{worker:03d}-v{vector:02d}", rl.record_masked_batches) if run_dir and self.train_fr else None
 
         # Each remote env runner (worker 1..R) holds only its shard of the private training
@@ -135,7 +126,7 @@ class HybridMaskingEnv(gym.Env):
         self._log: list[dict] = []
         # The owner's full record (originals, provenance) of the first batches sent, when
         # asked (the benchmark attacks exactly what a deployed policy sent).
-        self.keep_batches = int(env_config.get("keep_batches", 0))
+        self.keep_batches = wiring.keep_batches
         self.kept_batches: list = []
 
     def _seed(self, seed: int) -> None:

@@ -10,7 +10,9 @@ import pytest
 import torch
 
 import privacy_helpers as H
+from envs.fr_client import Endpoint
 from envs.hybrid_masking import HybridMaskingEnv
+from envs.wiring import EnvWiring
 from rl_mask.attacks.online import OnlineAttacker
 from rl_mask.config import Config
 from rl_mask.owner.defences import build_defence
@@ -53,7 +55,7 @@ def _service(cfg) -> SpyService:
 
 
 def _env(cfg, service, attacker, **extra) -> HybridMaskingEnv:
-    return HybridMaskingEnv({"config": cfg, "fr_service": service, "attacker_service": attacker, "judge": H.judge().model, "total_fr_steps": 100, **extra})
+    return HybridMaskingEnv(EnvWiring(cfg, Endpoint(service=service), Endpoint(service=attacker), judge=H.judge().model, total_fr_steps=100, **extra).env_config())
 
 
 def _attacker(cfg, warmup: int, train_steps: int) -> OnlineAttacker:

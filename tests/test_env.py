@@ -8,8 +8,10 @@ import pytest
 import torch
 from gymnasium.utils.env_checker import check_env
 
+from envs.fr_client import Endpoint
 from envs.hybrid_masking import HybridMaskingEnv
 from envs.reward import reward_parts
+from envs.wiring import EnvWiring
 from rl_mask.config import Config
 from rl_mask.owner.defences import build_defence
 from rl_mask.owner.messages import training_setup, validation_set
@@ -44,8 +46,8 @@ def service(small_cfg):
     return server
 
 
-def make_env(cfg, fr, **extra):
-    return HybridMaskingEnv({"config": cfg, "fr_service": fr, "total_fr_steps": 100, **extra})
+def make_env(cfg, fr, worker_index: int = 0, **wiring):
+    return HybridMaskingEnv(EnvWiring(cfg, Endpoint(service=fr), total_fr_steps=100, **wiring).env_config(worker_index=worker_index))
 
 
 def test_check_env_passes(small_cfg, service):

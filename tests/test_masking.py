@@ -107,3 +107,29 @@ def test_sign_flips_flip_each_coefficient_of_the_mixture(batch):
     assert torch.allclose(flipped.inputs.abs(), plain.abs(), atol=1e-5)
     neg = (flipped.inputs * plain < 0).float().mean().item()
     assert 0.4 < neg < 0.6
+
+
+def test_the_owners_record_holds_the_message_once_and_keeps_all_k_only_where_it_differs(batch, tmp_path):
+    from rl_mask.owner.recorder import BoundaryRecorder, read_boundary, recorded_batch
+    from rl_mask.owner.settings import MaskSettings
+    from rl_mask.owner.stream import concat_masked
+
+    x, y = batch
+    mask = HybridMask()
+    soft = mask.apply(x, y, MaskSettings(3, 0.0, 0, 1.0, "soft"), torch.Generator().manual_seed(2))
+    hard = mask.apply(x, y, MaskSettings(2, 0.0, 0, 1.0, "hard"), torch.Generator().manual_seed(3))
+    assert soft.protected() is soft.sent and soft.inputs is soft.sent.inputs and soft.owner_labels is None and not soft.hard_labels
+    sent = hard.protected()  # only the dominant identity crosses, with weight 1; the owner keeps all k
+    assert sent.k == 1 and torch.equal(sent.weights, torch.ones(len(y), 1)) and torch.equal(sent.labels[:, 0], hard.dominant_label)
+    assert hard.k == 2 and torch.equal(hard.labels, y[hard.sources])
+    recorder = BoundaryRecorder(tmp_path, "env", 2)
+    for m in (soft, hard):
+        recorder.record(m.protected(), m)
+    back = [recorded_batch(r) for r in read_boundary(tmp_path)]
+    for m, b in zip((soft, hard), back):
+        assert b.hard_labels == m.hard_labels and b.settings == m.settings
+        assert all(torch.equal(getattr(b, f), getattr(m, f)) for f in ("inputs", "labels", "weights", "sources"))
+        assert torch.equal(b.protected().labels, m.protected().labels)
+    joined = concat_masked([soft, hard])
+    assert joined.k == 3 and joined.protected().k == 3 and torch.equal(joined.protected().labels[len(y) :, 1:], torch.full((len(y), 2), -1))
+    assert torch.equal(joined.labels[len(y) :, :2], hard.labels) and torch.equal(joined.labels[len(y) :, 2], torch.full((len(y),), -1))

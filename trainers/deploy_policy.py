@@ -22,7 +22,9 @@ from ray.rllib.core.rl_module.default_model_config import DefaultModelConfig
 from ray.rllib.core.rl_module.rl_module import RLModuleSpec
 from tqdm.auto import tqdm
 
+from envs.fr_client import Endpoint
 from envs.hybrid_masking import HybridMaskingEnv
+from envs.wiring import EnvWiring
 from rl_mask.attacks.online import OnlineAttacker
 from rl_mask.checkpoint import load_checkpoint, save_checkpoint
 from rl_mask.config import Config, ConfigError
@@ -92,13 +94,14 @@ def deploy_policy(run_dir: str | Path, cfg: Config, data: PrivateData, out_dir: 
     defence = build_defence(dcfg, "adaptive", k_choices=dcfg.rl.k_choices)  # as the env builds it
     service = FRService(training_setup(dcfg, defence, data, total_steps=fr_steps, eval_every=dcfg.rl.eval_every))
     service.set_validation(validation_set(defence, data))
-    loop = {}
+    attacker, judge = None, None
     if dcfg.rl.attacker_in_loop:  # the policy observes the leak as it did in training
         judge = run.path / "judge.pt"
         if not judge.is_file():
             raise ConfigError(f"--adaptive-run {run.path}: no judge.pt (a run from before the attacker in the loop?)")
-        loop = {"attacker_service": OnlineAttacker.from_config(dcfg, data.split.public.float_images()), "judge": str(judge)}
-    env = HybridMaskingEnv({"config": dcfg, "fr_service": service, **loop, "total_fr_steps": fr_steps, "keep_batches": keep, "worker_index": 0, "vector_index": 0})
+        attacker = Endpoint(service=OnlineAttacker.from_config(dcfg, data.split.public.float_images()))
+    wiring = EnvWiring(dcfg, Endpoint(service=service), attacker, judge=None if judge is None else str(judge), total_fr_steps=fr_steps, keep_batches=keep)
+    env = HybridMaskingEnv(wiring.env_config())
     module = load_policy(run.path, env, dcfg.rl.hidden)
     rng = np.random.default_rng(seed)
     obs, _ = env.reset(seed=seed)
@@ -115,7 +118,7 @@ def deploy_policy(run_dir: str | Path, cfg: Config, data: PrivateData, out_dir: 
     top = ", ".join(f"{s.k}/{s.flip}/{s.extra_removed}/{s.alpha}/{s.labels}: {n}" for s, n in Counter(chosen).most_common(3))
     note = (
         f"learned policy from {run.path} (reward {run.cfg.rl.reward!r}), deployed on a fresh FR network for this benchmark's {fr_steps} FR steps "
-        f"{'with' if loop else 'without'} the attacker in the loop; the attacked batches are exactly those it sent; most chosen settings (k/flip/extra removed/alpha/labels: batches): {top}"
+        f"{'with' if attacker else 'without'} the attacker in the loop; the attacked batches are exactly those it sent; most chosen settings (k/flip/extra removed/alpha/labels: batches): {top}"
     )
     return DeployedPolicy(deployed, out_dir / "fr.pt", env.kept_batches, note, action_counts(deployed), service.fr_step)
 

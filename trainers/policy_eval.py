@@ -9,8 +9,9 @@ import math
 import numpy as np
 import torch
 
-from envs.fr_client import FRClient
+from envs.fr_client import Endpoint, FRClient
 from envs.hybrid_masking import HybridMaskingEnv
+from envs.wiring import EnvWiring
 from rl_mask.config import Config
 from rl_mask.owner.settings import DIMENSIONS, SettingsSpace
 
@@ -53,7 +54,8 @@ def _score(cfg: Config, fr: FRClient, module, steps: int, seed: int, attacker, j
     nvec = space.nvec
     out: dict = {}
     for name in ("policy", "uniform"):
-        env = HybridMaskingEnv({"config": cfg, "fr_service": fr.target, "train_fr": False, "worker_index": 99, "vector_index": 0, "attacker_service": attacker, "judge": judge})
+        wiring = EnvWiring(cfg, Endpoint(service=fr.target), None if attacker is None else Endpoint(service=attacker), judge=judge, train_fr=False)
+        env = HybridMaskingEnv(wiring.env_config(worker_index=99))
         rng = np.random.default_rng(seed)
         obs, _ = env.reset(seed=seed)
         rewards, leaks, probs, chosen = [], [], [], []

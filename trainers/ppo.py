@@ -6,6 +6,7 @@ from ray.rllib.algorithms.ppo import PPOConfig
 from ray.rllib.core.rl_module.default_model_config import DefaultModelConfig
 
 from envs.hybrid_masking import HybridMaskingEnv
+from envs.wiring import WIRING_KEY, EnvWiring
 from rl_mask.config import Config
 from trainers.env_runner import InflightEnvRunner
 
@@ -21,21 +22,11 @@ def total_fr_steps(cfg: Config) -> int:
     return -(-env_steps // per_step)
 
 
-def build_ppo_config(cfg: Config, fr_names: list[str], namespace: str, local_fr: bool = False, run_dir: str | None = None, attacker_name: str | None = None, judge_path: str | None = None) -> PPOConfig:
-    """``local_fr``: the FR service and the attacker in the loop live in this process (debug
-    mode), else named Ray actors (one per data-parallel FR worker, one attacker).
-    ``run_dir``: where env runners record the batches they send (``RUN_DIR/boundary``).
-    ``judge_path``: the owner's judge that scores the attacker (``RUN_DIR/judge.pt``)."""
-    rl = cfg.rl
-    env_config = {
-        "config": cfg.to_dict(),
-        "run_dir": run_dir,
-        **({"fr_local": fr_names[0]} if local_fr else {"fr_actors": list(fr_names)}),
-        **({} if attacker_name is None else ({"attacker_local": attacker_name} if local_fr else {"attacker_actor": attacker_name})),
-        "judge": judge_path,
-        "namespace": namespace,
-        "total_fr_steps": total_fr_steps(cfg),
-    }
+def build_ppo_config(wiring: EnvWiring) -> PPOConfig:
+    """PPO whose envs are wired by ``wiring`` (its endpoints carry names: RLlib copies it to
+    every env runner)."""
+    rl = wiring.config.rl
+    env_config = {WIRING_KEY: wiring}
     fragment = max(1, rl.train_batch_size // (max(1, rl.num_env_runners) * rl.max_inflight))
     return (
         PPOConfig()

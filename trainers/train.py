@@ -21,15 +21,13 @@ import json
 import os
 import shutil
 import time
-import uuid
 from pathlib import Path
 from typing import Callable
 
 import ray
 from tqdm.auto import tqdm
 
-from envs.fr_client import LOCAL_SERVICES, FRClient
-from rl_mask.attacks.online import OnlineAttacker
+from envs.fr_client import FRClient
 from rl_mask.checkpoint import atomic_write_text, save_checkpoint
 from rl_mask.config import Config, ConfigError, save_config
 from rl_mask.owner.defences import build_defence
@@ -39,16 +37,14 @@ from rl_mask.owner.recorder import boundary_dir, record_evaluation
 from rl_mask.owner.settings import SettingsSpace
 from rl_mask.owner.stream import PrivateData, prepare_data
 from rl_mask.run_folder import RUN_DIR_MODE, autosave_path, check_out_dir, claim_out_dir
-from rl_mask.server.service import FRService
-from trainers.attacker_actor import attacker_cores, create_attacker_actor
 from trainers.checkpoint_safety import verified_copy
 from trainers.checkpoints import holds_run, write_checkpoint
-from trainers.fr_group import FRGroup
 from trainers.fr_progress import progress_path
 from trainers.local_ray import LocalRay
 from trainers.policy_eval import score_policy
 from trainers.ppo import build_ppo_config, total_fr_steps
-from trainers.resume_point import resume_point
+from trainers.resume_point import ResumePoint, resume_point
+from trainers.runtime import LocalRuntime, RayRuntime, Runtime
 from trainers.shutdown import GracefulStop
 from trainers.tensorboard import RunWriter, examples_tag, fr_scalars, masked_examples, owner_scalars, ppo_scalars
 
@@ -128,147 +124,48 @@ def train(
 
     ``retry`` (``--auto-resume`` without a checkpoint yet): ``out_dir`` may hold what an attempt of
     this run wrote before it was killed (``ATTEMPT_FILES``); otherwise a fresh run needs a new or
-    empty folder. ``stop_after`` ends the loop after that many iterations of this call (tests of resume).
-    ``after_iteration(iteration, seconds)`` runs after each PPO iteration, while env runners
-    and FR workers wait (the throughput benchmark times the plain FR loop there, so both see
-    the same machine speed).
+    empty folder. ``debug``: the FR server and the attacker live in this process
+    (``LocalRuntime``), else in Ray actors (``RayRuntime``). ``stop_after`` ends the loop after
+    that many iterations of this call (tests of resume). ``after_iteration(iteration, seconds)``
+    runs after each PPO iteration, while env runners and FR workers wait (the throughput
+    benchmark times the plain FR loop there, so both see the same machine speed).
     """
+    host = LocalRuntime if debug else RayRuntime
     # Everything that can be wrong with the inputs fails here, before any Ray resource is taken.
     run_dir = Path(out_dir).resolve()
-    point = resume_point(run_dir) if resume else None
-    if resume and point is None:
-        raise ConfigError(f"--resume {run_dir}: no complete checkpoint under checkpoints/")
-    if not resume and holds_run(run_dir):
-        raise ConfigError(f"--out {run_dir} already holds a run; pass --resume {run_dir} to continue it, or another --out")
-    leftovers = ATTEMPT_FILES if retry else frozenset()
-    if not resume:  # before anything is loaded: a used folder or a file fails in one line
-        check_out_dir(run_dir, leftovers)
-    if debug and cfg.rl.fr_workers != 1:
-        raise ConfigError(f"rl.fr_workers={cfg.rl.fr_workers}: debug mode hosts one FR network in this process; use a Ray run for data-parallel FR workers")
-    ckpt = point.path if point else None
-    # The data root is resolved here, once: env runners and the FR actor get this absolute
-    # path in the config, not whatever their own environment would resolve.
-    cfg = copy.deepcopy(cfg)
-    cfg.data.root = os.path.abspath(cfg.data.resolved_root())
-    data = prepare_data(cfg)  # the faces load and split as configured
-    if resume:
-        os.chmod(run_dir, RUN_DIR_MODE)  # owner-only, also for a run folder written before this rule
-    else:
-        claim_out_dir(run_dir, leftovers)
-    save_config(cfg, run_dir / "config.yaml")
+    point = check_run_folder(run_dir, resume, retry)
+    host.check(cfg)
+    cfg, data = open_run(cfg, run_dir, point, retry)
     rl = cfg.rl
     prior = point.state if point else {"iteration": 0, "env_steps": 0, "wall_seconds": 0.0}
     t0 = time.perf_counter()
-    fr_name = f"fr-{uuid.uuid4().hex[:8]}"
-    in_loop = rl.attacker_in_loop
-    attacker_name = f"attacker-{uuid.uuid4().hex[:8]}" if in_loop else None
-    # A resumed run restarts from its checkpoint: an autosave written after it is out of step.
-    autosave_path(run_dir).unlink(missing_ok=True)
-    progress_path(run_dir).unlink(missing_ok=True)
-    if retry and not resume:  # left by an attempt of this run killed before its first checkpoint
-        shutil.rmtree(boundary_dir(run_dir), ignore_errors=True)
     # The data owner's side: the defence, and the messages the FR server gets before training.
     defence = build_defence(cfg, "adaptive", k_choices=rl.k_choices)
     setup = training_setup(cfg, defence, data, total_fr_steps(cfg), rl.eval_every)
-    judge_path = str(train_judge(cfg, data, run_dir / "judge.pt")) if in_loop else None
+    judge_path = str(train_judge(cfg, data, run_dir / "judge.pt")) if rl.attacker_in_loop else None
     public = data.split.public.float_images()  # the attacker's own faces (no private identity); TensorBoard's examples
     local_ray = init_ray(address)
     # After ray.init, which installs its own SIGTERM handler: ours stops Ray cleanly.
     stop = GracefulStop().__enter__()
-    fr = None
-    group = None
-    attacker = None
+    runtime = None
     algo = None
     writer = None
     try:
-        if debug:
-            # Debug mode: env, learner and FR network in this one process (breakpoints work
-            # everywhere, no transfers); the same FRService the actor hosts, without the actor's
-            # recovery saves (a crash here ends the run; --resume starts from its checkpoint).
-            LOCAL_SERVICES[fr_name] = FRService(setup)
-            fr = FRClient(local_name=fr_name)
-            fr_names = [fr_name]
-            if in_loop:
-                LOCAL_SERVICES[attacker_name] = OnlineAttacker.from_config(cfg, public)
-                attacker = FRClient(local_name=attacker_name)
-        else:
-            group = FRGroup(cfg, setup, run_dir, fr_name, NAMESPACE)
-            fr = FRClient(group.actors)
-            fr_names = group.names
-            if in_loop:
-                attacker = FRClient(create_attacker_actor(cfg, public, attacker_name, NAMESPACE))
-                where = attacker.call("info")
-                if where["device"] == "cpu":  # the FR workers on its node leave it its cores
-                    group.reserve(where["node_id"], attacker_cores(cfg, where["threads"]))
-        validation = validation_set(defence, data)
-        record_evaluation(run_dir, validation)
-        for target in fr.targets:  # every FR worker: any of them may have to hand its state on
-            if ckpt:
-                FRClient(target).call("set_state", point.fr_state)
-            FRClient(target).call("set_validation", validation)  # also fails fast if an actor cannot start
-        algo = build_ppo_config(cfg, fr_names, NAMESPACE, local_fr=debug, run_dir=str(run_dir), attacker_name=attacker_name, judge_path=judge_path).build_algo()
-        space = SettingsSpace.from_config(rl)
-        if ckpt:  # from a private, checked copy: RLlib never reads the run folder itself
-            with verified_copy(ckpt / "algo") as safe_copy:
+        runtime = host.start(cfg, setup, public, run_dir=run_dir, namespace=NAMESPACE)
+        send_evaluation_setup(runtime.fr, validation_set(defence, data), run_dir, point)
+        algo = build_ppo_config(runtime.wiring(cfg, judge=judge_path, run_dir=run_dir, total_fr_steps=total_fr_steps(cfg))).build_algo()
+        if point:  # from a private, checked copy: RLlib never reads the run folder itself
+            with verified_copy(point.path / "algo") as safe_copy:
                 algo.restore_from_path(str(safe_copy))
         # Drop events a killed run wrote after its last checkpoint (TensorBoard purges >= purge_step),
         # or, on a fresh start, those of an attempt killed before its first checkpoint.
-        writer = RunWriter(run_dir / "tb", purge_step=prior["env_steps"] + 1 if ckpt else (1 if (run_dir / "tb").exists() else None))
-        shown = (data.train_images, data.train_labels) if rl.log_private_faces else (public, data.split.public.labels)
-        examples = masked_examples(cfg, *shown, rl.k_choices, originals=rl.log_original_faces)
-        examples_name = examples_tag(rl.log_private_faces, rl.log_original_faces)
-        print(f"TensorBoard: tensorboard --logdir {run_dir / 'tb'}", flush=True)
-        start_iter = algo.iteration
-        end_iter = rl.iterations if stop_after is None else min(rl.iterations, start_iter + stop_after)
-        env_steps = prior["env_steps"]
-        iteration_seconds = []
-        lost = int(point.fr_state.get("steps_lost_to_restarts", 0)) if point else 0  # reported already
-
-        def save(iteration: int) -> None:
-            state = {"iteration": iteration, "env_steps": env_steps, "wall_seconds": prior["wall_seconds"] + time.perf_counter() - t0}
-            state["fr_steps"] = int(fr.call("status")["fr_step"])
-            write_checkpoint(run_dir, algo, fr, state)
-
-        bar = tqdm(range(start_iter, end_iter), desc="train (PPO iterations)", disable=not progress, dynamic_ncols=True, initial=0)
-        for it in bar:
-            saved = False
-            with stop.deferred():  # a first SIGTERM/SIGINT waits for this iteration and its checkpoint
-                t_iter = time.perf_counter()
-                result = algo.train()
-                iteration_seconds.append(time.perf_counter() - t_iter)
-                if after_iteration is not None:
-                    after_iteration(it + 1, iteration_seconds[-1])
-                runners = result.get("env_runners") or {}
-                if "num_env_steps_sampled_lifetime" not in runners:  # no sample within rl.sample_timeout_s
-                    print(f"rl-mask: warning: iteration {it + 1} returned no env-runner results (sampling took over rl.sample_timeout_s={rl.sample_timeout_s:g} s?)", flush=True)
-                env_steps = int(runners.get("num_env_steps_sampled_lifetime", env_steps))
-                if group is not None and group.heal():
-                    print(f"rl-mask: FR group re-formed after a worker restart ({group.reformed} so far)", flush=True)
-                owner_records = drain_env_logs(algo)
-                writer.scalars(ppo_scalars(result), env_steps)
-                ours = {**fr_scalars(fr.call("drain_log")), **owner_scalars(owner_records, space)}
-                writer.scalars(ours, env_steps)
-                writer.k_histogram([r["k"] for r in owner_records], env_steps)
-                now_lost = int(fr.call("info").get("steps_lost_to_restarts", 0))
-                writer.scalars({"fr/steps_lost_to_restarts": float(now_lost)}, env_steps)
-                if now_lost > lost:
-                    print(f"rl-mask: warning: the FR actor restarted and lost {now_lost - lost} FR step(s) ({now_lost} in this run)", flush=True)
-                lost = now_lost
-                if (it + 1) % rl.image_every == 0 or it == start_iter:
-                    writer.images(examples_name, examples, env_steps)
-                if "mask/k_mean" in ours and "fr/loss" in ours:
-                    bar.set_postfix(k=f"{ours['mask/k_mean']:.2f}", leak=f"{ours.get('mask/leak', float('nan')):.2f}", loss=f"{ours['fr/loss']:.2f}", acc=f"{ours['fr/val_identification_acc']:.2f}")
-                if (it + 1) % rl.checkpoint_every == 0 or it + 1 == end_iter or stop.requested is not None:
-                    save(it + 1)
-                    saved = True
-            if stop.requested is not None:
-                if not saved:  # the signal came after the checkpoint decision
-                    save(it + 1)
-                print(f"rl-mask: stopped after iteration {it + 1}; checkpoint {(run_dir / 'checkpoints' / 'latest').read_text()} written, continue with --resume {run_dir}", flush=True)
-                stop.stop_if_requested()
+        writer = RunWriter(run_dir / "tb", purge_step=prior["env_steps"] + 1 if point else (1 if (run_dir / "tb").exists() else None))
+        loop = RunLoop(cfg, data, public, run_dir, algo, runtime, writer, prior, point, t0)
+        end_iter = rl.iterations if stop_after is None else min(rl.iterations, algo.iteration + stop_after)
+        loop.run(end_iter, stop, progress, after_iteration)
         finished = algo.iteration >= rl.iterations
-        summary = finalize(cfg, defence, data, run_dir, algo, fr, attacker, judge_path, env_steps, prior["wall_seconds"] + time.perf_counter() - t0, finished, writer, iteration_seconds)
-        return summary
+        wall = prior["wall_seconds"] + time.perf_counter() - t0
+        return finalize(cfg, defence, data, run_dir, algo, runtime.fr, runtime.attacker, judge_path, loop.env_steps, wall, finished, writer, loop.iteration_seconds)
     except KeyboardInterrupt as exc:
         raise stop.interrupted(exc) from None
     finally:
@@ -277,19 +174,123 @@ def train(
                 writer.close()
             if algo is not None:
                 algo.stop()
-            if debug:
-                LOCAL_SERVICES.pop(fr_name, None)
-                LOCAL_SERVICES.pop(attacker_name, None)
-            else:
-                if group is not None:
-                    group.kill()
-                if attacker is not None:
-                    ray.kill(attacker.target, no_restart=True)
+            if runtime is not None:
+                runtime.close()
         finally:
             if local_ray is not None:
                 ray.shutdown()
                 local_ray.stop()
             stop.__exit__(None, None, None)
+
+
+def check_run_folder(run_dir: Path, resume: bool, retry: bool) -> ResumePoint | None:
+    """The checkpoint a resume starts from; refuses a folder that cannot take this run."""
+    point = resume_point(run_dir) if resume else None
+    if resume and point is None:
+        raise ConfigError(f"--resume {run_dir}: no complete checkpoint under checkpoints/")
+    if not resume and holds_run(run_dir):
+        raise ConfigError(f"--out {run_dir} already holds a run; pass --resume {run_dir} to continue it, or another --out")
+    if not resume:  # before anything is loaded: a used folder or a file fails in one line
+        check_out_dir(run_dir, ATTEMPT_FILES if retry else frozenset())
+    return point
+
+
+def open_run(cfg: Config, run_dir: Path, point: ResumePoint | None, retry: bool) -> tuple[Config, PrivateData]:
+    """Load the faces, claim the run folder and write the config that runs; returns both."""
+    # The data root is resolved here, once: env runners and the FR actor get this absolute
+    # path in the config, not whatever their own environment would resolve.
+    cfg = copy.deepcopy(cfg)
+    cfg.data.root = os.path.abspath(cfg.data.resolved_root())
+    data = prepare_data(cfg)  # the faces load and split as configured
+    if point:
+        os.chmod(run_dir, RUN_DIR_MODE)  # owner-only, also for a run folder written before this rule
+    else:
+        claim_out_dir(run_dir, ATTEMPT_FILES if retry else frozenset())
+    save_config(cfg, run_dir / "config.yaml")
+    # A resumed run restarts from its checkpoint: an autosave written after it is out of step.
+    autosave_path(run_dir).unlink(missing_ok=True)
+    progress_path(run_dir).unlink(missing_ok=True)
+    if retry and not point:  # left by an attempt of this run killed before its first checkpoint
+        shutil.rmtree(boundary_dir(run_dir), ignore_errors=True)
+    return cfg, data
+
+
+def send_evaluation_setup(fr: FRClient, validation, run_dir: Path, point: ResumePoint | None) -> None:
+    """Every FR worker gets the checkpoint's FR state (on resume) and the validation message:
+    any of them may have to hand its state on. Also fails fast if an actor cannot start."""
+    record_evaluation(run_dir, validation)
+    for target in fr.targets:
+        if point:
+            FRClient(target).call("set_state", point.fr_state)
+        FRClient(target).call("set_validation", validation)
+
+
+class RunLoop:
+    """PPO iterations with their TensorBoard records and checkpoints (``train``'s loop)."""
+
+    def __init__(self, cfg: Config, data: PrivateData, public, run_dir: Path, algo, runtime: Runtime, writer: RunWriter, prior: dict, point: ResumePoint | None, t0: float):
+        rl = cfg.rl
+        self.rl, self.run_dir, self.algo, self.runtime, self.writer = rl, run_dir, algo, runtime, writer
+        self.prior, self.t0 = prior, t0
+        self.space = SettingsSpace.from_config(rl)
+        shown = (data.train_images, data.train_labels) if rl.log_private_faces else (public, data.split.public.labels)
+        self.examples = masked_examples(cfg, *shown, rl.k_choices, originals=rl.log_original_faces)
+        self.examples_name = examples_tag(rl.log_private_faces, rl.log_original_faces)
+        self.env_steps = prior["env_steps"]
+        self.iteration_seconds: list[float] = []
+        self.lost = int(point.fr_state.get("steps_lost_to_restarts", 0)) if point else 0  # reported already
+
+    def run(self, end_iter: int, stop: GracefulStop, progress: bool, after_iteration: Callable[[int, float], None] | None) -> None:
+        print(f"TensorBoard: tensorboard --logdir {self.run_dir / 'tb'}", flush=True)
+        start_iter = self.algo.iteration
+        bar = tqdm(range(start_iter, end_iter), desc="train (PPO iterations)", disable=not progress, dynamic_ncols=True, initial=0)
+        for it in bar:
+            saved = False
+            with stop.deferred():  # a first SIGTERM/SIGINT waits for this iteration and its checkpoint
+                t_iter = time.perf_counter()
+                result = self.algo.train()
+                self.iteration_seconds.append(time.perf_counter() - t_iter)
+                if after_iteration is not None:
+                    after_iteration(it + 1, self.iteration_seconds[-1])
+                self.runtime.heal()
+                ours = self.log(it, result, first=it == start_iter)
+                if "mask/k_mean" in ours and "fr/loss" in ours:
+                    bar.set_postfix(k=f"{ours['mask/k_mean']:.2f}", leak=f"{ours.get('mask/leak', float('nan')):.2f}", loss=f"{ours['fr/loss']:.2f}", acc=f"{ours['fr/val_identification_acc']:.2f}")
+                if (it + 1) % self.rl.checkpoint_every == 0 or it + 1 == end_iter or stop.requested is not None:
+                    self.save(it + 1)
+                    saved = True
+            if stop.requested is not None:
+                if not saved:  # the signal came after the checkpoint decision
+                    self.save(it + 1)
+                print(f"rl-mask: stopped after iteration {it + 1}; checkpoint {(self.run_dir / 'checkpoints' / 'latest').read_text()} written, continue with --resume {self.run_dir}", flush=True)
+                stop.stop_if_requested()
+
+    def log(self, it: int, result: dict, first: bool) -> dict:
+        """One iteration's TensorBoard records (PPO's, the FR server's, the owner's); returns ours."""
+        rl, writer = self.rl, self.writer
+        runners = result.get("env_runners") or {}
+        if "num_env_steps_sampled_lifetime" not in runners:  # no sample within rl.sample_timeout_s
+            print(f"rl-mask: warning: iteration {it + 1} returned no env-runner results (sampling took over rl.sample_timeout_s={rl.sample_timeout_s:g} s?)", flush=True)
+        self.env_steps = env_steps = int(runners.get("num_env_steps_sampled_lifetime", self.env_steps))
+        fr = self.runtime.fr
+        owner_records = drain_env_logs(self.algo)
+        writer.scalars(ppo_scalars(result), env_steps)
+        ours = {**fr_scalars(fr.call("drain_log")), **owner_scalars(owner_records, self.space)}
+        writer.scalars(ours, env_steps)
+        writer.k_histogram([r["k"] for r in owner_records], env_steps)
+        now_lost = int(fr.call("info").get("steps_lost_to_restarts", 0))
+        writer.scalars({"fr/steps_lost_to_restarts": float(now_lost)}, env_steps)
+        if now_lost > self.lost:
+            print(f"rl-mask: warning: the FR actor restarted and lost {now_lost - self.lost} FR step(s) ({now_lost} in this run)", flush=True)
+        self.lost = now_lost
+        if (it + 1) % rl.image_every == 0 or first:
+            writer.images(self.examples_name, self.examples, env_steps)
+        return ours
+
+    def save(self, iteration: int) -> None:
+        state = {"iteration": iteration, "env_steps": self.env_steps, "wall_seconds": self.prior["wall_seconds"] + time.perf_counter() - self.t0}
+        state["fr_steps"] = int(self.runtime.fr.call("status")["fr_step"])
+        write_checkpoint(self.run_dir, self.algo, self.runtime.fr, state)
 
 
 def finalize(cfg: Config, defence, data: PrivateData, run_dir: Path, algo, fr: FRClient, attacker: FRClient | None, judge_path: str | None, env_steps: int, wall: float, finished: bool, writer: RunWriter, iteration_seconds: list[float]) -> dict:

@@ -23,7 +23,7 @@ class EvalMessageView(Defence):
     def encode_train(self, images: torch.Tensor, labels: torch.Tensor, generator: torch.Generator | None = None) -> MaskedBatch:
         n = images.shape[0]
         own = torch.arange(n)[:, None]
-        return MaskedBatch(self.defence.encode_eval(images), labels[:, None], torch.ones(n, 1), own)
+        return MaskedBatch.of(self.defence.encode_eval(images), labels[:, None], torch.ones(n, 1), own)
 
     def encode_eval(self, images: torch.Tensor) -> torch.Tensor:
         return self.defence.encode_eval(images)

@@ -33,17 +33,10 @@ import torch
 
 from rl_mask.checkpoint import atomic_write_bytes
 from rl_mask.config import ConfigError
-from rl_mask.owner.masking import MaskedBatch
-from rl_mask.owner.recorder import boundary_dir, read_boundary
-from rl_mask.owner.settings import MaskSettings
+from rl_mask.owner.recorder import boundary_dir, read_boundary, recorded_batch
 from rl_mask.owner.stream import TrainingStream, concat_masked, prepare_data
 from rl_mask.protocol import ProtectedBatch, concat_protected
 from rl_mask.run_folder import read_run
-
-
-def _settings(record: dict) -> MaskSettings | None:
-    raw = json.loads(record.get("owner_settings", "null"))
-    return MaskSettings(**raw) if raw else None
 
 
 def export_masked(run_dir: str | Path, out_file: str | Path, batches: int | None = None, data_root: str | None = None) -> dict:
@@ -74,7 +67,7 @@ def export_masked(run_dir: str | Path, out_file: str | Path, batches: int | None
             raise ConfigError(f"{run.path}: an rl-mask train run with no recorded batches under {boundary_dir(run.path)} (rl.record_masked_batches was 0?)")
         recorded = recorded[:batches] if batches else recorded
         crossed = [ProtectedBatch(m["inputs"], m["labels"], m["weights"]) for m in recorded]
-        drawn = [MaskedBatch(m["inputs"], m.get("owner_labels", m["labels"]), m.get("owner_weights", m["weights"]), m["owner_sources"], settings=_settings(m)) for m in recorded]
+        drawn = [recorded_batch(m) for m in recorded]
         senders = sorted({m["owner_sender"] for m in recorded})
         how = f"the batches this rl-mask train run's env runners sent to the FR server, recorded as sent ({len(drawn)} from {', '.join(senders)})"
         size = None

@@ -9,8 +9,8 @@
    distinct partners, weights from Dirichlet(alpha) or InstaHide-style normalised |N(0,1)|,
    redrawn until no weight exceeds ``cap``; optional random sign flips of every coefficient.
 
-The result carries the provenance (which faces, which weights) so that training can use the
-mixed labels and evaluation knows the dominant face. ``k = 1`` is masking without mixing (and
+The result holds the message that crosses and the owner's provenance (which faces, which
+weights), so that the owner's judge and the benchmark know the dominant face. ``k = 1`` is masking without mixing (and
 without sign flips): what held-out and inference images get.
 
 ``mix`` is shared with the pixel-domain baselines (MixUp, InstaHide).
@@ -40,19 +40,51 @@ _MAX_WEIGHT_REDRAWS = 10_000
 class MaskedBatch:
     """A protected batch and its provenance: the data owner's own record of a batch.
 
-    ``inputs[i]`` mixes ``sources[i, j]`` (positions in the batch given to the mask) with
-    weights ``weights[i, j]``; ``labels[i, j]`` is the identity of ``sources[i, j]``.
-    ``sources`` never leaves the owner: ``protected()`` is what crosses to the FR server
-    (with ``hard_labels``, only the dominant face's identity crosses, not ``labels``/``weights``).
-    ``settings``: the per-batch knobs it was made with (``rl_mask.owner.settings``), if any.
+    ``sent`` is the ``ProtectedBatch`` exactly as it crosses to the FR server. The owner adds
+    what never crosses: ``sources[i, j]``, the position (in the batch given to the mask) of
+    the face in column j of row i; the per-batch ``settings`` it was made with
+    (``rl_mask.owner.settings``), if any; and, only where they differ from what was sent
+    (``hard_labels``: just the dominant identity crosses, with weight 1), every mixed face's
+    ``owner_labels`` and ``owner_weights``. ``labels`` / ``weights`` read the owner's full record.
     """
 
-    inputs: torch.Tensor  # [B, C, h, w]
-    labels: torch.Tensor  # [B, k] long
-    weights: torch.Tensor  # [B, k] float, rows sum to 1
+    sent: ProtectedBatch
     sources: torch.Tensor  # [B, k] long
-    hard_labels: bool = False
     settings: MaskSettings | None = None
+    owner_labels: torch.Tensor | None = None  # [B, k] long, when not sent as they are
+    owner_weights: torch.Tensor | None = None  # [B, k] float, rows sum to 1
+
+    def __post_init__(self) -> None:
+        if (self.owner_labels is None) != (self.owner_weights is None):
+            raise ValueError("MaskedBatch: owner_labels and owner_weights are kept together (both or neither)")
+
+    @classmethod
+    def of(cls, inputs: torch.Tensor, labels: torch.Tensor, weights: torch.Tensor, sources: torch.Tensor, *, hard_labels: bool = False, settings: MaskSettings | None = None) -> "MaskedBatch":
+        """The record of mixed ``inputs`` whose row i mixes faces ``sources[i]`` (identities
+        ``labels[i]``) with ``weights[i]``; ``hard_labels``: only each row's dominant identity crosses."""
+        if not hard_labels:
+            return cls(ProtectedBatch(inputs, labels, weights), sources, settings)
+        dominant = labels.gather(1, weights.argmax(dim=1, keepdim=True))
+        sent = ProtectedBatch(inputs, dominant, torch.ones(labels.shape[0], 1, dtype=weights.dtype, device=weights.device))
+        return cls(sent, sources, settings, labels, weights)
+
+    @property
+    def inputs(self) -> torch.Tensor:
+        return self.sent.inputs
+
+    @property
+    def labels(self) -> torch.Tensor:
+        """Every mixed face's identity, ``[B, k]`` (also where only the dominant one crossed)."""
+        return self.sent.labels if self.owner_labels is None else self.owner_labels
+
+    @property
+    def weights(self) -> torch.Tensor:
+        """Every mixed face's weight, ``[B, k]``."""
+        return self.sent.weights if self.owner_weights is None else self.owner_weights
+
+    @property
+    def hard_labels(self) -> bool:
+        return self.owner_labels is not None
 
     @property
     def k(self) -> int:
@@ -80,15 +112,17 @@ class MaskedBatch:
         """Provenance in another index space (e.g. data-set indices of the batch's faces)."""
         return replace(self, sources=ids.to(self.sources.device)[self.sources])
 
+    def with_settings(self, settings: MaskSettings) -> "MaskedBatch":
+        """This batch as made with ``settings`` (``labels='hard'``: only the dominant identity crosses)."""
+        return MaskedBatch.of(self.inputs, self.labels, self.weights, self.sources, hard_labels=settings.labels == "hard", settings=settings)
+
     def protected(self) -> ProtectedBatch:
-        """The message that crosses to the FR server: everything but the provenance (and,
-        with ``hard_labels``, only each row's dominant identity, with weight 1)."""
-        if self.hard_labels:
-            return ProtectedBatch(self.inputs, self.dominant_label[:, None].clone(), torch.ones(self.labels.shape[0], 1, dtype=self.weights.dtype, device=self.weights.device))
-        return ProtectedBatch(self.inputs, self.labels, self.weights)
+        """The message that crosses to the FR server: everything but the provenance."""
+        return self.sent
 
     def to(self, device: torch.device | str) -> "MaskedBatch":
-        return replace(self, **{name: getattr(self, name).to(device) for name in ("inputs", "labels", "weights", "sources")})
+        owner = {name: getattr(self, name).to(device) for name in ("owner_labels", "owner_weights") if getattr(self, name) is not None}
+        return replace(self, sent=self.sent.to(device), sources=self.sources.to(device), **owner)
 
 
 def _numpy_rng(generator: torch.Generator | None) -> np.random.Generator:
@@ -182,7 +216,7 @@ def mix(
             flipped = torch.rand(out.shape, generator=generator) < p_flip
             out = out * (1 - 2 * flipped.to(out.device, out.dtype))
     labels = labels.to(sources.device)
-    return MaskedBatch(out, labels[sources], w, sources)
+    return MaskedBatch.of(out, labels[sources], w, sources)
 
 
 def kept_channel_indices(removed: Sequence[int], planes: int) -> torch.Tensor:
@@ -304,7 +338,7 @@ class HybridMask:
             else:  # the channels are removed in the DCT basis, then keyed again
                 masked = self.key.apply(self.key.invert(masked).index_fill(1, extra, 0.0))
         out = mix(masked, labels, settings.k, weights=self.weights, alpha=settings.alpha, cap=self.cap, flip_prob=settings.flip, generator=generator)
-        return replace(out, hard_labels=settings.labels == "hard", settings=settings)
+        return out.with_settings(settings)
 
     def to_pixels(self, masked: torch.Tensor) -> torch.Tensor:
         """What a person sees of a masked tensor: removed channels zeroed, inverse DCT."""

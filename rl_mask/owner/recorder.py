@@ -15,8 +15,11 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import torch
+
 from rl_mask.checkpoint import load_checkpoint, save_checkpoint
 from rl_mask.owner.masking import MaskedBatch
+from rl_mask.owner.settings import MaskSettings
 from rl_mask.protocol import ProtectedBatch, ProtectedEvalSet
 
 BOUNDARY_DIR = "boundary"
@@ -57,6 +60,16 @@ def read_boundary(run_dir: str | Path) -> list[dict]:
         for i, msg in enumerate(load_checkpoint(path, required=("messages",))["messages"]):
             out.append({**msg, "owner_sender": path.stem, "owner_sequence": i})
     return out
+
+
+def recorded_batch(record: dict) -> MaskedBatch:
+    """The owner's record of one message ``read_boundary`` returned (``BoundaryRecorder.record``'s inverse)."""
+    sent = ProtectedBatch(record["inputs"], record["labels"], record["weights"])
+    raw = json.loads(record.get("owner_settings", "null"))
+    labels, weights = record.get("owner_labels", sent.labels), record.get("owner_weights", sent.weights)
+    same = labels.shape == sent.labels.shape and torch.equal(labels, sent.labels) and torch.equal(weights, sent.weights)
+    owner = (None, None) if same else (labels, weights)
+    return MaskedBatch(sent, record["owner_sources"], MaskSettings(**raw) if raw else None, *owner)
 
 
 def record_evaluation(run_dir: str | Path, message: ProtectedEvalSet) -> None:

@@ -16,7 +16,7 @@ from rl_mask.owner.data import BatchSampler, FaceSplit, PoissonSampler, augment,
 from rl_mask.owner.defences import Defence
 from rl_mask.owner.masking import MaskedBatch
 from rl_mask.owner.settings import MaskSettings
-from rl_mask.protocol import ProtectedBatch, concat_protected, pad_columns
+from rl_mask.protocol import concat_protected, pad_columns
 
 
 @dataclass
@@ -115,7 +115,7 @@ class TrainingStream:
         encoding, when the caller has it already)."""
         if len(idx) == 0:  # an empty Poisson batch (DP-SGD): nothing leaves, the step still counts
             none = torch.empty(0, 1, dtype=torch.long)
-            return TrainingBatch(idx, images, MaskedBatch(self.defence.encode_eval(images), none, torch.empty(0, 1), none))
+            return TrainingBatch(idx, images, MaskedBatch.of(self.defence.encode_eval(images), none, torch.empty(0, 1), none))
         kwargs = {} if k is None else {"k": k}
         if settings is not None:
             kwargs["settings"] = settings
@@ -137,11 +137,18 @@ class TrainingStream:
 
 
 def concat_masked(batches: list[MaskedBatch]) -> MaskedBatch:
-    """Several masked batches as one, the owner's full record (``concat_protected`` of every
-    row's k labels and weights, whatever crossed; the sources padded with -1)."""
+    """Several masked batches as one: the messages as ``concat_protected`` joins them, the
+    owner's record (every row's k labels and weights, sources) padded alike (label and source
+    -1, weight 0)."""
     kept = [b for b in batches if b.inputs.shape[0] > 0]
-    joined = concat_protected([ProtectedBatch(b.inputs, b.labels, b.weights) for b in kept])
-    return MaskedBatch(joined.inputs, joined.labels, joined.weights, torch.cat([pad_columns(b.sources, joined.k, -1) for b in kept]))
+    sent = concat_protected([b.sent for b in kept])
+    k = max(b.k for b in kept)
+    sources = torch.cat([pad_columns(b.sources, k, -1) for b in kept])
+    if not any(b.hard_labels for b in kept):
+        return MaskedBatch(sent, sources)
+    labels = torch.cat([pad_columns(b.labels, k, -1) for b in kept])
+    weights = torch.cat([pad_columns(b.weights, k, 0.0) for b in kept])
+    return MaskedBatch(sent, sources, owner_labels=labels, owner_weights=weights)
 
 
 def concat_batches(batches: list[TrainingBatch]) -> tuple[MaskedBatch, torch.Tensor]:
