@@ -1,4 +1,5 @@
-"""The shared FR network as a service: what the Ray FR actor hosts, usable without Ray.
+"""The shared FR network as a service: what the Ray FR actor hosts, and what ``train-fr`` and
+the benchmark's rows train through in-process, so that one code path trains every FR job.
 
 The FR server's side of the door. It is built from a ``TrainingSetup``, trains on
 ``ProtectedBatch`` messages (and refuses anything else): one step per message, or, with
