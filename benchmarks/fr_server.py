@@ -12,9 +12,12 @@ own code, no Ray import.
    ``ProtectedBatch`` to one ``FRService`` with ``fr.rows_per_step`` = R (``step_queue``: the
    batches queued while it is busy share one step), as the env runners of a run do; FR
    images/s over ``--seconds``, and its fraction of (1) at the same rows per step.
+3. **Mixed precision.** (1) at ``--precision-rows`` rows (4,096) for ``fr.precision`` fp32,
+   bf16, and bf16 with ``fr.channels_last`` (issue 19: bf16 alone was slower than fp32 on an
+   H200, bf16 with channels-last faster).
 
     python benchmarks/fr_server.py --device cuda --rows 64,256,1024,4096 [--out ...json]
-    python benchmarks/fr_server.py --device cpu --rows 64,128 --seconds 5 --quick   # a CPU check
+    python benchmarks/fr_server.py --device cpu --rows 64,128 --seconds 5 --precision-rows 128 --quick   # a CPU check
 """
 
 from __future__ import annotations
@@ -83,6 +86,24 @@ def rows_per_step(cfg: Config, data, device: torch.device, rows: int, steps: int
     return {"rows_per_step": rows, "messages_per_step": per_step, "ms_per_step": 1000 * step_s, "images_per_s": rows / step_s}
 
 
+#: fr.precision and fr.channels_last of the mixed-precision measurement, by name.
+PRECISIONS = {"fp32": ("fp32", False), "bf16": ("bf16", False), "bf16+channels_last": ("bf16", True)}
+
+
+def precisions(cfg: Config, data, device: torch.device, rows: int, steps: int) -> list[dict]:
+    """(1) at ``rows`` rows per step under each of ``PRECISIONS``, in one process."""
+    out = []
+    for name, (precision, channels_last) in PRECISIONS.items():
+        c = copy.deepcopy(cfg)
+        c.fr.precision, c.fr.channels_last = precision, channels_last
+        out.append({"precision": name, **rows_per_step(c.validate(), data, device, rows, steps)})
+        print(json.dumps(out[-1]), flush=True)
+    fp32 = out[0]["images_per_s"]
+    for row in out:
+        row["speedup_over_fp32"] = row["images_per_s"] / fp32
+    return out
+
+
 def owner_fed(cfg: Config, data, device: torch.device, rows: int, feeders: int, seconds: float, wait_s: float) -> dict:
     """The aggregated server fed by ``feeders`` owner threads for ``seconds``."""
     owners = [Owner(cfg, data, seed=1000 + i) for i in range(feeders)]
@@ -127,6 +148,7 @@ def main() -> None:
     parser.add_argument("--feeders", type=int, default=0, help="owner threads (0: 2 x the messages of a step, at most 32)")
     parser.add_argument("--wait-ms", type=float, default=20.0, help="fr.step_wait_ms of the owner-fed server")
     parser.add_argument("--threads", type=int, default=0, help="torch CPU threads (0: torch's default)")
+    parser.add_argument("--precision-rows", type=int, default=4096, help="rows per step of the mixed-precision measurement (0: skip it)")
     parser.add_argument("--quick", action="store_true", help="a small FR network (a check that the script runs, not a figure)")
     parser.add_argument("--out", default="")
     args = parser.parse_args()
@@ -150,10 +172,12 @@ def main() -> None:
         "quick_model": args.quick,
         "rows_per_step": [],
         "owner_fed": [],
+        "precision": [],
     }
-    for rows in [int(r) for r in args.rows.split(",")]:
+    for rows in [int(r) for r in args.rows.split(",")] + [args.precision_rows]:
         if rows % cfg.fr.batch_size:
-            raise SystemExit(f"--rows {rows}: a multiple of fr.batch_size ({cfg.fr.batch_size}) (a batch is never split)")
+            raise SystemExit(f"--rows/--precision-rows {rows}: a multiple of fr.batch_size ({cfg.fr.batch_size}) (a batch is never split)")
+    for rows in [int(r) for r in args.rows.split(",")]:
         plain = rows_per_step(cfg, data, device, rows, args.steps)
         out["rows_per_step"].append(plain)
         print(json.dumps(plain), flush=True)
@@ -162,6 +186,8 @@ def main() -> None:
         fed["fraction_of_plain_at_same_rows"] = fed["images_per_s"] / plain["images_per_s"]
         out["owner_fed"].append(fed)
         print(json.dumps(fed), flush=True)
+    if args.precision_rows:
+        out["precision"] = precisions(cfg, data, device, args.precision_rows, args.steps)
     out["ray_imported"] = "ray" in sys.modules  # the point of this script: False
     if device.type == "cuda":
         out["gpu_peak_memory_mb"] = torch.cuda.max_memory_allocated(device) / 2**20

@@ -1,8 +1,10 @@
 """``rl-mask train-fr``: the FR network trained for N steps under one fixed defence, no Ray.
 
 Both roles run in this one process, with the door between them: the data owner's
-``TrainingStream`` makes each batch, only its ``ProtectedBatch`` reaches the server's
-``FRTrainer``; the final evaluation sends the k = 1 encodings of the test split.
+``TrainingStream`` makes each batch, only its ``ProtectedBatch`` reaches the FR server, the
+same ``FRService`` the pipeline's FR actor hosts (so its door check, aggregated steps of
+``fr.rows_per_step`` rows, DP-SGD choice and step log train every job); the final evaluation
+sends the k = 1 encodings of the test split. The benchmark trains its rows through here.
 """
 
 from __future__ import annotations
@@ -19,9 +21,8 @@ from rl_mask.config import Config, save_config
 from rl_mask.owner.defences import Defence, build_defence
 from rl_mask.owner.messages import final_test_set, training_setup
 from rl_mask.owner.stream import PrivateData, TrainingStream, prepare_data
-from rl_mask.protocol import ProtectedEvalSet
 from rl_mask.run_folder import claim_out_dir
-from rl_mask.server.trainer import FRTrainer, resolve_device, trainer_for
+from rl_mask.server.service import FRService
 
 
 def set_threads(threads: int) -> None:
@@ -29,9 +30,11 @@ def set_threads(threads: int) -> None:
         torch.set_num_threads(threads)
 
 
-def evaluate(trainer: FRTrainer, eval_set: ProtectedEvalSet) -> dict:
-    """Identification and verification of an owner-sent evaluation set."""
-    return trainer.evaluate(eval_set.inputs, eval_set.labels, eval_set.pairs, eval_set.same)
+def step_loss(answers: list[dict], rows: list[int]) -> float:
+    """The loss of one step over all its rows, from the service's answer to each message."""
+    if len(answers) == 1:
+        return answers[0]["loss"]
+    return sum(a["loss"] * n for a, n in zip(answers, rows)) / max(1, sum(rows))
 
 
 def train_fr(cfg: Config, out_dir: str | Path, defence: Defence | None = None, progress: bool = True, data: PrivateData | None = None) -> dict:
@@ -43,21 +46,26 @@ def train_fr(cfg: Config, out_dir: str | Path, defence: Defence | None = None, p
     save_config(cfg, out / "config.yaml")
     set_threads(cfg.fr.threads)
     defence = defence or build_defence(cfg)
-    device = resolve_device(cfg.fr.device)
-    trainer = trainer_for(training_setup(cfg, defence, data), device)
+    service = FRService(training_setup(cfg, defence, data))
     stream = TrainingStream(cfg, defence, data)
     evaluation = final_test_set(defence, data)
+    per_step = service.messages_per_step(cfg.fr.batch_size)
     history = []
     metrics: dict = {}
-    bar = tqdm(range(cfg.fr.steps), desc=f"train-fr [{defence.name}]", disable=not progress, dynamic_ncols=True)
-    for step in bar:
-        loss = trainer.train_step(stream.next().masked.protected())
-        if (step + 1) % cfg.fr.eval_every == 0 or step + 1 == cfg.fr.steps:
-            metrics = evaluate(trainer, evaluation)
-            history.append({"step": step + 1, "loss": loss, **metrics})
-            save_checkpoint({"trainer": trainer.state_dict(), **stream.state_dict()}, out / "checkpoints" / "fr_state.pt")
+    bar = tqdm(total=cfg.fr.steps, desc=f"train-fr [{defence.name}]", disable=not progress, dynamic_ncols=True)
+    while service.fr_step < cfg.fr.steps:
+        sent = [stream.next().masked.protected() for _ in range(per_step)]
+        loss = step_loss(service.train_messages(sent), [len(b) for b in sent])
+        service.drain_log()  # train-fr writes no TensorBoard: the log must not grow for the whole run
+        bar.update(1)
+        step = service.fr_step
+        if step % cfg.fr.eval_every == 0 or step == cfg.fr.steps:
+            metrics = service.evaluate(evaluation)
+            history.append({"step": step, "loss": loss, **metrics})
+            save_checkpoint({**service.get_state(), **stream.state_dict()}, out / "checkpoints" / "fr_state.pt")
             bar.set_postfix(loss=f"{loss:.3f}", acc=f"{metrics['identification_acc']:.3f}")
-    save_checkpoint(trainer.weights(), out / "fr.pt")
+    bar.close()
+    save_checkpoint(service.weights(), out / "fr.pt")
     seconds = time.perf_counter() - started
     summary = {
         "strategy": defence.name,
@@ -65,18 +73,18 @@ def train_fr(cfg: Config, out_dir: str | Path, defence: Defence | None = None, p
         "identification_acc": metrics["identification_acc"],
         "identification_top5": metrics["identification_top5"],
         "verification_acc": metrics["verification_acc"],
-        "fr_steps": trainer.step,
+        "fr_steps": service.fr_step,
         "batch_size": cfg.fr.batch_size,
         "private_identities": data.num_classes,
         "train_images": len(data.train_labels),
         "test_images": len(data.test_labels),
         "verification_pairs": len(data.same),
-        "device": str(device),
+        "device": str(service.device),
         "wall_seconds": round(seconds, 2),
         "history": history,
         "config": cfg.to_dict(),
     }
     if defence.private_training:
-        summary["dp"] = trainer.privacy()
+        summary["dp"] = service.privacy()
     atomic_write_text(out / "summary.json", json.dumps(summary, indent=2))
     return summary

@@ -13,7 +13,8 @@ from rl_mask.config import STRATEGIES, Config
 from rl_mask.owner.defences import INSTAHIDE_CAP, build_defence
 from rl_mask.owner.masking import mix
 from rl_mask.owner.stream import TrainingStream
-from rl_mask.server.trainer import FRTrainer, load_fr_model
+from rl_mask.server.service import FRService
+from rl_mask.server.trainer import load_fr_model
 from rl_mask.train_fr import train_fr
 
 
@@ -75,19 +76,23 @@ def test_dpsgd_uses_poisson_batches():
     assert len(set(sizes)) > 1 and 40 < sum(sizes) / len(sizes) < 90  # ~ Binomial(120, 64/120)
 
 
-def test_train_fr_replays_the_training_stream_exactly(tmp_path, monkeypatch):
-    """What train-fr trains on is exactly what TrainingStream (export, attacks) replays."""
-    seen = []
-    original = FRTrainer.train_step
+@pytest.mark.parametrize("rows_per_step, per_step", [(0, 1), (128, 2)])
+def test_train_fr_replays_the_training_stream_exactly(tmp_path, monkeypatch, rows_per_step, per_step):
+    """What train-fr trains on is exactly what TrainingStream (export, attacks) replays, sent
+    through the FR service the pipeline uses: with ``fr.rows_per_step``, in aggregated steps."""
+    seen, steps = [], []
+    original = FRService.train_messages
 
-    def capture(self, batch):
-        seen.append(batch.inputs.clone())
-        return original(self, batch)
+    def capture(self, batches):
+        seen.extend(b.inputs.clone() for b in batches)
+        steps.append(len(batches))
+        return original(self, batches)
 
-    monkeypatch.setattr(FRTrainer, "train_step", capture)
-    cfg = H.tiny_config(steps=3, eval_every=3)
+    monkeypatch.setattr(FRService, "train_messages", capture)
+    cfg = H.tiny_config(steps=3, eval_every=3, rows_per_step=rows_per_step)
     defence = build_defence(cfg, "instahide")
-    train_fr(cfg, tmp_path, progress=False, data=H.data(), defence=defence)
+    summary = train_fr(cfg, tmp_path, progress=False, data=H.data(), defence=defence)
+    assert steps == [per_step] * 3 and summary["fr_steps"] == 3
     stream = TrainingStream(cfg, build_defence(cfg, "instahide"), H.data())
     for inputs in seen:
         assert torch.equal(inputs, stream.next().masked.inputs)

@@ -184,3 +184,20 @@ def test_the_step_queue_trains_concurrent_callers_in_one_step_or_after_the_wait(
     started = time.perf_counter()
     assert lonely.train_step(batches[3])["fr_step"] == 1
     assert 0.05 <= time.perf_counter() - started < 10
+
+
+def test_dpsgd_takes_one_poisson_batch_per_step(setup):
+    """DP-SGD's accountant counts one Poisson batch per step: the service never aggregates one."""
+    cfg, data, _, _, _ = setup
+    cfg = copy.deepcopy(cfg)
+    cfg.fr.rows_per_step = 4 * cfg.fr.batch_size
+    defence = build_defence(cfg, "dpsgd")
+    server = FRService(training_setup(cfg, defence, data, 10), "cpu")
+    assert server.messages_per_step(cfg.fr.batch_size) == 1
+    stream = TrainingStream(cfg, defence, data)
+    sent = [stream.next().masked.protected() for _ in range(2)]
+    with pytest.raises(ValueError, match="one Poisson batch per step"):
+        server.train_messages(sent)
+    assert server.fr_step == 0
+    server.train_messages(sent[:1])
+    assert server.fr_step == 1 and server.privacy()["steps"] == 1

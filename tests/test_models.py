@@ -73,3 +73,18 @@ def test_padding_columns_change_no_loss_and_no_gradient():
     assert torch.allclose(padded[1], torch.cat([a[1], b[1]]) / 2)
     assert torch.allclose(padded[2], (a[2] + b[2]) / 2, atol=1e-6)
 
+
+
+def test_the_head_stays_float32_under_bf16_autocast():
+    """Under autocast the backbone hands the head bf16 embeddings; the margin (and the loss) must
+    be computed in float32, where cos(theta + m) is resolved, and give the fp32 loss."""
+    torch.manual_seed(2)
+    head = ArcFaceHead(16, 10)
+    emb = torch.randn(8, 16).bfloat16()
+    y = torch.randint(0, 10, (8, 2))
+    w = torch.softmax(torch.randn(8, 2), 1)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        cosine = head.cosine(emb)
+        mixed = head.mixed_row_losses(emb, y, w)
+    assert cosine.dtype == mixed.dtype == torch.float32
+    assert torch.allclose(mixed, head.mixed_row_losses(emb.float(), y, w))

@@ -34,8 +34,7 @@ class MixedLoss(nn.Module):
         self.model = model
 
     def forward(self, inputs: torch.Tensor, labels: torch.Tensor, weights: torch.Tensor) -> torch.Tensor:
-        emb = self.model.embed(inputs)
-        return self.model.head.mixed_row_losses(emb, labels, weights.to(emb.dtype))
+        return self.model.head.mixed_row_losses(self.model.embed(inputs), labels, weights)
 
 
 def free_port() -> int:

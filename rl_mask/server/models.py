@@ -121,7 +121,10 @@ class ArcFaceHead(nn.Module):
         self._fallback = math.sin(math.pi - margin) * margin
 
     def cosine(self, embedding: torch.Tensor) -> torch.Tensor:
-        return F.linear(F.normalize(embedding), F.normalize(self.weight))
+        """``[B, classes]`` cosines, float32 even under autocast: the margin moves a cosine near 1
+        by less than bf16 resolves there (8 bits), and this product is small next to the backbone."""
+        with torch.autocast(embedding.device.type, enabled=False):
+            return F.linear(F.normalize(embedding.float()), F.normalize(self.weight.float()))
 
     def forward(self, embedding: torch.Tensor) -> torch.Tensor:
         """Logits without margin (inference)."""
@@ -133,7 +136,8 @@ class ArcFaceHead(nn.Module):
         sine = (1.0 - target.pow(2)).clamp_min(1e-7).sqrt()
         with_margin = target * self._cos_m - sine * self._sin_m
         with_margin = torch.where(target > self._threshold, with_margin, target - self._fallback)
-        # the margin is computed in float32 constants; under autocast the cosine may be bf16
+        # scatter needs one dtype: a caller's cosine of lower precision (DP's logits under
+        # autocast) must not meet a margin promoted to float32
         return self.scale * cosine.scatter(1, labels[:, None], with_margin.to(cosine.dtype))
 
     def mixed_loss(self, embedding: torch.Tensor, labels: torch.Tensor, weights: torch.Tensor) -> torch.Tensor:
@@ -148,7 +152,8 @@ class ArcFaceHead(nn.Module):
         k so that messages of different k share one step) adds nothing, to the loss or the gradient.
         """
         cosine = self.cosine(embedding)
-        loss = embedding.new_zeros(embedding.shape[0])
+        weights = weights.to(cosine.dtype)  # the loss in the head's float32, whatever autocast gave the backbone
+        loss = cosine.new_zeros(embedding.shape[0])
         for j in range(labels.shape[1]):
             real = labels[:, j] >= 0
             target = labels[:, j].clamp_min(0)

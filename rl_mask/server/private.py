@@ -52,6 +52,9 @@ class DPFRTrainer(FRTrainer):
         self.meta["norm"] = "group"
         torch.manual_seed(fr_cfg.seed)
         self.model = build_model(self.meta).to(device)
+        # Opacus' per-sample gradients and clipping in float32 on a plain network: a DP step
+        # takes neither fr.precision nor fr.channels_last (its own row_losses, no autocast).
+        self.autocast = self.channels_last = False
         # Input standardisation fitted on a batch would be a statistic of private pixels
         # outside the DP accounting: DP-SGD keeps the data-independent identity map.
         self.input_stats_fitted = True

@@ -1,4 +1,5 @@
-"""The shared FR network as a service: what the Ray FR actor hosts, usable without Ray.
+"""The shared FR network as a service: what the Ray FR actor hosts, and what ``train-fr`` and
+the benchmark's rows train through in-process, so that one code path trains every FR job.
 
 The FR server's side of the door. It is built from a ``TrainingSetup``, trains on
 ``ProtectedBatch`` messages (and refuses anything else): one step per message, or, with
@@ -121,6 +122,8 @@ class FRService:
         update), so each message's reward is its own."""
         for batch in batches:
             _require(batch, ProtectedBatch, "train_messages")
+        if self.setup.private_training and len(batches) > 1:
+            raise ValueError(f"DP-SGD trains one Poisson batch per step (its accountant counts them so), got {len(batches)} messages for one step")
         with self.lock:
             started = time.perf_counter()
             union = batches[0] if len(batches) == 1 else concat_protected(batches)
@@ -140,6 +143,14 @@ class FRService:
             self.after_step()
             return out
 
+    def messages_per_step(self, rows: int) -> int:
+        """How many messages of ``rows`` rows one caller that sends them all itself (``train-fr``)
+        hands ``train_messages`` for one step: as many as ``fr.rows_per_step`` holds, the most a
+        queued step takes; one without aggregation or under DP-SGD."""
+        if self.setup.private_training or not self.setup.fr.rows_per_step:
+            return 1
+        return max(1, self.setup.fr.rows_per_step // max(1, rows))
+
     def after_step(self) -> None:
         """Called after every FR step, under the lock (the Ray actor records its progress)."""
 
@@ -158,6 +169,11 @@ class FRService:
         _require(eval_set, ProtectedEvalSet, "evaluate")
         with self.lock:
             return self.trainer.evaluate(eval_set.inputs, eval_set.labels, eval_set.pairs, eval_set.same)
+
+    def privacy(self) -> dict | None:
+        """The DP-SGD accounting so far (epsilon spent, noise, ...); None without DP-SGD."""
+        with self.lock:
+            return self.trainer.privacy() if self.setup.private_training else None
 
     def drain_log(self) -> list[dict]:
         """Per-step records since the last call (for TensorBoard)."""

@@ -74,6 +74,11 @@ class FRTrainer:
         self.device = device
         torch.manual_seed(fr_cfg.seed)
         self.model = build_model(self.meta).to(device)
+        # fr.precision / fr.channels_last: what makes a large step fast on a GPU (issue 19)
+        self.autocast = fr_cfg.precision == "bf16"
+        self.channels_last = fr_cfg.channels_last
+        if self.channels_last:
+            self.model.to(memory_format=torch.channels_last)
         self.optimizer = torch.optim.AdamW(self.model.parameters(), lr=fr_cfg.lr, weight_decay=fr_cfg.weight_decay)
         self.base_lr = fr_cfg.lr
         self.total_steps = max(1, total_steps or fr_cfg.steps)
@@ -104,9 +109,14 @@ class FRTrainer:
         return self.base_lr * (0.02 + 0.98 * 0.5 * (1 + math.cos(math.pi * t)))
 
     def row_losses(self, batch: ProtectedBatch, train: bool = False) -> torch.Tensor:
-        """``[B]``: each row's mixed margin loss on the current weights."""
+        """``[B]``: each row's mixed margin loss (float32) on the current weights; the forward
+        under bf16 autocast with ``fr.precision`` bf16 (no loss scaling: bf16 has float32's range)."""
         fn = self._train_loss if train else self.loss_module
-        return fn(batch.inputs.to(self.device, non_blocking=True), batch.labels.to(self.device), batch.weights.to(self.device))
+        inputs = batch.inputs.to(self.device, non_blocking=True)
+        if self.channels_last:
+            inputs = inputs.contiguous(memory_format=torch.channels_last)
+        with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.autocast):
+            return fn(inputs, batch.labels.to(self.device), batch.weights.to(self.device))
 
     def loss(self, batch: ProtectedBatch, train: bool = False) -> torch.Tensor:
         return self.row_losses(batch, train).mean()
