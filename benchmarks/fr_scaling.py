@@ -44,7 +44,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from pipeline import PlainLoop, pipeline  # noqa: E402
 
 from rl_mask.config import Config  # noqa: E402
-from rl_mask.owner.data import augment, contrast_brightness, load_faces, to_uint8  # noqa: E402
+from rl_mask.mask.augment import augment, contrast_brightness  # noqa: E402
+from rl_mask.owner.data import load_faces, to_uint8  # noqa: E402
 from rl_mask.owner.defences import build_defence  # noqa: E402
 
 #: Peak RSS of this process image: /proc's VmHWM (ru_maxrss would carry the parent's peak

@@ -35,9 +35,9 @@ from pathlib import Path
 import torch
 
 from rl_mask.config import Config
+from rl_mask.mask.settings import SettingsSpace
 from rl_mask.owner.defences import build_defence
 from rl_mask.owner.messages import training_setup
-from rl_mask.owner.settings import SettingsSpace
 from rl_mask.owner.stream import TrainingStream, prepare_data
 from rl_mask.server.service import FRService
 

@@ -2,7 +2,7 @@
 batch, the FR server learns from it and the attacker in the loop attacks it.
 
 Each ``step(action)``:
-  1. the action (``MultiDiscrete``: one index per knob of ``rl_mask.owner.settings``: k,
+  1. the action (``MultiDiscrete``: one index per knob of ``rl_mask.mask.settings``: k,
      sign-flip probability, extra removed channels, weight concentration, soft/hard labels)
      is decoded and validated into the batch's ``MaskSettings``;
   2. the next batch of private training faces (drawn and augmented beforehand by the same
@@ -50,13 +50,13 @@ from envs.reward import reward_parts
 from envs.wiring import read_env_config
 from rl_mask.checkpoint import CheckpointError, build_checked, load_checkpoint
 from rl_mask.config import Config
+from rl_mask.mask.freq import CHANNELS_PER_PLANE
+from rl_mask.mask.settings import DIMENSIONS, SettingsSpace
 from rl_mask.owner.defences import build_defence
-from rl_mask.owner.freq import CHANNELS_PER_PLANE
 from rl_mask.owner.judge.evaluator import EvaluationModel
 from rl_mask.owner.judge.leak_estimate import LeakEstimate
 from rl_mask.owner.judge.privacy import batch_leak
 from rl_mask.owner.recorder import BoundaryRecorder
-from rl_mask.owner.settings import DIMENSIONS, SettingsSpace
 from rl_mask.owner.stream import TrainingStream, prepare_shard
 
 BANDS = ((0, 6), (6, 15), (15, 28), (28, 64))

@@ -205,7 +205,7 @@ class StrategyConfig:
 class RLConfig:
     """The adaptive strategy: env, PPO and the Ray layout (used by ``rl-mask train``)."""
 
-    # The policy's knobs, one action dimension each (rl_mask.owner.settings); one choice = fixed.
+    # The policy's knobs, one action dimension each (rl_mask.mask.settings); one choice = fixed.
     k_choices: list[int] = field(default_factory=lambda: [2, 3, 4, 5, 6])
     flip_choices: list[float] = field(default_factory=lambda: [0.0, 0.5])  # per-coefficient sign-flip probability
     extra_removed_choices: list[int] = field(default_factory=lambda: [0, 4, 9])  # low channels zeroed beyond mask.removed_channels
@@ -322,7 +322,7 @@ class BenchmarkConfig:
     """``rl-mask benchmark``: which defences and attacks, and the budgets of both modes."""
 
     defences: list[str] = field(default_factory=lambda: [d for d in BENCHMARK_DEFENCES if d not in OPTIONAL_DEFENCES])
-    # best-fixed: the grid of fixed settings of the policy's knobs (rl_mask.owner.settings) the
+    # best-fixed: the grid of fixed settings of the policy's knobs (rl_mask.mask.settings) the
     # benchmark trains and attacks; the row is the best worst-attack leak among the points whose
     # identification accuracy is within best_fixed_tolerance of the adaptive row's (the first
     # budget.grid_points of the list are run).

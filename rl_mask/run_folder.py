@@ -15,7 +15,10 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from rl_mask.config import Config, ConfigError, load_config
-from rl_mask.owner.defences import Defence, build_defence, hybrid_defence
+
+#: Run folders hold face-derived data (protected batches, checkpoints, the owner's judge): owner-only.
+from rl_mask.mask.defences import Defence
+from rl_mask.owner.defences import build_defence, hybrid_defence
 
 #: Run folders hold face-derived data (protected batches, checkpoints, the owner's judge): owner-only.
 RUN_DIR_MODE = 0o700

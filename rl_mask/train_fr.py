@@ -18,7 +18,8 @@ from tqdm.auto import tqdm
 
 from rl_mask.checkpoint import atomic_write_text, save_checkpoint
 from rl_mask.config import Config, save_config
-from rl_mask.owner.defences import Defence, build_defence
+from rl_mask.mask.defences import Defence
+from rl_mask.owner.defences import build_defence
 from rl_mask.owner.messages import final_test_set, training_setup
 from rl_mask.owner.stream import PrivateData, TrainingStream, prepare_data
 from rl_mask.run_folder import claim_out_dir

@@ -15,10 +15,10 @@ from envs.hybrid_masking import HybridMaskingEnv
 from envs.wiring import EnvWiring
 from rl_mask.attacks.online import OnlineAttacker
 from rl_mask.config import Config
+from rl_mask.mask.settings import MaskSettings, SettingsSpace
 from rl_mask.owner.defences import build_defence
 from rl_mask.owner.messages import training_setup, validation_set
 from rl_mask.owner.recorder import read_boundary
-from rl_mask.owner.settings import MaskSettings, SettingsSpace
 from rl_mask.server.service import FRService
 
 

@@ -4,7 +4,8 @@ import pytest
 import torch
 from PIL import Image
 
-from rl_mask.owner.data import FaceDataError, affine_grid, augment, load_faces, split_faces, verification_pairs
+from rl_mask.mask.augment import affine_grid, augment
+from rl_mask.owner.data import FaceDataError, load_faces, split_faces, verification_pairs
 
 
 def test_att_faces_load(att_faces):

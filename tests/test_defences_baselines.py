@@ -10,8 +10,8 @@ from opacus.validators import ModuleValidator
 
 import privacy_helpers as H
 from rl_mask.config import STRATEGIES, Config
+from rl_mask.mask.masking import mix
 from rl_mask.owner.defences import INSTAHIDE_CAP, build_defence
-from rl_mask.owner.masking import mix
 from rl_mask.owner.stream import TrainingStream
 from rl_mask.server.service import FRService
 from rl_mask.server.trainer import load_fr_model

@@ -13,9 +13,9 @@ from envs.hybrid_masking import HybridMaskingEnv
 from envs.reward import reward_parts
 from envs.wiring import EnvWiring
 from rl_mask.config import Config
+from rl_mask.mask.settings import MaskSettings, SettingsSpace
 from rl_mask.owner.defences import build_defence
 from rl_mask.owner.messages import training_setup, validation_set
-from rl_mask.owner.settings import MaskSettings, SettingsSpace
 from rl_mask.owner.stream import prepare_data
 from rl_mask.server.service import FRService
 

@@ -3,8 +3,8 @@ import pytest
 import scipy.fft
 import torch
 
-from rl_mask.owner.freq import ZIGZAG, block_dct, block_idct, dct_basis
-from rl_mask.owner.masking import mix
+from rl_mask.mask.freq import ZIGZAG, block_dct, block_idct, dct_basis
+from rl_mask.mask.masking import mix
 
 
 def test_round_trip_on_real_faces(att_float):

@@ -1,8 +1,8 @@
 import pytest
 import torch
 
-from rl_mask.owner.freq import block_dct, block_idct
-from rl_mask.owner.masking import DEFAULT_REMOVED_CHANNELS, HybridMask, kept_channel_indices, sample_partners, sample_weights
+from rl_mask.mask.freq import block_dct, block_idct
+from rl_mask.mask.masking import DEFAULT_REMOVED_CHANNELS, HybridMask, kept_channel_indices, sample_partners, sample_weights
 
 
 @pytest.fixture(scope="module")
@@ -110,8 +110,8 @@ def test_sign_flips_flip_each_coefficient_of_the_mixture(batch):
 
 
 def test_the_owners_record_holds_the_message_once_and_keeps_all_k_only_where_it_differs(batch, tmp_path):
+    from rl_mask.mask.settings import MaskSettings
     from rl_mask.owner.recorder import BoundaryRecorder, read_boundary, recorded_batch
-    from rl_mask.owner.settings import MaskSettings
     from rl_mask.owner.stream import concat_masked
 
     x, y = batch

@@ -7,9 +7,9 @@ import pytest
 import torch
 
 import privacy_helpers as H
-from rl_mask.attacks import Reconstruction
 from rl_mask.owner.judge import ScoringKey, best_match, privacy_score, psnr, ssim
 from rl_mask.owner.judge.image import PSNR_CAP_DB
+from rl_mask.reconstruction import Reconstruction
 
 
 def _checkerboard(shape):

@@ -8,10 +8,10 @@ import torch
 import privacy_helpers as H
 from rl_mask.bench.benchmark import attacked_batches, grid_defence, with_owner_options
 from rl_mask.config import Config, load_config, save_config, without_owner_secrets
+from rl_mask.mask.settings import MaskSettings
 from rl_mask.owner.defences import build_defence
 from rl_mask.owner.key import OwnerKey
 from rl_mask.owner.messages import final_test_set, validation_set
-from rl_mask.owner.settings import MaskSettings
 from rl_mask.owner.stream import TrainingStream, prepare_data
 from rl_mask.train_fr import train_fr
 

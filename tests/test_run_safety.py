@@ -25,10 +25,11 @@ import privacy_helpers as H
 from rl_mask.attacks import AttackTarget, WhiteBoxReconstruction
 from rl_mask.attacks.eval_door import EvalMessageView
 from rl_mask.config import Config, default_data_root, load_config
-from rl_mask.owner.defences import HybridDefence, build_defence
+from rl_mask.mask.defences import HybridDefence
+from rl_mask.mask.settings import MaskSettings
+from rl_mask.owner.defences import build_defence
 from rl_mask.owner.judge.privacy import any_of_k_hits
 from rl_mask.owner.recorder import read_boundary, read_evaluation
-from rl_mask.owner.settings import MaskSettings
 from rl_mask.owner.stream import prepare_data
 from rl_mask.protocol import ProtectedBatch
 from trainers.tensorboard import image_grid, masked_examples

@@ -8,9 +8,9 @@ import pytest
 import torch
 
 from rl_mask.config import load_config
+from rl_mask.metrics import identification_accuracy
 from rl_mask.owner.defences import build_defence
 from rl_mask.owner.stream import prepare_data
-from rl_mask.server.evaluation import identification_accuracy
 from rl_mask.server.trainer import load_fr_model
 
 

@@ -15,9 +15,9 @@ from PIL import Image
 
 from face_guard import FACE_GUARD
 from rl_mask.checkpoint import load_checkpoint, save_checkpoint
+from rl_mask.mask.defences import HybridDefence
+from rl_mask.mask.masking import HybridMask
 from rl_mask.owner.data import load_split
-from rl_mask.owner.defences import HybridDefence
-from rl_mask.owner.masking import HybridMask
 from rl_mask.owner.messages import final_test_set, probe_set
 from rl_mask.owner.stream import prepare_data
 from rl_mask.run_folder import read_run

@@ -28,9 +28,10 @@ from envs.wiring import EnvWiring
 from rl_mask.attacks.online import OnlineAttacker
 from rl_mask.checkpoint import load_checkpoint, save_checkpoint
 from rl_mask.config import Config, ConfigError
-from rl_mask.owner.defences import HybridDefence, build_defence, hybrid_defence
+from rl_mask.mask.defences import HybridDefence
+from rl_mask.mask.settings import DIMENSIONS
+from rl_mask.owner.defences import build_defence, hybrid_defence
 from rl_mask.owner.messages import training_setup, validation_set
-from rl_mask.owner.settings import DIMENSIONS
 from rl_mask.owner.stream import PrivateData, TrainingBatch
 from rl_mask.run_folder import read_run
 from rl_mask.server.service import FRService

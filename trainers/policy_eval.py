@@ -13,7 +13,7 @@ from envs.fr_client import Endpoint, FRClient
 from envs.hybrid_masking import HybridMaskingEnv
 from envs.wiring import EnvWiring
 from rl_mask.config import Config
-from rl_mask.owner.settings import DIMENSIONS, SettingsSpace
+from rl_mask.mask.settings import DIMENSIONS, SettingsSpace
 
 
 def policy_probs(module, obs: np.ndarray, nvec: np.ndarray) -> list[np.ndarray]:

@@ -13,8 +13,8 @@ import torch
 from torch.utils.tensorboard import SummaryWriter
 
 from rl_mask.config import Config
+from rl_mask.mask.settings import DIMENSIONS, SettingsSpace
 from rl_mask.owner.defences import build_defence
-from rl_mask.owner.settings import DIMENSIONS, SettingsSpace
 
 
 def examples_tag(private: bool, originals: bool) -> str:

@@ -30,11 +30,11 @@ from tqdm.auto import tqdm
 from envs.fr_client import FRClient
 from rl_mask.checkpoint import atomic_write_text, save_checkpoint
 from rl_mask.config import Config, ConfigError, save_config
+from rl_mask.mask.settings import SettingsSpace
 from rl_mask.owner.defences import build_defence
 from rl_mask.owner.judge.evaluator import input_pool, train_evaluation_model
 from rl_mask.owner.messages import final_test_set, training_setup, validation_set
 from rl_mask.owner.recorder import boundary_dir, record_evaluation
-from rl_mask.owner.settings import SettingsSpace
 from rl_mask.owner.stream import PrivateData, prepare_data
 from rl_mask.run_folder import RUN_DIR_MODE, autosave_path, check_out_dir, claim_out_dir
 from trainers.checkpoint_safety import verified_copy

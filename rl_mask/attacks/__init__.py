@@ -8,7 +8,7 @@ model, return reconstructions. ``build_attack`` makes one from the benchmark con
 
 from __future__ import annotations
 
-from rl_mask.attacks.base import ATTACK_KINDS, Attack, AttackTarget, Reconstruction, concat_protected
+from rl_mask.attacks.base import ATTACK_KINDS, Attack, AttackTarget, concat_protected
 from rl_mask.attacks.cross_batch import CrossBatchAggregation
 from rl_mask.attacks.gmi import GANPriorInversion
 from rl_mask.attacks.label_aware import LabelAwareUnmixing
@@ -49,7 +49,6 @@ __all__ = [
     "LabelAwareUnmixing",
     "MIFace",
     "ProvenanceAttack",
-    "Reconstruction",
     "WhiteBoxReconstruction",
     "build_attack",
     "concat_protected",

@@ -16,8 +16,9 @@ from dataclasses import dataclass
 
 import torch
 
-from rl_mask.owner.defences.base import Defence
+from rl_mask.mask.defences.base import Defence
 from rl_mask.protocol import ProtectedBatch, concat_protected
+from rl_mask.reconstruction import Reconstruction
 from rl_mask.server.models import FaceRecognizer
 
 #: Reconstruction attacks recover a face of each crossed row; inversion attacks recover one
@@ -33,7 +34,7 @@ class AttackTarget:
     crossed: list[ProtectedBatch]  # every attacked training message, boundaries kept (batch-wise attacks need them)
     model: FaceRecognizer | None  # the trained FR network
     num_classes: int  # private identities (the model's classes, told in TrainingSetup)
-    # per crossed message, the policy's settings for it (rl_mask.owner.settings) or None: public
+    # per crossed message, the policy's settings for it (rl_mask.mask.settings) or None: public
     # parameters of the deployed defence, so white-box attacks may read them (black-box must not)
     settings: list | None = None
     # further messages of the same run that crossed (not scored: the server holds every batch
@@ -48,21 +49,6 @@ class AttackTarget:
     @property
     def num_rows(self) -> int:
         return sum(len(b) for b in self.crossed)
-
-
-@dataclass
-class Reconstruction:
-    """Images ``[M, P, H, W]`` in [-1, 1]; ``labels[m]``: the private identity image m claims.
-
-    ``rows[m]`` (reconstruction attacks): the crossed row, counted over the target's messages
-    in order (``AttackTarget.joined``), that image m is a face of. ``None`` for inversion
-    attacks, whose image m shows identity ``labels[m]`` from the trained model.
-    """
-
-    images: torch.Tensor
-    labels: torch.Tensor
-    kind: str
-    rows: torch.Tensor | None = None
 
 
 class Attack(abc.ABC):

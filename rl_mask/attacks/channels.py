@@ -23,8 +23,8 @@ import numpy as np
 import torch
 from scipy.optimize import linear_sum_assignment
 
-from rl_mask.owner.data import augment
-from rl_mask.owner.freq import CHANNELS_PER_PLANE, block_dct
+from rl_mask.mask.augment import augment
+from rl_mask.mask.freq import CHANNELS_PER_PLANE, block_dct
 
 #: Largest common log-energy offset allowed between private and public faces (a factor e).
 MAX_OFFSET = 1.0

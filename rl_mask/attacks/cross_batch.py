@@ -25,8 +25,9 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-from rl_mask.attacks.base import AttackTarget, Reconstruction
+from rl_mask.attacks.base import AttackTarget
 from rl_mask.attacks.label_aware import LabelAwareUnmixing
+from rl_mask.reconstruction import Reconstruction
 
 
 class CrossBatchAggregation(LabelAwareUnmixing):

@@ -7,8 +7,8 @@ from __future__ import annotations
 
 import torch
 
-from rl_mask.owner.defences.base import Defence
-from rl_mask.owner.masking import MaskedBatch
+from rl_mask.mask.defences.base import Defence
+from rl_mask.mask.masking import MaskedBatch
 
 
 class EvalMessageView(Defence):

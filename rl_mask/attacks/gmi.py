@@ -15,10 +15,11 @@ from __future__ import annotations
 
 import torch
 
-from rl_mask.attacks.base import Attack, AttackTarget, Reconstruction
+from rl_mask.attacks.base import Attack, AttackTarget
 from rl_mask.attacks.gan import FaceGAN, train_gan
 from rl_mask.attacks.inversion import best_restarts, freeze, jitter, optimise_latent, target_confidence, target_logits
-from rl_mask.owner.defences.base import Defence
+from rl_mask.mask.defences.base import Defence
+from rl_mask.reconstruction import Reconstruction
 
 LATENT_BOUND = 3.0
 

@@ -8,8 +8,8 @@ from typing import Callable
 import torch
 from tqdm.auto import tqdm
 
-from rl_mask.owner.data import augment
-from rl_mask.owner.defences.base import Defence
+from rl_mask.mask.augment import augment
+from rl_mask.mask.defences.base import Defence
 from rl_mask.server.models import FaceRecognizer
 
 
@@ -21,7 +21,7 @@ def total_variation(x: torch.Tensor) -> torch.Tensor:
 
 
 def jitter(x: torch.Tensor, strength: float, generator: torch.Generator) -> torch.Tensor:
-    """Random flip, shift, scale and rotation per image (``rl_mask.owner.data.augment``, scaled by
+    """Random flip, shift, scale and rotation per image (``rl_mask.mask.augment.augment``, scaled by
     ``strength``; differentiable): an image the target recognises under every jitter is a
     face, not an adversarial pattern of the target model."""
     if strength <= 0:

@@ -33,10 +33,11 @@ import itertools
 
 import torch
 
-from rl_mask.attacks.base import AttackTarget, Reconstruction
+from rl_mask.attacks.base import AttackTarget
 from rl_mask.attacks.unmix import UnmixingAttack, mixing_matrix
-from rl_mask.owner.defences.base import Defence
+from rl_mask.mask.defences.base import Defence
 from rl_mask.protocol import ProtectedBatch
+from rl_mask.reconstruction import Reconstruction
 
 MAX_COMBOS = 729  # per row and sweep (3^6)
 

@@ -29,7 +29,7 @@ from dataclasses import dataclass
 
 import torch
 
-from rl_mask.owner.defences.base import Defence
+from rl_mask.mask.defences.base import Defence
 from rl_mask.protocol import ProtectedBatch, concat_protected
 from rl_mask.server.models import FaceRecognizer
 

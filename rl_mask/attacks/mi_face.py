@@ -24,9 +24,10 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-from rl_mask.attacks.base import Attack, AttackTarget, Reconstruction
+from rl_mask.attacks.base import Attack, AttackTarget
 from rl_mask.attacks.inversion import best_restarts, freeze, jitter, optimise_latent, target_confidence, target_logits, total_variation
-from rl_mask.owner.defences.base import Defence
+from rl_mask.mask.defences.base import Defence
+from rl_mask.reconstruction import Reconstruction
 
 OBJECTIVES = ("logit", "ce")
 

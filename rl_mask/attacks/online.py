@@ -30,9 +30,9 @@ from rl_mask.attacks.decoder import BlockUNet, decode_encoded
 from rl_mask.attacks.label_aware import correlation_assignment, partner_candidates
 from rl_mask.attacks.reconstruction import light_jitter
 from rl_mask.attacks.unmix import unmix
-from rl_mask.owner.data import augment
-from rl_mask.owner.masking import HybridMask
-from rl_mask.owner.settings import MaskSettings, SettingsSpace
+from rl_mask.mask.augment import augment
+from rl_mask.mask.masking import HybridMask
+from rl_mask.mask.settings import MaskSettings, SettingsSpace
 from rl_mask.protocol import ProtectedBatch
 
 
@@ -75,13 +75,11 @@ class OnlineAttacker:
     def from_config(cls, cfg, public: torch.Tensor, device: str = "cpu") -> "OnlineAttacker":
         """The attacker of an ``rl-mask train`` run: the deployed mask, every setting the
         policy can choose, ``rl.attacker_*`` sizes."""
-        from rl_mask.owner.defences import hybrid_mask_from_config
-
         rl = cfg.rl
         space = SettingsSpace.from_config(rl).all()
         return cls(
             public,
-            hybrid_mask_from_config(cfg, public=True),  # the public algorithm: never the owner's key
+            HybridMask.from_config(cfg.mask, cfg.data.planes),  # the public algorithm: never the owner's key
             space,
             rl.attacker_batch_size,
             rl.attacker_lr,

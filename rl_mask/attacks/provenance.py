@@ -12,8 +12,9 @@ from __future__ import annotations
 
 import torch
 
-from rl_mask.attacks.base import AttackTarget, Reconstruction
+from rl_mask.attacks.base import AttackTarget
 from rl_mask.attacks.unmix import UnmixingAttack
+from rl_mask.reconstruction import Reconstruction
 
 
 class ProvenanceAttack(UnmixingAttack):

@@ -24,15 +24,16 @@ import torch
 import torch.nn.functional as F
 from tqdm.auto import tqdm
 
-from rl_mask.attacks.base import Attack, AttackTarget, Reconstruction
+from rl_mask.attacks.base import Attack, AttackTarget
 from rl_mask.attacks.channels import estimate_channels, removed_from
 from rl_mask.attacks.decoder import BlockUNet, PatchCritic, decode_encoded
-from rl_mask.owner.data import augment, contrast_brightness
-from rl_mask.owner.defences.base import Defence
-from rl_mask.owner.defences.hybrid import HybridDefence
-from rl_mask.owner.defences.pixel import PixelDefence
-from rl_mask.owner.freq import CHANNELS_PER_PLANE, ZIGZAG
-from rl_mask.owner.masking import HybridMask
+from rl_mask.mask.augment import augment, contrast_brightness
+from rl_mask.mask.defences.base import Defence
+from rl_mask.mask.defences.hybrid import HybridDefence
+from rl_mask.mask.defences.pixel import PixelDefence
+from rl_mask.mask.freq import CHANNELS_PER_PLANE, ZIGZAG
+from rl_mask.mask.masking import HybridMask
+from rl_mask.reconstruction import Reconstruction
 
 
 def light_jitter(images: torch.Tensor, generator: torch.Generator) -> torch.Tensor:

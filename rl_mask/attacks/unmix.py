@@ -15,12 +15,13 @@ from __future__ import annotations
 
 import torch
 
-from rl_mask.attacks.base import AttackTarget, Reconstruction
+from rl_mask.attacks.base import AttackTarget
 from rl_mask.attacks.decoder import BlockUNet, decode_encoded
 from rl_mask.attacks.reconstruction import DecoderAttack, simulation_key, train_decoder
-from rl_mask.owner.defences.base import Defence
-from rl_mask.owner.defences.hybrid import HybridDefence
-from rl_mask.owner.settings import MaskSettings
+from rl_mask.mask.defences.base import Defence
+from rl_mask.mask.defences.hybrid import HybridDefence
+from rl_mask.mask.settings import MaskSettings
+from rl_mask.reconstruction import Reconstruction
 
 #: Decoders for unmixed faces, shared by the attacks that unmix (same budget, same mask).
 _DECODERS: dict[str, tuple[Defence, BlockUNet | None]] = {}

@@ -33,24 +33,26 @@ from typing import Callable
 import torch
 from tqdm.auto import tqdm
 
-from rl_mask.attacks import Attack, AttackTarget, Reconstruction, build_attack
+from rl_mask.attacks import Attack, AttackTarget, build_attack
 from rl_mask.attacks.eval_door import EvalMessageView
 from rl_mask.attacks.linkage import Gallery, LinkageTarget, apply_matrices, build_linkage, identification, recover_key
 from rl_mask.bench.aggregate import aggregate_seeds
 from rl_mask.bench.report import worst_case, write_report
 from rl_mask.bench.runtime import estimate_runtime
 from rl_mask.config import AS_TRAINED, EVAL_DOOR_ATTACKS, LINKAGE_ATTACKS, RECOVER_SUFFIX, Config, ConfigError, owner_seed, parse_settings, save_config, split_defence_name
+from rl_mask.mask.defences import Defence, HybridDefence
+from rl_mask.mask.settings import MaskSettings
+from rl_mask.metrics import recognition_metrics
 from rl_mask.owner.data import FaceDataError, FaceSplit
-from rl_mask.owner.defences import EVAL_FLIP_SEED, Defence, HybridDefence, build_defence, hybrid_mask_from_config
+from rl_mask.owner.defences import EVAL_FLIP_SEED, build_defence, hybrid_mask_from_config
 from rl_mask.owner.judge import PrivacyJudge, ScoringKey, judge_report, scoring_key, train_evaluation_model
 from rl_mask.owner.judge.evaluator import ARCHITECTURE as EVALUATOR_ARCHITECTURE
 from rl_mask.owner.key import OwnerKey
 from rl_mask.owner.messages import final_test_set, validation_set
-from rl_mask.owner.settings import MaskSettings
 from rl_mask.owner.stream import PrivateData, TrainingBatch, TrainingStream, prepare_data
 from rl_mask.protocol import ProtectedBatch
+from rl_mask.reconstruction import Reconstruction
 from rl_mask.run_folder import claim_out_dir
-from rl_mask.server.evaluation import recognition_metrics
 from rl_mask.server.models import FaceRecognizer
 from rl_mask.server.trainer import load_fr_model
 from rl_mask.train_fr import set_threads, train_fr

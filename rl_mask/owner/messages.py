@@ -5,7 +5,7 @@ from __future__ import annotations
 import torch
 
 from rl_mask.config import Config
-from rl_mask.owner.defences import Defence
+from rl_mask.mask.defences import Defence
 from rl_mask.owner.stream import PrivateData
 from rl_mask.protocol import ProtectedEvalSet, ProtectedProbes, TrainingSetup
 

@@ -18,8 +18,8 @@ from pathlib import Path
 import torch
 
 from rl_mask.checkpoint import load_checkpoint, save_checkpoint
-from rl_mask.owner.masking import MaskedBatch
-from rl_mask.owner.settings import MaskSettings
+from rl_mask.mask.masking import MaskedBatch
+from rl_mask.mask.settings import MaskSettings
 from rl_mask.protocol import ProtectedBatch, ProtectedEvalSet
 
 BOUNDARY_DIR = "boundary"

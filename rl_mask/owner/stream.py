@@ -12,10 +12,11 @@ from dataclasses import dataclass
 import torch
 
 from rl_mask.config import Config, owner_seed
-from rl_mask.owner.data import BatchSampler, FaceSplit, PoissonSampler, augment, load_split, to_float, verification_pairs
-from rl_mask.owner.defences import Defence
-from rl_mask.owner.masking import MaskedBatch
-from rl_mask.owner.settings import MaskSettings
+from rl_mask.mask.augment import augment
+from rl_mask.mask.defences import Defence
+from rl_mask.mask.masking import MaskedBatch
+from rl_mask.mask.settings import MaskSettings
+from rl_mask.owner.data import BatchSampler, FaceSplit, PoissonSampler, load_split, to_float, verification_pairs
 from rl_mask.protocol import concat_protected, pad_columns
 
 

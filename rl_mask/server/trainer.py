@@ -16,8 +16,8 @@ import torch
 
 from rl_mask.checkpoint import CheckpointError, build_checked, load_checkpoint
 from rl_mask.config import ConfigError, FRConfig, ModelConfig, validate_model
+from rl_mask.metrics import recognition_metrics
 from rl_mask.protocol import ProtectedBatch, TrainingSetup
-from rl_mask.server.evaluation import recognition_metrics
 from rl_mask.server.models import INPUT_KINDS, ArcFaceHead, FaceRecognizer, IRResNet
 
 #: The largest input side (channels, height or width) a model file may record.

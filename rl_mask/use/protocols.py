@@ -28,8 +28,8 @@ import torch
 import torch.nn.functional as F
 
 from rl_mask.checkpoint import atomic_write_bytes, atomic_write_text
+from rl_mask.metrics import cmc_curve, kfold_verification, pair_scores, roc_curve, tar_at_far
 from rl_mask.owner.data import IMAGE_SUFFIXES, FaceSet
-from rl_mask.server.evaluation import cmc_curve, kfold_verification, pair_scores, roc_curve, tar_at_far
 from rl_mask.use.embed import EmbeddingServer
 from rl_mask.use.encode import ImageEntry, OwnerEncoder, list_images, load_images
 from rl_mask.use.files import InputError

@@ -24,8 +24,8 @@ import torch.nn as nn
 import torch.nn.functional as F
 from tqdm.auto import tqdm
 
-from rl_mask.owner.data import augment, contrast_brightness
-from rl_mask.server.evaluation import identification_accuracy
+from rl_mask.mask.augment import augment, contrast_brightness
+from rl_mask.metrics import identification_accuracy
 
 #: How the report names the judge.
 ARCHITECTURE = "VGG-style CNN on lighting-normalised pixels (per-image standardisation + local contrast normalisation; rl_mask.owner.judge.evaluator)"

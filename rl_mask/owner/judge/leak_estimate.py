@@ -18,7 +18,7 @@ from __future__ import annotations
 
 from dataclasses import fields
 
-from rl_mask.owner.settings import MaskSettings
+from rl_mask.mask.settings import MaskSettings
 
 
 class _Mean:

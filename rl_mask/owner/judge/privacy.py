@@ -38,10 +38,10 @@ from typing import TYPE_CHECKING
 import numpy as np
 import torch
 
-from rl_mask.attacks.base import Reconstruction
+from rl_mask.metrics import identification_accuracy
 from rl_mask.owner.judge.evaluator import EvaluationModel
 from rl_mask.owner.judge.image import best_match, psnr, ssim
-from rl_mask.server.evaluation import identification_accuracy
+from rl_mask.reconstruction import Reconstruction
 
 if TYPE_CHECKING:
     from rl_mask.owner.stream import PrivateData, TrainingBatch

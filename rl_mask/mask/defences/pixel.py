@@ -1,6 +1,6 @@
 """Pixel-domain defences: none (plain training), MixUp, InstaHide, and DP-SGD.
 
-MixUp and InstaHide share ``rl_mask.owner.masking.mix`` with the hybrid mask; only the domain
+MixUp and InstaHide share ``rl_mask.mask.masking.mix`` with the hybrid mask; only the domain
 differs. DP-SGD leaves the pixels as they are and protects through training instead.
 """
 
@@ -9,8 +9,8 @@ from __future__ import annotations
 import torch
 
 from rl_mask.config import DPConfig
-from rl_mask.owner.defences.base import Defence
-from rl_mask.owner.masking import MaskedBatch, mix
+from rl_mask.mask.defences.base import Defence
+from rl_mask.mask.masking import MaskedBatch, mix
 
 
 class PixelDefence(Defence):

@@ -6,7 +6,7 @@
 - ``k``: faces mixed per row (1 = no mixing);
 - ``flip``: probability that each coefficient of the mixed batch has its sign flipped
   (0 = none, 0.5 = every sign random; rows are then no longer a linear mixture); flips apply
-  to mixed rows only (k > 1), as in ``rl_mask.owner.masking.mix``;
+  to mixed rows only (k > 1), as in ``rl_mask.mask.masking.mix``;
 - ``extra_removed``: how many more low-frequency channels are zeroed, the lowest kept
   zig-zag channels of each plane first (the tensor keeps its shape; those channels read 0);
 - ``alpha``: concentration of the Dirichlet mixing weights (small: one face dominates,

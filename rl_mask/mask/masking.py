@@ -2,15 +2,16 @@
 
 ``HybridMask`` is what the data owner applies before a batch leaves it:
 
-1. block DCT (``rl_mask.owner.freq``), 64 zig-zag channels per colour plane;
+1. block DCT (``rl_mask.mask.freq``), 64 zig-zag channels per colour plane;
 2. removal of a configured channel set (default: DC and the lowest zig-zag channels, which
    carry most of what a person sees, as in PPFR-FD);
 3. MixUp of k masked faces of the batch: each output sample mixes its own face with k-1
    distinct partners, weights from Dirichlet(alpha) or InstaHide-style normalised |N(0,1)|,
    redrawn until no weight exceeds ``cap``; optional random sign flips of every coefficient.
 
-The result holds the message that crosses and the owner's provenance (which faces, which
-weights), so that the owner's judge and the benchmark know the dominant face. ``k = 1`` is masking without mixing (and
+The result holds the message that crosses and its provenance (which faces, which weights),
+known to whoever ran the mask: the data owner for its private batches (its judge and the
+benchmark read the dominant face), an attacker for the batches it simulates on public faces. ``k = 1`` is masking without mixing (and
 without sign flips): what held-out and inference images get.
 
 ``mix`` is shared with the pixel-domain baselines (MixUp, InstaHide).
@@ -20,20 +21,30 @@ from __future__ import annotations
 
 import copy
 from dataclasses import dataclass, replace
-from typing import Sequence
+from typing import Protocol, Sequence
 
 import numpy as np
 import torch
 
-from rl_mask.owner.freq import CHANNELS_PER_PLANE, block_dct, block_idct
-from rl_mask.owner.key import OwnerKey
-from rl_mask.owner.settings import MaskSettings
+from rl_mask.mask.freq import CHANNELS_PER_PLANE, block_dct, block_idct
+from rl_mask.mask.settings import MaskSettings
 from rl_mask.protocol import ProtectedBatch
 
 #: Default removed channels (zig-zag indices per plane): DC and the 5 lowest AC channels.
 DEFAULT_REMOVED_CHANNELS: tuple[int, ...] = (0, 1, 2, 3, 4, 5)
 WEIGHT_KINDS = ("dirichlet", "instahide")
 _MAX_WEIGHT_REDRAWS = 10_000
+
+
+class CoefficientKey(Protocol):
+    """A secret invertible transform of the kept coefficients, held by the data owner
+    (``rl_mask.owner.key.OwnerKey``); the public algorithm only applies one it is given."""
+
+    def apply(self, x: torch.Tensor) -> torch.Tensor: ...
+
+    def invert(self, x: torch.Tensor) -> torch.Tensor: ...
+
+    def describe(self) -> dict: ...
 
 
 @dataclass(frozen=True)
@@ -43,7 +54,7 @@ class MaskedBatch:
     ``sent`` is the ``ProtectedBatch`` exactly as it crosses to the FR server. The owner adds
     what never crosses: ``sources[i, j]``, the position (in the batch given to the mask) of
     the face in column j of row i; the per-batch ``settings`` it was made with
-    (``rl_mask.owner.settings``), if any; and, only where they differ from what was sent
+    (``rl_mask.mask.settings``), if any; and, only where they differ from what was sent
     (``hard_labels``: just the dominant identity crosses, with weight 1), every mixed face's
     ``owner_labels`` and ``owner_weights``. ``labels`` / ``weights`` read the owner's full record.
     """
@@ -243,7 +254,7 @@ class HybridMask:
         cap: float = 0.65,
         sign_flip: bool = False,
         upsample: int = 1,
-        key: OwnerKey | None = None,
+        key: CoefficientKey | None = None,
     ):
         if weights not in WEIGHT_KINDS:
             raise ValueError(f"weights kind {weights!r} is not one of {WEIGHT_KINDS}")
@@ -257,6 +268,12 @@ class HybridMask:
         self.key = key  # owner-held (rl_mask.owner.key): applied in ``transform``, so to every message
         self.kept = kept_channel_indices(self.removed_channels, planes)
         self._kept_per_plane = self.kept[: self.kept.numel() // planes]
+
+    @classmethod
+    def from_config(cls, m, planes: int, key: CoefficientKey | None = None) -> "HybridMask":
+        """The mask a ``MaskConfig``'s public fields describe, for ``planes`` colour planes,
+        with ``key`` (the owner's) or without it (the algorithm as anyone can run it)."""
+        return cls(removed_channels=m.removed_channels, planes=planes, weights=m.weights, alpha=m.alpha, cap=m.cap, sign_flip=m.sign_flip, upsample=m.upsample, key=key)
 
     @property
     def num_channels(self) -> int:
@@ -324,7 +341,7 @@ class HybridMask:
         generator: torch.Generator | None = None,
         transformed: torch.Tensor | None = None,
     ) -> MaskedBatch:
-        """Protect a batch with one batch's knobs (``rl_mask.owner.settings``): remove, zero
+        """Protect a batch with one batch's knobs (``rl_mask.mask.settings``): remove, zero
         ``extra_removed`` more channels, mix ``k`` faces with Dirichlet(``alpha``) weights,
         flip signs with probability ``flip``; ``labels='hard'`` lets only the dominant identity cross.
         ``transformed``: ``transform(images)`` if the caller has it already (not modified)."""

@@ -1,13 +1,14 @@
-"""Defences: each a strategy that turns private faces into what leaves the data owner."""
+"""The data owner's defences, built from its config: the public algorithm
+(``rl_mask.mask.defences``) with the owner's key and its secret-seeded evaluation flips."""
 
 from __future__ import annotations
 
 from rl_mask.config import AS_TRAINED, Config, owner_seed
-from rl_mask.owner.defences.base import Defence
-from rl_mask.owner.defences.hybrid import HybridDefence
-from rl_mask.owner.defences.pixel import DPSGDDefence, PixelDefence
+from rl_mask.mask.defences.base import Defence
+from rl_mask.mask.defences.hybrid import HybridDefence
+from rl_mask.mask.defences.pixel import DPSGDDefence, PixelDefence
+from rl_mask.mask.masking import HybridMask
 from rl_mask.owner.key import OwnerKey
-from rl_mask.owner.masking import HybridMask
 
 #: Pixel MixUp (Zhang et al. 2018): two faces, weight ~ Beta(1, 1) (Dirichlet(1) for k = 2), no cap.
 MIXUP_K = 2
@@ -22,16 +23,7 @@ def hybrid_mask_from_config(cfg: Config, public: bool = False) -> HybridMask:
     """The config's mask with the owner's key (``mask.key``), or without it (``public``: the
     algorithm as anyone can run it; the secret is not read)."""
     m = cfg.mask
-    return HybridMask(
-        removed_channels=m.removed_channels,
-        planes=cfg.data.planes,
-        weights=m.weights,
-        alpha=m.alpha,
-        cap=m.cap,
-        sign_flip=m.sign_flip,
-        upsample=m.upsample,
-        key=None if m.key == "none" or public else OwnerKey(m.key_seed, m.key),
-    )
+    return HybridMask.from_config(m, cfg.data.planes, key=None if m.key == "none" or public else OwnerKey(m.key_seed, m.key))
 
 
 def eval_flip(cfg: Config, name: str, settings_pool=None) -> float:
@@ -79,4 +71,4 @@ def build_defence(cfg: Config, name: str | None = None, k_probs: list[float] | N
     raise ValueError(f"unknown defence {name!r}")
 
 
-__all__ = ["DPSGDDefence", "Defence", "HybridDefence", "PixelDefence", "build_defence", "hybrid_defence", "hybrid_mask_from_config"]
+__all__ = ["build_defence", "eval_flip", "hybrid_defence", "hybrid_mask_from_config"]

@@ -2,7 +2,7 @@
 
 ``mask`` (PPFR-style), ``fixed-k``, ``random-k`` and the learned policy's k distribution are
 one class: a ``HybridMask`` and a distribution over k. A defence can instead draw whole
-per-batch settings (``rl_mask.owner.settings``) from a pool: a fixed setting of the policy's
+per-batch settings (``rl_mask.mask.settings``) from a pool: a fixed setting of the policy's
 knobs (the benchmark's ``best-fixed`` grid), or the settings a deployed policy chose (what a
 white-box attacker simulates).
 """
@@ -14,9 +14,9 @@ from typing import Sequence
 
 import torch
 
-from rl_mask.owner.defences.base import Defence
-from rl_mask.owner.masking import HybridMask, MaskedBatch
-from rl_mask.owner.settings import MaskSettings
+from rl_mask.mask.defences.base import Defence
+from rl_mask.mask.masking import HybridMask, MaskedBatch
+from rl_mask.mask.settings import MaskSettings
 
 
 class HybridDefence(Defence):

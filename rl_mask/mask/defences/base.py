@@ -11,7 +11,7 @@ import abc
 
 import torch
 
-from rl_mask.owner.masking import MaskedBatch
+from rl_mask.mask.masking import MaskedBatch
 
 
 class Defence(abc.ABC):
