@@ -35,7 +35,7 @@ from rl_mask.attacks.online import OnlineAttacker
 from rl_mask.config import Config
 from rl_mask.owner.defences import build_defence
 from rl_mask.owner.judge.evaluator import train_evaluation_model
-from rl_mask.owner.messages import training_setup, validation_set
+from rl_mask.owner.messages import attacker_setup, training_setup, validation_set
 from rl_mask.owner.stream import prepare_data
 from rl_mask.server.service import FRService
 
@@ -69,7 +69,7 @@ def main() -> None:
     service = FRService(training_setup(cfg, defence, data, total_steps=100), "cpu")
     service.set_validation(validation_set(defence, data))
     judge = train_evaluation_model(data.train_images, data.train_labels, data.num_classes, cfg.rl.judge_steps, seed=cfg.rl.seed + 1234)
-    attacker = OnlineAttacker.from_config(cfg, data.split.public.float_images())
+    attacker = OnlineAttacker.from_setup(attacker_setup(cfg), data.split.public.float_images())
     sampled_cfg = copy.deepcopy(cfg)
     sampled_cfg.rl.attacker_mode, sampled_cfg.rl.attacker_sample_rate = "sampled", args.sample_rate
     exact, exact_s = run(cfg, service, attacker, judge, args.steps, args.seed)

@@ -6,7 +6,8 @@ is what an attacker at the server has (with the trained model); nothing else cro
 provenance (which faces were mixed), no raw faces, no statistics of raw faces, no paths.
 
 Owner -> server
-  ``TrainingSetup``   once per run: what the server needs to build the FR network.
+  ``TrainingSetup``   once per run: what the server needs to build the FR network (with
+                      ``FRHyperparameters``: the server's part of the owner's ``FRConfig``).
   ``ProtectedBatch``  once per FR step: the protected inputs with their labels and weights.
   ``ProtectedEvalSet`` k = 1 encodings (channel removal only, no mixing) of held-out faces:
                       the *validation* split, for the reward's utility signal, and at the
@@ -19,6 +20,11 @@ Server -> owner
 
 Every field is listed in the README's threat-model section; attacks (``rl_mask.attacks``)
 may use every one of them.
+
+Owner -> attacker in the loop (a measuring instrument standing where the server stands)
+  ``AttackerSetup``   once per run: the public algorithm's parameters (``PublicMask``, the
+                      policy's ``SettingsChoices``), the faces' shape and the attacker's own
+                      hyperparameters; never the owner's ``Config`` (no data root, no key seed).
 """
 
 from __future__ import annotations
@@ -108,6 +114,28 @@ class ProbeEmbeddings:
 
 
 @dataclass(frozen=True)
+class FRHyperparameters:
+    """The FR hyperparameters the server trains with: ``FRConfig`` less the owner's own fields
+    (``augment``: how it prepares its private faces; ``eval_every`` / ``threads``: its
+    ``train-fr`` loop). ``batch_size`` sets DP-SGD's sampling rate."""
+
+    steps: int
+    batch_size: int
+    lr: float
+    weight_decay: float
+    seed: int
+    device: str
+    rows_per_step: int
+    step_wait_ms: float
+    precision: str
+    channels_last: bool
+
+    @classmethod
+    def of(cls, fr: FRConfig) -> "FRHyperparameters":
+        return cls(**{f.name: getattr(fr, f.name) for f in fields(cls)})
+
+
+@dataclass(frozen=True)
 class TrainingSetup:
     """What the server is told once: the input tensor's shape and kind, how many private
     identities (the classifier's width) and training faces (DP-SGD's sampling rate), the
@@ -120,7 +148,7 @@ class TrainingSetup:
     total_steps: int
     private_training: bool
     model: ModelConfig
-    fr: FRConfig
+    fr: FRHyperparameters
     dp: DPConfig
     eval_every: int = 25  # FR steps between validation-accuracy measurements
 
@@ -132,8 +160,71 @@ class TrainingSetup:
         d = dict(d)
         d["input_shape"] = tuple(d["input_shape"])
         d["model"] = ModelConfig(**d["model"])
-        d["fr"] = FRConfig(**d["fr"])
+        d["fr"] = FRHyperparameters(**d["fr"])
         d["dp"] = DPConfig(**d["dp"])
+        return cls(**d)
+
+
+@dataclass(frozen=True)
+class PublicMask:
+    """The deployed mask's public parameters (``MaskConfig`` less the key seed and the
+    owner-seeded evaluation flips): what ``HybridMask.from_config`` reads."""
+
+    removed_channels: tuple[int, ...]
+    weights: str
+    alpha: float
+    cap: float
+    sign_flip: bool
+    upsample: int
+
+    @classmethod
+    def of(cls, mask) -> "PublicMask":
+        return cls(tuple(int(c) for c in mask.removed_channels), mask.weights, mask.alpha, mask.cap, mask.sign_flip, mask.upsample)
+
+
+@dataclass(frozen=True)
+class SettingsChoices:
+    """The policy's choices for each per-batch knob (``rl_mask.mask.settings.SettingsSpace.from_config`` reads them)."""
+
+    k_choices: tuple[int, ...]
+    flip_choices: tuple[float, ...]
+    extra_removed_choices: tuple[int, ...]
+    alpha_choices: tuple[float, ...]
+    label_choices: tuple[str, ...]
+
+    @classmethod
+    def of(cls, rl) -> "SettingsChoices":
+        return cls(*(tuple(getattr(rl, f.name)) for f in fields(cls)))
+
+
+@dataclass(frozen=True)
+class AttackerSetup:
+    """What the attacker in the loop is told once (``rl_mask.owner.messages.attacker_setup``):
+    the public algorithm it simulates, the shape ``(P, H, W)`` of the faces, whether the env
+    waits for it (``mode``: exact | sampled) and its own decoder's hyperparameters."""
+
+    image_shape: tuple[int, int, int]
+    mask: PublicMask
+    settings: SettingsChoices
+    mode: str
+    batch_size: int
+    lr: float
+    train_steps: int
+    warmup_steps: int
+    rows: int
+    widths: tuple[int, ...]
+    seed: int
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "AttackerSetup":
+        d = dict(d)
+        d["image_shape"] = tuple(d["image_shape"])
+        d["mask"] = PublicMask(**{**d["mask"], "removed_channels": tuple(d["mask"]["removed_channels"])})
+        d["settings"] = SettingsChoices(**{k: tuple(v) for k, v in d["settings"].items()})
+        d["widths"] = tuple(d["widths"])
         return cls(**d)
 
 

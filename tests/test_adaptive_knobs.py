@@ -17,7 +17,7 @@ from rl_mask.attacks.online import OnlineAttacker
 from rl_mask.config import Config
 from rl_mask.mask.settings import MaskSettings, SettingsSpace
 from rl_mask.owner.defences import build_defence
-from rl_mask.owner.messages import training_setup, validation_set
+from rl_mask.owner.messages import attacker_setup, training_setup, validation_set
 from rl_mask.owner.recorder import read_boundary
 from rl_mask.server.service import FRService
 
@@ -62,7 +62,7 @@ def _attacker(cfg, warmup: int, train_steps: int) -> OnlineAttacker:
     c = copy.deepcopy(cfg)
     c.rl.attacker_warmup_steps = warmup
     c.rl.attacker_train_steps = train_steps
-    return OnlineAttacker.from_config(c, H.public())
+    return OnlineAttacker.from_setup(attacker_setup(c), H.public())
 
 
 def test_every_knob_reaches_the_mask_and_is_recorded_as_it_crossed(tmp_path):

@@ -11,8 +11,9 @@ from rl_mask.config import Config, load_config, save_config, without_owner_secre
 from rl_mask.mask.settings import MaskSettings
 from rl_mask.owner.defences import build_defence
 from rl_mask.owner.key import OwnerKey
-from rl_mask.owner.messages import final_test_set, validation_set
+from rl_mask.owner.messages import attacker_setup, final_test_set, training_setup, validation_set
 from rl_mask.owner.stream import TrainingStream, prepare_data
+from rl_mask.protocol import AttackerSetup, TrainingSetup
 from rl_mask.train_fr import train_fr
 
 
@@ -131,6 +132,43 @@ def test_every_config_holds_a_fresh_secret_that_its_saved_copy_keeps(tmp_path):
     streams = [TrainingStream(cfg, build_defence(cfg, "mask"), data) for cfg in (a, load_config(tmp_path / "config.yaml"), b)]
     draws = [torch.rand(4, generator=s.generator) for s in streams]
     assert torch.equal(draws[0], draws[1]) and not torch.equal(draws[0], draws[2])
+
+
+def _leaves(d, path=""):
+    """Every ``(path, value)`` of a nested dict / sequence, keys included in the path."""
+    if isinstance(d, dict):
+        for k, v in d.items():
+            yield from _leaves(v, f"{path}.{k}")
+    elif isinstance(d, (list, tuple)):
+        for i, v in enumerate(d):
+            yield from _leaves(v, f"{path}[{i}]")
+    else:
+        yield path, d
+
+
+def test_the_server_and_the_attacker_are_told_neither_the_face_folder_nor_the_key(att_root):
+    """``TrainingSetup`` and ``AttackerSetup`` are built from the owner's config, which holds
+    its face folder and its secret; neither setup carries either (nor the owner's own knobs:
+    how it augments, its evaluation flips), and each survives its own dict round trip."""
+    cfg = _cfg(key_seed=987_654_321_123)
+    cfg.data.root = str(att_root)
+    defence = build_defence(cfg, "adaptive")
+    data = prepare_data(cfg)
+    setups = {"training": training_setup(cfg, defence, data), "attacker": attacker_setup(cfg)}
+    for name, setup in setups.items():
+        leaves = list(_leaves(setup.to_dict()))
+        names = " ".join(path for path, _ in leaves)
+        values = [v for _, v in leaves]
+        for owner_only in ("root", "key_seed", "eval_flip", "augment", "data"):
+            assert f".{owner_only}" not in names, (name, owner_only, names)
+        assert str(att_root) not in [str(v) for v in values], name
+        assert cfg.mask.key_seed not in values, name
+    assert TrainingSetup.from_dict(setups["training"].to_dict()) == setups["training"]
+    assert AttackerSetup.from_dict(setups["attacker"].to_dict()) == setups["attacker"]
+    # what they are told is the public algorithm's and the server's part of the config
+    assert setups["attacker"].mask.removed_channels == tuple(cfg.mask.removed_channels)
+    assert setups["attacker"].settings.k_choices == tuple(cfg.rl.k_choices)
+    assert setups["training"].fr.lr == cfg.fr.lr and setups["training"].fr.rows_per_step == cfg.fr.rows_per_step
 
 
 def test_k1_messages_are_flipped_as_the_training_rows(att_root):

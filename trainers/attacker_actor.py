@@ -1,7 +1,8 @@
 """The Ray actor that hosts the attacker in the loop (``rl_mask.attacks.online``).
 
 One per run, named (explicit namespace) so env runners on any node find it; every env runner
-sends it the ``ProtectedBatch`` it sent the FR server, with the batch's settings. It asks for
+sends it the ``ProtectedBatch`` it sent the FR server, with the batch's settings. It is built
+from an ``AttackerSetup`` (``rl_mask.protocol``), never from the owner's ``Config``. It asks for
 a GPU only when the cluster has one to spare beyond the FR workers' (CPU otherwise). Ray
 restarts it after a crash (``max_restarts=-1``); it then warms its decoder up again: the
 attacker is a measuring instrument, and a restarted one is at worst weaker for a while.
@@ -18,18 +19,20 @@ import ray
 import torch
 
 from rl_mask.attacks.online import OnlineAttacker
-from rl_mask.config import Config, from_dict, without_owner_secrets
+from rl_mask.config import Config
 from rl_mask.cpu_threads import thread_env
+from rl_mask.owner.messages import attacker_setup
+from rl_mask.protocol import AttackerSetup
 
 
 class AttackerActorImpl:
-    def __init__(self, cfg: dict, public: torch.Tensor, threads: int = 1):
+    def __init__(self, setup: dict, public: torch.Tensor, threads: int = 1):
         torch.set_num_threads(threads)
         device = "cuda" if ray.get_gpu_ids() and torch.cuda.is_available() else "cpu"
-        config = from_dict(cfg)
-        if device == "cpu" and config.rl.attacker_mode == "sampled":
+        setup = AttackerSetup.from_dict(setup)
+        if device == "cpu" and setup.mode == "sampled":
             os.nice(10)  # off the critical path: idle cores first
-        self.attacker = OnlineAttacker.from_config(config, public, device)
+        self.attacker = OnlineAttacker.from_setup(setup, public, device)
 
     def observe(self, batch, settings) -> dict:
         return self.attacker.observe(batch, settings)
@@ -66,4 +69,4 @@ def attacker_cores(cfg: Config, threads: int) -> int:
 def create_attacker_actor(cfg: Config, public: torch.Tensor, name: str, namespace: str):
     return AttackerActor.options(
         name=name, namespace=namespace, num_cpus=cfg.rl.attacker_num_cpus, num_gpus=attacker_num_gpus(cfg), max_restarts=-1, max_task_retries=-1, runtime_env={"env_vars": thread_env()}
-    ).remote(without_owner_secrets(cfg).to_dict(), public, cfg.rl.attacker_threads)
+    ).remote(attacker_setup(cfg).to_dict(), public, cfg.rl.attacker_threads)

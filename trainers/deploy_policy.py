@@ -31,7 +31,7 @@ from rl_mask.config import Config, ConfigError
 from rl_mask.mask.defences import HybridDefence
 from rl_mask.mask.settings import DIMENSIONS
 from rl_mask.owner.defences import build_defence, hybrid_defence
-from rl_mask.owner.messages import training_setup, validation_set
+from rl_mask.owner.messages import attacker_setup, training_setup, validation_set
 from rl_mask.owner.stream import PrivateData, TrainingBatch
 from rl_mask.run_folder import read_run
 from rl_mask.server.service import FRService
@@ -100,7 +100,7 @@ def deploy_policy(run_dir: str | Path, cfg: Config, data: PrivateData, out_dir: 
         judge = run.path / "judge.pt"
         if not judge.is_file():
             raise ConfigError(f"--adaptive-run {run.path}: no judge.pt (a run from before the attacker in the loop?)")
-        attacker = Endpoint(service=OnlineAttacker.from_config(dcfg, data.split.public.float_images()))
+        attacker = Endpoint(service=OnlineAttacker.from_setup(attacker_setup(dcfg), data.split.public.float_images()))
     wiring = EnvWiring(dcfg, Endpoint(service=service), attacker, judge=None if judge is None else str(judge), total_fr_steps=fr_steps, keep_batches=keep)
     env = HybridMaskingEnv(wiring.env_config())
     module = load_policy(run.path, env, dcfg.rl.hidden)

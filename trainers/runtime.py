@@ -22,6 +22,7 @@ from envs.fr_client import LOCAL_SERVICES, Endpoint, FRClient
 from envs.wiring import EnvWiring
 from rl_mask.attacks.online import OnlineAttacker
 from rl_mask.config import Config, ConfigError
+from rl_mask.owner.messages import attacker_setup
 from rl_mask.protocol import TrainingSetup
 from rl_mask.server.service import FRService
 from trainers.attacker_actor import attacker_cores, create_attacker_actor
@@ -79,7 +80,7 @@ class LocalRuntime(Runtime):
             LOCAL_SERVICES[self._names[0]] = FRService(setup)
             if cfg.rl.attacker_in_loop:
                 self._names.append(unique_name("attacker"))
-                LOCAL_SERVICES[self._names[1]] = OnlineAttacker.from_config(cfg, public)
+                LOCAL_SERVICES[self._names[1]] = OnlineAttacker.from_setup(attacker_setup(cfg), public)
                 self.attacker_endpoint = Endpoint(local=self._names[1])
         except BaseException:
             self.close()

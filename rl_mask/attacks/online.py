@@ -33,7 +33,7 @@ from rl_mask.attacks.unmix import unmix
 from rl_mask.mask.augment import augment
 from rl_mask.mask.masking import HybridMask
 from rl_mask.mask.settings import MaskSettings, SettingsSpace
-from rl_mask.protocol import ProtectedBatch
+from rl_mask.protocol import AttackerSetup, ProtectedBatch
 
 
 class OnlineAttacker:
@@ -72,23 +72,23 @@ class OnlineAttacker:
             self._train_step(self.space[int(torch.randint(len(self.space), (1,), generator=self.generator))])
 
     @classmethod
-    def from_config(cls, cfg, public: torch.Tensor, device: str = "cpu") -> "OnlineAttacker":
-        """The attacker of an ``rl-mask train`` run: the deployed mask, every setting the
-        policy can choose, ``rl.attacker_*`` sizes."""
-        rl = cfg.rl
-        space = SettingsSpace.from_config(rl).all()
+    def from_setup(cls, setup: AttackerSetup, public: torch.Tensor, device: str = "cpu") -> "OnlineAttacker":
+        """The attacker of an ``rl-mask train`` run, from what the owner tells it: the deployed
+        mask's public parameters, every setting the policy can choose, its own sizes."""
+        if tuple(public.shape[1:]) != tuple(setup.image_shape):
+            raise ValueError(f"attacker setup: public faces of shape {tuple(public.shape[1:])} do not match image_shape {tuple(setup.image_shape)}")
         return cls(
             public,
-            HybridMask.from_config(cfg.mask, cfg.data.planes),  # the public algorithm: never the owner's key
-            space,
-            rl.attacker_batch_size,
-            rl.attacker_lr,
-            rl.attacker_train_steps,
-            rl.attacker_warmup_steps,
-            rl.seed + 777,
+            HybridMask.from_config(setup.mask, setup.image_shape[0]),  # the public algorithm: never the owner's key
+            SettingsSpace.from_config(setup.settings).all(),
+            setup.batch_size,
+            setup.lr,
+            setup.train_steps,
+            setup.warmup_steps,
+            setup.seed,
             device,
-            rl.attacker_rows,
-            tuple(rl.attacker_widths),
+            setup.rows,
+            setup.widths,
         )
 
     def _pairs(self, settings: MaskSettings) -> tuple[torch.Tensor, torch.Tensor]:

@@ -7,7 +7,7 @@ import torch
 from rl_mask.config import Config
 from rl_mask.mask.defences import Defence
 from rl_mask.owner.stream import PrivateData
-from rl_mask.protocol import ProtectedEvalSet, ProtectedProbes, TrainingSetup
+from rl_mask.protocol import AttackerSetup, FRHyperparameters, ProtectedEvalSet, ProtectedProbes, PublicMask, SettingsChoices, TrainingSetup
 
 
 def training_setup(cfg: Config, defence: Defence, data: PrivateData, total_steps: int | None = None, eval_every: int | None = None) -> TrainingSetup:
@@ -20,9 +20,28 @@ def training_setup(cfg: Config, defence: Defence, data: PrivateData, total_steps
         total_steps=int(total_steps or cfg.fr.steps),
         private_training=defence.private_training,
         model=cfg.model,
-        fr=cfg.fr,
+        fr=FRHyperparameters.of(cfg.fr),
         dp=cfg.dp,
         eval_every=int(eval_every or cfg.rl.eval_every),
+    )
+
+
+def attacker_setup(cfg: Config) -> AttackerSetup:
+    """What the attacker in the loop is told: the public mask and knob choices, the faces'
+    shape, ``rl.attacker_*``; nothing of the owner's own (data root, key seed)."""
+    rl = cfg.rl
+    return AttackerSetup(
+        image_shape=(cfg.data.planes, cfg.data.height, cfg.data.width),
+        mask=PublicMask.of(cfg.mask),
+        settings=SettingsChoices.of(rl),
+        mode=rl.attacker_mode,
+        batch_size=rl.attacker_batch_size,
+        lr=rl.attacker_lr,
+        train_steps=rl.attacker_train_steps,
+        warmup_steps=rl.attacker_warmup_steps,
+        rows=rl.attacker_rows,
+        widths=tuple(rl.attacker_widths),
+        seed=rl.seed + 777,
     )
 
 

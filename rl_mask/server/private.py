@@ -24,8 +24,8 @@ from opacus.accountants import RDPAccountant
 from opacus.accountants.utils import get_noise_multiplier
 from opacus.optimizers import DPOptimizer
 
-from rl_mask.config import DPConfig, FRConfig, ModelConfig
-from rl_mask.protocol import ProtectedBatch
+from rl_mask.config import DPConfig, ModelConfig
+from rl_mask.protocol import FRHyperparameters, ProtectedBatch
 from rl_mask.server.trainer import FRTrainer, build_model
 
 #: RDP orders searched when converting to (epsilon, delta): Opacus' defaults extended to 256,
@@ -42,7 +42,7 @@ class DPFRTrainer(FRTrainer):
         input_kind: str,
         num_classes: int,
         model_cfg: ModelConfig,
-        fr_cfg: FRConfig,
+        fr_cfg: FRHyperparameters,
         dp_cfg: DPConfig,
         device: torch.device,
         train_size: int,

@@ -15,9 +15,9 @@ from pathlib import Path
 import torch
 
 from rl_mask.checkpoint import CheckpointError, build_checked, load_checkpoint
-from rl_mask.config import ConfigError, FRConfig, ModelConfig, validate_model
+from rl_mask.config import ConfigError, ModelConfig, validate_model
 from rl_mask.metrics import recognition_metrics
-from rl_mask.protocol import ProtectedBatch, TrainingSetup
+from rl_mask.protocol import FRHyperparameters, ProtectedBatch, TrainingSetup
 from rl_mask.server.models import INPUT_KINDS, ArcFaceHead, FaceRecognizer, IRResNet
 
 #: The largest input side (channels, height or width) a model file may record.
@@ -61,7 +61,7 @@ class FRTrainer:
         input_kind: str,
         num_classes: int,
         model_cfg: ModelConfig,
-        fr_cfg: FRConfig,
+        fr_cfg: FRHyperparameters,
         device: torch.device,
         total_steps: int | None = None,
     ):
