@@ -507,12 +507,6 @@ def set_path(data: dict, assignment: str) -> None:
         raise ConfigError(f"override {assignment!r}: {raw!r} is not a valid YAML value ({problem})") from None
 
 
-def without_owner_secrets(cfg: "Config") -> "Config":
-    """``cfg`` as it may be handed to the server's side (the attacker in the loop, actors that
-    are not the owner's): no data root, and a secret of its own in place of the owner's."""
-    return dataclasses.replace(cfg, data=dataclasses.replace(cfg.data, root=""), mask=dataclasses.replace(cfg.mask, key_seed=FRESH_SECRET))
-
-
 def owner_seed(seed: int, cfg: "Config") -> int:
     """A random stream's seed mixed with the owner's secret: a run replays from its own
     config, while nobody with only the public seed (and the code) can."""
