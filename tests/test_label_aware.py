@@ -90,25 +90,25 @@ def test_no_provenance_or_raw_face_field_crosses():
     for message, fields in MESSAGE_FIELDS.items():
         for field in fields:
             assert not any(word in field.lower() for word in forbidden), (message, field)
-    # What train-fr hands its FR trainer is the ProtectedBatch itself, not the owner's record.
-    from rl_mask.server.trainer import FRTrainer
+    # What train-fr hands its FR server is the ProtectedBatch itself, not the owner's record.
+    from rl_mask.server.service import FRService
     from rl_mask.train_fr import train_fr
 
     seen = []
-    original = FRTrainer.train_step
+    original = FRService.train_messages
 
-    def spy(self, batch):
-        seen.append(type(batch))
-        return original(self, batch)
+    def spy(self, batches):
+        seen.extend(type(b) for b in batches)
+        return original(self, batches)
 
-    FRTrainer.train_step = spy
+    FRService.train_messages = spy
     try:
         import tempfile
 
         cfg = H.tiny_config(steps=2, eval_every=2)
         train_fr(cfg, tempfile.mkdtemp(), defence=build_defence(cfg, "fixed-k"), progress=False, data=H.data())
     finally:
-        FRTrainer.train_step = original
+        FRService.train_messages = original
     assert seen == [ProtectedBatch, ProtectedBatch]
 
 
