@@ -32,10 +32,6 @@ import tempfile
 import time
 from pathlib import Path
 
-from rl_mask.cpu_threads import prefer_passive_waits
-
-prefer_passive_waits()  # before torch loads: as the rl-mask command runs (rl_mask.cpu_threads)
-
 import numpy as np
 import torch
 from PIL import Image
@@ -172,6 +168,7 @@ def main() -> None:
     parser.add_argument("--rows-per-step", type=int, default=0, help="fr.rows_per_step: aggregated FR steps (0: one batch per step), the plain loop's too")
     parser.add_argument("--attacker-mode", default="exact", help="rl.attacker_mode of the attacker row: exact or sampled")
     parser.add_argument("--sample-rate", type=float, default=0.25, help="rl.attacker_sample_rate with --attacker-mode sampled")
+    parser.add_argument("--fr-wait-policy", default="PASSIVE", help="rl.fr_wait_policy: OMP_WAIT_POLICY of the FR actor ('' = libgomp's default); the plain loop in this process keeps libgomp's default, its fastest alone")
     parser.add_argument("--quick", action="store_true", help="a small FR network and short iterations (a check that it runs, not a figure)")
     args = parser.parse_args()
 
@@ -181,6 +178,7 @@ def main() -> None:
         cfg.fr.rows_per_step = args.rows_per_step
         cfg.rl.attacker_mode = args.attacker_mode
         cfg.rl.attacker_sample_rate = args.sample_rate
+        cfg.rl.fr_wait_policy = args.fr_wait_policy
         if args.quick:
             cfg.model.widths, cfg.model.depths, cfg.model.embedding_dim = [8, 16], [1, 1], 32
             cfg.rl.train_batch_size, cfg.rl.minibatch_size, cfg.rl.num_epochs = 16, 8, 1
@@ -206,6 +204,7 @@ def main() -> None:
         "gpu": torch.cuda.get_device_name(0) if torch.cuda.is_available() else None,
         "fr_batch_size": config().fr.batch_size,
         "fr_rows_per_step": args.rows_per_step,
+        "fr_wait_policy": args.fr_wait_policy or "libgomp default",
         "pipeline": results,
         "targets": {"fraction_of_plain_cpu_cluster": 0.85, "fraction_of_plain_cpu_with_attacker": 0.7, "fraction_of_plain_gpu": 0.9},
         "masking": masking_devices(args.device),

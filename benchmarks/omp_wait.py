@@ -1,7 +1,7 @@
 """FR steps beside other work, with libgomp's default wait policy and with passive waits.
 
-``rl_mask.cpu_threads`` sets ``OMP_WAIT_POLICY=PASSIVE`` for every process rl-mask starts.
-This measures why: one process runs FR steps (``FRService``, 64-row protected AT&T batches,
+Why ``rl.fr_wait_policy`` exists (``rl_mask.cpu_threads``): one process runs FR steps
+(``FRService``, 64-row protected AT&T batches,
 2 torch threads) for ``--seconds``; it runs alone, and beside a second process that makes
 batches on the owner's path (``TrainingStream``, 1 thread) as an env runner does. Each
 condition runs with each policy, ``--repeats`` times, alternating; the policy is set in the
@@ -52,8 +52,11 @@ print(json.dumps({"role": role, "images_per_s": n * 64 / (time.perf_counter() - 
 
 
 def child(role: str, seconds: float, policy: str) -> subprocess.Popen:
-    env = {k: v for k, v in os.environ.items() if k != "OMP_WAIT_POLICY"}
-    if policy != "default":
+    """``policy``: "default" (libgomp's), a wait policy ("PASSIVE"), or "GOMP_SPINCOUNT=N"."""
+    env = {k: v for k, v in os.environ.items() if k not in ("OMP_WAIT_POLICY", "GOMP_SPINCOUNT")}
+    if policy.startswith("GOMP_SPINCOUNT="):
+        env["GOMP_SPINCOUNT"] = policy.split("=", 1)[1]
+    elif policy != "default":
         env["OMP_WAIT_POLICY"] = policy
     return subprocess.Popen([sys.executable, "-c", CHILD, role, str(seconds)], env=env, stdout=subprocess.PIPE, text=True)
 
@@ -74,17 +77,19 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--seconds", type=float, default=15.0)
     parser.add_argument("--repeats", type=int, default=2)
+    parser.add_argument("--policies", default="default,PASSIVE", help="comma-separated: default, PASSIVE, ACTIVE, GOMP_SPINCOUNT=N")
     parser.add_argument("--out", default="benchmarks/results/omp_wait.json")
     args = parser.parse_args()
+    policies = args.policies.split(",")
     rows = []
     for _ in range(args.repeats):
         for beside in (False, True):
-            for policy in ("default", "PASSIVE"):
+            for policy in policies:
                 rows.append(measure(policy, beside, args.seconds))
                 print(json.dumps(rows[-1]), flush=True)
     table = {}
     for beside in (False, True):
-        for policy in ("default", "PASSIVE"):
+        for policy in policies:
             got = [r["fr_images_per_s"] for r in rows if r["policy"] == policy and r["beside_owner_process"] == beside]
             table[f"{'beside' if beside else 'alone'}/{policy}"] = statistics.median(got)
     print("\nFR images/s (median):")

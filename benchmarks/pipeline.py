@@ -23,10 +23,6 @@ import tempfile
 import time
 from pathlib import Path
 
-from rl_mask.cpu_threads import prefer_passive_waits
-
-prefer_passive_waits()  # before torch loads: as the rl-mask command runs (rl_mask.cpu_threads)
-
 import torch
 
 from rl_mask.config import Config

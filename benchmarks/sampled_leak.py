@@ -21,10 +21,6 @@ import platform
 import time
 from pathlib import Path
 
-from rl_mask.cpu_threads import prefer_passive_waits
-
-prefer_passive_waits()  # before torch loads: as the rl-mask command runs (rl_mask.cpu_threads)
-
 import numpy as np
 import torch
 

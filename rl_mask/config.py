@@ -18,6 +18,8 @@ from typing import Any
 
 import yaml
 
+from rl_mask.cpu_threads import WAIT_POLICIES
+
 #: ``fr.precision``: float32 throughout, or bfloat16 autocast of the FR step.
 FR_PRECISIONS = ("fp32", "bf16")
 STRATEGIES = ("none", "mask", "fixed-k", "random-k", "mixup", "instahide", "dpsgd")
@@ -240,6 +242,7 @@ class RLConfig:
     # torch threads of the attacker's actor: its small decoder gains little from more (82 vs
     # 88 ms a step at 2 vs 1 here), and every extra thread fights the FR workers for the cores
     attacker_threads: int = 1
+    fr_wait_policy: str = "PASSIVE"  # OMP_WAIT_POLICY of CPU FR actors: PASSIVE (cores shared with env runners), ACTIVE, "" (the driver's; rl_mask.cpu_threads)
     judge_steps: int = 150  # the owner's judge (scores the attacker): steps on the private training faces
     eval_every: int = 25  # FR steps between clean-accuracy measurements
     iterations: int = 12  # PPO iterations
@@ -629,6 +632,7 @@ def validate_rl(r: RLConfig, batch_size: int, rows_per_step: int = 0) -> None:
     _require(r.attacker_lr > 0, "rl.attacker_lr", r.attacker_lr, "> 0")
     _require(r.attacker_num_gpus == -1 or 0 <= r.attacker_num_gpus, "rl.attacker_num_gpus", r.attacker_num_gpus, "-1 (auto), or >= 0")
     _require(r.attacker_threads >= 1, "rl.attacker_threads", r.attacker_threads, ">= 1")
+    _require(r.fr_wait_policy in WAIT_POLICIES, "rl.fr_wait_policy", r.fr_wait_policy, f"one of {WAIT_POLICIES}")
     _require(r.horizon >= 1, "rl.horizon", r.horizon, ">= 1")
     _require(r.utility_lambda >= 0, "rl.utility_lambda", r.utility_lambda, ">= 0")
     _require(0 <= r.accuracy_floor <= 1, "rl.accuracy_floor", r.accuracy_floor, "[0, 1]")

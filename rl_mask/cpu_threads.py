@@ -1,33 +1,46 @@
-"""CPU threads that sleep while they wait: ``OMP_WAIT_POLICY=PASSIVE`` for every process we start.
+"""How the FR actor's CPU threads wait between parallel regions (``rl.fr_wait_policy``).
 
-torch's CPU kernels run in libgomp (OpenMP) parallel regions. By default an idle libgomp
-thread spins for a while waiting for the next region, which is fine on a machine of its own
-and ruinous on a shared one: beside any other busy process (an env runner, the attacker,
-Ray's daemons, a test next door) the spinning threads hold the cores the others need, and
-each region then waits for a thread the OS has descheduled. Measured on 2 cores beside other
-work (``benchmarks/omp_wait.py``): an FR step loop with 2 threads ran at 27-36 images/s with
-the default wait policy and 430-600 with passive waits.
+torch's CPU kernels run in libgomp (OpenMP) parallel regions, and by default an idle libgomp
+thread spins for a while before it sleeps. Alone on its cores that is the fastest choice;
+beside another busy process it is ruinous: the spinning threads hold the cores the other
+needs, and each region waits for a thread the OS has descheduled. ``OMP_WAIT_POLICY=PASSIVE``
+makes them sleep at once. Measured on 2 cores (``benchmarks/omp_wait.py``, FR steps of 64
+rows, 2 threads; ``benchmarks/results/omp_wait_*.json``):
 
-libgomp reads the variable once, when torch is first imported, so it is set at the entry
-points (the ``rl-mask`` command, the tests), before torch loads, and handed to the Ray
-actors we start through their runtime environment; a value the user exported is kept.
+=====================  =============  ==========================================
+FR images/s            alone (quiet)  beside a busy 1-thread owner process
+=====================  =============  ==========================================
+libgomp default        856-985        115-148 (27 on a machine loaded besides)
+PASSIVE                631-641        480-485 (319)
+=====================  =============  ==========================================
+
+In the adaptive pipeline on those 2 cores (``benchmarks/fr_scaling.py``, one env runner, 64-row
+steps) a passive FR actor made 518 FR images/s against 495 with the default, and 418 against
+327 with the sampled attacker beside it. Neither is right everywhere: ``rl.fr_wait_policy``
+sets it for the FR actors (PASSIVE by default: on CPU they share their node with env runners;
+ACTIVE for an FR actor alone on a CPU node; empty: the driver's environment), and the driver's own
+``OMP_WAIT_POLICY`` / ``GOMP_SPINCOUNT`` are forwarded to the actors it starts, which do not
+inherit the driver's environment on a cluster. libgomp reads them once, when torch loads.
 """
 
 from __future__ import annotations
 
 import os
-import sys
 
-WAIT_POLICY = "OMP_WAIT_POLICY"
-
-
-def thread_env() -> dict[str, str]:
-    """The variable for a process we start (a Ray actor's ``runtime_env``): the caller's choice, else passive."""
-    return {WAIT_POLICY: os.environ.get(WAIT_POLICY, "PASSIVE")}
+THREAD_VARIABLES = ("OMP_WAIT_POLICY", "GOMP_SPINCOUNT")
+WAIT_POLICIES = ("", "PASSIVE", "ACTIVE")
 
 
-def prefer_passive_waits() -> bool:
-    """Passive waits for this process (unless the user chose) and every process it starts.
-    False when torch is loaded already: too late for this process, still right for its children."""
-    os.environ.setdefault(WAIT_POLICY, "PASSIVE")
-    return "torch" not in sys.modules
+def thread_env(wait_policy: str = "") -> dict[str, str]:
+    """Environment variables for an actor we start: the driver's threading variables, with
+    ``wait_policy`` (when given) as its ``OMP_WAIT_POLICY``."""
+    env = {name: os.environ[name] for name in THREAD_VARIABLES if name in os.environ}
+    if wait_policy:
+        env["OMP_WAIT_POLICY"] = wait_policy
+    return env
+
+
+def runtime_env(wait_policy: str = "") -> dict:
+    """Ray actor options for it (none when there is nothing to set: no runtime env of its own)."""
+    env = thread_env(wait_policy)
+    return {"runtime_env": {"env_vars": env}} if env else {}

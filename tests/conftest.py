@@ -9,12 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from rl_mask.cpu_threads import prefer_passive_waits
-
-prefer_passive_waits()  # before any test imports torch (and for every process a test starts)
-
-import rl_mask.config  # noqa: E402
-from rl_mask.config import default_data_root  # noqa: E402
+import rl_mask.config
+from rl_mask.config import default_data_root
 
 REPO = Path(__file__).resolve().parent.parent
 

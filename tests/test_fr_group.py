@@ -71,12 +71,13 @@ def test_two_workers_take_the_step_one_worker_takes_on_the_whole_batch(ray_runti
 
 def test_cpu_workers_leave_the_cores_another_actor_holds(ray_runtime, tmp_path):
     cfg = tiny_config()  # one FR worker
+    cfg.rl.fr_wait_policy = "ACTIVE"  # not the default: the field reaches the actor's process
     data = prepare_data(cfg)
     group = FRGroup(cfg, training_setup(cfg, build_defence(cfg, "fixed-k"), data, 100), tmp_path, "fr-cores-test", NAMESPACE)
     try:
         info = ray.get(group.actors[0].info.remote())
         assert info["threads"] == info["node_cpus"]  # alone on the node: every core
-        assert info["omp_wait_policy"] == "PASSIVE"  # its threads sleep while they wait (rl_mask.cpu_threads)
+        assert info["omp_wait_policy"] == "ACTIVE"
         group.reserve(info["node_id"], 1)  # e.g. the attacker in the loop, on CPU beside it
         assert ray.get(group.actors[0].info.remote())["threads"] == max(1, info["node_cpus"] - 1)
     finally:

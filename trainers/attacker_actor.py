@@ -20,7 +20,7 @@ import torch
 
 from rl_mask.attacks.online import OnlineAttacker
 from rl_mask.config import Config
-from rl_mask.cpu_threads import thread_env
+from rl_mask.cpu_threads import runtime_env
 from rl_mask.owner.messages import attacker_setup
 from rl_mask.protocol import AttackerSetup
 
@@ -68,5 +68,5 @@ def attacker_cores(cfg: Config, threads: int) -> int:
 
 def create_attacker_actor(cfg: Config, public: torch.Tensor, name: str, namespace: str):
     return AttackerActor.options(
-        name=name, namespace=namespace, num_cpus=cfg.rl.attacker_num_cpus, num_gpus=attacker_num_gpus(cfg), max_restarts=-1, max_task_retries=-1, runtime_env={"env_vars": thread_env()}
+        name=name, namespace=namespace, num_cpus=cfg.rl.attacker_num_cpus, num_gpus=attacker_num_gpus(cfg), max_restarts=-1, max_task_retries=-1, **runtime_env()
     ).remote(attacker_setup(cfg).to_dict(), public, cfg.rl.attacker_threads)

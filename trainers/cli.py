@@ -13,14 +13,10 @@ import re
 import sys
 from pathlib import Path
 
-from rl_mask.cpu_threads import prefer_passive_waits
-
-prefer_passive_waits()  # before torch loads (rl_mask.checkpoint below imports it)
-
-from rl_mask.checkpoint import CheckpointError  # noqa: E402
-from rl_mask.config import STRATEGIES, ConfigError  # noqa: E402
-from rl_mask.owner.data import FaceDataError  # noqa: E402
-from rl_mask.use.files import InputError  # noqa: E402
+from rl_mask.checkpoint import CheckpointError
+from rl_mask.config import STRATEGIES, ConfigError
+from rl_mask.owner.data import FaceDataError
+from rl_mask.use.files import InputError
 
 
 def _add_common(p: argparse.ArgumentParser, out_required: bool = True) -> None:

@@ -22,7 +22,7 @@ import ray
 import torch
 
 from rl_mask.config import Config
-from rl_mask.cpu_threads import WAIT_POLICY, thread_env
+from rl_mask.cpu_threads import runtime_env
 from rl_mask.protocol import TrainingSetup
 from rl_mask.run_folder import autosave_path
 from rl_mask.server.service import FRService
@@ -88,7 +88,7 @@ class FRActorImpl(FRService):
             "node_id": ctx.get_node_id(),
             "node_cpus": os.cpu_count() or 1,
             "threads": torch.get_num_threads(),
-            "omp_wait_policy": os.environ.get(WAIT_POLICY),
+            "omp_wait_policy": os.environ.get("OMP_WAIT_POLICY", ""),
             "restarted": restarted,
             "steps_lost_to_restarts": self.steps_lost,
         }
@@ -125,5 +125,5 @@ def create_fr_actor(cfg: Config, setup: TrainingSetup, run_dir: str | Path, name
         num_gpus=fr_num_gpus(rl.fr_num_gpus),
         max_restarts=rl.fr_max_restarts,
         max_task_retries=-1 if rl.fr_max_restarts != 0 else 0,
-        runtime_env={"env_vars": thread_env()},  # a cluster's raylets may not have it (rl_mask.cpu_threads)
+        **runtime_env(rl.fr_wait_policy),  # how its threads wait (rl_mask.cpu_threads)
     ).remote(setup.to_dict(), str(Path(run_dir).resolve()), rl.fr_autosave_every if rank == 0 else 0, rl.fr_threads)
