@@ -258,3 +258,18 @@ def test_aws_run_folders_are_writable_private_and_the_attacker_avoids_the_head()
 def test_entry_defaults_to_the_running_cluster():
     assert cluster_argv(["--out", "r"]) == ["train", "--address", "auto", "--out", "r"]
     assert cluster_argv(["--address", "10.0.0.1:6379", "--out", "r"]) == ["train", "--address", "10.0.0.1:6379", "--out", "r"]
+
+
+def test_entry_data_flag_puts_the_absolute_face_folder_in_the_config(tmp_path, monkeypatch, att_root):
+    """What a job's env runners and FR actor read: ``--data`` given relative to the driver's
+    folder arrives in ``data.root`` as an absolute path (the job test covers RL_MASK_DATA)."""
+    from trainers.cli import _overrides, build_parser
+    from trainers.run_config import resolve_config
+
+    (tmp_path / "faces").symlink_to(att_root, target_is_directory=True)
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("RL_MASK_DATA", "/nonexistent/elsewhere")  # the flag wins over the environment
+    args = build_parser().parse_args(cluster_argv(["--out", "r", "--data", "faces"]))
+    cfg = resolve_config(args.config, _overrides(args, {}), args.debug, None)
+    assert cfg.data.root == str(Path(att_root).resolve())
+    assert cfg.data.resolved_root() == cfg.data.root

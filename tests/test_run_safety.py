@@ -244,25 +244,21 @@ def latest_iteration(run: Path) -> int:
     return int((run / "checkpoints" / "latest").read_text().split("_")[1])
 
 
-@pytest.mark.parametrize("how", ["timeout -s TERM", "SIGINT to the process group"])
-def test_a_stop_to_the_whole_process_group_checkpoints_and_resume_continues(tmp_path, cli_env, how):
-    """``timeout`` and Ctrl-C signal the driver's whole process group: the local Ray is not in
-    it, so the iteration under way finishes, a checkpoint is written, no process of the run is
-    left, and ``--resume`` goes on from that checkpoint."""
-    run = tmp_path / "run"
-    train = [sys.executable, "-m", "trainers.cli", "train", "--out", str(run), "--config", str(tiny_ray_config(tmp_path / "c.yaml")), "--quiet"]
-    cmd = ["timeout", "-s", "TERM", "3600", *train] if how.startswith("timeout") else train
-    proc = subprocess.Popen(cmd, cwd=REPO, env=cli_env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, start_new_session=True)
+def stop_run_midway(cmd: list[str], run: Path, env: dict, sig: signal.Signals, after: int) -> str:
+    """Start ``cmd`` in a session of its own, wait for a checkpoint past iteration ``after``,
+    signal it as ``timeout`` (SIGTERM to the driver, passed on to its group) or Ctrl-C (SIGINT
+    to the whole group) would, and check that it stopped cleanly; returns its output."""
+    proc = subprocess.Popen(cmd, cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, start_new_session=True)
     try:
         deadline = time.time() + 300
-        while not (run / "checkpoints" / "latest").is_file():
+        while not ((run / "checkpoints" / "latest").is_file() and latest_iteration(run) > after):
             assert proc.poll() is None and time.time() < deadline, proc.stdout.read()[-4000:] if proc.poll() is not None else "timed out"
             time.sleep(0.2)
         family = psutil.Process(proc.pid).children(recursive=True)
         names = " ".join(" ".join(p.cmdline()) for p in family if p.is_running())
         assert "raylet" in names and "FRActorImpl" in names and "InflightEnvRunner" in names
         time.sleep(1.5)  # well into the next iterations
-        if how.startswith("timeout"):
+        if sig == signal.SIGTERM:
             proc.send_signal(signal.SIGTERM)  # timeout passes it on to its whole process group, as when it expires
         else:
             os.killpg(proc.pid, signal.SIGINT)  # what Ctrl-C in a terminal does
@@ -270,20 +266,36 @@ def test_a_stop_to_the_whole_process_group_checkpoints_and_resume_continues(tmp_
     finally:
         if proc.poll() is None:
             os.killpg(proc.pid, signal.SIGKILL)
-    sig = signal.SIGTERM if how.startswith("timeout") else signal.SIGINT
     assert proc.returncode == 128 + sig, out[-4000:]
     done = latest_iteration(run)
-    assert done >= 2 and f"stopped after iteration {done}" in out and f"rl-mask: stopped by {sig.name}" in out, out[-4000:]
+    assert done > after and f"stopped after iteration {done}" in out and f"rl-mask: stopped by {sig.name}" in out, out[-4000:]
     assert json.loads((run / "checkpoints" / f"iter_{done:06d}" / "state.json").read_text())["iteration"] == done
     assert not (run / "summary.json").exists()
     _, alive = psutil.wait_procs(family, timeout=60)
     alive = [p for p in alive if p.is_running() and p.status() != psutil.STATUS_ZOMBIE]
     assert not alive, [" ".join(p.cmdline()) for p in alive]
+    return out
+
+
+def test_a_stop_to_the_whole_process_group_checkpoints_and_resume_continues(tmp_path, cli_env):
+    """``timeout`` and Ctrl-C signal the driver's whole process group: the local Ray is not in
+    it, so the iteration under way finishes, a checkpoint is written, no process of the run is
+    left, and ``--resume`` goes on from that checkpoint. One run meets both: ``timeout`` stops
+    it, the resumed run is stopped by Ctrl-C, and a last resume finishes it."""
+    run = tmp_path / "run"
+    train = [sys.executable, "-m", "trainers.cli", "train", "--quiet"]
+    stop_run_midway(["timeout", "-s", "TERM", "3600", *train, "--out", str(run), "--config", str(tiny_ray_config(tmp_path / "c.yaml"))], run, cli_env, signal.SIGTERM, after=1)
+    first = latest_iteration(run)
+    stop_run_midway([*train, "--resume", str(run)], run, cli_env, signal.SIGINT, after=first)
+    done = latest_iteration(run)
 
     resumed = cli("train", "--resume", str(run), "--iterations", str(done + 1), "--quiet", env=cli_env)
     assert resumed.returncode == 0, resumed.stdout[-3000:] + resumed.stderr[-3000:]
     summary = json.loads((run / "summary.json").read_text())
     assert summary["iterations"] == done + 1 and summary["env_steps"] == 16 * (done + 1)
+    acc = EventAccumulator(str(run / "tb"), size_guidance={"scalars": 0})
+    acc.Reload()
+    assert [e.step for e in acc.Scalars("mask/k_mean")] == [16 * i for i in range(1, done + 2)]  # nothing repeated or lost across two stops
 
 
 # ----------------------------------------------------------------------------- --out

@@ -29,12 +29,19 @@ def worker_names(name: str, workers: int) -> list[str]:
 
 
 class FRGroup:
-    def __init__(self, cfg: Config, setup: TrainingSetup, run_dir: str | Path, name: str, namespace: str):
+    def __init__(self, cfg: Config, setup: TrainingSetup, run_dir: str | Path, name: str, namespace: str, wait: bool = True):
+        """Starts the workers; ``wait=False`` returns while they start (call ``ready()``), so
+        that the caller can start other actors beside them."""
         self.names = worker_names(name, cfg.rl.fr_workers)
         self.actors = [create_fr_actor(cfg, setup, run_dir, n, namespace, rank=r) for r, n in enumerate(self.names)]
         self.reformed = 0
         self.threads = cfg.rl.fr_threads
         self.reserved: Counter = Counter()  # cores other CPU actors (the attacker) hold, per node
+        if wait:
+            self.ready()
+
+    def ready(self) -> None:
+        """Waits for the workers, shares out their nodes' cores and forms the group."""
         self.share_cores()
         if len(self.actors) > 1:
             self.form()

@@ -55,6 +55,9 @@ class LocalRay:
         # Token auth as for a new ``ray.init`` cluster: the head writes ~/.ray/auth_token if there is
         # none, and this driver (mode unset) turns token auth on when it finds it.
         env.setdefault("RAY_AUTH_MODE", "token")
+        # No drain on stop: Ray 2.60's head waits up to 30 s on SIGTERM for its node to drain (for
+        # Serve traffic); this head is stopped only after the run's driver has let go of it.
+        env["RAY_GRACEFUL_SHUTDOWN_DRAIN_TIMEOUT_S"] = "0"
         ray_bin = Path(sys.executable).with_name("ray")
         cmd = [
             sys.executable, "-c", DIE_WITH_DRIVER, str(os.getpid()),

@@ -105,13 +105,16 @@ class RayRuntime(Runtime):
         self.attacker = None
         self.attacker_endpoint = None
         try:
-            self.group = FRGroup(cfg, setup, run_dir, unique_name("fr"), namespace)
+            # The attacker starts beside the FR workers (each process's start is mostly imports).
+            self.group = FRGroup(cfg, setup, run_dir, unique_name("fr"), namespace, wait=False)
             self.fr_endpoint = Endpoint(actors=tuple(self.group.names), namespace=namespace)
             self.fr = FRClient(self.group.actors)
             if cfg.rl.attacker_in_loop:
                 name = unique_name("attacker")
                 self.attacker = FRClient(create_attacker_actor(cfg, public, name, namespace))
                 self.attacker_endpoint = Endpoint(actors=(name,), namespace=namespace)
+            self.group.ready()
+            if self.attacker is not None:
                 where = self.attacker.call("info")
                 if where["device"] == "cpu":  # the FR workers on its node leave it its cores
                     self.group.reserve(where["node_id"], attacker_cores(cfg, where["threads"]))
