@@ -40,8 +40,11 @@ EVAL_DOOR_ATTACKS = ("whitebox-eval", "whitebox-eval+recover")
 RECOVER_SUFFIX = "+recover"
 #: Owner options a hybrid benchmark row may carry as suffixes, e.g. ``mask+key``,
 #: ``fixed[k=4,flip=0.5]+key+evalflip``: the owner's key on every message (``+key``: one channel
-#: mixing; ``+poskey``: one per block position), sign flips on the evaluation messages (``+evalflip``).
+#: mixing; ``+poskey``: one per block position), sign flips on the evaluation messages
+#: (``+evalflip``: probability ``EVAL_FLIP``; ``+evalflip=P``: probability P in (0, 0.5]).
 OWNER_SUFFIXES = ("+key", "+poskey", "+evalflip")
+EVAL_FLIP = 0.5
+_EVAL_FLIP_AT = re.compile(r"\+evalflip=([0-9.]+)$")
 HYBRID_DEFENCES = ("mask", "fixed-k", "random-k", "adaptive")
 KEY_KINDS = ("channels", "positions")
 WEIGHT_KINDS = ("dirichlet", "instahide")
@@ -673,15 +676,38 @@ def split_defence_name(name: str) -> tuple[str, list[str]]:
     suffixes: list[str] = []
     base = name
     while True:
-        hit = next((s for s in OWNER_SUFFIXES if base.endswith(s)), None)
+        at = _EVAL_FLIP_AT.search(base)
+        hit = at.group(0) if at else next((s for s in OWNER_SUFFIXES if base.endswith(s)), None)
         if hit is None:
             return base, suffixes[::-1]
         suffixes.append(hit)
         base = base[: -len(hit)]
 
 
+def eval_flip_of(suffixes: list[str]) -> float:
+    """The evaluation messages' flip probability a row's owner options ask for (0: none)."""
+    for s in suffixes:
+        if s == "+evalflip":
+            return EVAL_FLIP
+        if s.startswith("+evalflip="):
+            return float(s.split("=", 1)[1])
+    return 0.0
+
+
+def evalflip_suffix(flip: float) -> str:
+    """The owner option for flip probability ``flip`` on the evaluation messages."""
+    return "" if flip <= 0 else "+evalflip" if flip == EVAL_FLIP else f"+evalflip={flip:g}"
+
+
 def _known_defence(name: str) -> bool:
     base, suffixes = split_defence_name(name)
+    flips = [s for s in suffixes if s.startswith("+evalflip")]
+    try:
+        flip = eval_flip_of(suffixes)
+    except ValueError:
+        return False
+    if len(flips) > 1 or (flips and not 0 < flip <= EVAL_FLIP):
+        return False
     if base.startswith("fixed[") and base.endswith("]"):
         try:
             parse_settings(base[len("fixed[") : -1])

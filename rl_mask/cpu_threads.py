@@ -31,16 +31,11 @@ THREAD_VARIABLES = ("OMP_WAIT_POLICY", "GOMP_SPINCOUNT")
 WAIT_POLICIES = ("", "PASSIVE", "ACTIVE")
 
 
-def thread_env(wait_policy: str = "") -> dict[str, str]:
-    """Environment variables for an actor we start: the driver's threading variables, with
-    ``wait_policy`` (when given) as its ``OMP_WAIT_POLICY``."""
+def runtime_env(wait_policy: str = "") -> dict:
+    """Ray actor options for an actor we start: the driver's threading variables, with
+    ``wait_policy`` (when given) as its ``OMP_WAIT_POLICY``; none when there is nothing to set
+    (no runtime env of its own: such an actor starts 0.7 s sooner)."""
     env = {name: os.environ[name] for name in THREAD_VARIABLES if name in os.environ}
     if wait_policy:
         env["OMP_WAIT_POLICY"] = wait_policy
-    return env
-
-
-def runtime_env(wait_policy: str = "") -> dict:
-    """Ray actor options for it (none when there is nothing to set: no runtime env of its own)."""
-    env = thread_env(wait_policy)
     return {"runtime_env": {"env_vars": env}} if env else {}

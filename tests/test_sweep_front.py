@@ -151,3 +151,26 @@ def test_fixed_trials_get_the_owner_options_a_policy_run_deploys():
     assert deployed_owner_suffixes(cfg, 0.5) == ""
     cfg.mask.key = "positions"
     assert deployed_owner_suffixes(cfg, 0.0) == "+poskey"
+
+
+def test_a_row_measures_the_evaluation_flip_a_run_deploys_not_always_one_half():
+    """A setting trained with flip 0.25 (or a config with mask.eval_flip=0.3) sends its k = 1
+    messages flipped with that probability: its row names it and is built with it."""
+    from rl_mask.bench.benchmark import deployed_owner_suffixes, grid_defence, with_owner_options
+    from rl_mask.config import Config, ConfigError, split_defence_name
+
+    cfg = Config()
+    assert deployed_owner_suffixes(cfg, 0.25) == "+key+evalflip=0.25"
+    name = "fixed[k=2,flip=0.25,extra_removed=0,alpha=1.0,labels=soft]+key+evalflip=0.25"
+    base, suffixes = split_defence_name(name)
+    assert suffixes == ["+key", "+evalflip=0.25"]
+    assert with_owner_options(grid_defence(cfg, base[len("fixed["):-1]), suffixes, cfg).eval_flip == 0.25
+    assert with_owner_options(grid_defence(cfg, base[len("fixed["):-1]), ["+evalflip"], cfg).eval_flip == 0.5
+    cfg.mask.eval_flip = 0.3
+    assert deployed_owner_suffixes(cfg, 0.0) == "+key+evalflip=0.3"
+    cfg.benchmark.defences = [name]
+    cfg.validate()
+    for bad in ("mask+evalflip=0.7", "mask+evalflip=0", "mask+evalflip=x", "mask+evalflip+evalflip=0.2"):
+        cfg.benchmark.defences = [bad]
+        with pytest.raises(ConfigError, match="benchmark.defences"):
+            cfg.validate()

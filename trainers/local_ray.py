@@ -48,7 +48,8 @@ DIE_WITH_DRIVER = (
 class LocalRay:
     """``ray start --head --block`` in its own session; ``address`` to join; ``stop()`` ends it all."""
 
-    def __init__(self):
+    def __init__(self, wait: bool = True):
+        """Starts the head; ``wait=False`` returns while it comes up (call ``wait_started()``)."""
         self.temp_dir = Path(tempfile.mkdtemp(prefix="rlm-ray-"))  # short: Ray's socket paths must fit 107 bytes
         self.address = f"127.0.0.1:{_free_port()}"
         env = dict(os.environ)
@@ -67,9 +68,10 @@ class LocalRay:
         self.log = self.temp_dir / "ray-start.log"
         with open(self.log, "wb") as log:
             self.proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, env=env, start_new_session=True)
-        self._wait_started()
+        if wait:
+            self.wait_started()
 
-    def _wait_started(self) -> None:
+    def wait_started(self) -> None:
         deadline = time.monotonic() + START_TIMEOUT_S
         while STARTED not in self.log.read_text(errors="replace"):
             if self.proc.poll() is not None or time.monotonic() > deadline:

@@ -56,21 +56,25 @@ ATTEMPT_FILES = frozenset({"config.yaml", "judge.pt", "tb", "boundary", "checkpo
 # ----------------------------------------------------------------------------- ray
 
 
-def init_ray(address: str | None) -> LocalRay | None:
+def init_ray(address: str | None, while_starting: Callable[[], object] = lambda: None) -> LocalRay | None:
     """Connect to Ray: the cluster at ``address`` (or ``$RAY_ADDRESS``), else a local Ray started
     for this run outside the driver's process group (``trainers.local_ray``), returned so that
-    the run stops it. None when joining a cluster or a Ray this process already runs."""
-    if ray.is_initialized():
-        return None
+    the run stops it. None when joining a cluster or a Ray this process already runs.
+    ``while_starting`` runs (once, in any case) while a local head comes up: seconds that
+    are mostly the head's own process starting."""
     kwargs = {"namespace": NAMESPACE, "log_to_driver": True}
     address = address or os.environ.get("RAY_ADDRESS")
-    if address:
-        ray.init(address=address, **kwargs)
+    if ray.is_initialized() or address:
+        while_starting()
+        if not ray.is_initialized():
+            ray.init(address=address, **kwargs)
         return None
     if "RAY_AUTH_MODE" not in os.environ:  # Ray read it at import; the head would refuse this driver
         raise ConfigError("set RAY_AUTH_MODE=token (or disabled) before Ray is imported, as the rl-mask command does, so that this driver and the local Ray it starts agree")
-    local = LocalRay()
+    local = LocalRay(wait=False)
     try:
+        while_starting()
+        local.wait_started()
         ray.init(address=local.address, **kwargs)
     except BaseException:
         local.stop()
@@ -142,9 +146,9 @@ def train(
     # The data owner's side: the defence, and the messages the FR server gets before training.
     defence = build_defence(cfg, "adaptive", k_choices=rl.k_choices)
     setup = training_setup(cfg, defence, data, total_fr_steps(cfg), rl.eval_every)
-    judge_path = str(train_judge(cfg, data, run_dir / "judge.pt")) if rl.attacker_in_loop else None
+    judge_path = str(run_dir / "judge.pt") if rl.attacker_in_loop else None
     public = data.split.public.float_images()  # the attacker's own faces (no private identity); TensorBoard's examples
-    local_ray = init_ray(address)
+    local_ray = init_ray(address, while_starting=lambda: judge_path and train_judge(cfg, data, Path(judge_path)))
     # After ray.init, which installs its own SIGTERM handler: ours stops Ray cleanly.
     stop = GracefulStop().__enter__()
     runtime = None

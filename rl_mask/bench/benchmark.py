@@ -39,7 +39,20 @@ from rl_mask.attacks.linkage import Gallery, LinkageTarget, apply_matrices, buil
 from rl_mask.bench.aggregate import aggregate_seeds
 from rl_mask.bench.report import worst_case, write_report
 from rl_mask.bench.runtime import estimate_runtime
-from rl_mask.config import AS_TRAINED, EVAL_DOOR_ATTACKS, LINKAGE_ATTACKS, RECOVER_SUFFIX, Config, ConfigError, owner_seed, parse_settings, save_config, split_defence_name
+from rl_mask.config import (
+    AS_TRAINED,
+    EVAL_DOOR_ATTACKS,
+    LINKAGE_ATTACKS,
+    RECOVER_SUFFIX,
+    Config,
+    ConfigError,
+    eval_flip_of,
+    evalflip_suffix,
+    owner_seed,
+    parse_settings,
+    save_config,
+    split_defence_name,
+)
 from rl_mask.mask.defences import Defence, HybridDefence
 from rl_mask.mask.settings import MaskSettings
 from rl_mask.metrics import recognition_metrics
@@ -117,8 +130,6 @@ def grid_defence(cfg: Config, text: str) -> HybridDefence:
     return HybridDefence(f"{GRID_PREFIX}[{text}]", hybrid_mask_from_config(cfg), [settings.k], settings_pool=[settings])
 
 
-#: The flip probability of ``+evalflip`` rows' evaluation messages.
-EVAL_FLIP = 0.5
 #: Owner-option suffix -> key construction (``rl_mask.owner.key``).
 KEY_SUFFIXES = {"+key": "channels", "+poskey": "positions"}
 
@@ -129,20 +140,20 @@ def deployed_owner_suffixes(cfg: Config, setting_flip: float) -> str:
     setting and a policy run of the same config are measured alike)."""
     key = next((s for s, kind in KEY_SUFFIXES.items() if kind == cfg.mask.key), "")
     flip = setting_flip if cfg.mask.eval_flip == AS_TRAINED else cfg.mask.eval_flip
-    return key + ("+evalflip" if flip > 0 else "")
+    return key + evalflip_suffix(flip)
 
 
 def with_owner_options(defence: Defence, suffixes: list[str], cfg: Config) -> Defence:
     """The row's owner options on a hybrid defence: the owner's key on every message (its seed:
-    ``mask.key_seed`` + ``benchmark.seed``, so seeds draw new keys) and/or sign flips (p 0.5)
-    on the evaluation messages."""
+    ``mask.key_seed`` + ``benchmark.seed``, so seeds draw new keys) and/or sign flips on the
+    evaluation messages (``+evalflip``: p 0.5, ``+evalflip=P``: p P)."""
     if not suffixes:
         return defence
     if not isinstance(defence, HybridDefence):
         raise ConfigError(f"{defence.name}: the owner options {suffixes} need a frequency-domain (hybrid) defence")
     kind = next((KEY_SUFFIXES[s] for s in suffixes if s in KEY_SUFFIXES), None)
     key = None if kind is None else OwnerKey(cfg.mask.key_seed + cfg.benchmark.seed, kind)
-    out = defence.with_owner_options(key, eval_flip=EVAL_FLIP if "+evalflip" in suffixes else 0.0, eval_seed=owner_seed(cfg.benchmark.seed + EVAL_FLIP_SEED, cfg))
+    out = defence.with_owner_options(key, eval_flip=eval_flip_of(suffixes), eval_seed=owner_seed(cfg.benchmark.seed + EVAL_FLIP_SEED, cfg))
     out.name = defence.name + "".join(suffixes)
     return out
 
