@@ -98,7 +98,7 @@ def test_whitebox_recover_rotates_what_crossed_back_with_an_estimated_key(att_ro
     (an orthogonal estimate: each block's energy stays), labels and weights untouched. How close
     the estimate comes is measured, not assumed (README: second moments of other faces recover
     it poorly)."""
-    from rl_mask.bench.benchmark import key_undone
+    from rl_mask.bench.benchmark import EvaluationMessages, KeyUndo
 
     cfg = _cfg(key="channels")
     data = prepare_data(cfg)
@@ -106,12 +106,15 @@ def test_whitebox_recover_rotates_what_crossed_back_with_an_estimated_key(att_ro
     run = type("Run", (), {"defence": keyed, "model": None, "batches": None})()
     target, _, _ = attacked_batches(cfg, run, data, 4)
     public_faces = data.split.public.float_images()
-    undone = key_undone(run, data, target, public_faces)
+    undo = KeyUndo(run, target, public_faces, EvaluationMessages.of(run, data))
+    undone = undo(target)
     for before, after in zip(target.crossed, undone.crossed):
         assert torch.equal(before.labels, after.labels) and torch.equal(before.weights, after.weights)
         assert torch.allclose(after.inputs.pow(2).sum(1), before.inputs.pow(2).sum(1), rtol=1e-3, atol=1e-6)
         assert not torch.allclose(after.inputs, before.inputs, atol=1e-3)
-    assert key_undone(type("Run", (), {"defence": keyed.public()})(), data, target, public_faces) is target  # no key: nothing to undo
+    assert undo.estimate() is undo.estimate()  # estimated once per row, whatever it is applied to
+    plain = type("Run", (), {"defence": keyed.public()})()
+    assert KeyUndo(plain, target, public_faces, EvaluationMessages.of(plain, data))(target) is target  # no key: nothing to undo
 
 
 def test_every_config_holds_a_fresh_secret_that_its_saved_copy_keeps(tmp_path):

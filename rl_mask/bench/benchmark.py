@@ -63,7 +63,7 @@ from rl_mask.owner.judge.evaluator import ARCHITECTURE as EVALUATOR_ARCHITECTURE
 from rl_mask.owner.key import OwnerKey
 from rl_mask.owner.messages import final_test_set, validation_set
 from rl_mask.owner.stream import PrivateData, TrainingBatch, TrainingStream, prepare_data
-from rl_mask.protocol import ProtectedBatch
+from rl_mask.protocol import ProtectedBatch, ProtectedEvalSet
 from rl_mask.reconstruction import Reconstruction
 from rl_mask.run_folder import claim_out_dir
 from rl_mask.server.models import FaceRecognizer
@@ -270,46 +270,70 @@ def linkage_gallery(data: PrivateData, seed: int) -> tuple[Gallery, torch.Tensor
     return Gallery([photos[i] for i in order.tolist()]), torch.argsort(order)[: data.num_classes]
 
 
-def eval_door_target(run: DefenceRun, data: PrivateData) -> tuple[AttackTarget, ScoringKey]:
+@dataclass
+class EvaluationMessages:
+    """One row's validation and test messages, encoded once as the owner sends them: every
+    attack on the row (the evaluation door, key recovery, linkage) holds these very messages
+    (their flips are drawn afresh at each encoding, so encoding again would make others)."""
+
+    validation: ProtectedEvalSet
+    test: ProtectedEvalSet
+
+    @classmethod
+    def of(cls, run: DefenceRun, data: PrivateData) -> "EvaluationMessages":
+        return cls(validation_set(run.defence, data), final_test_set(run.defence, data))
+
+
+def eval_door_target(run: DefenceRun, data: PrivateData, messages: EvaluationMessages) -> tuple[AttackTarget, ScoringKey]:
     """The evaluation door as an attack target: the test set's message exactly as the owner
-    sends it (``final_test_set``), attacked as k = 1 rows; the attacker simulates the public
-    evaluation encoding (``EvalMessageView``)."""
-    message = final_test_set(run.defence, data)
+    sent it, attacked as k = 1 rows; the attacker simulates the public evaluation encoding
+    (``EvalMessageView``)."""
+    message = messages.test
     n = len(message)
     crossed = [ProtectedBatch(message.inputs, message.labels[:, None].clone(), torch.ones(n, 1))]
     target = AttackTarget(EvalMessageView(run.defence.public()), crossed, run.model, data.num_classes)
     return target, ScoringKey.single(message.labels, data.test_images)
 
 
-def linkage_target(run: DefenceRun, data: PrivateData, target: AttackTarget) -> LinkageTarget:
+def linkage_target(run: DefenceRun, data: PrivateData, target: AttackTarget, messages: EvaluationMessages) -> LinkageTarget:
     """What the linkage attacker holds: every training row the attacks see (scored and
     context), the validation message, the trained model, the public encoding and the key's
     construction (public; its seed is not)."""
     key = getattr(getattr(run.defence, "mask", None), "key", None)
     rows = target.crossed + list(target.context or [])
-    return LinkageTarget(target.defence, rows, [validation_set(run.defence, data).inputs], run.model, data.num_classes, key_kind=None if key is None else key.kind)
+    return LinkageTarget(target.defence, rows, [messages.validation.inputs], run.model, data.num_classes, key_kind=None if key is None else key.kind)
 
 
-def key_undone(run: DefenceRun, data: PrivateData, target: AttackTarget, public: torch.Tensor, door: AttackTarget | None = None) -> AttackTarget:
-    """``target`` (or ``door``) with the owner's key estimated and undone, for ``NAME+recover``.
+class KeyUndo:
+    """``NAME+recover``: a target with the owner's key estimated and undone.
 
     The key's construction is public, its seed is not: the attacker estimates the rotation
     from second moments of every message the server holds (the training rows, scored and
     context, and the validation and test messages) against the public encoding of its own
-    faces (``recover_key``), and rotates every crossed input back. Without a key the target is
-    returned as it is."""
-    key = getattr(getattr(run.defence, "mask", None), "key", None)
-    attacked = door if door is not None else target
-    if key is None:
-        return attacked
-    held = [b.inputs for b in target.crossed + list(target.context or [])]
-    held += [validation_set(run.defence, data).inputs, final_test_set(run.defence, data).inputs]
-    q = recover_key(torch.cat(held), target.defence.encode_eval(public), key.kind == "positions")
+    faces (``recover_key``), once per row, and rotates every crossed input of a target back.
+    Without a key a target is returned as it is."""
 
-    def undo(b: ProtectedBatch) -> ProtectedBatch:
-        return ProtectedBatch(apply_matrices(q, b.inputs, transpose=True), b.labels, b.weights)
+    def __init__(self, run: DefenceRun, target: AttackTarget, public: torch.Tensor, messages: EvaluationMessages):
+        self.key = getattr(getattr(run.defence, "mask", None), "key", None)
+        self.target, self.public, self.messages = target, public, messages
+        self._q: torch.Tensor | None = None
 
-    return dataclasses.replace(attacked, crossed=[undo(b) for b in attacked.crossed], context=[undo(b) for b in attacked.context] if attacked.context else attacked.context)
+    def estimate(self) -> torch.Tensor:
+        if self._q is None:
+            held = [b.inputs for b in self.target.crossed + list(self.target.context or [])]
+            held += [self.messages.validation.inputs, self.messages.test.inputs]
+            self._q = recover_key(torch.cat(held), self.target.defence.encode_eval(self.public), self.key.kind == "positions")
+        return self._q
+
+    def __call__(self, attacked: AttackTarget) -> AttackTarget:
+        if self.key is None:
+            return attacked
+        q = self.estimate()
+
+        def undo(b: ProtectedBatch) -> ProtectedBatch:
+            return ProtectedBatch(apply_matrices(q, b.inputs, transpose=True), b.labels, b.weights)
+
+        return dataclasses.replace(attacked, crossed=[undo(b) for b in attacked.crossed], context=[undo(b) for b in attacked.context] if attacked.context else attacked.context)
 
 
 #: Distance between the seeds of consecutive benchmark repeats.
@@ -374,6 +398,8 @@ def run_seed(run_cfg: Config, data: PrivateData, out: Path, budget, policies: di
         # cell's reference, and the table's reference row (the first defence's)
         reference = mean_face_baseline(public, judge, target, scoring)
         baseline = baseline or reference
+        messages = EvaluationMessages.of(run, data)
+        key_undone = KeyUndo(run, target, public, messages)
         cells: dict[str, dict] = {}
         recs: dict[str, Reconstruction] = {}
         for attack_name in batch_names:
@@ -387,26 +413,26 @@ def run_seed(run_cfg: Config, data: PrivateData, out: Path, budget, policies: di
             attack = fitted[fit_id]
             t = time.perf_counter()
             # A what-if attack gets a field that does not cross, explicitly and only here.
-            attacked = key_undone(run, data, target, public) if attack_name != base_name else target
+            attacked = key_undone(target) if attack_name != base_name else target
             rec = attack.attack(attacked, progress=progress, leaked_sources=leaked_sources) if attack.what_if else attack.attack(attacked, progress=progress)
             timings[f"attack/{attack_name}/{name}"] = time.perf_counter() - t
             cells[attack_name] = {**judge.score(rec, scoring), "reference_acc1": reference["acc1"], "attack": {**attack.describe(), "name": attack_name}, "what_if": attack.what_if}
             recs[attack_name] = rec
         for attack_name in door_names:  # whitebox-eval: the white-box decoder on the test-set message
-            door, door_key = eval_door_target(run, data)
+            door, door_key = eval_door_target(run, data, messages)
             attack = build_attack("whitebox", bench, budget)
             fit_id = attack.fit_key(door.defence, image_shape)
             if fit_id not in fitted:
                 t = time.perf_counter()
                 fitted[fit_id] = attack.fit(public, door.defence, progress=progress)
                 timings[f"fit/{attack_name}/{name}"] = time.perf_counter() - t
-            rec = fitted[fit_id].attack(key_undone(run, data, target, public, door) if attack_name.endswith(RECOVER_SUFFIX) else door)
+            rec = fitted[fit_id].attack(key_undone(door) if attack_name.endswith(RECOVER_SUFFIX) else door)
             door_reference = mean_face_baseline(public, judge, door, door_key)["acc1"]
             cells[attack_name] = {**judge.score(rec, door_key), "reference_acc1": door_reference, "attack": {**fitted[fit_id].describe(), "name": attack_name}, "what_if": False}
             recs[attack_name] = rec
         linkage: dict[str, dict] = {}
         if linkage_names:
-            held = linkage_target(run, data, target)
+            held = linkage_target(run, data, target, messages)
             for attack_name in linkage_names:
                 t = time.perf_counter()
                 link = build_linkage(attack_name)
