@@ -23,7 +23,7 @@ from tensorboard.backend.event_processing.event_accumulator import EventAccumula
 
 import privacy_helpers as H
 from rl_mask.attacks import AttackTarget, WhiteBoxReconstruction
-from rl_mask.attacks.eval_door import EvalMessageView
+from rl_mask.attacks.eval_door import eval_message_target
 from rl_mask.config import Config, default_data_root, load_config
 from rl_mask.mask.defences import HybridDefence
 from rl_mask.mask.settings import MaskSettings
@@ -146,10 +146,8 @@ def judged_hits(images: torch.Tensor, row_labels: torch.Tensor) -> int:
 def k1_leak(public_defence, inputs: torch.Tensor, labels: torch.Tensor) -> dict[str, int]:
     """Judged hits on k = 1 messages: through the public inverse transform, and through a
     white-box decoder trained on public faces encoded as those messages are."""
-    view = EvalMessageView(public_defence)
-    crossed = [ProtectedBatch(inputs, labels[:, None], torch.ones(len(labels), 1))]
-    target = AttackTarget(view, crossed, None, H.data().num_classes)
-    rec = WhiteBoxReconstruction(steps=DECODER_STEPS, batch_size=16, seed=5).fit(H.public(), view).attack(target)
+    target = eval_message_target(public_defence, inputs, labels, None, H.data().num_classes)
+    rec = WhiteBoxReconstruction(steps=DECODER_STEPS, batch_size=16, seed=5).fit(H.public(), target.defence).attack(target)
     return {"inverse": judged_hits(public_defence.to_pixels(inputs), labels[:, None]), "decoder": judged_hits(rec.images, labels[:, None])}
 
 

@@ -7,8 +7,10 @@ from __future__ import annotations
 
 import torch
 
+from rl_mask.attacks.base import AttackTarget
 from rl_mask.mask.defences.base import Defence
 from rl_mask.mask.masking import MaskedBatch
+from rl_mask.protocol import ProtectedBatch
 
 
 class EvalMessageView(Defence):
@@ -33,3 +35,11 @@ class EvalMessageView(Defence):
 
     def describe(self) -> dict:
         return {**self.defence.describe(), "message": "evaluation (k = 1)"}
+
+
+def eval_message_target(public_defence: Defence, inputs: torch.Tensor, labels: torch.Tensor, model, num_classes: int) -> AttackTarget:
+    """k = 1 messages that crossed (validation, test, inference probes: ``inputs`` with the
+    private ``labels`` the scoring knows) as one attack target: one row per face, the attacker
+    simulating the public evaluation encoding."""
+    crossed = [ProtectedBatch(inputs, labels[:, None].clone(), torch.ones(len(labels), 1))]
+    return AttackTarget(EvalMessageView(public_defence), crossed, model, num_classes)

@@ -34,7 +34,7 @@ import torch
 from tqdm.auto import tqdm
 
 from rl_mask.attacks import Attack, AttackTarget, build_attack
-from rl_mask.attacks.eval_door import EvalMessageView
+from rl_mask.attacks.eval_door import eval_message_target
 from rl_mask.attacks.linkage import Gallery, LinkageTarget, apply_matrices, build_linkage, identification, recover_key
 from rl_mask.bench.aggregate import aggregate_seeds
 from rl_mask.bench.report import worst_case, write_report
@@ -289,9 +289,7 @@ def eval_door_target(run: DefenceRun, data: PrivateData, messages: EvaluationMes
     sent it, attacked as k = 1 rows; the attacker simulates the public evaluation encoding
     (``EvalMessageView``)."""
     message = messages.test
-    n = len(message)
-    crossed = [ProtectedBatch(message.inputs, message.labels[:, None].clone(), torch.ones(n, 1))]
-    target = AttackTarget(EvalMessageView(run.defence.public()), crossed, run.model, data.num_classes)
+    target = eval_message_target(run.defence.public(), message.inputs, message.labels, run.model, data.num_classes)
     return target, ScoringKey.single(message.labels, data.test_images)
 
 
