@@ -27,6 +27,9 @@ def small_cfg():
     cfg.rl.horizon = 4
     cfg.rl.eval_every = 3
     cfg.rl.reward = "paper"
+    # A module's config is made before the per-test fixed secret (conftest) applies: fix it
+    # here, or the key and flips would come from the OS and differ from run to run.
+    cfg.mask.key_seed = 0
     return cfg.validate()
 
 
@@ -37,13 +40,17 @@ def action(cfg, k: int, **knobs):
     return space.encode(MaskSettings(k=k, **{**values, **knobs}))
 
 
-@pytest.fixture(scope="module")
-def service(small_cfg):
+def fresh_service(small_cfg) -> FRService:
     data = prepare_data(small_cfg)
     defence = build_defence(small_cfg, "adaptive", k_choices=small_cfg.rl.k_choices)
     server = FRService(training_setup(small_cfg, defence, data, total_steps=100), device="cpu")
     server.set_validation(validation_set(defence, data))
     return server
+
+
+@pytest.fixture(scope="module")
+def service(small_cfg):
+    return fresh_service(small_cfg)
 
 
 def make_env(cfg, fr, worker_index: int = 0, **wiring):
@@ -76,17 +83,22 @@ def test_step_trains_fr_and_rewards_loss_minus_penalty(small_cfg, service):
     assert (obs[-3:] > 0).all()
 
 
-def test_higher_k_costs_the_fr_network_more(small_cfg, service):
-    """The privacy reward is real: on the same FR state, mixing more faces gives a higher loss."""
+def test_higher_k_costs_the_fr_network_more(small_cfg):
+    """The privacy reward is real: on the same FR state, mixing more faces gives a higher loss.
+    An FR network of its own (not the module's, which the other tests move), trained long
+    enough and scored on enough batches that the gap is not noise: with 40 steps and 6
+    batches it ranged 0.05-0.56 over 8 owner keys and went negative once in CI; with these
+    sizes 0.25-0.65."""
+    service = fresh_service(small_cfg)
     trainer = make_env(small_cfg, service, worker_index=5)
     trainer.reset(seed=1)
-    for t in range(40):  # an FR network that has learned something
+    for t in range(80):  # an FR network that has learned something
         trainer.step(action(small_cfg, small_cfg.rl.k_choices[t % 5]))
     losses = {}
     for k in (2, 6):
         env = make_env(small_cfg, service, train_fr=False)
         env.reset(seed=0)
-        losses[k] = np.mean([env.step(action(small_cfg, k))[4]["fr_loss"] for _ in range(6)])
+        losses[k] = np.mean([env.step(action(small_cfg, k))[4]["fr_loss"] for _ in range(12)])
     assert losses[6] > losses[2]
 
 
