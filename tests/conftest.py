@@ -42,11 +42,23 @@ def cli_env() -> dict:
     return env
 
 
+def _fixed_secrets(monkeypatch: pytest.MonkeyPatch, name: str) -> None:
+    counter = itertools.count(zlib.crc32(name.encode()))
+    monkeypatch.setattr(rl_mask.config.secrets, "randbelow", lambda n: next(counter) * 2_654_435_761 % n)
+
+
+@pytest.fixture(scope="module", autouse=True)
+def reproducible_module_secrets(request):
+    """The same for the configs a module-scoped fixture makes: those are made before any test's
+    own fixture applies (a sequence fixed by the module's name)."""
+    with pytest.MonkeyPatch.context() as monkeypatch:
+        _fixed_secrets(monkeypatch, request.node.nodeid)
+        yield
+
+
 @pytest.fixture(autouse=True)
 def reproducible_owner_secrets(monkeypatch, request):
     """A config a test makes draws its owner secret (``mask.key_seed``) from a sequence fixed by
     the test's name instead of the OS, so that its batches, flips and keys are the same on every
     run (configs still differ from one another; a run's CLI process draws from the OS)."""
-    start = zlib.crc32(request.node.nodeid.encode())
-    counter = itertools.count(start)
-    monkeypatch.setattr(rl_mask.config.secrets, "randbelow", lambda n: next(counter) * 2_654_435_761 % n)
+    _fixed_secrets(monkeypatch, request.node.nodeid)

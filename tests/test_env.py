@@ -27,9 +27,6 @@ def small_cfg():
     cfg.rl.horizon = 4
     cfg.rl.eval_every = 3
     cfg.rl.reward = "paper"
-    # A module's config is made before the per-test fixed secret (conftest) applies: fix it
-    # here, or the key and flips would come from the OS and differ from run to run.
-    cfg.mask.key_seed = 0
     return cfg.validate()
 
 
