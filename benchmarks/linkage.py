@@ -25,7 +25,7 @@ from rl_mask.bench.stats import aggregate
 from rl_mask.checkpoint import atomic_write_text
 from rl_mask.config import load_config
 from rl_mask.owner.defences import build_defence
-from rl_mask.owner.messages import validation_set
+from rl_mask.owner.messages import probe_set
 from rl_mask.owner.stream import TrainingStream, prepare_data
 
 SETTINGS = {
@@ -61,7 +61,7 @@ def main(argv: list[str] | None = None) -> int:
                 stream = TrainingStream(scfg, defence, data)
                 crossed = [stream.next().masked.protected() for _ in range(args.batches)]
                 key = defence.mask.key
-                target = LinkageTarget(defence.public(), crossed, [validation_set(defence, data).inputs], None, data.num_classes, None if key is None else key.kind)
+                target = LinkageTarget(defence.public(), crossed, [probe_set(defence, data.val_images).inputs], None, data.num_classes, None if key is None else key.kind)
                 cell = {a: identification(build_linkage(a).link(target, gallery, public), truth)["identification"] for a in ATTACKS}
                 name = setting + "".join(options)
                 rows.setdefault(name, []).append({**cell, "rows": sum(len(b) for b in crossed)})

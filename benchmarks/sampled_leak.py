@@ -31,7 +31,7 @@ from rl_mask.attacks.online import OnlineAttacker
 from rl_mask.config import Config
 from rl_mask.owner.defences import build_defence
 from rl_mask.owner.judge.evaluator import train_evaluation_model
-from rl_mask.owner.messages import attacker_setup, training_setup, validation_set
+from rl_mask.owner.messages import attacker_setup, training_setup
 from rl_mask.owner.stream import prepare_data
 from rl_mask.server.service import FRService
 
@@ -63,7 +63,6 @@ def main() -> None:
     data = prepare_data(cfg)
     defence = build_defence(cfg, "adaptive", k_choices=cfg.rl.k_choices)
     service = FRService(training_setup(cfg, defence, data, total_steps=100), "cpu")
-    service.set_validation(validation_set(defence, data))
     judge = train_evaluation_model(data.train_images, data.train_labels, data.num_classes, cfg.rl.judge_steps, seed=cfg.rl.seed + 1234)
     attacker = OnlineAttacker.from_setup(attacker_setup(cfg), data.split.public.float_images())
     sampled_cfg = copy.deepcopy(cfg)

@@ -20,15 +20,16 @@ Each ``step(action)``:
      (``rl_mask.owner.judge.leak_estimate``); until the first attack is scored it waits for it;
   5. reward (``envs.reward``, ``rl.reward``): ``leak``: -leak_lambda * leak - utility
      penalty; ``paper``: FR loss on the batch - utility penalty; ``leak+paper``: both. The
-     utility penalty is lambda * max(0, floor - validation accuracy), the FR server's latest
-     identification accuracy on the k = 1 validation encodings the owner sent (every
-     ``rl.eval_every`` FR steps); the test split is never used here.
+     utility penalty is lambda * max(0, floor - validation accuracy): the env scores the FR
+     network the server hands back (``TrainedModel``, fetched once every ``rl.eval_every``
+     FR steps) on its own k = 1 encodings of the validation faces, which never cross
+     (``rl_mask.use.held_out``); the test split is never used here.
 
 Observation (float32 vector, ``7 + sum(nvec) + 4`` entries):
   [0] FR training progress: FR steps done / planned, clipped to [0, 1]
   [1] episode progress: steps taken / horizon
   [2] recent FR loss (the FR service's moving average over every env runner's batches)
-  [3] latest validation identification accuracy
+  [3] latest validation identification accuracy (scored by the owner, see 5.)
   [4] validation accuracy - accuracy floor
   [5] the attacker's recent leak (moving average over this env's batches)
   [6] the attacker's leak on the previous batch
@@ -58,6 +59,7 @@ from rl_mask.owner.judge.leak_estimate import LeakEstimate
 from rl_mask.owner.judge.privacy import batch_leak
 from rl_mask.owner.recorder import BoundaryRecorder
 from rl_mask.owner.stream import TrainingStream, prepare_shard
+from rl_mask.use.held_out import score_trained, validation_set
 
 BANDS = ((0, 6), (6, 15), (15, 28), (28, 64))
 LEAK_EMA = 0.9
@@ -107,6 +109,11 @@ class HybridMaskingEnv(gym.Env):
         self.data = prepare_shard(self.cfg, worker - 1, runners) if 1 <= worker <= runners else prepare_shard(self.cfg, 0, 1)
         # The same defence object and batch path as train-fr; the policy's action sets the knobs.
         self.defence = build_defence(self.cfg, "adaptive", k_choices=rl.k_choices)
+        # The validation faces, encoded once and kept here: the FR network comes to them.
+        self.validation = validation_set(self.defence, self.data)
+        self.eval_every = rl.eval_every
+        self._val_acc = 0.0
+        self._scored_step: int | None = None  # the FR step of the network last scored
         kept = self.defence.mask.kept % CHANNELS_PER_PLANE
         self._band_index = [torch.nonzero((kept >= lo) & (kept < hi)).flatten() for lo, hi in BANDS]
 
@@ -119,7 +126,7 @@ class HybridMaskingEnv(gym.Env):
         self._seed(self.base_seed)
         self._t = 0
         self._prev_action: np.ndarray | None = None
-        self._status = {"val_acc": 0.0, "fr_step": 0, "loss_ema": 0.0}
+        self._status = {"fr_step": 0, "loss_ema": 0.0}
         self._leak_ema = 0.0  # kept across episodes: the attacker keeps learning
         self._last_leak = 0.0
         self._leak_seen = False
@@ -146,7 +153,7 @@ class HybridMaskingEnv(gym.Env):
         if self._prev_action is not None:
             offsets = np.concatenate([[0], np.cumsum(self.nvec)[:-1]])
             onehot[offsets + self._prev_action] = 1.0
-        acc = float(self._status["val_acc"])
+        acc = self._val_acc
         obs = [
             min(1.0, self._status["fr_step"] / max(1, self.total_fr_steps)),
             self._t / self.horizon,
@@ -167,6 +174,7 @@ class HybridMaskingEnv(gym.Env):
         self._t = 0
         self._prev_action = None
         self._status = self.fr.call("status")
+        self._score_validation()
         self._draw_batch()
         return self._obs(), {}
 
@@ -208,7 +216,8 @@ class HybridMaskingEnv(gym.Env):
         if not self.train_fr:
             result = {**self.fr.call("status"), "loss": result}
         loss = float(result["loss"])
-        self._status = {key: result[key] for key in ("val_acc", "fr_step", "loss_ema")}
+        self._status = {key: result[key] for key in ("fr_step", "loss_ema")}
+        self._score_validation()
         leak = {}
         if self.sampled:
             if attack is not None:
@@ -222,12 +231,22 @@ class HybridMaskingEnv(gym.Env):
             self._last_leak = leak["leak"]
             self._leak_ema = LEAK_EMA * self._leak_ema + (1 - LEAK_EMA) * leak["leak"] if self._leak_seen else leak["leak"]
             self._leak_seen = True
-        parts = reward_parts(loss, self._status["val_acc"], leak.get("leak", 0.0), self.cfg.rl)
+        parts = reward_parts(loss, self._val_acc, leak.get("leak", 0.0), self.cfg.rl)
         self._t += 1
         self._prev_action = a
-        info = {**settings.as_dict(), "fr_loss": loss, "val_acc": self._status["val_acc"], "fr_step": self._status["fr_step"], **leak, **parts}
+        info = {**settings.as_dict(), "fr_loss": loss, "val_acc": self._val_acc, "val_fr_step": self._scored_step, "fr_step": self._status["fr_step"], **leak, **parts}
         self._log.append(info)
         return self._obs(), float(parts["reward"]), False, self._t >= self.horizon, info
+
+    def _score_validation(self) -> None:
+        """Score the FR network on the validation faces, here, once per ``eval_every`` FR steps
+        (and once at the start): the weights cross back, the faces stay."""
+        step = int(self._status["fr_step"])
+        if self._scored_step is not None and step // self.eval_every == self._scored_step // self.eval_every:
+            return
+        trained = self.fr.call("trained_model")
+        self._val_acc = float(score_trained(trained, self.validation)["identification_acc"])
+        self._scored_step = trained.fr_step
 
     def _judge(self, attack, owner_labels) -> dict:
         """The owner's judge on the attacker's reconstructions of one batch."""

@@ -32,7 +32,7 @@ WHAT_IF_ATTACKS = ("provenance",)
 #: Identity-linkage attacks (rl_mask.attacks.linkage): the benchmark reports them apart from the
 #: reconstruction attacks (their figure is an identification rate over a gallery, not a judge's leak).
 LINKAGE_ATTACKS = ("link-abs", "link-energy", "link-model", "link-abs+recover", "link-model+recover")
-#: The evaluation door: the white-box decoder on the k = 1 test-set messages (scored like a reconstruction).
+#: The probe door: the white-box decoder on the test faces' k = 1 inference probes (scored like a reconstruction).
 EVAL_DOOR_ATTACKS = ("whitebox-eval", "whitebox-eval+recover")
 #: ``NAME+recover``: the attack ``NAME`` on messages the owner's key was first estimated from
 #: everything that crossed and undone (``rl_mask.attacks.linkage.recover_key``); without a key
@@ -175,7 +175,7 @@ class FRConfig:
     batch_size: int = 64
     lr: float = 2e-3
     weight_decay: float = 5e-4
-    eval_every: int = 100
+    eval_every: int = 100  # train-fr: FR steps between test scores (the owner scores the weights it gets back)
     augment: bool = True  # flip/shift/scale/rotate the private faces before they are encoded
     seed: int = 0
     device: str = "auto"  # auto | cpu | cuda | cuda:N
@@ -247,7 +247,7 @@ class RLConfig:
     attacker_threads: int = 1
     fr_wait_policy: str = "PASSIVE"  # OMP_WAIT_POLICY of CPU FR actors: PASSIVE (cores shared with env runners), ACTIVE, "" (the driver's; rl_mask.cpu_threads)
     judge_steps: int = 150  # the owner's judge (scores the attacker): steps on the private training faces
-    eval_every: int = 25  # FR steps between clean-accuracy measurements
+    eval_every: int = 25  # FR steps between the env's own validation scores (it fetches the FR weights; no validation face crosses)
     iterations: int = 12  # PPO iterations
     train_batch_size: int = 128  # env steps per PPO iteration
     minibatch_size: int = 32

@@ -1,7 +1,8 @@
 """The door between the data owner and the FR server: the only messages that cross.
 
 The *data owner* reads the private faces, augments, masks and mixes them; the *FR server*
-(honest but curious) trains and evaluates the FR network. Everything below crosses, and so
+(honest but curious) trains the FR network. The owner measures the network's utility on its
+own side, with the weights the server hands back: no held-out face crosses to evaluate it. Everything below crosses, and so
 is what an attacker at the server has (with the trained model); nothing else crosses: no
 provenance (which faces were mixed), no raw faces, no statistics of raw faces, no paths.
 
@@ -9,13 +10,14 @@ Owner -> server
   ``TrainingSetup``   once per run: what the server needs to build the FR network (with
                       ``FRHyperparameters``: the server's part of the owner's ``FRConfig``).
   ``ProtectedBatch``  once per FR step: the protected inputs with their labels and weights.
-  ``ProtectedEvalSet`` k = 1 encodings (channel removal only, no mixing) of held-out faces:
-                      the *validation* split, for the reward's utility signal, and at the
-                      end of a run the *test* split, for the reported accuracy.
-  ``ProtectedProbes`` inference (``rl-mask encode``): the same k = 1 encoding of faces to
-                      embed, nothing else (no names, no labels: those stay with the owner).
+  ``ProtectedProbes`` inference (``rl-mask encode``): the k = 1 encoding of faces to embed
+                      (channel removal, the owner's key, evaluation sign flips; no mixing),
+                      nothing else (no names, no labels: those stay with the owner).
 Server -> owner
-  ``StepReport``      the loss of a step and the server's latest validation accuracy.
+  ``StepReport``      the loss of a step.
+  ``TrainedModel``    the FR network's weights (on request, e.g. every ``rl.eval_every`` FR
+                      steps, and at the end: ``RUN_DIR/fr.pt``): the owner scores its own
+                      validation and test encodings with them (``rl_mask.use.held_out``).
   ``ProbeEmbeddings`` the trained model's embedding of each probe, in the probes' order.
 
 Every field is listed in the README's threat-model section; attacks (``rl_mask.attacks``)
@@ -77,23 +79,8 @@ class ProtectedBatch:
 
 
 @dataclass(frozen=True)
-class ProtectedEvalSet:
-    """k = 1 encodings of held-out faces with their identities (and, for the test split,
-    verification pairs over them): validation for the reward, test for the final report."""
-
-    split: str  # "validation" or "test"
-    inputs: torch.Tensor  # [N, C, h, w]
-    labels: torch.Tensor  # [N]
-    pairs: torch.Tensor | None = None  # [M, 2] indices into inputs
-    same: torch.Tensor | None = None  # [M] bool
-
-    def __len__(self) -> int:
-        return int(self.inputs.shape[0])
-
-
-@dataclass(frozen=True)
 class ProtectedProbes:
-    """Faces to embed at inference, encoded exactly as the held-out evaluation faces are
+    """Faces to embed at inference, encoded as every held-out face is
     (``rl_mask.owner.messages.held_out_encoding``). Only the tensor crosses: which image each
     row is, and whose face, stays with the data owner."""
 
@@ -116,8 +103,8 @@ class ProbeEmbeddings:
 @dataclass(frozen=True)
 class FRHyperparameters:
     """The FR hyperparameters the server trains with: ``FRConfig`` less the owner's own fields
-    (``augment``: how it prepares its private faces; ``eval_every`` / ``threads``: its
-    ``train-fr`` loop). ``batch_size`` sets DP-SGD's sampling rate."""
+    (``augment``: how it prepares its private faces; ``eval_every`` / ``threads``: its own
+    evaluation and ``train-fr`` loop). ``batch_size`` sets DP-SGD's sampling rate."""
 
     steps: int
     batch_size: int
@@ -150,7 +137,6 @@ class TrainingSetup:
     model: ModelConfig
     fr: FRHyperparameters
     dp: DPConfig
-    eval_every: int = 25  # FR steps between validation-accuracy measurements
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -234,8 +220,21 @@ class StepReport:
 
     loss: float
     fr_step: int
-    val_acc: float  # identification accuracy on the latest validation set (0 before any)
-    loss_ema: float
+    loss_ema: float  # the server's moving average of the loss over every sender's batches
+
+
+@dataclass(frozen=True)
+class TrainedModel:
+    """The server's answer to a weights request: the FR network as it stands after ``fr_step``
+    steps. The network is what the attacker has anyway; handing it back lets the owner measure
+    utility on held-out faces that never cross. ``file_content`` is ``RUN_DIR/fr.pt``."""
+
+    state_dict: dict
+    meta: dict  # what builds the network: input shape and kind, classes, model config
+    fr_step: int
+
+    def file_content(self) -> dict:
+        return {"state_dict": self.state_dict, "meta": self.meta}
 
 
 def pad_columns(t: torch.Tensor, k: int, value: float) -> torch.Tensor:
@@ -258,4 +257,4 @@ def concat_protected(batches: list[ProtectedBatch]) -> ProtectedBatch:
 
 
 #: The field names of each message, as the README documents them (tests keep both in step).
-MESSAGE_FIELDS = {cls.__name__: tuple(f.name for f in fields(cls)) for cls in (TrainingSetup, ProtectedBatch, ProtectedEvalSet, StepReport, ProtectedProbes, ProbeEmbeddings)}
+MESSAGE_FIELDS = {cls.__name__: tuple(f.name for f in fields(cls)) for cls in (TrainingSetup, ProtectedBatch, StepReport, TrainedModel, ProtectedProbes, ProbeEmbeddings)}

@@ -3,8 +3,9 @@
 Both roles run in this one process, with the door between them: the data owner's
 ``TrainingStream`` makes each batch, only its ``ProtectedBatch`` reaches the FR server, the
 same ``FRService`` the pipeline's FR actor hosts (so its door check, aggregated steps of
-``fr.rows_per_step`` rows, DP-SGD choice and step log train every job); the final evaluation
-sends the k = 1 encodings of the test split. The benchmark trains its rows through here.
+``fr.rows_per_step`` rows, DP-SGD choice and step log train every job). The owner scores the
+network the server hands back on its own k = 1 encodings of the test split
+(``rl_mask.use.held_out``): no test face crosses. The benchmark trains its rows through here.
 """
 
 from __future__ import annotations
@@ -20,10 +21,11 @@ from rl_mask.checkpoint import atomic_write_text, save_checkpoint
 from rl_mask.config import Config, save_config
 from rl_mask.mask.defences import Defence
 from rl_mask.owner.defences import build_defence
-from rl_mask.owner.messages import final_test_set, training_setup
+from rl_mask.owner.messages import training_setup
 from rl_mask.owner.stream import PrivateData, TrainingStream, prepare_data
 from rl_mask.run_folder import claim_out_dir
 from rl_mask.server.service import FRService
+from rl_mask.use.held_out import final_test_set, score_trained
 
 
 def set_threads(threads: int) -> None:
@@ -49,7 +51,7 @@ def train_fr(cfg: Config, out_dir: str | Path, defence: Defence | None = None, p
     defence = defence or build_defence(cfg)
     service = FRService(training_setup(cfg, defence, data))
     stream = TrainingStream(cfg, defence, data)
-    evaluation = final_test_set(defence, data)
+    evaluation = final_test_set(defence, data)  # owner-kept: scored here, never sent
     per_step = service.messages_per_step(cfg.fr.batch_size)
     history = []
     metrics: dict = {}
@@ -61,12 +63,12 @@ def train_fr(cfg: Config, out_dir: str | Path, defence: Defence | None = None, p
         bar.update(1)
         step = service.fr_step
         if step % cfg.fr.eval_every == 0 or step == cfg.fr.steps:
-            metrics = service.evaluate(evaluation)
+            metrics = score_trained(service.trained_model(), evaluation)
             history.append({"step": step, "loss": loss, **metrics})
             save_checkpoint({**service.get_state(), **stream.state_dict()}, out / "checkpoints" / "fr_state.pt")
             bar.set_postfix(loss=f"{loss:.3f}", acc=f"{metrics['identification_acc']:.3f}")
     bar.close()
-    save_checkpoint(service.weights(), out / "fr.pt")
+    save_checkpoint(service.trained_model().file_content(), out / "fr.pt")
     seconds = time.perf_counter() - started
     summary = {
         "strategy": defence.name,

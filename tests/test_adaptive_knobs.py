@@ -17,7 +17,7 @@ from rl_mask.attacks.online import OnlineAttacker
 from rl_mask.config import Config
 from rl_mask.mask.settings import MaskSettings, SettingsSpace
 from rl_mask.owner.defences import build_defence
-from rl_mask.owner.messages import attacker_setup, training_setup, validation_set
+from rl_mask.owner.messages import attacker_setup, training_setup
 from rl_mask.owner.recorder import read_boundary
 from rl_mask.server.service import FRService
 
@@ -50,7 +50,6 @@ def _service(cfg) -> SpyService:
     data = H.data()
     defence = build_defence(cfg, "adaptive", k_choices=cfg.rl.k_choices)
     service = SpyService(training_setup(cfg, defence, data, total_steps=100), device="cpu")
-    service.set_validation(validation_set(defence, data))
     return service
 
 

@@ -3,6 +3,8 @@
 These use the paper's reward (FR loss) and no attacker; the attacker in the loop and the
 knobs of the action are tested in test_adaptive_knobs.py."""
 
+import copy
+
 import numpy as np
 import pytest
 import torch
@@ -15,9 +17,10 @@ from envs.wiring import EnvWiring
 from rl_mask.config import Config
 from rl_mask.mask.settings import MaskSettings, SettingsSpace
 from rl_mask.owner.defences import build_defence
-from rl_mask.owner.messages import training_setup, validation_set
+from rl_mask.owner.messages import training_setup
 from rl_mask.owner.stream import prepare_data
 from rl_mask.server.service import FRService
+from rl_mask.use.held_out import score_trained
 
 
 @pytest.fixture(scope="module")
@@ -40,9 +43,7 @@ def action(cfg, k: int, **knobs):
 def fresh_service(small_cfg) -> FRService:
     data = prepare_data(small_cfg)
     defence = build_defence(small_cfg, "adaptive", k_choices=small_cfg.rl.k_choices)
-    server = FRService(training_setup(small_cfg, defence, data, total_steps=100), device="cpu")
-    server.set_validation(validation_set(defence, data))
-    return server
+    return FRService(training_setup(small_cfg, defence, data, total_steps=100), device="cpu")
 
 
 @pytest.fixture(scope="module")
@@ -75,9 +76,25 @@ def test_step_trains_fr_and_rewards_loss_minus_penalty(small_cfg, service):
         assert info["reward_utility_penalty"] == pytest.approx(small_cfg.rl.utility_lambda * max(0.0, 0.8 - info["val_acc"]))
         assert obs[7 + 4] == 1.0 and obs[7:11].sum() == 0  # previous action, one-hot per knob (k first)
         assert obs[3] == pytest.approx(info["val_acc"]) and obs[4] == pytest.approx(info["val_acc"] - 0.8)
+        assert info["val_fr_step"] // small_cfg.rl.eval_every == info["fr_step"] // small_cfg.rl.eval_every  # scored in this window
     assert truncated and service.fr_step == step0 + 4  # fixed horizon; one FR step per env step
     assert obs[-4] == 0.0  # band 0-5 is removed by the default mask
     assert (obs[-3:] > 0).all()
+
+
+def test_the_env_scores_validation_on_its_own_side(small_cfg):
+    """The validation accuracy in the reward is the owner's own score of the network the
+    server hands back, on validation faces that never cross (every FR step here)."""
+    cfg = copy.deepcopy(small_cfg)
+    cfg.rl.eval_every = 1
+    service = fresh_service(cfg)
+    env = make_env(cfg, service)
+    env.reset(seed=2)
+    for _ in range(6):
+        info = env.step(action(cfg, 2))[4]
+        assert info["val_fr_step"] == info["fr_step"] == service.fr_step
+        assert info["val_acc"] == score_trained(service.trained_model(), env.validation)["identification_acc"]
+    assert len(env.validation) == len(prepare_data(cfg).val_labels)
 
 
 def test_higher_k_costs_the_fr_network_more(small_cfg):

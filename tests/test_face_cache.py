@@ -53,7 +53,7 @@ def test_env_runner_shards_split_the_training_faces(tmp_path):
         assert s.train_images.dtype == torch.uint8  # kept as bytes until a batch is drawn
         assert torch.equal(s.train_labels, full.train_labels[s.train_ids])
         assert torch.equal(data_module.to_float(s.train_images), full.train_images[s.train_ids])
-        assert len(s.val_labels) == 0 and len(s.test_labels) == 0  # the driver sends those
+        assert torch.equal(s.val_images, full.val_images) and len(s.test_labels) == 0  # every env scores validation itself; test only the driver
 
 
 def test_packed_faces_read_exactly_the_rows_asked_for_and_a_cut_short_cache_is_rebuilt(att_root, tmp_path):

@@ -8,7 +8,9 @@ Every module under ``rl_mask/`` is parsed with ``ast``; every import counts, whe
   the public algorithm ``rl_mask.mask`` and the trained model, nothing of the owner's);
 - ``rl_mask.owner`` never imports ``rl_mask.attacks`` or ``rl_mask.server`` (shared helpers
   such as metrics live below all of them);
-- ``rl_mask.mask`` (the public algorithm) imports neither ``owner``, ``attacks`` nor ``server``.
+- ``rl_mask.mask`` (the public algorithm) imports neither ``owner``, ``attacks`` nor ``server``;
+- ``rl_mask.server`` never imports ``rl_mask.owner``, ``rl_mask.attacks`` or ``rl_mask.use``
+  (the server reaches no owner code: utility is scored on the owner's side, ``rl_mask.use.held_out``).
 """
 
 from __future__ import annotations
@@ -27,6 +29,7 @@ RULES = [
     ("rl_mask.attacks", ("rl_mask.owner",)),
     ("rl_mask.owner", ("rl_mask.attacks", "rl_mask.server")),
     ("rl_mask.mask", ("rl_mask.owner", "rl_mask.attacks", "rl_mask.server")),
+    ("rl_mask.server", ("rl_mask.owner", "rl_mask.attacks", "rl_mask.use")),
 ]
 
 

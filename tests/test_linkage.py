@@ -10,7 +10,7 @@ from rl_mask.attacks.linkage import LinkageTarget, apply_matrices, build_linkage
 from rl_mask.bench.benchmark import grid_defence, linkage_gallery, with_owner_options
 from rl_mask.owner.defences import build_defence
 from rl_mask.owner.key import OwnerKey
-from rl_mask.owner.messages import validation_set
+from rl_mask.owner.messages import probe_set
 from rl_mask.owner.stream import TrainingStream, prepare_data
 
 FLIPS = "k=4,flip=0.5,extra_removed=0,alpha=1.0,labels=soft"
@@ -29,7 +29,7 @@ def _link(setting, defence, attack, batches=16):
     stream = TrainingStream(cfg, defence, data)
     rows = [stream.next().masked.protected() for _ in range(batches)]
     key = getattr(defence.mask, "key", None)
-    target = LinkageTarget(defence.public(), rows, [validation_set(defence, data).inputs], None, data.num_classes, None if key is None else key.kind)
+    target = LinkageTarget(defence.public(), rows, [probe_set(defence, data.val_images).inputs], None, data.num_classes, None if key is None else key.kind)
     return identification(build_linkage(attack).link(target, gallery, public), truth)
 
 

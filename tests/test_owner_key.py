@@ -10,7 +10,7 @@ from rl_mask.config import Config, load_config, save_config
 from rl_mask.mask.settings import MaskSettings
 from rl_mask.owner.defences import build_defence
 from rl_mask.owner.key import OwnerKey
-from rl_mask.owner.messages import attacker_setup, final_test_set, training_setup, validation_set
+from rl_mask.owner.messages import attacker_setup, probe_set, training_setup
 from rl_mask.owner.stream import TrainingStream, prepare_data
 from rl_mask.protocol import AttackerSetup, TrainingSetup
 from rl_mask.train_fr import train_fr
@@ -47,9 +47,9 @@ def test_every_message_carries_the_key_and_attackers_get_the_public_view(att_roo
     public = keyed.public()
     assert public.mask.key is None and keyed.mask.key is key  # public() leaves the owner's defence as it was
     assert "key" in keyed.describe() and "seed" not in str(keyed.describe()["key"])
-    # evaluation messages (validation, test; inference probes use the same encode_eval)
-    for message, images in ((validation_set(keyed, data), data.val_images), (final_test_set(keyed, data), data.test_images)):
-        assert torch.allclose(message.inputs, key.apply(public.encode_eval(images)), atol=1e-5)
+    # inference probes (the owner's own validation and test encodings use the same encode_eval)
+    for images in (data.val_images, data.test_images):
+        assert torch.allclose(probe_set(keyed, images).inputs, key.apply(public.encode_eval(images)), atol=1e-5)
     # training batches: k = 1 rows are keyed faces; mixed rows are mixtures of keyed faces
     row = TrainingStream(cfg, keyed, data).next()
     assert torch.allclose(row.masked.inputs, key.apply(public.encode_eval(row.originals)), atol=1e-5)
@@ -93,12 +93,12 @@ def test_settings_extra_removed_under_the_key_matches_the_unkeyed_removal(att_ro
 
 
 def test_whitebox_recover_rotates_what_crossed_back_with_an_estimated_key(att_root):
-    """``whitebox+recover``: from the crossed messages alone (training rows, validation and test
-    messages) and its public faces, the attacker estimates the key and rotates every row back
+    """``whitebox+recover``: from the crossed messages alone (training rows, the held-out faces'
+    probes) and its public faces, the attacker estimates the key and rotates every row back
     (an orthogonal estimate: each block's energy stays), labels and weights untouched. How close
     the estimate comes is measured, not assumed (README: second moments of other faces recover
     it poorly)."""
-    from rl_mask.bench.benchmark import EvaluationMessages, KeyUndo
+    from rl_mask.bench.benchmark import KeyUndo, ProbeMessages
 
     cfg = _cfg(key="channels")
     data = prepare_data(cfg)
@@ -106,7 +106,7 @@ def test_whitebox_recover_rotates_what_crossed_back_with_an_estimated_key(att_ro
     run = type("Run", (), {"defence": keyed, "model": None, "batches": None})()
     target, _, _ = attacked_batches(cfg, run, data, 4)
     public_faces = data.split.public.float_images()
-    undo = KeyUndo(run, target, public_faces, EvaluationMessages.of(run, data))
+    undo = KeyUndo(run, target, public_faces, ProbeMessages.of(run, data))
     undone = undo(target)
     for before, after in zip(target.crossed, undone.crossed):
         assert torch.equal(before.labels, after.labels) and torch.equal(before.weights, after.weights)
@@ -114,7 +114,7 @@ def test_whitebox_recover_rotates_what_crossed_back_with_an_estimated_key(att_ro
         assert not torch.allclose(after.inputs, before.inputs, atol=1e-3)
     assert undo.estimate() is undo.estimate()  # estimated once per row, whatever it is applied to
     plain = type("Run", (), {"defence": keyed.public()})()
-    assert KeyUndo(plain, target, public_faces, EvaluationMessages.of(plain, data))(target) is target  # no key: nothing to undo
+    assert KeyUndo(plain, target, public_faces, ProbeMessages.of(plain, data))(target) is target  # no key: nothing to undo
 
 
 def test_every_config_holds_a_fresh_secret_that_its_saved_copy_keeps(tmp_path):

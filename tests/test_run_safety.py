@@ -29,7 +29,7 @@ from rl_mask.mask.defences import HybridDefence
 from rl_mask.mask.settings import MaskSettings
 from rl_mask.owner.defences import build_defence
 from rl_mask.owner.judge.privacy import any_of_k_hits
-from rl_mask.owner.recorder import read_boundary, read_evaluation
+from rl_mask.owner.recorder import boundary_dir, read_boundary
 from rl_mask.owner.stream import prepare_data
 from rl_mask.protocol import ProtectedBatch
 from trainers.tensorboard import image_grid, masked_examples
@@ -152,8 +152,10 @@ def k1_leak(public_defence, inputs: torch.Tensor, labels: torch.Tensor) -> dict[
 
 
 def test_what_a_default_run_sends_shows_no_face_to_the_public_inverse_and_far_fewer_to_the_decoder(default_run, tmp_path, cli_env):
-    """Every message a default run sends (validation, test, inference probes; training batches
-    sent with flips), attacked with the public inverse transform and the white-box decoder,
+    """Every message a default run sends (training batches sent with flips; its validation and
+    test faces never cross: the owner scores them itself) and the inference probes of those
+    held-out faces (``rl-mask encode``, as if the owner embedded every one through the server),
+    attacked with the public inverse transform and the white-box decoder,
     scored by a judge trained on the private faces, against what the do-nothing attacker (the
     mean public face) gets by chance:
 
@@ -174,17 +176,20 @@ def test_what_a_default_run_sends_shows_no_face_to_the_public_inverse_and_far_fe
     public = owner.public()  # what the attacker can run: no key
     mean_face = H.public().mean(0, keepdim=True)
 
-    # the k = 1 messages: as recorded when sent, and the probes `rl-mask encode` writes
-    validation, test = read_evaluation(run, "validation"), read_evaluation(run, "test")
-    listing = tmp_path / "probes.txt"
-    listing.write_text("\n".join(data.split.private_test.paths) + "\n")
-    proc = cli("encode", "--run", str(run), "--images", str(listing), "--out", str(tmp_path / "probes.npz"), env=cli_env)
-    assert proc.returncode == 0, proc.stderr[-2000:]
-    with np.load(tmp_path / "probes.npz", allow_pickle=False) as z:
-        probes = torch.from_numpy(z["inputs"])
-    inputs = torch.cat([validation.inputs, test.inputs, probes])
-    labels = torch.cat([validation.labels, test.labels, data.split.private_test.labels])
-    assert inputs.shape[0] == labels.shape[0] and not torch.equal(test.inputs, probes)  # flips drawn afresh for every message
+    # what the run sent: training batches only (each env's record), no held-out face
+    assert {p.name for p in boundary_dir(run).iterdir()} and all(p.name.startswith("env-") and p.suffix == ".pt" for p in boundary_dir(run).iterdir())
+    # the k = 1 messages: the probes `rl-mask encode` writes of the validation and test faces, and of the test faces again
+    probes = []
+    for name, paths in (("held-out", data.split.private_val.paths + data.split.private_test.paths), ("again", data.split.private_test.paths)):
+        listing = tmp_path / f"{name}.txt"
+        listing.write_text("\n".join(paths) + "\n")
+        proc = cli("encode", "--run", str(run), "--images", str(listing), "--out", str(tmp_path / f"{name}.npz"), env=cli_env)
+        assert proc.returncode == 0, proc.stderr[-2000:]
+        with np.load(tmp_path / f"{name}.npz", allow_pickle=False) as z:
+            probes.append(torch.from_numpy(z["inputs"]))
+    inputs = torch.cat(probes)
+    labels = torch.cat([data.split.private_val.labels, data.split.private_test.labels, data.split.private_test.labels])
+    assert inputs.shape[0] == labels.shape[0] and not torch.equal(probes[0][-len(probes[1]) :], probes[1])  # flips drawn afresh for every message
     n = len(labels)
     reference = judged_hits(mean_face.expand(n, -1, -1, -1), labels[:, None])
     bound = binomial_upper(n, max(reference / n, 1.0 / classes))

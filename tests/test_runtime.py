@@ -14,7 +14,7 @@ from envs.hybrid_masking import HybridMaskingEnv
 from envs.wiring import EnvWiring
 from rl_mask.config import Config, ConfigError
 from rl_mask.owner.defences import build_defence
-from rl_mask.owner.messages import training_setup, validation_set
+from rl_mask.owner.messages import training_setup
 from rl_mask.owner.stream import prepare_data
 from trainers.runtime import LocalRuntime
 
@@ -41,7 +41,6 @@ def test_local_runtime_hosts_the_fr_service_an_env_trains_and_releases_it(cfg, p
     runtime = LocalRuntime(cfg, setup, data.split.public.float_images())
     try:
         assert runtime.attacker is None and runtime.fr_endpoint.local in LOCAL_SERVICES
-        runtime.fr.call("set_validation", validation_set(defence, data))
         wiring = runtime.wiring(cfg, judge=None, run_dir=tmp_path, total_fr_steps=100)
         copied = pickle.loads(pickle.dumps(wiring))  # as RLlib hands it to an env runner: names, no objects
         assert copied.fr == wiring.fr and copied.run_dir == str(tmp_path)

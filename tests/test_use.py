@@ -18,11 +18,12 @@ from rl_mask.checkpoint import load_checkpoint, save_checkpoint
 from rl_mask.mask.defences import HybridDefence
 from rl_mask.mask.masking import HybridMask
 from rl_mask.owner.data import load_split
-from rl_mask.owner.messages import final_test_set, probe_set
+from rl_mask.owner.messages import probe_set
 from rl_mask.owner.stream import prepare_data
 from rl_mask.run_folder import read_run
 from rl_mask.server.trainer import build_model
 from rl_mask.use import EmbeddingServer, OwnerEncoder, compare, load_embeddings, save_probes
+from rl_mask.use.held_out import final_test_set
 from rl_mask.use.protocols import enrolment_split, read_pairs, write_pairs
 
 RUN_STEPS = 200  # about 35 s on 2 cores; verification of held-out faces measured 0.87 (chance 0.5)
@@ -110,7 +111,7 @@ def test_encode_and_embed_in_two_processes(run, split, att_root, env, tmp_path):
         sent = torch.from_numpy(z["inputs"])
     assert json.loads((tmp_path / "probes.owner.json").read_text())["names"] == list(test.paths)
     assert str(att_root) not in (tmp_path / "probes.npz").read_bytes().decode("latin-1")
-    # The probes are the encoding the held-out test faces crossed in during training.
+    # The probes are the encoding the run scored its held-out test faces in (on the owner's side).
     run_folder = read_run(run)
     assert torch.allclose(sent, final_test_set(run_folder.defence, prepare_data(run_folder.cfg)).inputs, atol=1e-6)
 

@@ -31,7 +31,7 @@ from rl_mask.config import Config, ConfigError
 from rl_mask.mask.defences import HybridDefence
 from rl_mask.mask.settings import DIMENSIONS
 from rl_mask.owner.defences import build_defence, hybrid_defence
-from rl_mask.owner.messages import attacker_setup, training_setup, validation_set
+from rl_mask.owner.messages import attacker_setup, training_setup
 from rl_mask.owner.stream import PrivateData, TrainingBatch
 from rl_mask.run_folder import read_run
 from rl_mask.server.service import FRService
@@ -93,8 +93,7 @@ def deploy_policy(run_dir: str | Path, cfg: Config, data: PrivateData, out_dir: 
     dcfg.fr.steps = fr_steps
     dcfg.validate()
     defence = build_defence(dcfg, "adaptive", k_choices=dcfg.rl.k_choices)  # as the env builds it
-    service = FRService(training_setup(dcfg, defence, data, total_steps=fr_steps, eval_every=dcfg.rl.eval_every))
-    service.set_validation(validation_set(defence, data))
+    service = FRService(training_setup(dcfg, defence, data, total_steps=fr_steps))
     attacker, judge = None, None
     if dcfg.rl.attacker_in_loop:  # the policy observes the leak as it did in training
         judge = run.path / "judge.pt"
@@ -114,7 +113,7 @@ def deploy_policy(run_dir: str | Path, cfg: Config, data: PrivateData, out_dir: 
         if truncated:
             obs, _ = env.reset()
     out_dir.mkdir(parents=True, exist_ok=True)
-    save_checkpoint(service.weights(), out_dir / "fr.pt")
+    save_checkpoint(service.trained_model().file_content(), out_dir / "fr.pt")
     deployed = hybrid_defence(dcfg, "adaptive", dcfg.rl.k_choices, settings_pool=chosen)
     top = ", ".join(f"{s.k}/{s.flip}/{s.extra_removed}/{s.alpha}/{s.labels}: {n}" for s, n in Counter(chosen).most_common(3))
     note = (

@@ -47,22 +47,20 @@ def ppo_scalars(result: dict) -> dict[str, float]:
 
 
 def fr_scalars(records: list[dict]) -> dict[str, float]:
-    """The FR server's figures from its per-step log: loss, validation accuracy, steps."""
+    """The FR server's figures from its per-step log: loss, steps."""
     if not records:
         return {}
-    return {
-        "fr/loss": float(np.mean([r["loss"] for r in records])),
-        "fr/val_identification_acc": float(records[-1]["val_acc"]),
-        "fr/steps": float(records[-1]["fr_step"]),
-    }
+    return {"fr/loss": float(np.mean([r["loss"] for r in records])), "fr/steps": float(records[-1]["fr_step"])}
 
 
 def owner_scalars(records: list[dict], space: SettingsSpace) -> dict[str, float]:
     """The data owner's figures from the envs' per-step log: reward and its terms, the
+    validation accuracy the owner scored (on the newest FR network any env scored), the
     attacker's leak (all attacks, and each), and every knob the policy turned."""
     if not records:
         return {}
-    out = {f"mask/{name}": float(np.mean([r[name] for r in records])) for name in ("reward", "reward_leak", "reward_fr_loss", "reward_utility_penalty")}
+    out = {"fr/val_identification_acc": float(max(records, key=lambda r: r["val_fr_step"])["val_acc"])}
+    out |= {f"mask/{name}": float(np.mean([r[name] for r in records])) for name in ("reward", "reward_leak", "reward_fr_loss", "reward_utility_penalty")}
     leaks = [r for r in records if "leak" in r]
     if leaks:
         out["mask/leak"] = float(np.mean([r["leak"] for r in leaks]))

@@ -33,10 +33,11 @@ from rl_mask.config import Config, ConfigError, save_config
 from rl_mask.mask.settings import SettingsSpace
 from rl_mask.owner.defences import build_defence
 from rl_mask.owner.judge.evaluator import input_pool, train_evaluation_model
-from rl_mask.owner.messages import final_test_set, training_setup, validation_set
-from rl_mask.owner.recorder import boundary_dir, record_evaluation
+from rl_mask.owner.messages import training_setup
+from rl_mask.owner.recorder import boundary_dir
 from rl_mask.owner.stream import PrivateData, prepare_data
 from rl_mask.run_folder import RUN_DIR_MODE, autosave_path, check_out_dir, claim_out_dir
+from rl_mask.use.held_out import final_test_set, score_trained
 from trainers.checkpoint_safety import verified_copy
 from trainers.checkpoints import holds_run, write_checkpoint
 from trainers.fr_progress import progress_path
@@ -145,7 +146,7 @@ def train(
     t0 = time.perf_counter()
     # The data owner's side: the defence, and the messages the FR server gets before training.
     defence = build_defence(cfg, "adaptive", k_choices=rl.k_choices)
-    setup = training_setup(cfg, defence, data, total_fr_steps(cfg), rl.eval_every)
+    setup = training_setup(cfg, defence, data, total_fr_steps(cfg))
     judge_path = str(run_dir / "judge.pt") if rl.attacker_in_loop else None
     public = data.split.public.float_images()  # the attacker's own faces (no private identity); TensorBoard's examples
     local_ray = init_ray(address, while_starting=lambda: judge_path and train_judge(cfg, data, Path(judge_path)))
@@ -156,7 +157,7 @@ def train(
     writer = None
     try:
         runtime = host.start(cfg, setup, public, run_dir=run_dir, namespace=NAMESPACE)
-        send_evaluation_setup(runtime.fr, validation_set(defence, data), run_dir, point)
+        send_resume_state(runtime.fr, point)
         algo = build_ppo_config(runtime.wiring(cfg, judge=judge_path, run_dir=run_dir, total_fr_steps=total_fr_steps(cfg))).build_algo()
         if point:  # from a private, checked copy: RLlib never reads the run folder itself
             with verified_copy(point.path / "algo") as safe_copy:
@@ -219,14 +220,14 @@ def open_run(cfg: Config, run_dir: Path, point: ResumePoint | None, retry: bool)
     return cfg, data
 
 
-def send_evaluation_setup(fr: FRClient, validation, run_dir: Path, point: ResumePoint | None) -> None:
-    """Every FR worker gets the checkpoint's FR state (on resume) and the validation message:
-    any of them may have to hand its state on. Also fails fast if an actor cannot start."""
-    record_evaluation(run_dir, validation)
+def send_resume_state(fr: FRClient, point: ResumePoint | None) -> None:
+    """Every FR worker gets the checkpoint's FR state on resume (any of them may have to hand
+    its state on); a fresh run asks each for its status. Either fails fast if an actor cannot start."""
     for target in fr.targets:
         if point:
             FRClient(target).call("set_state", point.fr_state)
-        FRClient(target).call("set_validation", validation)
+        else:
+            FRClient(target).call("status")
 
 
 class RunLoop:
@@ -299,15 +300,14 @@ class RunLoop:
 
 def finalize(cfg: Config, defence, data: PrivateData, run_dir: Path, algo, fr: FRClient, attacker: FRClient | None, judge_path: str | None, env_steps: int, wall: float, finished: bool, writer: RunWriter, iteration_seconds: list[float]) -> dict:
     rl = cfg.rl
-    test = final_test_set(defence, data)  # the test split: used only here
-    record_evaluation(run_dir, test)
-    metrics = fr.call("evaluate", test)
+    trained = fr.call("trained_model")
+    metrics = score_trained(trained, final_test_set(defence, data))  # the test split: used only here, on the owner's side
     info = fr.call("info")
     module = algo.get_module()
     runner_nodes = algo.env_runner_group.foreach_env_runner(lambda runner: ray.get_runtime_context().get_node_id(), local_env_runner=False)
     in_loop = attacker is not None
     scores = score_policy(cfg, fr, module, rl.policy_eval_steps, seed=rl.seed + 12345, attacker=attacker.target if in_loop else None, judge=judge_path)
-    save_checkpoint(fr.call("weights"), run_dir / "fr.pt")
+    save_checkpoint(trained.file_content(), run_dir / "fr.pt")
     save_checkpoint(
         {"state_dict": {k: v.detach().cpu() for k, v in module.state_dict().items()}, "choices": SettingsSpace.from_config(rl).choices, "k_choices": list(rl.k_choices), "hidden": list(rl.hidden)},
         run_dir / "policy.pt",

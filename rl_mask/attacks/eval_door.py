@@ -1,7 +1,8 @@
-"""The evaluation door: validation and test sets (and inference probes) cross as k = 1
-encodings (``Defence.encode_eval``), not as training batches. ``EvalMessageView`` presents
-that encoding as a defence whose "training batches" are those messages, so that the white-box
-decoder trains on exactly what the evaluation door sends and attacks it like any batch."""
+"""The probe door: held-out faces cross only as inference probes (``ProtectedProbes``, the
+k = 1 encoding ``Defence.encode_eval``; validation and test are scored on the owner's side and
+never sent). ``EvalMessageView`` presents that encoding as a defence whose "training batches"
+are those messages, so that the white-box decoder trains on exactly what the door sends and
+attacks it like any batch."""
 
 from __future__ import annotations
 
@@ -38,8 +39,8 @@ class EvalMessageView(Defence):
 
 
 def eval_message_target(public_defence: Defence, inputs: torch.Tensor, labels: torch.Tensor, model, num_classes: int) -> AttackTarget:
-    """k = 1 messages that crossed (validation, test, inference probes: ``inputs`` with the
-    private ``labels`` the scoring knows) as one attack target: one row per face, the attacker
-    simulating the public evaluation encoding."""
+    """k = 1 messages that crossed (inference probes: ``inputs``, with the private ``labels``
+    only the scoring knows: a probe carries none, and the white-box decoder reads none) as one
+    attack target: one row per face, the attacker simulating the public held-out encoding."""
     crossed = [ProtectedBatch(inputs, labels[:, None].clone(), torch.ones(len(labels), 1))]
     return AttackTarget(EvalMessageView(public_defence), crossed, model, num_classes)

@@ -17,7 +17,7 @@ a training batch, plus public distractors; which candidate is which is the owner
   the trained model's classifier head, and ask which candidate it names each label for.
 
 ``+recover`` variants first estimate the owner's key from what crossed (``recover_key``:
-second-order statistics of the crossed rows and evaluation messages against those of public
+second-order statistics of the crossed rows and inference probes against those of public
 faces; a rotation is identifiable up to signs) and undo it (statistics) or apply it to the
 candidates (model). Without a key they are the plain attacks.
 """
@@ -50,7 +50,7 @@ class Gallery:
 @dataclass
 class LinkageTarget:
     """What the linkage attacker holds: every crossed training row (labels, weights), the
-    evaluation messages' inputs (they cross too), the trained model, and the public encoding.
+    inputs of held-out faces' inference probes (they cross too), the trained model, and the public encoding.
     ``key_kind``: the owner's key construction if it uses one (public; the seed is not)."""
 
     defence: Defence  # the public view (no key)
@@ -135,7 +135,7 @@ def recover_key(crossed: torch.Tensor, public_encoded: torch.Tensor, per_positio
     """Estimate the owner's orthogonal key ``Q`` (crossed = Q x) from second moments:
     ``E[y y^T] = Q E[x x^T] Q^T``, so ``Q ~ U_y S U_x^T`` with eigenvectors sorted alike and
     signs S from third moments. ``[1 | h*w, C, C]``. Sign flips zero the off-diagonal moments
-    of the training rows; the k = 1 evaluation messages (without flips) keep them."""
+    of the training rows; k = 1 probes (without flips) keep them."""
     my = second_moments(crossed, per_position)
     mx = second_moments(public_encoded, per_position)
     _, uy = torch.linalg.eigh(my)

@@ -55,20 +55,20 @@ from rl_mask.config import (
 )
 from rl_mask.mask.defences import Defence, HybridDefence
 from rl_mask.mask.settings import MaskSettings
-from rl_mask.metrics import recognition_metrics
 from rl_mask.owner.data import FaceDataError, FaceSplit
 from rl_mask.owner.defences import EVAL_FLIP_SEED, build_defence, hybrid_mask_from_config
 from rl_mask.owner.judge import PrivacyJudge, ScoringKey, judge_report, scoring_key, train_evaluation_model
 from rl_mask.owner.judge.evaluator import ARCHITECTURE as EVALUATOR_ARCHITECTURE
 from rl_mask.owner.key import OwnerKey
-from rl_mask.owner.messages import final_test_set, validation_set
+from rl_mask.owner.messages import probe_set
 from rl_mask.owner.stream import PrivateData, TrainingBatch, TrainingStream, prepare_data
-from rl_mask.protocol import ProtectedBatch, ProtectedEvalSet
+from rl_mask.protocol import ProtectedBatch, ProtectedProbes
 from rl_mask.reconstruction import Reconstruction
 from rl_mask.run_folder import claim_out_dir
 from rl_mask.server.models import FaceRecognizer
 from rl_mask.server.trainer import load_fr_model
 from rl_mask.train_fr import set_threads, train_fr
+from rl_mask.use.held_out import final_test_set, score_model
 
 
 class IdentityLeakError(FaceDataError):
@@ -115,13 +115,10 @@ GRID_PREFIX = "fixed"
 UTILITY_FIELDS = ("identification_acc", "identification_top5", "verification_acc")
 
 
-@torch.no_grad()
 def evaluate_model(model: FaceRecognizer, defence: Defence, data: PrivateData) -> dict:
-    """Identification (top-1/top-5) and verification of held-out private faces."""
-    model.eval()
-    inputs = defence.encode_eval(data.test_images)
-    emb = model.embed(inputs)
-    return recognition_metrics(emb, model.head(emb), data.test_labels, data.pairs, data.same)
+    """Identification (top-1/top-5) and verification of held-out private faces, scored on the
+    owner's side as every run scores them (``rl_mask.use.held_out``)."""
+    return score_model(model, final_test_set(defence, data))
 
 
 def grid_defence(cfg: Config, text: str) -> HybridDefence:
@@ -271,32 +268,35 @@ def linkage_gallery(data: PrivateData, seed: int) -> tuple[Gallery, torch.Tensor
 
 
 @dataclass
-class EvaluationMessages:
-    """One row's validation and test messages, encoded once as the owner sends them: every
-    attack on the row (the evaluation door, key recovery, linkage) holds these very messages
-    (their flips are drawn afresh at each encoding, so encoding again would make others)."""
+class ProbeMessages:
+    """The held-out faces that can cross: validation and test are scored on the owner's side
+    and never sent, but an owner who embeds its held-out faces through the server (``rl-mask
+    encode`` / ``embed``) sends them as ``ProtectedProbes``. The benchmark assumes it embeds
+    every one (the most that can cross), encoded once: every attack on the row (the probe
+    door, key recovery, linkage) holds these very messages (their flips are drawn afresh at
+    each encoding, so encoding again would make others)."""
 
-    validation: ProtectedEvalSet
-    test: ProtectedEvalSet
+    validation: ProtectedProbes
+    test: ProtectedProbes
 
     @classmethod
-    def of(cls, run: DefenceRun, data: PrivateData) -> "EvaluationMessages":
-        return cls(validation_set(run.defence, data), final_test_set(run.defence, data))
+    def of(cls, run: DefenceRun, data: PrivateData) -> "ProbeMessages":
+        return cls(probe_set(run.defence, data.val_images), probe_set(run.defence, data.test_images))
 
 
-def eval_door_target(run: DefenceRun, data: PrivateData, messages: EvaluationMessages) -> tuple[AttackTarget, ScoringKey]:
-    """The evaluation door as an attack target: the test set's message exactly as the owner
-    sent it, attacked as k = 1 rows; the attacker simulates the public evaluation encoding
-    (``EvalMessageView``)."""
-    message = messages.test
-    target = eval_message_target(run.defence.public(), message.inputs, message.labels, run.model, data.num_classes)
-    return target, ScoringKey.single(message.labels, data.test_images)
+def eval_door_target(run: DefenceRun, data: PrivateData, messages: ProbeMessages) -> tuple[AttackTarget, ScoringKey]:
+    """The probe door as an attack target: the test faces' probes exactly as the owner sent
+    them, attacked as k = 1 rows; the attacker simulates the public held-out encoding
+    (``EvalMessageView``). Which identity each probe is stays with the owner: the labels
+    serve only the judge's scoring."""
+    target = eval_message_target(run.defence.public(), messages.test.inputs, data.test_labels, run.model, data.num_classes)
+    return target, ScoringKey.single(data.test_labels, data.test_images)
 
 
-def linkage_target(run: DefenceRun, data: PrivateData, target: AttackTarget, messages: EvaluationMessages) -> LinkageTarget:
+def linkage_target(run: DefenceRun, data: PrivateData, target: AttackTarget, messages: ProbeMessages) -> LinkageTarget:
     """What the linkage attacker holds: every training row the attacks see (scored and
-    context), the validation message, the trained model, the public encoding and the key's
-    construction (public; its seed is not)."""
+    context), the validation faces' probes, the trained model, the public encoding and the
+    key's construction (public; its seed is not)."""
     key = getattr(getattr(run.defence, "mask", None), "key", None)
     rows = target.crossed + list(target.context or [])
     return LinkageTarget(target.defence, rows, [messages.validation.inputs], run.model, data.num_classes, key_kind=None if key is None else key.kind)
@@ -307,11 +307,11 @@ class KeyUndo:
 
     The key's construction is public, its seed is not: the attacker estimates the rotation
     from second moments of every message the server holds (the training rows, scored and
-    context, and the validation and test messages) against the public encoding of its own
+    context, and the held-out faces' probes) against the public encoding of its own
     faces (``recover_key``), once per row, and rotates every crossed input of a target back.
     Without a key a target is returned as it is."""
 
-    def __init__(self, run: DefenceRun, target: AttackTarget, public: torch.Tensor, messages: EvaluationMessages):
+    def __init__(self, run: DefenceRun, target: AttackTarget, public: torch.Tensor, messages: ProbeMessages):
         self.key = getattr(getattr(run.defence, "mask", None), "key", None)
         self.target, self.public, self.messages = target, public, messages
         self._q: torch.Tensor | None = None
@@ -396,7 +396,7 @@ def run_seed(run_cfg: Config, data: PrivateData, out: Path, budget, policies: di
         # cell's reference, and the table's reference row (the first defence's)
         reference = mean_face_baseline(public, judge, target, scoring)
         baseline = baseline or reference
-        messages = EvaluationMessages.of(run, data)
+        messages = ProbeMessages.of(run, data)
         key_undone = KeyUndo(run, target, public, messages)
         cells: dict[str, dict] = {}
         recs: dict[str, Reconstruction] = {}
@@ -416,7 +416,7 @@ def run_seed(run_cfg: Config, data: PrivateData, out: Path, budget, policies: di
             timings[f"attack/{attack_name}/{name}"] = time.perf_counter() - t
             cells[attack_name] = {**judge.score(rec, scoring), "reference_acc1": reference["acc1"], "attack": {**attack.describe(), "name": attack_name}, "what_if": attack.what_if}
             recs[attack_name] = rec
-        for attack_name in door_names:  # whitebox-eval: the white-box decoder on the test-set message
+        for attack_name in door_names:  # whitebox-eval: the white-box decoder on the test faces' probes
             door, door_key = eval_door_target(run, data, messages)
             attack = build_attack("whitebox", bench, budget)
             fit_id = attack.fit_key(door.defence, image_shape)

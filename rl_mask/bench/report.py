@@ -27,9 +27,9 @@ ATTACK_TITLES = {
     "label-aware": "label-aware unmixing",
     "cross-batch": "cross-batch aggregation",
     "provenance": "provenance (what-if: needs a field that does not cross)",
-    "whitebox-eval": "white-box reconstruction of the evaluation messages",
+    "whitebox-eval": "white-box reconstruction of the inference probes",
     "whitebox+recover": "white-box reconstruction after key recovery",
-    "whitebox-eval+recover": "white-box reconstruction of the evaluation messages after key recovery",
+    "whitebox-eval+recover": "white-box reconstruction of the inference probes after key recovery",
 }
 
 
@@ -42,9 +42,9 @@ ATTACK_ADVERSARY = {
     "label-aware": "the FR server using the labels and weights that cross with each batch: finds each row's partners among the batch's faces by identity, unmixes the linear system, decodes with the white-box decoder",
     "cross-batch": "the FR server using every batch it received: unmixes each with the label-aware attack, then averages each attacked row's decoded face with its most similar decoded faces of the same identity label from other batches (the same person recurs in new mixtures every epoch)",
     "provenance": "what-if only: the FR server if the sources (which faces were mixed) crossed too; they do not, so it never counts for a defence",
-    "whitebox-eval": "the FR server reading the evaluation door: the test set's k = 1 message exactly as the owner sends it (validation and inference probes use the same encoding), decoded by a white-box decoder trained on public faces put through the public evaluation encoding (without the owner's key)",
+    "whitebox-eval": "the FR server reading the probe door: validation and test are scored on the owner's side and never cross, but an owner who embeds its held-out faces through the server sends them as k = 1 probes; the benchmark assumes it embeds every one, and decodes the test faces' probes exactly as sent with a white-box decoder trained on public faces put through the public held-out encoding (without the owner's key)",
     "whitebox+recover": "the FR server as for white-box, which first estimates the owner's key from the second moments of every message it holds against its public faces' encoding (the construction is public, the seed is not) and rotates the crossed rows back; the plain white-box attack where there is no key",
-    "whitebox-eval+recover": "the evaluation door as for whitebox-eval, after the same key recovery",
+    "whitebox-eval+recover": "the probe door as for whitebox-eval, after the same key recovery",
 }
 
 UNRELIABLE = "UNRELIABLE"
@@ -338,7 +338,7 @@ def threat_model_section(results: dict, leak_keys: list[str]) -> list[str]:
         "| party | sees | never sees |",
         "|---|---|---|",
         "| data owner | the private faces, their labels, every mixing weight and provenance; runs the judge and `export-masked` | - |",
-        "| FR server | every message that crosses (`rl_mask/protocol.py`): the protected training tensors exactly as they leave the owner, the labels of every mixed face and the mixing weights (`ProtectedBatch`), k = 1 validation and test encodings (`ProtectedEvalSet`), the training setup | the original faces, which faces of a batch each row mixes (the provenance), any statistic of the raw faces |",
+        "| FR server | every message that crosses (`rl_mask/protocol.py`): the protected training tensors exactly as they leave the owner, the labels of every mixed face and the mixing weights (`ProtectedBatch`), the training setup, and, when the owner embeds faces through it, k = 1 inference probes (`ProtectedProbes`: the benchmark assumes every held-out face is sent so) | the original faces, the validation and test faces (the owner scores the model it hands back on its own side), which faces of a batch each row mixes (the provenance), any statistic of the raw faces |",
         "| model holder (anyone given the trained FR model) | the trained model and the input encoding it needs | the training tensors, the faces |",
         "",
         "Which adversary each attack models:",

@@ -27,7 +27,7 @@ UTILITY = "identification_acc"
 def trial_record(trial: Trial, results: dict, fr_steps_training: int, wall_seconds: float) -> dict:
     """A trial's figures from its benchmark results (one row: the deployed policy or the fixed
     point): utility, the worst judged leak of the training batches (and which attack), the
-    evaluation door's leak, each with its 95% interval, and FR steps."""
+    probe door's leak, each with its 95% interval, and FR steps."""
     row = results["defences"][0]
     cells = counted(row)
     # the front's leak: the training batches, which the policy's settings protect; the evaluation
@@ -114,7 +114,7 @@ def markdown(results: dict) -> str:
         f"Every trial is measured by the benchmark (`rl-mask benchmark`, same budget, attacks {', '.join(f'`{a}`' for a in results['attacks'])}): "
         "a policy trial trains a policy with its `rl.leak_lambda` (`rl-mask train`), then deploys it on a fresh FR network; a fixed trial "
         "trains the FR network under one fixed setting of the knobs. Leak = the worst judged attack's identity leak (acc@1, any of the k "
-        "mixed identities) on the training batches, which the settings protect; the evaluation door (`whitebox-eval`: the k = 1 encodings of held-out faces, "
+        "mixed identities) on the training batches, which the settings protect; the probe door (`whitebox-eval`: the k = 1 inference probes of held-out faces, "
         "the same encoding in every trial) is its own column and not on the front's axis, so read a trial's worst case as the larger of the two. "
         "Utility = identification acc@1 on held-out private faces. 95% intervals (one seed: Wilson over the judged samples).",
         "",
@@ -143,7 +143,7 @@ def markdown(results: dict) -> str:
             if beaten:
                 lines.append(f"- {label} front point `{name}` dominates {', '.join(f'`{b}`' for b in beaten)}.")
     lines += ["", "Dominance is read from the means; with intervals as wide as below, a single-seed difference is not evidence.", "", "## Every trial", ""]
-    lines += ["| trial | on its side's front | identification acc@1 | training-batch leak (worst attack) | evaluation door | FR steps (training + measured) | wall |", "|---|---|---|---|---|---|---|"]
+    lines += ["| trial | on its side's front | identification acc@1 | training-batch leak (worst attack) | probe door | FR steps (training + measured) | wall |", "|---|---|---|---|---|---|---|"]
     for r in records:
         on_front = "yes" if r["key"] in sides[r["kind"]]["front"] else ""
         judge = "" if r["judge_competent"] else " (judge below floor: UNRELIABLE)"

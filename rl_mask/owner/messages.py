@@ -7,10 +7,10 @@ import torch
 from rl_mask.config import Config
 from rl_mask.mask.defences import Defence
 from rl_mask.owner.stream import PrivateData
-from rl_mask.protocol import AttackerSetup, FRHyperparameters, ProtectedEvalSet, ProtectedProbes, PublicMask, SettingsChoices, TrainingSetup
+from rl_mask.protocol import AttackerSetup, FRHyperparameters, ProtectedProbes, PublicMask, SettingsChoices, TrainingSetup
 
 
-def training_setup(cfg: Config, defence: Defence, data: PrivateData, total_steps: int | None = None, eval_every: int | None = None) -> TrainingSetup:
+def training_setup(cfg: Config, defence: Defence, data: PrivateData, total_steps: int | None = None) -> TrainingSetup:
     """What the FR server is told once: shapes, class count, budget, hyperparameters."""
     return TrainingSetup(
         input_shape=tuple(defence.input_shape(cfg.data.planes, cfg.data.height, cfg.data.width)),
@@ -22,7 +22,6 @@ def training_setup(cfg: Config, defence: Defence, data: PrivateData, total_steps
         model=cfg.model,
         fr=FRHyperparameters.of(cfg.fr),
         dp=cfg.dp,
-        eval_every=int(eval_every or cfg.rl.eval_every),
     )
 
 
@@ -46,19 +45,10 @@ def attacker_setup(cfg: Config) -> AttackerSetup:
 
 
 def held_out_encoding(defence: Defence, images: torch.Tensor) -> torch.Tensor:
-    """How every face that is not a training face crosses: validation, test and inference
-    probes alike (k = 1, no mixing). One function, so that all three stay one encoding."""
+    """How every face that is not a training face is encoded: inference probes (the only
+    held-out faces that cross) and the owner's own validation and test encodings
+    (``rl_mask.use.held_out``) alike, k = 1, no mixing. One function, so they stay one encoding."""
     return defence.encode_eval(images)
-
-
-def validation_set(defence: Defence, data: PrivateData) -> ProtectedEvalSet:
-    """k = 1 encodings of the validation faces: the server's utility signal for the reward."""
-    return ProtectedEvalSet("validation", held_out_encoding(defence, data.val_images), data.val_labels.clone())
-
-
-def final_test_set(defence: Defence, data: PrivateData) -> ProtectedEvalSet:
-    """k = 1 encodings of the test faces with verification pairs: the final, reported evaluation."""
-    return ProtectedEvalSet("test", held_out_encoding(defence, data.test_images), data.test_labels.clone(), data.pairs, data.same)
 
 
 def probe_set(defence: Defence, images: torch.Tensor) -> ProtectedProbes:

@@ -5,9 +5,8 @@ Each sender (an env instance, named by its worker and vector index) keeps its fi
 them under ``owner_`` keys (provenance, every mixed face's label and weight, the batch's
 settings), in ``RUN_DIR/boundary/<sender>.pt`` (rewritten atomically).
 ``export-masked`` reads these files: an adaptive run is exported from what its FR server
-received, not from a re-implementation of the training stream. The evaluation messages
-(``ProtectedEvalSet``: validation, test) are kept as sent in ``RUN_DIR/boundary/evaluation/``,
-so that what crossed can be audited message by message.
+received, not from a re-implementation of the training stream. Nothing else of a run crosses:
+the owner scores its validation and test faces itself (``rl_mask.use.held_out``).
 """
 
 from __future__ import annotations
@@ -20,10 +19,9 @@ import torch
 from rl_mask.checkpoint import load_checkpoint, save_checkpoint
 from rl_mask.mask.masking import MaskedBatch
 from rl_mask.mask.settings import MaskSettings
-from rl_mask.protocol import ProtectedBatch, ProtectedEvalSet
+from rl_mask.protocol import ProtectedBatch
 
 BOUNDARY_DIR = "boundary"
-EVALUATION_DIR = "evaluation"
 
 
 def boundary_dir(run_dir: str | Path) -> Path:
@@ -70,18 +68,3 @@ def recorded_batch(record: dict) -> MaskedBatch:
     same = labels.shape == sent.labels.shape and torch.equal(labels, sent.labels) and torch.equal(weights, sent.weights)
     owner = (None, None) if same else (labels, weights)
     return MaskedBatch(sent, record["owner_sources"], MaskSettings(**raw) if raw else None, *owner)
-
-
-def record_evaluation(run_dir: str | Path, message: ProtectedEvalSet) -> None:
-    """Keep an evaluation message as it was sent (``boundary/evaluation/<split>.pt``)."""
-    folder = boundary_dir(run_dir) / EVALUATION_DIR
-    folder.mkdir(parents=True, exist_ok=True)
-    arrays = {"split": message.split, "inputs": message.inputs, "labels": message.labels}
-    arrays.update({name: t for name in ("pairs", "same") if (t := getattr(message, name)) is not None})
-    save_checkpoint(arrays, folder / f"{message.split}.pt")
-
-
-def read_evaluation(run_dir: str | Path, split: str) -> ProtectedEvalSet:
-    """The ``split`` evaluation message a run sent, as recorded."""
-    d = load_checkpoint(boundary_dir(run_dir) / EVALUATION_DIR / f"{split}.pt", required=("split", "inputs", "labels"))
-    return ProtectedEvalSet(d["split"], d["inputs"], d["labels"], d.get("pairs"), d.get("same"))

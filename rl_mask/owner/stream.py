@@ -43,12 +43,14 @@ class PrivateData:
 
 def prepare_shard(cfg: Config, index: int, count: int) -> PrivateData:
     """An env runner's share of the private training faces (every ``count``-th image, kept
-    as uint8 until a batch is drawn); no validation or test faces: the driver sends those."""
+    as uint8 until a batch is drawn) and all validation faces (the env scores the FR network
+    on them itself, for the reward); no test faces: only the driver's final evaluation uses those."""
     split = load_split(cfg.data)
     shard = split.private_train.shard(index, count)
     none = torch.empty(0, dtype=torch.long)
     empty = torch.empty(0, cfg.data.planes, cfg.data.height, cfg.data.width)
-    return PrivateData(split, shard.images, shard.labels, empty, none, empty, none, torch.empty(0, 2, dtype=torch.long), torch.empty(0, dtype=torch.bool), train_ids=torch.arange(index, len(split.private_train), count))
+    val = split.private_val
+    return PrivateData(split, shard.images, shard.labels, val.float_images(), val.labels, empty, none, torch.empty(0, 2, dtype=torch.long), torch.empty(0, dtype=torch.bool), train_ids=torch.arange(index, len(split.private_train), count))
 
 
 def prepare_data(cfg: Config) -> PrivateData:

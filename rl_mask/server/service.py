@@ -4,10 +4,10 @@ the benchmark's rows train through in-process, so that one code path trains ever
 The FR server's side of the door. It is built from a ``TrainingSetup``, trains on
 ``ProtectedBatch`` messages (and refuses anything else): one step per message, or, with
 ``fr.rows_per_step``, one step on the union of the messages queued while it was busy
-(``rl_mask.server.step_queue``), each message answered with its own rows' loss. It measures identification accuracy on the
-validation encodings the data owner sent (``ProtectedEvalSet``) every ``eval_every`` FR steps,
-and keeps a log of (k, loss, accuracy) per step for TensorBoard. It never opens a face file:
-it holds no path to one and no statistic of one.
+(``rl_mask.server.step_queue``), each message answered with its own rows' loss. It hands its
+weights back on request (``TrainedModel``): the owner measures utility on its own side, so no
+held-out face reaches the server. It keeps a log of (k, loss) per step for TensorBoard. It
+never opens a face file: it holds no path to one and no statistic of one.
 """
 
 from __future__ import annotations
@@ -20,7 +20,7 @@ from pathlib import Path
 import torch
 
 from rl_mask.checkpoint import load_checkpoint, save_checkpoint
-from rl_mask.protocol import ProtectedBatch, ProtectedEvalSet, TrainingSetup, concat_protected
+from rl_mask.protocol import ProtectedBatch, TrainedModel, TrainingSetup, concat_protected
 from rl_mask.server.step_queue import StepQueue
 from rl_mask.server.trainer import resolve_device, trainer_for
 
@@ -58,11 +58,8 @@ class FRService:
         self.setup = setup if isinstance(setup, TrainingSetup) else TrainingSetup.from_dict(setup)
         self.device = torch.device(device) if device is not None else resolve_device(self.setup.fr.device)
         self.trainer = trainer_for(self.setup, self.device)
-        self.eval_every = self.setup.eval_every
         self.autosave_path = Path(autosave_path) if autosave_path else None
         self.autosave_every = autosave_every
-        self.validation: ProtectedEvalSet | None = None
-        self.val_acc = 0.0
         self.images_trained = 0
         self.train_seconds = 0.0
         self.loss_ema = 0.0  # recent FR loss over every env runner's batches
@@ -96,23 +93,9 @@ class FRService:
         self.in_group = True
         return self.trainer.step
 
-    def set_validation(self, eval_set: ProtectedEvalSet) -> dict:
-        """Receive the validation encodings (once per run) and measure on them at once."""
-        _require(eval_set, ProtectedEvalSet, "set_validation")
-        if eval_set.split != "validation":
-            raise ValueError(f"set_validation takes the validation split, got {eval_set.split!r}")
-        with self.lock:
-            self.validation = eval_set
-            self._measure_validation()
-            return self.status()
-
-    def _measure_validation(self) -> None:
-        if self.validation is not None and len(self.validation):
-            self.val_acc = self.trainer.evaluate(self.validation.inputs, self.validation.labels)["identification_acc"]
-
     def train_step(self, batch: ProtectedBatch) -> dict:
         """Train on a protected batch (alone, or in an aggregated step with the messages queued
-        beside it); returns its own rows' loss and the latest validation accuracy."""
+        beside it); returns its own rows' loss (a ``StepReport``'s fields)."""
         _require(batch, ProtectedBatch, "train_step")
         return self.queue.train(batch)
 
@@ -128,15 +111,13 @@ class FRService:
             started = time.perf_counter()
             union = batches[0] if len(batches) == 1 else concat_protected(batches)
             rows = self.trainer.train_rows(union)
-            if self.trainer.step % self.eval_every == 0:
-                self._measure_validation()
             self.train_seconds += time.perf_counter() - started
             self.images_trained += len(union)
             out = []
             for batch, own in zip(batches, torch.split(rows, [len(b) for b in batches]) if len(rows) else [rows] * len(batches)):
                 loss = float(own.mean())
                 self.loss_ema = loss if self.trainer.step == 1 and not out else LOSS_EMA * self.loss_ema + (1 - LOSS_EMA) * loss
-                self._log.append({"fr_step": self.trainer.step, "k": batch.k, "loss": loss, "val_acc": self.val_acc, "step_rows": len(union)})
+                self._log.append({"fr_step": self.trainer.step, "k": batch.k, "loss": loss, "step_rows": len(union)})
                 out.append({"loss": loss, **self.status()})
             if self.autosave_path and self.rank == 0 and self.autosave_every and self.trainer.step % self.autosave_every == 0:
                 self.save(self.autosave_path)  # worker 0 saves for the group: all hold the same state
@@ -156,19 +137,13 @@ class FRService:
 
     def status(self) -> dict:
         """What an env observes of the FR network."""
-        return {"val_acc": self.val_acc, "fr_step": self.trainer.step, "loss_ema": self.loss_ema}
+        return {"fr_step": self.trainer.step, "loss_ema": self.loss_ema}
 
     def eval_loss(self, batch: ProtectedBatch) -> float:
         """The loss of a batch on the current FR state, without training on it."""
         _require(batch, ProtectedBatch, "eval_loss")
         with self.lock:
             return self.trainer.eval_loss(batch)
-
-    def evaluate(self, eval_set: ProtectedEvalSet) -> dict:
-        """Identification top-1/top-5 (and verification, given pairs) on an owner-sent set."""
-        _require(eval_set, ProtectedEvalSet, "evaluate")
-        with self.lock:
-            return self.trainer.evaluate(eval_set.inputs, eval_set.labels, eval_set.pairs, eval_set.same)
 
     def privacy(self) -> dict | None:
         """The DP-SGD accounting so far (epsilon spent, noise, ...); None without DP-SGD."""
@@ -187,7 +162,6 @@ class FRService:
             "fr_step": self.trainer.step,
             "images_trained": self.images_trained,
             "train_seconds": self.train_seconds,
-            "val_acc": self.val_acc,
             "restored_from": self.restored_from,
             "restored_step": self.restored_step,
             "threads": torch.get_num_threads(),
@@ -199,19 +173,12 @@ class FRService:
         }
 
     def state_dict(self) -> dict:
-        state = {"trainer": self.trainer.state_dict(), "val_acc": self.val_acc, "loss_ema": self.loss_ema, "images_trained": self.images_trained}
-        if self.validation is not None:
-            state["validation"] = {"inputs": self.validation.inputs, "labels": self.validation.labels}
-        return state
+        return {"trainer": self.trainer.state_dict(), "loss_ema": self.loss_ema, "images_trained": self.images_trained}
 
     def load_state_dict(self, state: dict) -> None:
         self.trainer.load_state_dict(state["trainer"])
-        self.val_acc = float(state.get("val_acc", 0.0))
         self.loss_ema = float(state.get("loss_ema", 0.0))
         self.images_trained = int(state.get("images_trained", 0))
-        if "validation" in state:
-            v = state["validation"]
-            self.validation = ProtectedEvalSet("validation", v["inputs"], v["labels"])
 
     def get_state(self) -> dict:
         with self.lock:
@@ -231,6 +198,8 @@ class FRService:
         with self.lock:
             self.load_state_dict(load_checkpoint(path, self.device, required=("trainer",)))
 
-    def weights(self) -> dict:
+    def trained_model(self) -> TrainedModel:
+        """The network as it stands (the owner scores its held-out faces with it; ``fr.pt``)."""
         with self.lock:
-            return to_cpu(self.trainer.weights())
+            weights = to_cpu(self.trainer.weights())
+            return TrainedModel(weights["state_dict"], weights["meta"], self.trainer.step)

@@ -16,7 +16,6 @@ import torch
 
 from rl_mask.checkpoint import CheckpointError, build_checked, load_checkpoint
 from rl_mask.config import ConfigError, ModelConfig, validate_model
-from rl_mask.metrics import recognition_metrics
 from rl_mask.protocol import FRHyperparameters, ProtectedBatch, TrainingSetup
 from rl_mask.server.models import INPUT_KINDS, ArcFaceHead, FaceRecognizer, IRResNet
 
@@ -159,21 +158,6 @@ class FRTrainer:
         self.model.eval()
         return float(self.loss(batch))
 
-    @torch.no_grad()
-    def predict(self, inputs: torch.Tensor, chunk: int = 256) -> tuple[torch.Tensor, torch.Tensor]:
-        """``(embeddings, logits)`` of encoded inputs, on CPU."""
-        self.model.eval()
-        embs, logits = [], []
-        for i in range(0, inputs.shape[0], chunk):
-            e = self.model.embed(inputs[i : i + chunk].to(self.device))
-            embs.append(e.cpu())
-            logits.append(self.model.head(e).cpu())
-        return torch.cat(embs), torch.cat(logits)
-
-    def evaluate(self, inputs: torch.Tensor, labels: torch.Tensor, pairs: torch.Tensor | None = None, same: torch.Tensor | None = None) -> dict:
-        """Identification top-1/top-5 on encoded held-out faces; verification on pairs of them."""
-        return recognition_metrics(*self.predict(inputs), labels, pairs, same)
-
     def state_dict(self) -> dict:
         return {
             "model": self.model.state_dict(),
@@ -209,9 +193,14 @@ def trainer_for(setup: TrainingSetup, device: torch.device) -> FRTrainer:
 
 def load_fr_model(path: str | Path, map_location: str | torch.device = "cpu") -> tuple[FaceRecognizer, dict]:
     """Load final FR weights (``RUN_DIR/fr.pt``) into a ready model; returns ``(model, meta)``."""
-    ckpt = load_checkpoint(path, map_location, required=("state_dict", "meta"))
-    meta = checked_meta(ckpt["meta"], path)
-    return build_checked(lambda: build_model(meta), ckpt["state_dict"], path).eval(), meta
+    return model_from_weights(load_checkpoint(path, map_location, required=("state_dict", "meta")), path)
+
+
+def model_from_weights(content: dict, where: str | Path) -> tuple[FaceRecognizer, dict]:
+    """A ready model from ``{"state_dict", "meta"}`` (a weights file's content, or a
+    ``TrainedModel``'s); ``where`` names the source in errors."""
+    meta = checked_meta(content["meta"], where)
+    return build_checked(lambda: build_model(meta), content["state_dict"], where).eval(), meta
 
 
 def checked_meta(meta: dict, path: str | Path) -> dict:
