@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import platform
 import statistics
 import tempfile
@@ -24,6 +25,8 @@ import time
 from pathlib import Path
 
 import torch
+
+os.environ.setdefault("RAY_AUTH_MODE", "token")  # before Ray is imported, as the rl-mask command does
 
 from rl_mask.config import Config
 from rl_mask.owner.defences import build_defence

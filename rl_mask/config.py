@@ -165,6 +165,11 @@ class ModelConfig:
     embedding_dim: int = 128
     dropout: float = 0.2
     sample_norm: bool = True
+    # What the backbone reads of each input coefficient: "identity" (the value), "abs" (its
+    # magnitude: exactly what is left when every sign that crosses is random, so the network
+    # need not learn that invariance from data), or "auto": "abs" for a defence whose every
+    # message flips each sign with probability 0.5, else "identity" (``resolve_input_map``).
+    input_map: str = "auto"
     arc_scale: float = 16.0
     arc_margin: float = 0.2
 
@@ -530,6 +535,8 @@ def save_config(cfg: Any, path: str | Path) -> None:
 MAX_WIDTH = 4096
 MAX_DEPTH = 64
 MAX_LAYERS = 8
+#: ``model.input_map`` values; ``auto`` is resolved per defence before a network is built.
+INPUT_MAPS = ("auto", "identity", "abs")
 
 
 def _require(ok: bool, name: str, value: Any, allowed: str) -> None:
@@ -579,6 +586,7 @@ def validate_model(m: ModelConfig) -> None:
     _require(_sizes(m.depths, MAX_LAYERS, MAX_DEPTH), "model.depths", m.depths, f"integers in 1..{MAX_DEPTH}")
     _require(isinstance(m.embedding_dim, int) and 2 <= m.embedding_dim <= MAX_WIDTH, "model.embedding_dim", m.embedding_dim, f"an integer in 2..{MAX_WIDTH}")
     _require(0 <= m.dropout < 1, "model.dropout", m.dropout, "[0, 1)")
+    _require(m.input_map in INPUT_MAPS, "model.input_map", m.input_map, f"one of {', '.join(INPUT_MAPS)}")
     _require(m.arc_scale > 0, "model.arc_scale", m.arc_scale, "> 0")
     _require(0 <= m.arc_margin < 1.5, "model.arc_margin", m.arc_margin, "[0, 1.5) radians")
 

@@ -99,7 +99,7 @@ def test_mi_face_inverts_through_the_block_dct():
     """For frequency-input models the pixels are optimised through the DCT and channel removal."""
     cfg = H.bare_config()
     defence = build_defence(cfg, "mask")
-    meta = {"input_shape": list(defence.input_shape(1, 112, 96)), "input_kind": "freq", "num_classes": 20, "model": vars(cfg.model)}
+    meta = {"input_shape": list(defence.input_shape(1, 112, 96)), "input_kind": "freq", "num_classes": 20, "model": {**vars(cfg.model), "input_map": "identity"}}
     torch.manual_seed(0)
     model = build_model(meta).eval()
     rec = MIFace(steps=3, restarts=2).fit(H.public(), defence).attack(AttackTarget(defence, [], model, 20))

@@ -7,7 +7,7 @@ from rl_mask.server.trainer import build_model
 
 
 def _meta(kind, shape, classes=20):
-    return {"input_shape": list(shape), "input_kind": kind, "num_classes": classes, "model": vars(ModelConfig())}
+    return {"input_shape": list(shape), "input_kind": kind, "num_classes": classes, "model": {**vars(ModelConfig()), "input_map": "identity"}}
 
 
 def test_freq_and_pixel_variants_share_the_backbone(att_float):

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 import torch
 
 from rl_mask.config import Config
@@ -19,10 +21,18 @@ def training_setup(cfg: Config, defence: Defence, data: PrivateData, total_steps
         train_size=len(data.train_labels),
         total_steps=int(total_steps or cfg.fr.steps),
         private_training=defence.private_training,
-        model=cfg.model,
+        model=dataclasses.replace(cfg.model, input_map=resolve_input_map(cfg.model.input_map, defence)),
         fr=FRHyperparameters.of(cfg.fr),
         dp=cfg.dp,
     )
+
+
+def resolve_input_map(input_map: str, defence: Defence) -> str:
+    """``model.input_map`` for ``defence``: ``auto`` reads magnitudes where every sign that
+    crosses is random (``Defence.signs_random``), values elsewhere."""
+    if input_map != "auto":
+        return input_map
+    return "abs" if defence.signs_random else "identity"
 
 
 def attacker_setup(cfg: Config) -> AttackerSetup:

@@ -56,12 +56,16 @@ class IRResNet(nn.Module):
         dropout: float = 0.2,
         input_kind: str = "freq",
         sample_norm: bool = True,
+        input_map: str = "identity",
     ):
         super().__init__()
         if input_kind not in INPUT_KINDS:
             raise ValueError(f"input_kind {input_kind!r} is not one of {INPUT_KINDS}")
+        if input_map not in ("identity", "abs"):
+            raise ValueError(f"input_map {input_map!r} is not identity or abs (auto is resolved before a network is built)")
         self.input_kind = input_kind
         self.sample_norm = sample_norm
+        self.input_map = input_map
         c, h, w = input_shape
         self.register_buffer("input_mean", torch.zeros(1, c, 1, 1))
         self.register_buffer("input_std", torch.ones(1, c, 1, 1))
@@ -94,6 +98,8 @@ class IRResNet(nn.Module):
     def prepare(self, x: torch.Tensor, standardise: bool = True) -> torch.Tensor:
         if self.input_kind == "pixel":
             x = F.pixel_unshuffle(x, 8)
+        if self.input_map == "abs":
+            x = x.abs()
         if standardise:
             x = (x - self.input_mean) / self.input_std
             if self.sample_norm:

@@ -40,6 +40,7 @@ def build_model(meta: dict) -> FaceRecognizer:
         dropout=m.dropout,
         input_kind=meta["input_kind"],
         sample_norm=m.sample_norm,
+        input_map=meta["model"].get("input_map", "identity"),  # a file from before input maps read values
     )
     head = ArcFaceHead(m.embedding_dim, meta["num_classes"], scale=m.arc_scale, margin=m.arc_margin)
     model = FaceRecognizer(backbone, head)
@@ -208,6 +209,8 @@ def checked_meta(meta: dict, path: str | Path) -> dict:
     try:
         validate_model(ModelConfig(**meta["model"]))
         shape = tuple(int(v) for v in meta["input_shape"])
+        if meta["model"].get("input_map") == "auto":
+            raise ConfigError("model.input_map='auto' is resolved before a network is built; a file never records it")
         if len(shape) != 3 or not all(1 <= v <= MAX_INPUT_SIDE for v in shape) or int(meta["num_classes"]) < 1 or meta["input_kind"] not in INPUT_KINDS:
             raise ConfigError(f"input_shape={meta['input_shape']!r}, num_classes={meta['num_classes']!r}, input_kind={meta['input_kind']!r} are out of range")
     except (ConfigError, KeyError, TypeError, ValueError) as exc:

@@ -22,6 +22,13 @@ class Defence(abc.ABC):
     #: clips and noises per-sample gradients (``rl_mask.server.private``).
     private_training: bool = False
 
+    @property
+    def signs_random(self) -> bool:
+        """Whether every message this defence sends (training rows and k = 1 messages alike)
+        has each coefficient's sign flipped with probability 0.5: then the signs carry nothing
+        and an FR network loses nothing by reading magnitudes (``model.input_map=auto``)."""
+        return False
+
     @abc.abstractmethod
     def input_shape(self, planes: int, height: int, width: int) -> tuple[int, int, int]:
         """``(channels, h, w)`` of the encoded tensor, as the backbone sees it after its input map."""

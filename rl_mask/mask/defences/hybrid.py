@@ -62,6 +62,15 @@ class HybridDefence(Defence):
         out._eval_generator = torch.Generator().manual_seed(eval_seed)
         return out
 
+    @property
+    def signs_random(self) -> bool:
+        # k = 1 training rows are never flipped (``rl_mask.mask.masking.mix``)
+        if self.eval_flip != 0.5:
+            return False
+        if self.settings_pool:
+            return all(s.flip == 0.5 and s.k > 1 for s in self.settings_pool)
+        return self.mask.sign_flip and min(self.ks) > 1
+
     def public(self) -> "HybridDefence":
         """Without the key, and with a flip stream of the attacker's own (the owner's is seeded
         from its secret: sharing it would hand the attacker the very flips that crossed)."""
