@@ -40,8 +40,9 @@ EVAL_DOOR_ATTACKS = ("whitebox-eval", "whitebox-eval+recover")
 RECOVER_SUFFIX = "+recover"
 #: Owner options a hybrid benchmark row may carry as suffixes, e.g. ``mask+key``,
 #: ``fixed[k=4,flip=0.5]+key+evalflip``: the owner's key on every message (``+key``: one channel
-#: mixing; ``+poskey``: one per block position), sign flips on the evaluation messages
-#: (``+evalflip``: probability ``EVAL_FLIP``; ``+evalflip=P``: probability P in (0, 0.5]).
+#: mixing; ``+poskey``: one per block position), sign flips on the k = 1 messages (probes, and
+#: the owner's own held-out encodings) (``+evalflip``: probability ``EVAL_FLIP``;
+#: ``+evalflip=P``: probability P in (0, 0.5]).
 OWNER_SUFFIXES = ("+key", "+poskey", "+evalflip")
 EVAL_FLIP = 0.5
 _EVAL_FLIP_AT = re.compile(r"\+evalflip=([0-9.]+)$")
@@ -693,7 +694,7 @@ def split_defence_name(name: str) -> tuple[str, list[str]]:
 
 
 def eval_flip_of(suffixes: list[str]) -> float:
-    """The evaluation messages' flip probability a row's owner options ask for (0: none)."""
+    """The k = 1 messages' flip probability a row's owner options ask for (0: none)."""
     for s in suffixes:
         if s == "+evalflip":
             return EVAL_FLIP
@@ -703,7 +704,7 @@ def eval_flip_of(suffixes: list[str]) -> float:
 
 
 def evalflip_suffix(flip: float) -> str:
-    """The owner option for flip probability ``flip`` on the evaluation messages."""
+    """The owner option for flip probability ``flip`` on the k = 1 messages (probes; the owner's own held-out encodings)."""
     return "" if flip <= 0 else "+evalflip" if flip == EVAL_FLIP else f"+evalflip={flip:g}"
 
 

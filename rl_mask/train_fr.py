@@ -77,6 +77,7 @@ def train_fr(cfg: Config, out_dir: str | Path, defence: Defence | None = None, p
         "identification_top5": metrics["identification_top5"],
         "verification_acc": metrics["verification_acc"],
         "fr_steps": service.fr_step,
+        "input_map": service.setup.model.input_map,  # model.input_map as resolved for this defence
         "batch_size": cfg.fr.batch_size,
         "private_identities": data.num_classes,
         "train_images": len(data.train_labels),

@@ -26,7 +26,7 @@ FR_STEPS = 150
 def bare_config() -> Config:
     """The public algorithm without the owner's options (no key, no flips on the k = 1
     messages): the mechanics of masking and of the attacks are tested on it; the key and
-    the evaluation messages' flips have tests of their own (test_owner_key, test_run_safety)."""
+    the k = 1 messages' flips have tests of their own (test_owner_key, test_run_safety)."""
     cfg = Config()
     cfg.mask.key, cfg.mask.eval_flip = "none", 0.0
     cfg.mask.key_seed = 0  # a fixed secret: the same batches on every run (the stream of seed s is then s * 1_000_003)

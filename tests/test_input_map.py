@@ -67,4 +67,5 @@ def test_magnitudes_recover_the_identification_a_flipped_defence_loses_on_yale()
         with tempfile.TemporaryDirectory() as tmp:
             run = train_defence(f"{F}+key+evalflip", cfg, prepare_data(cfg), Path(tmp), None, progress=False)
         acc[input_map] = run.utility["identification_acc"]
+        assert run.extra["input_map"] == {"identity": "identity", "auto": "abs"}[input_map]  # the benchmark row says which it trained
     assert acc["auto"] >= acc["identity"] + 0.2, acc

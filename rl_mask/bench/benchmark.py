@@ -143,7 +143,7 @@ def deployed_owner_suffixes(cfg: Config, setting_flip: float) -> str:
 def with_owner_options(defence: Defence, suffixes: list[str], cfg: Config) -> Defence:
     """The row's owner options on a hybrid defence: the owner's key on every message (its seed:
     ``mask.key_seed`` + ``benchmark.seed``, so seeds draw new keys) and/or sign flips on the
-    evaluation messages (``+evalflip``: p 0.5, ``+evalflip=P``: p P)."""
+    k = 1 messages, probes and the owner's held-out encodings (``+evalflip``: p 0.5, ``+evalflip=P``: p P)."""
     if not suffixes:
         return defence
     if not isinstance(defence, HybridDefence):
@@ -199,7 +199,7 @@ def train_defence(
     summary = train_fr(cfg, run_dir, defence=defence, progress=progress, data=data)
     model, _ = load_fr_model(run_dir / "fr.pt")
     utility = {k: summary[k] for k in UTILITY_FIELDS}
-    return DefenceRun(full_name, defence, model, utility, note=note, dp=summary.get("dp"), run_dir=str(run_dir), seconds=time.perf_counter() - started, extra={"fr_steps": summary["fr_steps"]})
+    return DefenceRun(full_name, defence, model, utility, note=note, dp=summary.get("dp"), run_dir=str(run_dir), seconds=time.perf_counter() - started, extra={"fr_steps": summary["fr_steps"], "input_map": summary["input_map"]})
 
 
 def pick_best_fixed(rows: list[dict], reference: dict | None, tolerance: float) -> dict:
@@ -486,7 +486,7 @@ def run_benchmark(
         raise ConfigError("benchmark.defences lists adaptive-paper: give its run with --adaptive-paper-run RUN_DIR")
     run_cfg = copy.deepcopy(cfg)
     run_cfg.fr.steps = budget.fr_steps
-    # Every row is what its name says: the owner's key and the evaluation messages' flips come
+    # Every row is what its name says: the owner's key and the k = 1 messages' flips come
     # from the row's suffixes (+key, +poskey, +evalflip), not from mask.key / mask.eval_flip (a
     # policy row deploys its run's own mask, secret and all).
     run_cfg.mask.key, run_cfg.mask.eval_flip = "none", 0.0

@@ -15,7 +15,7 @@ MIXUP_K = 2
 #: InstaHide (Huang et al. 2020): four faces, InstaHide weights capped at 0.65, random sign flips.
 INSTAHIDE_K = 4
 INSTAHIDE_CAP = 0.65
-#: The evaluation messages' flip stream (mixed with the owner's secret: ``owner_seed``).
+#: The k = 1 messages' flip stream (mixed with the owner's secret: ``owner_seed``).
 EVAL_FLIP_SEED = 77
 
 
