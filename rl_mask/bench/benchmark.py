@@ -115,12 +115,6 @@ GRID_PREFIX = "fixed"
 UTILITY_FIELDS = ("identification_acc", "identification_top5", "verification_acc")
 
 
-def evaluate_model(model: FaceRecognizer, defence: Defence, data: PrivateData) -> dict:
-    """Identification (top-1/top-5) and verification of held-out private faces, scored on the
-    owner's side as every run scores them (``rl_mask.use.held_out``)."""
-    return score_model(model, final_test_set(defence, data))
-
-
 def grid_defence(cfg: Config, text: str) -> HybridDefence:
     """One best-fixed grid point: the deployed mask with one fixed setting of the policy's knobs."""
     settings = MaskSettings(**parse_settings(text))
@@ -172,7 +166,7 @@ def train_defence(
             raise ConfigError(f"the {name} row's policy run {policy_run} needs the deploy step (rl-mask benchmark hands it in)")
         dep = deploy(policy_run, cfg, data, run_dir, cfg.fr.steps, keep, cfg.benchmark.seed, progress)
         model, _ = load_fr_model(dep.fr_weights)
-        utility = evaluate_model(model, dep.defence, data)
+        utility = score_model(model, final_test_set(dep.defence, data))  # on the owner's side, as every row
         utility = {k: utility[k] for k in UTILITY_FIELDS}
         extra = {"fr_steps": dep.fr_steps, "action_distribution": dep.action_distribution}
         return DefenceRun(name, dep.defence, model, utility, note=dep.note, run_dir=str(run_dir), seconds=time.perf_counter() - started, replayed=False, batches=dep.batches, extra=extra)
