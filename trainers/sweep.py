@@ -10,6 +10,7 @@ does) or a cluster (``--address``). Sweep folder::
     SWEEP/plan.json      the trials: the fixed settings drawn and the policy trials
     SWEEP/trials/KEY/    each trial's run and measurement folders and its trial.json
     SWEEP/tune/          Ray Tune's own experiment folders (one per attempt)
+    SWEEP/fits/          fits several trials repeat exactly (the judge, shared decoders: rl_mask.fit_cache)
     SWEEP/wall.json      the sweep's wall time, summed over its attempts
     SWEEP/results.json, results.md, front.png
 

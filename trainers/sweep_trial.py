@@ -10,6 +10,10 @@ budget and attacks. The trial writes under ``SWEEP/trials/KEY/``::
     measure/     the benchmark folder (results.json, results.md, runs/)
     trial.json   the trial's figures (written last, atomically: its presence means done)
 
+Fits that many trials repeat exactly (the judge; the decoders of views several settings share,
+such as the evaluation door's k = 1 view) are kept in ``SWEEP/fits/`` (``rl_mask.fit_cache``)
+and done once per sweep.
+
 An interrupted trial picks up where it stopped: its training run resumes from its latest
 checkpoint (or starts over on the leftovers of an attempt killed before one), and a
 measurement without ``results.json`` is the sweep's own unfinished attempt and is redone.
@@ -29,6 +33,7 @@ from rl_mask.bench.sweep_plan import POLICY, Trial
 from rl_mask.bench.sweep_report import trial_record
 from rl_mask.checkpoint import atomic_write_text
 from rl_mask.config import Config, ConfigError, load_config, parse_settings
+from rl_mask.fit_cache import use_cache_dir
 from rl_mask.run_folder import RUN_DIR_MODE
 from rl_mask.train_fr import set_threads
 from trainers.checkpoints import holds_run
@@ -36,6 +41,7 @@ from trainers.deploy_policy import deploy_policy
 from trainers.train import train
 
 TRIALS_DIR = "trials"
+FITS_DIR = "fits"
 RECORD = "trial.json"
 #: What a finished record must hold, with numbers where numbers belong.
 RECORD_NUMBERS = ("utility", "leak", "fr_steps", "wall_seconds")
@@ -93,6 +99,7 @@ def run_trial(sweep_dir: Path, trial: Trial, quick: bool, progress: bool = False
     if done is not None:
         return done
     cfg = load_config(sweep_dir / "config.yaml")
+    use_cache_dir(sweep_dir / FITS_DIR)
     set_threads(trial_threads(cfg))
     if cfg.fr.threads == 0:
         cfg.fr.threads = trial_threads(cfg)

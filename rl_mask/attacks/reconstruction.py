@@ -24,6 +24,7 @@ import torch
 import torch.nn.functional as F
 from tqdm.auto import tqdm
 
+from rl_mask import fit_cache
 from rl_mask.attacks.base import Attack, AttackTarget
 from rl_mask.attacks.channels import estimate_channels, removed_from
 from rl_mask.attacks.decoder import BlockUNet, PatchCritic, decode_encoded
@@ -81,7 +82,28 @@ def train_decoder(
     Each step draws a batch of public faces, augments them (flip, shift, scale, rotation,
     contrast), encodes the batch with the simulated defence (mixing partners come from the
     same batch) and regresses the dominant face with L1 (+ ``gan_weight`` x pix2pix loss).
+    Kept by ``rl_mask.fit_cache`` when a cache folder is set (a sweep's trials share decoders).
     """
+    key = fit_cache.fingerprint(simulation_key(simulated), encoding_sample(simulated, public), public, steps, batch_size, lr, gan_weight, seed)
+    planes = public.shape[1]
+    return fit_cache.fitted(
+        "decoder",
+        key,
+        lambda: BlockUNet(planes).to(memory_format=torch.channels_last),
+        lambda: _fit_decoder(simulated, public, steps, batch_size, lr, gan_weight, seed, progress, desc),
+    )
+
+
+def encoding_sample(simulated: Defence, public: torch.Tensor) -> torch.Tensor:
+    """A few public faces through ``simulated``'s training encoding with a fixed generator (the
+    global RNG untouched): two defences that encode differently (mask, key, flips) differ here."""
+    with torch.random.fork_rng(devices=[]):
+        n = min(8, public.shape[0])
+        batch = simulated.encode_train(public[:n], torch.arange(n), torch.Generator().manual_seed(0))
+    return batch.inputs
+
+
+def _fit_decoder(simulated: Defence, public: torch.Tensor, steps: int, batch_size: int, lr: float, gan_weight: float, seed: int, progress: bool, desc: str) -> BlockUNet:
     torch.manual_seed(seed)
     generator = torch.Generator().manual_seed(seed)
     n = public.shape[0]

@@ -24,6 +24,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 from tqdm.auto import tqdm
 
+from rl_mask import fit_cache
 from rl_mask.mask.augment import augment, contrast_brightness
 from rl_mask.metrics import identification_accuracy
 
@@ -171,7 +172,18 @@ def train_evaluation_model(
     seed: int = 1234,
     progress: bool = False,
 ) -> EvaluationModel:
-    """Fit the judge on clean private training faces (augmented), AdamW + cosine schedule."""
+    """Fit the judge on clean private training faces (augmented), AdamW + cosine schedule.
+    Kept by ``rl_mask.fit_cache`` when a cache folder is set (a sweep's trials share one judge)."""
+    key = fit_cache.fingerprint(ARCHITECTURE, train_images, train_labels, num_classes, steps, batch_size, lr, seed)
+    return fit_cache.fitted(
+        "judge",
+        key,
+        lambda: EvaluationModel(train_images.shape[1], num_classes, pool=input_pool(*train_images.shape[2:])),
+        lambda: _fit_evaluation_model(train_images, train_labels, num_classes, steps, batch_size, lr, seed, progress),
+    )
+
+
+def _fit_evaluation_model(train_images, train_labels, num_classes: int, steps: int, batch_size: int, lr: float, seed: int, progress: bool) -> EvaluationModel:
     torch.manual_seed(seed)
     generator = torch.Generator().manual_seed(seed)
     model = EvaluationModel(train_images.shape[1], num_classes, pool=input_pool(*train_images.shape[2:]))
