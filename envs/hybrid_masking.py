@@ -25,7 +25,7 @@ Each ``step(action)``:
      FR steps) on its own k = 1 encodings of the validation faces, which never cross
      (``rl_mask.use.held_out``); the test split is never used here.
 
-Observation (float32 vector, ``7 + sum(nvec) + 4`` entries):
+Observation (float32 vector, ``7 + 2 * sum(nvec) + 4`` entries):
   [0] FR training progress: FR steps done / planned, clipped to [0, 1]
   [1] episode progress: steps taken / horizon
   [2] recent FR loss (the FR service's moving average over every env runner's batches)
@@ -34,6 +34,9 @@ Observation (float32 vector, ``7 + sum(nvec) + 4`` entries):
   [5] the attacker's recent leak (moving average over this env's batches)
   [6] the attacker's leak on the previous batch
   [7 : 7+sum(nvec)] previous action, one-hot per knob (all zero after reset)
+  [7+sum(nvec) : 7+2*sum(nvec)] the attacker's recent success per knob value: for each value
+        of each knob, the moving average of the leak of the batches sent with it (0 until one
+        is scored), so the policy can see which settings the attacker has learned to beat
   [-4:] log(1 + mean energy) of the next batch's kept coefficients in four zig-zag bands
         (channels 0-5, 6-14, 15-27, 28-63); a band fully removed reads 0.
 
@@ -120,8 +123,8 @@ class HybridMaskingEnv(gym.Env):
         self.nvec = self.space.nvec
         self.action_space = gym.spaces.MultiDiscrete(self.nvec)
         n = int(self.nvec.sum())
-        low = np.array([0, 0, 0, 0, -1, 0, 0] + [0] * n + [0] * len(BANDS), dtype=np.float32)
-        high = np.array([1, 1, 1e3, 1, 1, 1, 1] + [1] * n + [50] * len(BANDS), dtype=np.float32)
+        low = np.array([0, 0, 0, 0, -1, 0, 0] + [0] * (2 * n) + [0] * len(BANDS), dtype=np.float32)
+        high = np.array([1, 1, 1e3, 1, 1, 1, 1] + [1] * (2 * n) + [50] * len(BANDS), dtype=np.float32)
         self.observation_space = gym.spaces.Box(low, high, dtype=np.float32)
         self._seed(self.base_seed)
         self._t = 0
@@ -130,6 +133,9 @@ class HybridMaskingEnv(gym.Env):
         self._leak_ema = 0.0  # kept across episodes: the attacker keeps learning
         self._last_leak = 0.0
         self._leak_seen = False
+        self._offsets = np.concatenate([[0], np.cumsum(self.nvec)[:-1]]).astype(np.int64)
+        self._knob_leak = np.zeros(n, dtype=np.float32)  # per knob value; kept across episodes, like the EMA
+        self._knob_seen = np.zeros(n, dtype=bool)
         self._log: list[dict] = []
         # The owner's full record (originals, provenance) of the first batches sent, when
         # asked (the benchmark attacks exactly what a deployed policy sent).
@@ -151,8 +157,7 @@ class HybridMaskingEnv(gym.Env):
     def _obs(self) -> np.ndarray:
         onehot = np.zeros(int(self.nvec.sum()), dtype=np.float32)
         if self._prev_action is not None:
-            offsets = np.concatenate([[0], np.cumsum(self.nvec)[:-1]])
-            onehot[offsets + self._prev_action] = 1.0
+            onehot[self._offsets + self._prev_action] = 1.0
         acc = self._val_acc
         obs = [
             min(1.0, self._status["fr_step"] / max(1, self.total_fr_steps)),
@@ -163,6 +168,7 @@ class HybridMaskingEnv(gym.Env):
             self._leak_ema,
             self._last_leak,
             *onehot,
+            *self._knob_leak,
             *self._band_energy(),
         ]
         return np.clip(np.asarray(obs, dtype=np.float32), self.observation_space.low, self.observation_space.high)
@@ -231,12 +237,20 @@ class HybridMaskingEnv(gym.Env):
             self._last_leak = leak["leak"]
             self._leak_ema = LEAK_EMA * self._leak_ema + (1 - LEAK_EMA) * leak["leak"] if self._leak_seen else leak["leak"]
             self._leak_seen = True
+            self._note_knob_leak(a, leak["leak"])
         parts = reward_parts(loss, self._val_acc, leak.get("leak", 0.0), self.cfg.rl)
         self._t += 1
         self._prev_action = a
         info = {**settings.as_dict(), "fr_loss": loss, "val_acc": self._val_acc, "val_fr_step": self._scored_step, "fr_step": self._status["fr_step"], **leak, **parts}
         self._log.append(info)
         return self._obs(), float(parts["reward"]), False, self._t >= self.horizon, info
+
+    def _note_knob_leak(self, action: np.ndarray, leak: float) -> None:
+        """Fold a batch's leak into the moving average of each knob value it was sent with."""
+        idx = self._offsets + action
+        seen = self._knob_seen[idx]
+        self._knob_leak[idx] = np.where(seen, LEAK_EMA * self._knob_leak[idx] + (1 - LEAK_EMA) * leak, leak)
+        self._knob_seen[idx] = True
 
     def _score_validation(self) -> None:
         """Score the FR network on the validation faces, here, once per ``eval_every`` FR steps

@@ -130,9 +130,15 @@ def test_reward_falls_when_the_attackers_leak_rises(trained):
         env = _env(cfg, service, attacker, train_fr=False)
         env.reset(seed=7)
         steps = [env.step(a) for _ in range(4)]
+        n = int(space.nvec.sum())
+        used = 7 + n + np.concatenate([[0], np.cumsum(space.nvec)[:-1]]) + a  # the values a set, per knob
+        knob_ema = None
         for obs, reward, _, _, info in steps:
             assert reward == pytest.approx(-cfg.rl.leak_lambda * info["leak"] - info["reward_utility_penalty"])
             assert obs[6] == pytest.approx(info["leak"])  # the observation carries the last leak
+            knob_ema = info["leak"] if knob_ema is None else 0.9 * knob_ema + 0.1 * info["leak"]
+            assert obs[used] == pytest.approx(knob_ema, abs=1e-6)  # ... and the attacker's success per knob value
+            assert obs[7 + n : 7 + 2 * n].sum() == pytest.approx(len(used) * knob_ema, abs=1e-5)  # values never sent stay 0
         out[name] = (np.mean([s[4]["leak"] for s in steps]), np.mean([s[1] for s in steps]), np.mean([s[4]["leak/label-aware"] for s in steps]))
     (leak_u, reward_u, _), (leak_t, reward_t, la_t) = out["untrained"], out["trained"]
     chance = 2 / H.data().num_classes

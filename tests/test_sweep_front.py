@@ -8,7 +8,7 @@ import pytest
 
 from rl_mask.bench.front import dominance, hypervolume, pareto_front, weakly_dominates
 from rl_mask.bench.sweep_plan import FIXED, POLICY, Trial, grid_settings, knob_grid, make_plan, read_plan, write_plan
-from rl_mask.bench.sweep_report import summarize, trial_record
+from rl_mask.bench.sweep_report import markdown, summarize, trial_record
 from rl_mask.config import Config, ConfigError, knob_grid_size, load_config, parse_settings
 
 
@@ -122,6 +122,24 @@ def test_summary_counts_each_side_and_says_who_dominates():
     assert s["sides"][FIXED]["hypervolume"] == pytest.approx(0.3 * 0.8 + 0.4 * 0.9)
 
 
+def test_each_policy_meets_the_best_grid_point_at_its_utility_and_only_apart_intervals_count():
+    def rec(key, kind, leak, util, half=0.05):
+        return {**_record(key, kind, leak, util, 300), "leak_ci": [leak - half, leak + half], "utility_ci": [util - 0.05, util + 0.05]}
+
+    records = [
+        rec("fixed-low-util", FIXED, 0.05, 0.50),  # leaks least but far less accurate: not eligible
+        rec("fixed-a", FIXED, 0.30, 0.86),
+        rec("fixed-b", FIXED, 0.25, 0.84),  # within 2 points of 0.85: eligible, lowest leak
+        rec("policy-1", POLICY, 0.10, 0.85),
+        rec("policy-2", POLICY, 0.24, 0.99),  # no grid point this accurate: the most accurate one
+    ]
+    (one, two) = summarize(records, tolerance=0.02)["policy_vs_best_fixed"]
+    assert one["best_fixed"] == "fixed-b" and one["leak_intervals_apart"] and one["verdict"] == "the policy leaks less"
+    assert two["best_fixed"] == "fixed-a" and two["rule"].startswith("no grid point") and not two["leak_intervals_apart"]
+    assert two["verdict"] == "no difference the intervals show"
+    assert "| `policy-1` | `fixed-b` |" in markdown({"summary": summarize(records), "trials": [{**r, "key": r["key"], "kind": r["kind"], "worst_attack": "whitebox", "judge_competent": True, "door_leak": None, "door_leak_ci": None, "fr_steps_training": 0, "fr_steps_measured": 300} for r in records], "mode": "quick", "seeds": 1, "data_root": "x", "attacks": ["whitebox"], "grid": "3 settings", "wall_seconds": 60.0})
+
+
 def test_a_trial_record_puts_the_training_batches_on_the_leak_axis_and_the_door_beside_it():
     def cell(acc1, what_if=False):
         return {"acc1": acc1, "score": 0.5, "ci": {"acc1": [acc1 - 0.1, acc1 + 0.1]}, "what_if": what_if}
@@ -131,11 +149,13 @@ def test_a_trial_record_puts_the_training_batches_on_the_leak_axis_and_the_door_
         "attacks": {"whitebox": cell(0.3), "label-aware": cell(0.4), "provenance": cell(0.9, what_if=True), "whitebox-eval": cell(0.6)},
         "fr_steps": 300,
     }
+    row["attacks"]["label-aware"]["reference_acc1"] = 0.15
     results = {"defences": [row], "evaluation_model": {"test_acc": 1.0, "competent": True}, "data": {"chance_acc1": 0.05}, "seeds": 1, "mode": "quick"}
     record = trial_record(Trial("policy-x", POLICY, leak_lambda=3.0), results, fr_steps_training=576, wall_seconds=12.5)
     assert record["leak"] == 0.4 and record["worst_attack"] == "label-aware" and record["leak_ci"] == [0.30000000000000004, 0.5]
     assert record["door_leak"] == 0.6 and "provenance" not in record["leak_by_attack"]  # what-if never counts
     assert record["fr_steps"] == 876 and record["fr_steps_measured"] == 300 and record["utility"] == 0.9
+    assert record["leak_reference"] == 0.15  # the do-nothing attacker on the worst cell's rows
 
 
 def test_fixed_trials_get_the_owner_options_a_policy_run_deploys():

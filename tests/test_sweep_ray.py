@@ -69,6 +69,11 @@ def test_a_two_trial_sweep_runs_through_tune_and_both_results_read_back(tmp_path
     assert policy["fr_steps_training"] == json.loads((run / "summary.json").read_text())["fr_steps"] >= 16
     assert policy["action_distribution"] and policy["leak_lambda"] == 10.0
     assert results["summary"]["sides"][POLICY]["fr_steps"] == policy["fr_steps"]
+    # the two measurements share one judge (SWEEP/fits): the policy's measurement, which ran
+    # second, wrote no judge file (the other one is its training run's judge: other steps)
+    judges = list((sweep / "fits").glob("judge-*.pt"))
+    started = (trial_dir(sweep, plan[1]) / "measure" / "config.yaml").stat().st_mtime_ns
+    assert len(judges) == 2 and all(j.stat().st_mtime_ns < started for j in judges)
     md = (sweep / "results.md").read_text()
     assert all(f"`{k}`" in md for k in by_key) and "hypervolume" in md
     assert (sweep / "front.png").stat().st_size > 0

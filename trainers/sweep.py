@@ -157,7 +157,7 @@ def run_sweep(cfg: Config | None, out_dir: str | Path, *, quick: bool = False, a
         "data_root": cfg.data.root,
         "grid": f"{fixed} settings" + (" (the whole grid)" if whole else f" of the whole grid's {knob_grid_size(cfg.rl)}, drawn at random without replacement with random.Random({cfg.sweep.grid_seed})"),
         "trials": records,
-        "summary": summarize(records),
+        "summary": summarize(records, cfg.benchmark.best_fixed_tolerance),
         "wall_seconds": round(wall_seconds(sweep_dir), 2),
     }
     write_sweep_report(results, sweep_dir)

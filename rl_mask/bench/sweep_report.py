@@ -46,6 +46,8 @@ def trial_record(trial: Trial, results: dict, fr_steps_training: int, wall_secon
         "utility_ci": utility.get("ci", {}).get(UTILITY),
         "leak": cell["acc1"],
         "leak_ci": cell.get("ci", {}).get("acc1"),
+        # the do-nothing attacker's figure on the same rows (its any-of-k floor grows with k)
+        "leak_reference": cell.get("reference_acc1"),
         "worst_attack": attack,
         "door_leak": door[door_attack]["acc1"] if door else None,
         "door_leak_ci": door[door_attack].get("ci", {}).get("acc1") if door else None,
@@ -67,9 +69,44 @@ def _points(records: list[dict]) -> list[tuple[str, float, float]]:
     return [(r["key"], r["leak"], r["utility"]) for r in records]
 
 
-def summarize(records: list[dict]) -> dict:
-    """Per side: trials, front, hypervolume, FR steps and summed trial wall time; and across
-    sides which front points dominate which, and whether one front weakly dominates the other."""
+def _apart(a: list[float] | None, b: list[float] | None) -> bool:
+    """Two 95% intervals that do not overlap (a conservative reading of a difference)."""
+    return bool(a and b and (a[1] < b[0] or b[1] < a[0]))
+
+
+def best_fixed_comparison(records: list[dict], tolerance: float) -> list[dict]:
+    """Each policy trial against the best fixed point of the grid drawn, picked as the
+    benchmark's ``best-fixed`` row is (``pick_best_fixed``): the lowest leak among the points
+    whose identification is at least the policy's minus ``tolerance``, else the most accurate
+    point. The pick reads the same measurements it is compared on, which favours the grid."""
+    grid = [r for r in records if r["kind"] == FIXED]
+    out = []
+    for policy in (r for r in records if r["kind"] == POLICY):
+        eligible = [r for r in grid if r["utility"] >= policy["utility"] - tolerance]
+        rule = f"lowest leak within {100 * tolerance:g} points of the policy's identification"
+        if not eligible:
+            eligible, rule = ([max(grid, key=lambda r: r["utility"])] if grid else []), "no grid point that accurate: the most accurate one"
+        if not eligible:
+            continue
+        best = min(eligible, key=lambda r: (r["leak"], -r["utility"]))
+        leak_apart = _apart(policy.get("leak_ci"), best.get("leak_ci"))
+        if leak_apart:
+            verdict = "the policy leaks less" if policy["leak"] < best["leak"] else "the grid point leaks less"
+        else:
+            verdict = "no difference the intervals show"
+        out.append({
+            "policy": policy["key"], "best_fixed": best["key"], "rule": rule,
+            "policy_leak": policy["leak"], "policy_leak_ci": policy.get("leak_ci"), "fixed_leak": best["leak"], "fixed_leak_ci": best.get("leak_ci"),
+            "policy_utility": policy["utility"], "policy_utility_ci": policy.get("utility_ci"), "fixed_utility": best["utility"], "fixed_utility_ci": best.get("utility_ci"),
+            "leak_intervals_apart": leak_apart, "utility_intervals_apart": _apart(policy.get("utility_ci"), best.get("utility_ci")), "verdict": verdict,
+        })
+    return out
+
+
+def summarize(records: list[dict], tolerance: float = 0.02) -> dict:
+    """Per side: trials, front, hypervolume, FR steps and summed trial wall time; across sides
+    which front points dominate which, and whether one front weakly dominates the other; and
+    each policy against the best fixed point of the grid (``best_fixed_comparison``)."""
     sides: dict[str, dict] = {}
     for kind in SIDES:
         rows = [r for r in records if r["kind"] == kind]
@@ -92,6 +129,8 @@ def summarize(records: list[dict]) -> dict:
         "fixed_front_weakly_dominates_policy_front": bool(policy and fixed and weakly_dominates(fixed, policy)),
         "fr_steps_ratio_policy_to_fixed": (sides[POLICY]["fr_steps"] / sides[FIXED]["fr_steps"]) if sides[FIXED]["fr_steps"] else None,
         "hypervolume_reference": {"leak": REFERENCE[0], "utility": REFERENCE[1]},
+        "best_fixed_tolerance": tolerance,
+        "policy_vs_best_fixed": best_fixed_comparison(records, tolerance),
     }
 
 
@@ -101,6 +140,13 @@ def _pct(x: float | None) -> str:
 
 def _with_ci(value: float, ci: list[float] | None) -> str:
     return _pct(value) + (f" [{100 * ci[0]:.1f}, {100 * ci[1]:.1f}]" if ci else "")
+
+
+def _above(record: dict) -> str:
+    """The leak minus the do-nothing reference on the same rows, in points (records from before
+    the reference was kept show n/a)."""
+    ref = record.get("leak_reference")
+    return "n/a" if ref is None else f"{100 * (record['leak'] - ref):+.1f} (reference {100 * ref:.1f}%)"
 
 
 def markdown(results: dict) -> str:
@@ -142,14 +188,33 @@ def markdown(results: dict) -> str:
         for name, beaten in mapping.items():
             if beaten:
                 lines.append(f"- {label} front point `{name}` dominates {', '.join(f'`{b}`' for b in beaten)}.")
-    lines += ["", "Dominance is read from the means; with intervals as wide as below, a single-seed difference is not evidence.", "", "## Every trial", ""]
-    lines += ["| trial | on its side's front | identification acc@1 | training-batch leak (worst attack) | probe door | FR steps (training + measured) | wall |", "|---|---|---|---|---|---|---|"]
+    lines += ["", "Dominance is read from the means; with intervals as wide as below, a single-seed difference is not evidence."]
+    comparison = s.get("policy_vs_best_fixed", [])
+    if comparison:
+        lines += [
+            "",
+            "## Each policy against the best fixed point of the grid",
+            "",
+            f"The grid point is picked as the benchmark's `best-fixed` row is: the lowest leak among the points whose identification is at least the policy's minus "
+            f"{100 * s['best_fixed_tolerance']:g} points (else the most accurate point). It is picked on the same measurements it is compared on, which favours the grid. "
+            "A difference counts only where the 95% intervals are apart.",
+            "",
+            "| policy | best fixed point of the grid | leak: policy | leak: grid point | identification: policy | identification: grid point | reading |",
+            "|---|---|---|---|---|---|---|",
+        ]
+        for c in comparison:
+            lines.append(
+                f"| `{c['policy']}` | `{c['best_fixed']}` | {_with_ci(c['policy_leak'], c['policy_leak_ci'])} | {_with_ci(c['fixed_leak'], c['fixed_leak_ci'])} "
+                f"| {_with_ci(c['policy_utility'], c['policy_utility_ci'])} | {_with_ci(c['fixed_utility'], c['fixed_utility_ci'])} | {c['verdict']} |"
+            )
+    lines += ["", "## Every trial", ""]
+    lines += ["| trial | on its side's front | identification acc@1 | training-batch leak (worst attack) | leak above the do-nothing reference | probe door | FR steps (training + measured) | wall |", "|---|---|---|---|---|---|---|---|"]
     for r in records:
         on_front = "yes" if r["key"] in sides[r["kind"]]["front"] else ""
         judge = "" if r["judge_competent"] else " (judge below floor: UNRELIABLE)"
         lines.append(
             f"| `{r['key']}` | {on_front} | {_with_ci(r['utility'], r['utility_ci'])} | {_with_ci(r['leak'], r['leak_ci'])} ({r['worst_attack']}){judge} "
-            f"| {'not run' if r['door_leak'] is None else _with_ci(r['door_leak'], r['door_leak_ci'])} "
+            f"| {_above(r)} | {'not run' if r['door_leak'] is None else _with_ci(r['door_leak'], r['door_leak_ci'])} "
             f"| {r['fr_steps']} ({r['fr_steps_training']} + {r['fr_steps_measured']}) | {r['wall_seconds'] / 60:.1f} min |"
         )
     lines += ["", "Plot: `front.png` (every trial with its 95% intervals, each side's front joined)."]
