@@ -122,6 +122,21 @@ def test_summary_counts_each_side_and_says_who_dominates():
     assert s["sides"][FIXED]["hypervolume"] == pytest.approx(0.3 * 0.8 + 0.4 * 0.9)
 
 
+def test_the_front_above_the_reference_reads_past_the_any_of_k_floor():
+    """Raw any-of-k leaks favour small k (their chance floor is lower); above the do-nothing
+    reference, a high-k point at its floor is the more private one."""
+    records = [
+        {**_record("fixed-k2", FIXED, 0.20, 0.90, 300), "leak_reference": 0.10},  # 10 points above its floor
+        {**_record("policy-k6", POLICY, 0.30, 0.90, 300), "leak_reference": 0.31},  # at its floor
+    ]
+    s = summarize(records)
+    assert s["fixed_front_weakly_dominates_policy_front"] and not s["policy_front_weakly_dominates_fixed_front"]
+    above = s["above_reference"]
+    assert above["policy_front_weakly_dominates_fixed_front"] and above["policy_dominates"] == {"policy-k6": ["fixed-k2"]}
+    assert above["hypervolume"][POLICY] == pytest.approx(0.90) and above["hypervolume"][FIXED] == pytest.approx(0.9 * 0.9)
+    assert summarize([_record("fixed-a", FIXED, 0.2, 0.9, 300)])["above_reference"] is None  # records without the reference
+
+
 def test_each_policy_meets_the_best_grid_point_at_its_utility_and_only_apart_intervals_count():
     def rec(key, kind, leak, util, half=0.05):
         return {**_record(key, kind, leak, util, 300), "leak_ci": [leak - half, leak + half], "utility_ci": [util - 0.05, util + 0.05]}

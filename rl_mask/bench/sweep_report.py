@@ -65,8 +65,35 @@ def trial_record(trial: Trial, results: dict, fr_steps_training: int, wall_secon
     }
 
 
-def _points(records: list[dict]) -> list[tuple[str, float, float]]:
-    return [(r["key"], r["leak"], r["utility"]) for r in records]
+def raw_leak(record: dict) -> float:
+    return record["leak"]
+
+
+def leak_above_reference(record: dict) -> float:
+    """The leak beyond the do-nothing attacker on the same rows, 0 when at or below it: the
+    any-of-k figure's chance floor grows with k, so raw leaks of different k do not compare."""
+    return max(0.0, record["leak"] - record["leak_reference"])
+
+
+def _points(records: list[dict], leak_of=raw_leak) -> list[tuple[str, float, float]]:
+    return [(r["key"], leak_of(r), r["utility"]) for r in records]
+
+
+def fronts(records: list[dict], leak_of=raw_leak) -> dict:
+    """On one leak axis: each side's front and hypervolume, which front points dominate which,
+    and whether one front weakly dominates the other (by the means)."""
+    points = {kind: _points([r for r in records if r["kind"] == kind], leak_of) for kind in SIDES}
+    names = {kind: pareto_front(points[kind]) for kind in SIDES}
+    on_front = {kind: [p for p in points[kind] if p[0] in names[kind]] for kind in SIDES}
+    policy, fixed = on_front[POLICY], on_front[FIXED]
+    return {
+        "front": names,
+        "hypervolume": {kind: hypervolume(points[kind]) if points[kind] else 0.0 for kind in SIDES},
+        "policy_dominates": dominance(policy, fixed),
+        "fixed_dominates": dominance(fixed, policy),
+        "policy_front_weakly_dominates_fixed_front": bool(policy and fixed and weakly_dominates(policy, fixed)),
+        "fixed_front_weakly_dominates_policy_front": bool(policy and fixed and weakly_dominates(fixed, policy)),
+    }
 
 
 def _apart(a: list[float] | None, b: list[float] | None) -> bool:
@@ -107,26 +134,23 @@ def summarize(records: list[dict], tolerance: float = 0.02) -> dict:
     """Per side: trials, front, hypervolume, FR steps and summed trial wall time; across sides
     which front points dominate which, and whether one front weakly dominates the other; and
     each policy against the best fixed point of the grid (``best_fixed_comparison``)."""
-    sides: dict[str, dict] = {}
+    raw = fronts(records)
+    sides = {}
     for kind in SIDES:
         rows = [r for r in records if r["kind"] == kind]
-        points = _points(rows)
-        front = pareto_front(points)
         sides[kind] = {
             "trials": len(rows),
-            "front": front,
-            "hypervolume": hypervolume(points) if points else 0.0,
+            "front": raw["front"][kind],
+            "hypervolume": raw["hypervolume"][kind],
             "fr_steps": sum(r["fr_steps"] for r in rows),
             "trial_wall_seconds": round(sum(r["wall_seconds"] for r in rows), 2),
         }
-    fronts = {kind: [p for p in _points(records) if p[0] in sides[kind]["front"]] for kind in SIDES}
-    policy, fixed = fronts[POLICY], fronts[FIXED]
+    referenced = all(r.get("leak_reference") is not None for r in records)
     return {
         "sides": sides,
-        "policy_dominates": dominance(policy, fixed),
-        "fixed_dominates": dominance(fixed, policy),
-        "policy_front_weakly_dominates_fixed_front": bool(policy and fixed and weakly_dominates(policy, fixed)),
-        "fixed_front_weakly_dominates_policy_front": bool(policy and fixed and weakly_dominates(fixed, policy)),
+        **{k: raw[k] for k in ("policy_dominates", "fixed_dominates", "policy_front_weakly_dominates_fixed_front", "fixed_front_weakly_dominates_policy_front")},
+        # the same on the leak above the do-nothing reference (None: records without it)
+        "above_reference": fronts(records, leak_above_reference) if records and referenced else None,
         "fr_steps_ratio_policy_to_fixed": (sides[POLICY]["fr_steps"] / sides[FIXED]["fr_steps"]) if sides[FIXED]["fr_steps"] else None,
         "hypervolume_reference": {"leak": REFERENCE[0], "utility": REFERENCE[1]},
         "best_fixed_tolerance": tolerance,
@@ -188,6 +212,20 @@ def markdown(results: dict) -> str:
         for name, beaten in mapping.items():
             if beaten:
                 lines.append(f"- {label} front point `{name}` dominates {', '.join(f'`{b}`' for b in beaten)}.")
+    above = s.get("above_reference")
+    if above:
+        hv = above["hypervolume"]
+        lines += [
+            "",
+            f"**On the leak above the do-nothing reference** (each trial's worst leak minus the do-nothing attacker's on the same rows, 0 at or below it; "
+            f"the raw any-of-k leak's chance floor grows with k, so raw leaks of different k do not compare): hypervolume policy {hv[POLICY]:.4f}, grid {hv[FIXED]:.4f}; "
+            f"the policy front weakly dominates the grid front: **{'yes' if above['policy_front_weakly_dominates_fixed_front'] else 'no'}**; "
+            f"the grid front the policy front: **{'yes' if above['fixed_front_weakly_dominates_policy_front'] else 'no'}**.",
+        ]
+        for label, mapping in (("policy", above["policy_dominates"]), ("grid", above["fixed_dominates"])):
+            for name, beaten in mapping.items():
+                if beaten:
+                    lines.append(f"- (above the reference) {label} front point `{name}` dominates {', '.join(f'`{b}`' for b in beaten)}.")
     lines += ["", "Dominance is read from the means; with intervals as wide as below, a single-seed difference is not evidence."]
     comparison = s.get("policy_vs_best_fixed", [])
     if comparison:
@@ -225,33 +263,48 @@ def _err(value: float, ci: list[float] | None) -> list[list[float]]:
     return [[value - ci[0]], [ci[1] - value]] if ci else [[0.0], [0.0]]
 
 
-def plot_fronts(results: dict, path: Path) -> None:
-    records = results["trials"]
-    fig, ax = plt.subplots(figsize=(7.0, 5.2))
+def _panel(ax, records: list[dict], front_of: dict, hv: dict, shift, title: str, xlabel: str) -> None:
+    """One leak axis: every trial with its intervals (``shift(r)`` subtracted from the leak),
+    each side's front joined."""
     for kind, color, marker in ((FIXED, "tab:blue", "s"), (POLICY, "tab:red", "o")):
         rows = [r for r in records if r["kind"] == kind]
-        front = set(results["summary"]["sides"][kind]["front"])
+        front = set(front_of[kind])
         for i, r in enumerate(rows):
-            ax.errorbar(r["leak"], r["utility"], xerr=_err(r["leak"], r["leak_ci"]), yerr=_err(r["utility"], r["utility_ci"]), fmt=marker, ms=6,
+            x, ci = r["leak"] - shift(r), [c - shift(r) for c in r["leak_ci"]] if r["leak_ci"] else None
+            ax.errorbar(x, r["utility"], xerr=_err(x, ci), yerr=_err(r["utility"], r["utility_ci"]), fmt=marker, ms=6,
                         capsize=2, color=color, alpha=1.0 if r["key"] in front else 0.35, label=SIDES[kind] if i == 0 else None, zorder=3)
-        fp = sorted((r["leak"], r["utility"]) for r in rows if r["key"] in front)
+            if kind == POLICY:
+                ax.annotate(f"λ={r['leak_lambda']:g}", (x, r["utility"]), textcoords="offset points", xytext=(5, 4), fontsize=8, color=color)
+        fp = sorted((r["leak"] - shift(r), r["utility"]) for r in rows if r["key"] in front)
         if len(fp) > 1:
             ax.step(*zip(*fp), where="post", color=color, alpha=0.6, zorder=2)
-        for r in rows:
-            if kind == POLICY:
-                ax.annotate(f"λ={r['leak_lambda']:g}", (r["leak"], r["utility"]), textcoords="offset points", xytext=(5, 4), fontsize=8, color=color)
-    chance = records[0]["chance_acc1"] if records else None
-    if chance:
-        ax.axvline(chance, color="grey", ls="--", lw=1)
-        ax.text(chance, 0.02, " chance", color="grey", fontsize=8)
-    hv = {k: results["summary"]["sides"][k]["hypervolume"] for k in SIDES}
-    ax.set_title(f"rl-mask sweep ({results['mode']}): hypervolume policy {hv[POLICY]:.3f}, grid {hv[FIXED]:.3f}", fontsize=10)
-    ax.set_xlabel("identity leak of the training batches: worst judged attack acc@1  [lower is more private]")
+    ax.set_title(f"{title}: hypervolume policy {hv[POLICY]:.3f}, grid {hv[FIXED]:.3f}", fontsize=10)
+    ax.set_xlabel(xlabel, fontsize=9)
     ax.set_ylabel("utility: identification acc@1 (held-out)")
-    ax.set_xlim(-0.02, 1.02)
     ax.set_ylim(-0.02, 1.02)
     ax.grid(alpha=0.3)
     ax.legend(loc="lower right")
+
+
+def plot_fronts(results: dict, path: Path) -> None:
+    """Both fronts on the raw leak (left) and, where the records hold it, on the leak above the
+    do-nothing reference (right; the front's hypervolume there counts a leak below it as 0)."""
+    records, summary = results["trials"], results["summary"]
+    above = summary.get("above_reference")
+    fig, axes = plt.subplots(1, 2 if above else 1, figsize=(13.0 if above else 7.0, 5.2), squeeze=False)
+    raw_ax = axes[0][0]
+    _panel(raw_ax, records, {k: summary["sides"][k]["front"] for k in SIDES}, {k: summary["sides"][k]["hypervolume"] for k in SIDES}, lambda r: 0.0,
+           f"rl-mask sweep ({results['mode']}), raw leak", "identity leak of the training batches: worst judged attack acc@1  [lower is more private]")
+    raw_ax.set_xlim(-0.02, 1.02)
+    chance = records[0]["chance_acc1"] if records else None
+    if chance:
+        raw_ax.axvline(chance, color="grey", ls="--", lw=1)
+        raw_ax.text(chance, 0.02, " chance", color="grey", fontsize=8)
+    if above:
+        ax = axes[0][1]
+        _panel(ax, records, above["front"], above["hypervolume"], lambda r: r["leak_reference"], "above the do-nothing reference",
+               "worst leak minus the do-nothing attacker's on the same rows  [0: no more than guessing]")
+        ax.axvline(0.0, color="grey", ls="--", lw=1)
     fig.tight_layout()
     fig.savefig(path, dpi=120)
     plt.close(fig)
