@@ -34,10 +34,6 @@ def use_cache_dir(path: str | Path | None) -> None:
         _cache_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
 
 
-def cache_dir() -> Path | None:
-    return _cache_dir
-
-
 def fingerprint(*parts: Any) -> str:
     """SHA-256 of tensors (dtype, shape, bytes) and JSON-able values, in order."""
     h = hashlib.sha256()
@@ -52,12 +48,13 @@ def fingerprint(*parts: Any) -> str:
     return h.hexdigest()
 
 
-def fitted(kind: str, key: str, empty: Callable[[], nn.Module], fit: Callable[[], nn.Module]) -> nn.Module:
-    """``fit()``'s model, from ``CACHE/{kind}-{key}.pt`` when it holds one (built with ``empty()``
-    and loaded strictly), else fitted and stored there. Returned in eval mode."""
+def fitted(kind: str, key: Callable[[], str], empty: Callable[[], nn.Module], fit: Callable[[], nn.Module]) -> nn.Module:
+    """``fit()``'s model, from ``CACHE/{kind}-{key()}.pt`` when it holds one (built with ``empty()``
+    and loaded strictly), else fitted and stored there. Returned in eval mode. Without a cache
+    folder this is ``fit()``: the key is not even computed."""
     if _cache_dir is None:
         return fit()
-    path = _cache_dir / f"{kind}-{key}.pt"
+    path = _cache_dir / f"{kind}-{key()}.pt"
     if path.is_file():
         state = load_checkpoint(path, required=("weights", "rng_after"))
         model = build_checked(empty, state["weights"], path)

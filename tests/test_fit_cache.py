@@ -7,7 +7,9 @@ import pytest
 import torch
 
 from rl_mask import fit_cache
+from rl_mask.attacks.eval_door import EvalMessageView
 from rl_mask.attacks.reconstruction import train_decoder
+from rl_mask.bench.benchmark import grid_defence
 from rl_mask.checkpoint import CheckpointError, save_checkpoint
 from rl_mask.config import Config
 from rl_mask.owner.defences import build_defence
@@ -31,26 +33,50 @@ def fit_decoder(defence, public):
     return weights, torch.get_rng_state()
 
 
-def test_a_hit_gives_the_fitted_decoder_and_the_same_rng_state(cache, public):
-    mask = build_defence(Config(), "mask")
+def door_view(setting: str, eval_flip: float):
+    """The probe door's view of a grid row (``+evalflip``: a generator of held-out flips the
+    defence holds), as the benchmark builds it."""
+    row = grid_defence(Config(), setting).with_owner_options(None, eval_flip=eval_flip, eval_seed=11)
+    return EvalMessageView(row.public())
+
+
+@pytest.mark.parametrize("view", ["mask", "door"])
+def test_a_hit_gives_the_fitted_decoder_and_the_same_rng_state(cache, public, view):
+    """Bit for bit what the fit without a cache gives, global RNG included; for the door's view
+    too, whose encoding draws from a generator of its own (the key's sample must not move it)."""
+    cfg = Config()  # one owner key for every build (each Config draws its own)
+    make = (lambda: build_defence(cfg, "mask")) if view == "mask" else (lambda: door_view("k=3,flip=0.5,extra_removed=0,alpha=0.5,labels=soft", 0.5))
     fit_cache.use_cache_dir(None)
-    fresh, rng_fresh = fit_decoder(mask, public)
+    fresh, rng_fresh = fit_decoder(make(), public)
     fit_cache.use_cache_dir(cache)
-    stored, rng_stored = fit_decoder(mask, public)
+    stored, rng_stored = fit_decoder(make(), public)
     assert len(list(cache.glob("decoder-*.pt"))) == 1
-    loaded, rng_loaded = fit_decoder(mask, public)
+    loaded, rng_loaded = fit_decoder(make(), public)
     for name, tensor in fresh.items():
         assert torch.equal(tensor, stored[name]) and torch.equal(tensor, loaded[name]), name
     assert torch.equal(rng_fresh, rng_stored) and torch.equal(rng_fresh, rng_loaded)
 
 
+def test_door_views_share_a_decoder_across_mixing_settings_not_across_flips(cache, public):
+    """The held-out encoding reads the mask, key and eval flips, not k, alpha or labels."""
+    fit_decoder(door_view("k=2,flip=0.5,extra_removed=0,alpha=0.5,labels=soft", 0.5), public)
+    fit_decoder(door_view("k=6,flip=0.5,extra_removed=4,alpha=4.0,labels=hard", 0.5), public)
+    assert len(list(cache.glob("decoder-*.pt"))) == 1
+    fit_decoder(door_view("k=6,flip=0.0,extra_removed=4,alpha=4.0,labels=hard", 0.0), public)
+    assert len(list(cache.glob("decoder-*.pt"))) == 2
+
+
 def test_a_changed_encoding_or_input_misses(cache, public):
     cfg = Config()
     fit_decoder(build_defence(cfg, "mask"), public)
-    cfg.mask.sign_flip = True  # same channels, flipped signs: the encoding sample differs
+    fit_decoder(build_defence(cfg, "mask"), public.flip(-1))  # other public faces
+    other_key = Config()  # another owner key: same description, other encoding
+    fit_decoder(build_defence(other_key, "mask"), public)
+    cfg.mask.sign_flip = True  # same channels and key, flipped signs
     fit_decoder(build_defence(cfg, "mask"), public)
-    fit_decoder(build_defence(Config(), "mask"), public.flip(-1))  # other public faces
-    assert len(list(cache.glob("decoder-*.pt"))) == 3
+    assert len(list(cache.glob("decoder-*.pt"))) == 4
+    fit_decoder(build_defence(other_key, "mask"), public)
+    assert len(list(cache.glob("decoder-*.pt"))) == 4
 
 
 def test_the_judge_is_kept_too(cache, att_float):

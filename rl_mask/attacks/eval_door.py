@@ -10,8 +10,12 @@ import torch
 
 from rl_mask.attacks.base import AttackTarget
 from rl_mask.mask.defences.base import Defence
+from rl_mask.mask.defences.hybrid import HybridDefence
 from rl_mask.mask.masking import MaskedBatch
 from rl_mask.protocol import ProtectedBatch
+
+#: The fields of ``HybridDefence.describe`` its held-out encoding (``encode_eval``) depends on.
+HELD_OUT_ENCODING = ("removed_channels", "upsample", "sign_flip", "key", "eval_flip")
 
 
 class EvalMessageView(Defence):
@@ -36,6 +40,14 @@ class EvalMessageView(Defence):
 
     def describe(self) -> dict:
         return {**self.defence.describe(), "message": "evaluation (k = 1)"}
+
+    def simulation_params(self) -> dict:
+        """A hybrid defence's k = 1 held-out encoding reads the mask, the key and ``eval_flip``,
+        not how training rows are mixed: rows alike there share one door decoder."""
+        if not isinstance(self.defence, HybridDefence):
+            return self.describe()
+        d = self.defence.describe()
+        return {"message": "evaluation (k = 1)", **{k: d[k] for k in HELD_OUT_ENCODING if k in d}}
 
 
 def eval_message_target(public_defence: Defence, inputs: torch.Tensor, labels: torch.Tensor, model, num_classes: int) -> AttackTarget:

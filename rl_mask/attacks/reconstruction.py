@@ -18,6 +18,7 @@ other, and applies it to the protected private training tensors that left the da
 
 from __future__ import annotations
 
+import copy
 import json
 
 import torch
@@ -45,7 +46,7 @@ def light_jitter(images: torch.Tensor, generator: torch.Generator) -> torch.Tens
 def simulation_key(defence: Defence) -> str:
     """The parameters that decide how a defence encodes training data (not its name, not how
     the FR model is trained): equal keys mean identical simulations."""
-    d = {k: v for k, v in defence.describe().items() if k not in ("name", "dp")}
+    d = {k: v for k, v in defence.simulation_params().items() if k not in ("name", "dp")}
     return json.dumps({"domain": defence.input_kind, **d}, sort_keys=True)
 
 
@@ -84,22 +85,22 @@ def train_decoder(
     same batch) and regresses the dominant face with L1 (+ ``gan_weight`` x pix2pix loss).
     Kept by ``rl_mask.fit_cache`` when a cache folder is set (a sweep's trials share decoders).
     """
-    key = fit_cache.fingerprint(simulation_key(simulated), encoding_sample(simulated, public), public, steps, batch_size, lr, gan_weight, seed)
     planes = public.shape[1]
     return fit_cache.fitted(
         "decoder",
-        key,
+        lambda: fit_cache.fingerprint(simulation_key(simulated), encoding_sample(simulated, public), public, steps, batch_size, lr, gan_weight, seed),
         lambda: BlockUNet(planes).to(memory_format=torch.channels_last),
         lambda: _fit_decoder(simulated, public, steps, batch_size, lr, gan_weight, seed, progress, desc),
     )
 
 
 def encoding_sample(simulated: Defence, public: torch.Tensor) -> torch.Tensor:
-    """A few public faces through ``simulated``'s training encoding with a fixed generator (the
-    global RNG untouched): two defences that encode differently (mask, key, flips) differ here."""
+    """A few public faces through a copy of ``simulated``'s training encoding with a fixed
+    generator: two defences that encode differently (mask, key, flips) differ here, and
+    neither the global RNG nor a generator the defence holds (its held-out flips) moves."""
     with torch.random.fork_rng(devices=[]):
         n = min(8, public.shape[0])
-        batch = simulated.encode_train(public[:n], torch.arange(n), torch.Generator().manual_seed(0))
+        batch = copy.deepcopy(simulated).encode_train(public[:n], torch.arange(n), torch.Generator().manual_seed(0))
     return batch.inputs
 
 

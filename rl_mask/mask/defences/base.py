@@ -53,3 +53,8 @@ class Defence(abc.ABC):
     def describe(self) -> dict:
         """The defence's parameters (what a white-box attacker is assumed to know)."""
         return {"name": self.name}
+
+    def simulation_params(self) -> dict:
+        """What decides how this defence encodes the faces an attacker trains on (two defences
+        with equal parameters here share a fitted attack): by default all it describes."""
+        return self.describe()

@@ -174,10 +174,9 @@ def train_evaluation_model(
 ) -> EvaluationModel:
     """Fit the judge on clean private training faces (augmented), AdamW + cosine schedule.
     Kept by ``rl_mask.fit_cache`` when a cache folder is set (a sweep's trials share one judge)."""
-    key = fit_cache.fingerprint(ARCHITECTURE, train_images, train_labels, num_classes, steps, batch_size, lr, seed)
     return fit_cache.fitted(
         "judge",
-        key,
+        lambda: fit_cache.fingerprint(ARCHITECTURE, train_images, train_labels, num_classes, steps, batch_size, lr, seed),
         lambda: EvaluationModel(train_images.shape[1], num_classes, pool=input_pool(*train_images.shape[2:])),
         lambda: _fit_evaluation_model(train_images, train_labels, num_classes, steps, batch_size, lr, seed, progress),
     )
