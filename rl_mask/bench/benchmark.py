@@ -37,6 +37,7 @@ from rl_mask.attacks import Attack, AttackTarget, build_attack
 from rl_mask.attacks.eval_door import eval_message_target
 from rl_mask.attacks.linkage import Gallery, LinkageTarget, apply_matrices, build_linkage, identification, recover_key
 from rl_mask.bench.aggregate import aggregate_seeds
+from rl_mask.bench.front import best_at_utility
 from rl_mask.bench.report import worst_case, write_report
 from rl_mask.bench.runtime import estimate_runtime
 from rl_mask.config import (
@@ -204,14 +205,16 @@ def pick_best_fixed(rows: list[dict], reference: dict | None, tolerance: float) 
     if not grid:
         raise ValueError("best-fixed needs grid rows")
     acc = lambda r: r["utility"]["identification_acc"]  # noqa: E731
+    leak = lambda r: worst_case(r)[1]["acc1"]  # noqa: E731
     if reference is None:
-        eligible, why = grid, "no adaptive row to match: the lowest worst-attack leak of the grid"
+        best, _ = best_at_utility(grid, acc, leak, target=0.0, tolerance=0.0)
+        why = "no adaptive row to match: the lowest worst-attack leak of the grid"
     else:
-        eligible = [r for r in grid if acc(r) >= acc(reference) - tolerance]
-        why = f"the lowest worst-attack leak among grid points within {100 * tolerance:.0f} points of the adaptive row's identification accuracy ({100 * acc(reference):.1f}%)"
-        if not eligible:
-            eligible, why = [max(grid, key=acc)], f"no grid point came within {100 * tolerance:.0f} points of the adaptive row's accuracy: the most accurate one"
-    best = min(eligible, key=lambda r: (worst_case(r)[1]["acc1"], -acc(r)))
+        best, matched = best_at_utility(grid, acc, leak, target=acc(reference), tolerance=tolerance)
+        if matched:
+            why = f"the lowest worst-attack leak among grid points within {100 * tolerance:.0f} points of the adaptive row's identification accuracy ({100 * acc(reference):.1f}%)"
+        else:
+            why = f"no grid point came within {100 * tolerance:.0f} points of the adaptive row's accuracy: the most accurate one"
     return {**copy.deepcopy(best), "name": "best-fixed", "note": f"= {best['name']}: {why}", "best_fixed_of": best["name"]}
 
 

@@ -69,3 +69,13 @@ def weakly_dominates(front: list[Point], others: list[Point]) -> bool:
     """Every point of ``others`` is covered (at least as good on both axes) by a point of ``front``."""
     _check(front + others)
     return all(any(covers(p, q) for p in front) for q in others)
+
+
+def best_at_utility(items: list, utility, leak, target: float, tolerance: float) -> tuple[object, bool]:
+    """The benchmark's ``best-fixed`` rule: among ``items`` whose ``utility`` is at least
+    ``target - tolerance``, the lowest ``leak`` (ties: more utility); ``(item, True)``. If none is
+    that useful, the most useful item, ``(item, False)``."""
+    eligible = [x for x in items if utility(x) >= target - tolerance]
+    if not eligible:
+        return max(items, key=utility), False
+    return min(eligible, key=lambda x: (leak(x), -utility(x))), True

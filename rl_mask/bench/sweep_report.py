@@ -14,7 +14,7 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 
-from rl_mask.bench.front import REFERENCE, dominance, hypervolume, pareto_front, weakly_dominates  # noqa: E402
+from rl_mask.bench.front import REFERENCE, best_at_utility, dominance, hypervolume, pareto_front, weakly_dominates  # noqa: E402
 from rl_mask.bench.report import counted, worst_case  # noqa: E402
 from rl_mask.bench.sweep_plan import FIXED, POLICY, Trial  # noqa: E402
 from rl_mask.checkpoint import atomic_write_text  # noqa: E402
@@ -109,13 +109,10 @@ def best_fixed_comparison(records: list[dict], tolerance: float) -> list[dict]:
     grid = [r for r in records if r["kind"] == FIXED]
     out = []
     for policy in (r for r in records if r["kind"] == POLICY):
-        eligible = [r for r in grid if r["utility"] >= policy["utility"] - tolerance]
-        rule = f"lowest leak within {100 * tolerance:g} points of the policy's identification"
-        if not eligible:
-            eligible, rule = ([max(grid, key=lambda r: r["utility"])] if grid else []), "no grid point that accurate: the most accurate one"
-        if not eligible:
+        if not grid:
             continue
-        best = min(eligible, key=lambda r: (r["leak"], -r["utility"]))
+        best, matched = best_at_utility(grid, lambda r: r["utility"], raw_leak, target=policy["utility"], tolerance=tolerance)
+        rule = f"lowest leak within {100 * tolerance:g} points of the policy's identification" if matched else "no grid point that accurate: the most accurate one"
         leak_apart = _apart(policy.get("leak_ci"), best.get("leak_ci"))
         if leak_apart:
             verdict = "the policy leaks less" if policy["leak"] < best["leak"] else "the grid point leaks less"
@@ -166,6 +163,16 @@ def _with_ci(value: float, ci: list[float] | None) -> str:
     return _pct(value) + (f" [{100 * ci[0]:.1f}, {100 * ci[1]:.1f}]" if ci else "")
 
 
+def _dominance_lines(fronts_: dict, prefix: str = "") -> list[str]:
+    """One line per front point that dominates points of the other side."""
+    return [
+        f"- {prefix}{label} front point `{name}` dominates {', '.join(f'`{b}`' for b in beaten)}."
+        for label, mapping in (("policy", fronts_["policy_dominates"]), ("grid", fronts_["fixed_dominates"]))
+        for name, beaten in mapping.items()
+        if beaten
+    ]
+
+
 def _above(record: dict) -> str:
     """The leak minus the do-nothing reference on the same rows, in points (records from before
     the reference was kept show n/a)."""
@@ -208,10 +215,7 @@ def markdown(results: dict) -> str:
         f"- The policy front weakly dominates the grid front (by the means): **{'yes' if s['policy_front_weakly_dominates_fixed_front'] else 'no'}**.",
         f"- The grid front weakly dominates the policy front (by the means): **{'yes' if s['fixed_front_weakly_dominates_policy_front'] else 'no'}**.",
     ]
-    for label, mapping in (("policy", s["policy_dominates"]), ("grid", s["fixed_dominates"])):
-        for name, beaten in mapping.items():
-            if beaten:
-                lines.append(f"- {label} front point `{name}` dominates {', '.join(f'`{b}`' for b in beaten)}.")
+    lines += _dominance_lines(s)
     above = s.get("above_reference")
     if above:
         hv = above["hypervolume"]
@@ -222,10 +226,7 @@ def markdown(results: dict) -> str:
             f"the policy front weakly dominates the grid front: **{'yes' if above['policy_front_weakly_dominates_fixed_front'] else 'no'}**; "
             f"the grid front the policy front: **{'yes' if above['fixed_front_weakly_dominates_policy_front'] else 'no'}**.",
         ]
-        for label, mapping in (("policy", above["policy_dominates"]), ("grid", above["fixed_dominates"])):
-            for name, beaten in mapping.items():
-                if beaten:
-                    lines.append(f"- (above the reference) {label} front point `{name}` dominates {', '.join(f'`{b}`' for b in beaten)}.")
+        lines += _dominance_lines(above, "(above the reference) ")
     lines += ["", "Dominance is read from the means; with intervals as wide as below, a single-seed difference is not evidence."]
     comparison = s.get("policy_vs_best_fixed", [])
     if comparison:
