@@ -62,6 +62,7 @@ DEFAULT_FIXED_GRID = (
 )
 REWARDS = ("leak", "paper", "leak+paper")
 ATTACKER_MODES = ("exact", "sampled")
+LEAK_REWARDS = ("estimate", "batch")
 
 
 class ConfigError(ValueError):
@@ -240,6 +241,10 @@ class RLConfig:
     # judged leaks (rl_mask.owner.judge.leak_estimate)
     attacker_mode: str = "exact"
     attacker_sample_rate: float = 0.25
+    # the leak the reward reads: "estimate": its setting's estimate (rl_mask.owner.judge.leak_estimate),
+    # which every judged batch joins (a batch judged on attacker_rows rows carries ~10 points of
+    # noise that the estimate averages away); "batch": the batch's own judged leak (exact mode only)
+    leak_reward: str = "estimate"
     attacker_train_steps: int = 1  # decoder steps per received batch
     attacker_rows: int = 16  # rows of each batch attacked and judged (a random subset estimates the batch's leak; 0 = all)
     attacker_widths: list[int] = field(default_factory=lambda: [32, 64, 96])  # the online decoder's BlockUNet widths
@@ -259,7 +264,7 @@ class RLConfig:
     minibatch_size: int = 32
     num_epochs: int = 8
     lr: float = 3e-3
-    gamma: float = 0.9
+    gamma: float = 0.0  # the leak and the FR loss are the step's own; the utility penalty credits no step (README, issue 20)
     gae_lambda: float = 0.95
     entropy_coeff: float = 0.0
     hidden: list[int] = field(default_factory=lambda: [64, 64])
@@ -634,6 +639,9 @@ def validate_rl(r: RLConfig, batch_size: int, rows_per_step: int = 0) -> None:
     _require(r.leak_lambda >= 0, "rl.leak_lambda", r.leak_lambda, ">= 0")
     _require(r.attacker_in_loop or r.reward == "paper", "rl.attacker_in_loop", r.attacker_in_loop, f"true: rl.reward={r.reward!r} scores the attacker's leak (only 'paper' runs without it)")
     _require(r.attacker_mode in ATTACKER_MODES, "rl.attacker_mode", r.attacker_mode, f"one of {ATTACKER_MODES}")
+    _require(r.leak_reward in LEAK_REWARDS, "rl.leak_reward", r.leak_reward, f"one of {LEAK_REWARDS}")
+    if r.attacker_mode == "sampled" and r.leak_reward == "batch":
+        raise ConfigError("rl.leak_reward='batch' needs rl.attacker_mode='exact': a sampled run judges only some batches, the others have no leak of their own")
     _require(0 < r.attacker_sample_rate <= 1, "rl.attacker_sample_rate", r.attacker_sample_rate, "(0, 1]")
     _require(r.attacker_batch_size >= 2, "rl.attacker_batch_size", r.attacker_batch_size, ">= 2")
     _require(r.attacker_rows >= 0, "rl.attacker_rows", r.attacker_rows, ">= 0 (0 = every row)")
@@ -653,7 +661,7 @@ def validate_rl(r: RLConfig, batch_size: int, rows_per_step: int = 0) -> None:
     _require(r.record_masked_batches >= 0, "rl.record_masked_batches", r.record_masked_batches, ">= 0")
     _require(r.minibatch_size <= r.train_batch_size, "rl.minibatch_size", r.minibatch_size, f"<= rl.train_batch_size ({r.train_batch_size})")
     _require(r.lr > 0, "rl.lr", r.lr, "> 0")
-    _require(0 < r.gamma <= 1, "rl.gamma", r.gamma, "(0, 1]")
+    _require(0 <= r.gamma <= 1, "rl.gamma", r.gamma, "[0, 1]")
     _require(0 <= r.gae_lambda <= 1, "rl.gae_lambda", r.gae_lambda, "[0, 1]")
     _require(r.entropy_coeff >= 0, "rl.entropy_coeff", r.entropy_coeff, ">= 0")
     _require(_sizes(r.hidden, MAX_LAYERS, MAX_WIDTH), "rl.hidden", r.hidden, f"1 to {MAX_LAYERS} layer sizes in 1..{MAX_WIDTH}")

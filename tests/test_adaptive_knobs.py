@@ -17,6 +17,7 @@ from rl_mask.attacks.online import OnlineAttacker
 from rl_mask.config import Config
 from rl_mask.mask.settings import MaskSettings, SettingsSpace
 from rl_mask.owner.defences import build_defence
+from rl_mask.owner.judge.leak_estimate import LeakEstimate
 from rl_mask.owner.messages import attacker_setup, training_setup
 from rl_mask.owner.recorder import read_boundary
 from rl_mask.server.service import FRService
@@ -155,23 +156,33 @@ def test_the_sampled_attackers_reward_is_within_tolerance_of_the_exact_per_batch
     |bias| <= 0.08 (a batch of 32 rows carries a binomial noise of about 0.08 that no estimate
     can follow); per setting, means within 0.1."""
     cfg, attacker = trained
-    sampled_cfg = copy.deepcopy(cfg)
+    exact_cfg, estimate_cfg, sampled_cfg = (copy.deepcopy(cfg) for _ in range(3))
+    exact_cfg.rl.leak_reward = "batch"
     sampled_cfg.rl.attacker_mode, sampled_cfg.rl.attacker_sample_rate = "sampled", 0.5
     space = SettingsSpace.from_config(cfg.rl)
     policy = [space.encode(MaskSettings(k, 0.0, 0, 1.0, "soft")) for k in (2, 6)] * 8
     service = _service(cfg)
     previous = attacker.set_train_steps(0)
     try:
-        leaks = {}
-        for name, c in (("exact", cfg), ("sampled", sampled_cfg)):
+        leaks, judged = {}, {}
+        for name, c in (("exact", exact_cfg), ("estimate", estimate_cfg), ("sampled", sampled_cfg)):
             env = _env(c, service, attacker, train_fr=False)
             env.reset(seed=3)
             infos = [env.step(a)[4] for a in policy]
             leaks[name] = np.array([i["leak"] for i in infos])
-            attacked = np.array([i.get("leak_attacked", 1.0) for i in infos])
+            judged[name] = np.array([i.get("leak_judged", np.nan) for i in infos])
+            if name == "sampled":
+                attacked = np.array([i.get("leak_attacked", 1.0) for i in infos])
     finally:
         attacker.set_train_steps(previous)
     exact, sampled = leaks["exact"], leaks["sampled"]
+    # rl.leak_reward=estimate (exact mode): every batch is judged (the same leaks as above) and
+    # joins its setting's estimate, which the reward reads
+    assert np.allclose(judged["estimate"], exact) and np.isnan(judged["exact"]).all()
+    estimate = LeakEstimate()
+    for i, a in enumerate(policy):
+        estimate.add(space.decode(a), exact[i])
+        assert leaks["estimate"][i] == pytest.approx(estimate.estimate(space.decode(a)))
     assert 0 < attacked.sum() < len(policy)  # a sample, not every batch
     error = sampled - exact
     assert np.abs(error).mean() <= 0.15 and abs(error.mean()) <= 0.08, (exact, sampled)

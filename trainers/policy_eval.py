@@ -67,7 +67,7 @@ def _score(cfg: Config, fr: FRClient, module, steps: int, seed: int, attacker, j
                 action = np.array([rng.integers(n) for n in nvec])
             obs, reward, _, truncated, info = env.step(action)
             rewards.append(reward)
-            leaks.append(info.get("leak", float("nan")))
+            leaks.append(info.get("leak_judged", info.get("leak", float("nan"))))  # the batch's own, not its setting's estimate
             chosen.append(info)
             if truncated:
                 obs, _ = env.reset()

@@ -64,6 +64,9 @@ def owner_scalars(records: list[dict], space: SettingsSpace) -> dict[str, float]
     leaks = [r for r in records if "leak" in r]
     if leaks:
         out["mask/leak"] = float(np.mean([r["leak"] for r in leaks]))
+        judged = [r["leak_judged"] for r in leaks if "leak_judged" in r]
+        if judged:  # rl.leak_reward=estimate: the batches' own judged leaks beside the estimates the reward read
+            out["mask/leak_judged"] = float(np.mean(judged))
         for name in sorted({key for r in leaks for key in r if key.startswith("leak/")}):
             out[f"mask/{name}"] = float(np.mean([r[name] for r in leaks if name in r]))
         attacked = [r["leak_attacked"] for r in leaks if "leak_attacked" in r]
