@@ -29,6 +29,7 @@ from envs.hybrid_masking import HybridMaskingEnv
 from envs.wiring import EnvWiring
 from rl_mask.attacks.online import OnlineAttacker
 from rl_mask.config import Config
+from rl_mask.mask.settings import DIMENSIONS
 from rl_mask.owner.defences import build_defence
 from rl_mask.owner.judge.evaluator import train_evaluation_model
 from rl_mask.owner.messages import attacker_setup, training_setup
@@ -59,6 +60,7 @@ def main() -> None:
     cfg.fr.device = "cpu"
     cfg.rl.attacker_warmup_steps = args.warmup
     cfg.rl.attacker_train_steps = 0  # frozen: both modes face the same attacker
+    cfg.rl.leak_reward = "batch"  # exact: each batch's own judged leak
     cfg.validate()
     data = prepare_data(cfg)
     defence = build_defence(cfg, "adaptive", k_choices=cfg.rl.k_choices)
@@ -66,7 +68,7 @@ def main() -> None:
     judge = train_evaluation_model(data.train_images, data.train_labels, data.num_classes, cfg.rl.judge_steps, seed=cfg.rl.seed + 1234)
     attacker = OnlineAttacker.from_setup(attacker_setup(cfg), data.split.public.float_images())
     sampled_cfg = copy.deepcopy(cfg)
-    sampled_cfg.rl.attacker_mode, sampled_cfg.rl.attacker_sample_rate = "sampled", args.sample_rate
+    sampled_cfg.rl.attacker_mode, sampled_cfg.rl.attacker_sample_rate, sampled_cfg.rl.leak_reward = "sampled", args.sample_rate, "estimate"
     exact, exact_s = run(cfg, service, attacker, judge, args.steps, args.seed)
     sampled, sampled_s = run(sampled_cfg, service, attacker, judge, args.steps, args.seed)
     assert [i["k"] for i in exact] == [i["k"] for i in sampled]  # the same actions
@@ -93,6 +95,8 @@ def main() -> None:
         "bias_second_half": float(err[half:].mean()),
         "mean_abs_error_second_half": float(np.abs(err[half:]).mean()),
         "correlation": float(np.corrcoef(e, s)[0, 1]) if e.std() > 0 and s.std() > 0 else None,
+        # what the attacker in the loop rewards, per knob value (the policy learns these)
+        "exact_leak_by_knob": {dim: {str(v): float(np.mean([i["leak"] for i in exact if i[dim] == v])) for v in sorted({i[dim] for i in exact}, key=str)} for dim in DIMENSIONS},
         "env_seconds_exact": exact_s,
         "env_seconds_sampled": sampled_s,
     }
