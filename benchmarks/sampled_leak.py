@@ -28,7 +28,7 @@ from envs.fr_client import Endpoint
 from envs.hybrid_masking import HybridMaskingEnv
 from envs.wiring import EnvWiring
 from rl_mask.attacks.online import OnlineAttacker
-from rl_mask.config import Config
+from rl_mask.config import Config, load_config
 from rl_mask.mask.settings import DIMENSIONS
 from rl_mask.owner.defences import build_defence
 from rl_mask.owner.judge.evaluator import train_evaluation_model
@@ -53,10 +53,11 @@ def main() -> None:
     parser.add_argument("--warmup", type=int, default=300, help="attacker decoder steps before it is frozen")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--set", action="append", default=[], metavar="FIELD=VALUE", help="config override, e.g. rl.attacker_widths=[64,128,192]")
     parser.add_argument("--out", default="benchmarks/results/sampled_leak.json")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
-    cfg = Config()
+    cfg = load_config(None, args.set)
     cfg.fr.device = "cpu"
     cfg.rl.attacker_warmup_steps = args.warmup
     cfg.rl.attacker_train_steps = 0  # frozen: both modes face the same attacker
@@ -86,6 +87,7 @@ def main() -> None:
         "attacked_batches": int(sum(i["leak_attacked"] for i in sampled)),
         "attacker_rows": cfg.rl.attacker_rows,
         "attacker_warmup_steps": args.warmup,
+        "overrides": args.set,
         "exact_leak_mean": float(e.mean()),
         "exact_leak_std_across_batches": float(e.std()),
         "sampled_leak_mean": float(s.mean()),

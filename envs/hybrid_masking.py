@@ -18,7 +18,7 @@ Each ``step(action)``:
      to the attacker, and the env does not wait for them: it scores the attacks that have
      finished and reads every batch's leak at once from its per-setting estimate
      (``rl_mask.owner.judge.leak_estimate``); until the first attack is scored it waits for it;
-     With ``rl.leak_reward=estimate`` (default) an exact run's judged leaks join that estimate
+     with ``rl.leak_reward=estimate`` (default) an exact run's judged leaks join that estimate
      too and the reward reads the setting's estimate (``leak_judged`` keeps the batch's own):
      a batch judged on 16 rows carries about 10 points of binomial noise, its setting's recent
      batches average it away;
