@@ -29,7 +29,7 @@ from envs.hybrid_masking import HybridMaskingEnv
 from envs.wiring import EnvWiring
 from rl_mask.attacks.online import OnlineAttacker
 from rl_mask.config import Config, load_config
-from rl_mask.mask.settings import DIMENSIONS
+from rl_mask.mask.settings import mean_by_knob
 from rl_mask.owner.defences import build_defence
 from rl_mask.owner.judge.evaluator import train_evaluation_model
 from rl_mask.owner.messages import attacker_setup, training_setup
@@ -98,7 +98,7 @@ def main() -> None:
         "mean_abs_error_second_half": float(np.abs(err[half:]).mean()),
         "correlation": float(np.corrcoef(e, s)[0, 1]) if e.std() > 0 and s.std() > 0 else None,
         # what the attacker in the loop rewards, per knob value (the policy learns these)
-        "exact_leak_by_knob": {dim: {str(v): float(np.mean([i["leak"] for i in exact if i[dim] == v])) for v in sorted({i[dim] for i in exact}, key=str)} for dim in DIMENSIONS},
+        "exact_leak_by_knob": mean_by_knob(exact, "leak"),
         "env_seconds_exact": exact_s,
         "env_seconds_sampled": sampled_s,
     }

@@ -28,7 +28,7 @@ import torch
 from scipy.stats import spearmanr
 
 from rl_mask.config import load_config, parse_settings
-from rl_mask.mask.settings import DIMENSIONS, MaskSettings, SettingsSpace
+from rl_mask.mask.settings import MaskSettings, SettingsSpace, mean_by_knob
 from rl_mask.owner.defences import build_defence
 from rl_mask.owner.messages import training_setup
 from rl_mask.owner.stream import TrainingStream, prepare_shard
@@ -86,7 +86,7 @@ def main() -> None:
             "validation_loss": val_loss,
             "spearman_cosine_utility": float(spearmanr([r["cosine"] for r in rows], u)[0]),
             "spearman_neg_loss_utility": float(spearmanr([-r["fr_loss"] for r in rows], u)[0]),
-            "by_knob": {dim: {str(v): {"cosine": float(np.mean([r["cosine"] for r in rows if r[dim] == v])), "utility": float(np.mean([r["utility"] for r in rows if r[dim] == v]))} for v in sorted({r[dim] for r in rows}, key=str)} for dim in DIMENSIONS},
+            "by_knob": {name: mean_by_knob(rows, name) for name in ("cosine", "utility")},
             "settings": rows,
         }
         out["checkpoints"].append(point)

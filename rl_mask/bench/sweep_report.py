@@ -107,10 +107,10 @@ def best_fixed_comparison(records: list[dict], tolerance: float) -> list[dict]:
     whose identification is at least the policy's minus ``tolerance``, else the most accurate
     point. The pick reads the same measurements it is compared on, which favours the grid."""
     grid = [r for r in records if r["kind"] == FIXED]
+    if not grid:
+        return []
     out = []
     for policy in (r for r in records if r["kind"] == POLICY):
-        if not grid:
-            continue
         best, matched = best_at_utility(grid, lambda r: r["utility"], raw_leak, target=policy["utility"], tolerance=tolerance)
         rule = f"lowest leak within {100 * tolerance:g} points of the policy's identification" if matched else "no grid point that accurate: the most accurate one"
         leak_apart = _apart(policy.get("leak_ci"), best.get("leak_ci"))

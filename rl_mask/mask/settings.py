@@ -33,6 +33,13 @@ from rl_mask.config import LABEL_MODES
 DIMENSIONS = ("k", "flip", "extra_removed", "alpha", "labels")
 
 
+def mean_by_knob(records: list[dict], field: str) -> dict[str, dict[str, float]]:
+    """Per knob and per value of it that ``records`` (each with every knob's value) hold: the
+    mean of ``field`` over the records made with that value (what an attacker or a signal
+    says of each knob value)."""
+    return {dim: {str(v): float(np.mean([r[field] for r in records if r[dim] == v])) for v in sorted({r[dim] for r in records}, key=str)} for dim in DIMENSIONS}
+
+
 @dataclass(frozen=True)
 class MaskSettings:
     k: int
