@@ -374,6 +374,10 @@ class SweepConfig:
     trial_cpus: float = 1.0  # Ray resources of one trial (and its torch threads: at least 1)
     trial_gpus: float = 0.0
     max_concurrent: int = 0  # trials at once; 0 = as many as the resources allow
+    # measure the picks again (each side's front, the grid point each front policy is compared
+    # with) with fresh measurement seeds, so that no pick is reported on the figures it was
+    # picked on (trainers.sweep)
+    confirm: bool = True
 
 
 @dataclass

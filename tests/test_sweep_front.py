@@ -1,5 +1,6 @@
 """The sweep's arithmetic and plan, without Ray: fronts, hypervolume, dominance, the knob grid
-and its seeded sample, the plan file a resume reads, and the sweep config's errors."""
+and its seeded sample, the plan file a resume reads, the confirmation of the picks, and the
+sweep config's errors."""
 
 import json
 import random
@@ -7,8 +8,8 @@ import random
 import pytest
 
 from rl_mask.bench.front import dominance, hypervolume, pareto_front, weakly_dominates
-from rl_mask.bench.sweep_plan import FIXED, POLICY, Trial, grid_settings, knob_grid, make_plan, read_plan, write_plan
-from rl_mask.bench.sweep_report import markdown, summarize, trial_record
+from rl_mask.bench.sweep_plan import FIXED, POLICY, Trial, confirmation_of, grid_settings, knob_grid, make_plan, read_confirmations, read_plan, write_confirmations, write_plan
+from rl_mask.bench.sweep_report import markdown, summarize, to_confirm, trial_record
 from rl_mask.config import Config, ConfigError, knob_grid_size, load_config, parse_settings
 
 
@@ -153,6 +154,63 @@ def test_each_policy_meets_the_best_grid_point_at_its_utility_and_only_apart_int
     assert two["best_fixed"] == "fixed-a" and two["rule"].startswith("no grid point") and not two["leak_intervals_apart"]
     assert two["verdict"] == "no difference the intervals show"
     assert "| `policy-1` | `fixed-b` |" in markdown({"summary": summarize(records), "trials": [{**r, "key": r["key"], "kind": r["kind"], "worst_attack": "whitebox", "judge_competent": True, "door_leak": None, "door_leak_ci": None, "fr_steps_training": 0, "fr_steps_measured": 300} for r in records], "mode": "quick", "seeds": 1, "data_root": "x", "attacks": ["whitebox"], "grid": "3 settings", "wall_seconds": 60.0})
+
+
+def _report_rows(records):
+    return [{**r, "worst_attack": "whitebox", "judge_competent": True, "door_leak": None, "door_leak_ci": None, "fr_steps_training": 0, "fr_steps_measured": 300} for r in records]
+
+
+def test_the_picks_are_measured_again_and_read_on_the_fresh_measurement_only():
+    """The grid's best of many noisy points is picked on one measurement and reported on
+    another: its fresh figures, not the lucky ones, meet the policy's."""
+    def rec(key, kind, leak, util, ref=0.2):
+        return {**_record(key, kind, leak, util, 300), "leak_reference": ref, "leak_ci": [leak - 0.05, leak + 0.05], "utility_ci": [util - 0.05, util + 0.05]}
+
+    records = [
+        rec("fixed-lucky", FIXED, 0.10, 0.95, ref=0.05),  # low by chance: dominates the whole grid on the first measurement
+        rec("fixed-b", FIXED, 0.25, 0.90, ref=0.15),
+        rec("fixed-c", FIXED, 0.40, 0.60, ref=0.45),  # at its floor: on the front above the reference only
+        rec("policy-1", POLICY, 0.22, 0.93),
+        rec("policy-2", POLICY, 0.50, 0.50),  # on no front
+    ]
+    picked = to_confirm(records, tolerance=0.02)
+    assert picked == ["fixed-lucky", "fixed-c", "policy-1"]  # fronts on both axes; fixed-lucky is also policy-1's best-fixed pick
+    again = [{**r, "key": f"confirm-{r['key']}", "confirms": r["key"]} for r in records if r["key"] in picked]
+    again[0].update(leak=0.35, leak_ci=[0.30, 0.40], utility=0.90, utility_ci=[0.85, 0.95])  # the lucky point regresses
+    s = summarize(records, 0.02, again)
+    assert s["fixed_front_weakly_dominates_policy_front"]  # on the first measurement the grid wins
+    raw = s["confirmed"]["axes"]["raw"]
+    assert raw["picked_on_first_measurement"] == {POLICY: ["policy-1"], FIXED: ["fixed-lucky"]} and raw["missing"] == []
+    assert raw["policy_front_weakly_dominates_fixed_front"] and not raw["fixed_front_weakly_dominates_policy_front"]
+    assert raw["hypervolume"][FIXED] == pytest.approx(0.65 * 0.90) and raw["hypervolume"][POLICY] == pytest.approx(0.78 * 0.93)
+    (c,) = s["confirmed"]["policy_vs_best_fixed"]
+    assert (c["policy"], c["best_fixed"], c["fixed_leak"], c["verdict"]) == ("policy-1", "fixed-lucky", 0.35, "the policy leaks less")
+    assert s["sides"][FIXED]["confirmation_fr_steps"] == 600 and s["sides"][POLICY]["confirmation_fr_steps"] == 300
+    grid_moved = s["confirmed"]["moved"][FIXED]
+    assert grid_moved["leak"]["mean_change_points"] == pytest.approx(12.5) and grid_moved["leak"]["rms_change_points"] == pytest.approx(25 / 2**0.5)
+    assert grid_moved["leak"]["mean_ci_half_width_points"] == pytest.approx(5.0) and s["confirmed"]["moved"][POLICY]["utility"]["rms_change_points"] == 0
+    md = markdown({"summary": s, "trials": _report_rows(records), "confirmations": _report_rows(again), "mode": "quick", "seeds": 1, "data_root": "x", "attacks": ["whitebox"], "grid": "3 settings", "wall_seconds": 60.0})
+    assert "## The picks measured again" in md and "| `fixed-lucky` | 90.0% [85.0, 95.0] | 35.0% [30.0, 40.0] (whitebox) |" in md
+    assert summarize(records)["confirmed"] is None  # no confirmation: nothing read
+
+
+def test_the_confirmation_file_round_trips_and_names_only_trials_of_the_plan(tmp_path):
+    plan = [Trial("fixed-a", FIXED, setting="k=2,flip=0.5,extra_removed=0,alpha=1.0,labels=hard"), Trial("policy-x", POLICY, leak_lambda=3.0)]
+    write_plan(plan, True, tmp_path)
+    assert read_confirmations(tmp_path, plan) is None  # not written yet
+    chosen = [confirmation_of(t) for t in plan]
+    write_confirmations(chosen, tmp_path)
+    assert read_confirmations(tmp_path, plan) == chosen and chosen[1].leak_lambda == 3.0 and chosen[1].confirms == "policy-x"
+    stray = json.loads((tmp_path / "confirm.json").read_text())
+    stray["trials"][0]["setting"] = "k=6,flip=0.5,extra_removed=0,alpha=1.0,labels=hard"  # not what fixed-a measured
+    (tmp_path / "confirm.json").write_text(json.dumps(stray))
+    with pytest.raises(ConfigError, match=r"confirm.json: trials\[0\] is not the confirmation"):
+        read_confirmations(tmp_path, plan)
+    plan_json = json.loads((tmp_path / "plan.json").read_text())
+    plan_json["trials"][0]["confirms"] = "policy-x"  # the plan's own trials confirm nothing
+    (tmp_path / "plan.json").write_text(json.dumps(plan_json))
+    with pytest.raises(ConfigError, match=r"plan.json: trials\[0\] is not a valid trial"):
+        read_plan(tmp_path)
 
 
 def test_a_trial_record_puts_the_training_batches_on_the_leak_axis_and_the_door_beside_it():

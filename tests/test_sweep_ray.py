@@ -1,5 +1,6 @@
 """``rl-mask sweep`` through Ray Tune on the real faces, at budgets that only exercise it:
-two trials (a fixed grid point and a policy) read back, and a sweep stopped with SIGINT
+two trials (a fixed grid point and a policy) read back with their confirmation (each is its
+side's front, so both are measured again with fresh seeds), and a sweep stopped with SIGINT
 mid-way and resumed without rerunning the trial that had finished."""
 
 import json
@@ -13,7 +14,8 @@ import pytest
 import ray
 import yaml
 
-from rl_mask.bench.sweep_plan import FIXED, POLICY, read_plan
+from rl_mask.bench.benchmark import SEED_STRIDE
+from rl_mask.bench.sweep_plan import FIXED, POLICY, read_confirmations, read_plan
 from rl_mask.config import load_config
 from trainers.sweep import run_sweep
 from trainers.sweep_trial import trial_dir
@@ -30,14 +32,14 @@ TINY = {
         "attacker_batch_size": 4, "judge_steps": 5, "record_masked_batches": 1, "num_env_runners": 0, "max_inflight": 1,
     },
     "benchmark": {"quick": {"fr_steps": 4, "eval_model_steps": 4, "attack_batches": 1, "context_batches": 1, "decoder_steps": 3, "decoder_batch_size": 8}},
-    "sweep": {"leak_lambdas": [10.0], "grid_sample": 1, "attacks": ["whitebox"], "trial_cpus": 1, "max_concurrent": 1},
+    "sweep": {"leak_lambdas": [10.0], "grid_sample": 1, "attacks": ["whitebox"], "trial_cpus": 1, "max_concurrent": 1, "confirm": False},
 }
 
 
 @pytest.fixture()
 def tiny_yaml(tmp_path):
     path = tmp_path / "tiny.yaml"
-    path.write_text(yaml.safe_dump(TINY))
+    path.write_text(yaml.safe_dump({**TINY, "sweep": {**TINY["sweep"], "confirm": True}}))
     return path
 
 
@@ -70,12 +72,22 @@ def test_a_two_trial_sweep_runs_through_tune_and_both_results_read_back(tmp_path
     assert policy["action_distribution"] and policy["leak_lambda"] == 10.0
     assert results["summary"]["sides"][POLICY]["fr_steps"] == policy["fr_steps"]
     # the two measurements share one judge (SWEEP/fits): the policy's measurement, which ran
-    # second, wrote no judge file (the other one is its training run's judge: other steps)
-    judges = list((sweep / "fits").glob("judge-*.pt"))
+    # second, wrote no judge file (the other one is its training run's judge: other steps);
+    # the two confirmations share a third, their fresh seeds' judge
+    judges = sorted(j.stat().st_mtime_ns for j in (sweep / "fits").glob("judge-*.pt"))
     started = (trial_dir(sweep, plan[1]) / "measure" / "config.yaml").stat().st_mtime_ns
-    assert len(judges) == 2 and all(j.stat().st_mtime_ns < started for j in judges)
+    assert len(judges) == 3 and judges[1] < started < judges[2]
+    # each side's front is its one trial: both measured again, with the seeds after the first
+    # measurement's, the policy deployed again (not retrained)
+    confirm = read_confirmations(sweep, plan)
+    assert [c.confirms for c in confirm] == [t.key for t in plan] and [c["confirms"] for c in results["confirmations"]] == [t.key for t in plan]
+    first, again = (load_config(trial_dir(sweep, t) / "measure" / "config.yaml") for t in (plan[1], confirm[1]))
+    assert again.benchmark.seed == first.benchmark.seed + SEED_STRIDE and again.fr.seed == first.fr.seed + SEED_STRIDE
+    assert results["confirmations"][1]["fr_steps_training"] == 0 and not (trial_dir(sweep, confirm[1]) / "run").exists()
+    assert list((sweep / "tune").glob("attempt-2/*/result.json"))  # the confirmation: a second Tune experiment
+    assert results["summary"]["confirmed"]["axes"]["raw"]["picked_on_first_measurement"] == {POLICY: [plan[1].key], FIXED: [plan[0].key]}
     md = (sweep / "results.md").read_text()
-    assert all(f"`{k}`" in md for k in by_key) and "hypervolume" in md
+    assert all(f"`{k}`" in md for k in by_key) and "hypervolume" in md and "## The picks measured again" in md
     assert (sweep / "front.png").stat().st_size > 0
 
 

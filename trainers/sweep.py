@@ -8,11 +8,18 @@ does) or a cluster (``--address``). Sweep folder::
 
     SWEEP/config.yaml    the validated config (every trial reads it)
     SWEEP/plan.json      the trials: the fixed settings drawn and the policy trials
+    SWEEP/confirm.json   the confirmation trials: the picks of the plan's measurements, measured again
     SWEEP/trials/KEY/    each trial's run and measurement folders and its trial.json
     SWEEP/tune/          Ray Tune's own experiment folders (one per attempt)
     SWEEP/fits/          fits several trials repeat exactly (the judge, shared decoders: rl_mask.fit_cache)
     SWEEP/wall.json      the sweep's wall time, summed over its attempts
     SWEEP/results.json, results.md, front.png
+
+When the plan's trials are done, the points picked from their measurements (each side's
+front, the grid point each front policy is compared with) are measured again with a fresh
+measurement seed (``sweep.confirm``; ``rl_mask.bench.sweep_report.confirmed``), as a second
+Tune experiment: the best of 24 noisy grid points is low partly by chance, and a pick is
+reported on figures it was not picked on.
 
 Resuming (``--resume SWEEP``) runs a new Tune experiment over the trials that have no
 ``trial.json`` yet; a trial that was cut off resumes its own training run. Tune's
@@ -32,8 +39,8 @@ from pathlib import Path
 import ray
 from ray import tune
 
-from rl_mask.bench.sweep_plan import FIXED, make_plan, read_plan, write_plan
-from rl_mask.bench.sweep_report import summarize, write_sweep_report
+from rl_mask.bench.sweep_plan import FIXED, Trial, confirmation_of, make_plan, read_confirmations, read_plan, write_confirmations, write_plan
+from rl_mask.bench.sweep_report import summarize, to_confirm, write_sweep_report
 from rl_mask.checkpoint import atomic_write_text
 from rl_mask.config import Config, ConfigError, knob_grid_size, load_config, save_config
 from rl_mask.run_folder import RUN_DIR_MODE, claim_out_dir
@@ -51,7 +58,7 @@ def _trial_fn(params: dict, sweep_dir: str) -> None:
     """The Tune trainable: one trial, its headline figures reported to Tune."""
     sweep = Path(sweep_dir)
     trials, quick = read_plan(sweep)
-    trial = next(t for t in trials if t.key == params["trial"])
+    trial = next(t for t in trials + (read_confirmations(sweep, trials) or []) if t.key == params["trial"])
     record = run_trial(sweep, trial, quick)
     tune.report({k: record[k] for k in ("utility", "leak", "fr_steps", "wall_seconds")})
 
@@ -114,6 +121,24 @@ def check_budget(cfg: Config, quick: bool) -> None:
         raise ConfigError(f"benchmark.{mode}.decoder_batch_size={budget.decoder_batch_size}: the white-box decoder trains on settings that mix up to k={k} faces (rl.k_choices); it needs >= {k}")
 
 
+def run_stage(cfg: Config, sweep_dir: Path, trials: list[Trial], what: str, address: str | None, progress: bool, started: float) -> list[dict]:
+    """Run the ``trials`` that have no record yet as one Tune experiment; returns every trial's
+    record. Raises ``SweepIncomplete`` naming the unfinished trials when some did not finish."""
+    todo = [t.key for t in trials if read_record(sweep_dir, t) is None]
+    if todo:
+        print(f"rl-mask sweep: {len(todo)} of {len(trials)} {what} to run ({len(trials) - len(todo)} done) in {sweep_dir}", flush=True)
+        try:
+            run_tune(cfg, sweep_dir, todo, address, progress)
+        finally:
+            add_wall_seconds(sweep_dir, time.perf_counter() - started)
+    records = [read_record(sweep_dir, t) for t in trials]
+    missing = [t.key for t, r in zip(trials, records) if r is None]
+    if missing:
+        shown = ", ".join(missing[:3]) + (f" and {len(missing) - 3} more" if len(missing) > 3 else "")
+        raise SweepIncomplete(f"{len(missing)} of {len(trials)} {what} have no result ({shown}: stopped, or failed with an error in {sweep_dir / TUNE_DIR}/attempt-*/*/error.txt); continue with rl-mask sweep --resume {sweep_dir}")
+    return records
+
+
 def run_sweep(cfg: Config | None, out_dir: str | Path, *, quick: bool = False, address: str | None = None, resume: bool = False, progress: bool = True) -> dict:
     """Run (or resume) a sweep into ``out_dir``; returns the results (also ``results.json``).
     A resumed sweep keeps its own config and mode (``quick``). Raises ``SweepIncomplete`` naming the unfinished trials when some did not finish."""
@@ -136,18 +161,15 @@ def run_sweep(cfg: Config | None, out_dir: str | Path, *, quick: bool = False, a
         claim_out_dir(sweep_dir)
         save_config(cfg, sweep_dir / "config.yaml")
         write_plan(plan, quick, sweep_dir)
-    todo = [t.key for t in plan if read_record(sweep_dir, t) is None]
-    if todo:
-        print(f"rl-mask sweep: {len(todo)} of {len(plan)} trials to run ({len(plan) - len(todo)} done) in {sweep_dir}", flush=True)
-        try:
-            run_tune(cfg, sweep_dir, todo, address, progress)
-        finally:
-            add_wall_seconds(sweep_dir, time.perf_counter() - started)
-    records = [read_record(sweep_dir, t) for t in plan]
-    missing = [t.key for t, r in zip(plan, records) if r is None]
-    if missing:
-        shown = ", ".join(missing[:3]) + (f" and {len(missing) - 3} more" if len(missing) > 3 else "")
-        raise SweepIncomplete(f"{len(missing)} of {len(plan)} trials have no result ({shown}: stopped, or failed with an error in {sweep_dir / TUNE_DIR}/attempt-*/*/error.txt); continue with rl-mask sweep --resume {sweep_dir}")
+    records = run_stage(cfg, sweep_dir, plan, "trials", address, progress, started)
+    confirmations = None
+    if cfg.sweep.confirm:
+        chosen = read_confirmations(sweep_dir, plan)
+        if chosen is None:  # written once, from the plan's finished measurements
+            picked = set(to_confirm(records, cfg.benchmark.best_fixed_tolerance))
+            chosen = [confirmation_of(t) for t in plan if t.key in picked]
+            write_confirmations(chosen, sweep_dir)
+        confirmations = run_stage(cfg, sweep_dir, chosen, "confirmation trials", address, progress, time.perf_counter())
     fixed = sum(1 for t in plan if t.kind == FIXED)
     whole = fixed == knob_grid_size(cfg.rl)
     results = {
@@ -157,7 +179,8 @@ def run_sweep(cfg: Config | None, out_dir: str | Path, *, quick: bool = False, a
         "data_root": cfg.data.root,
         "grid": f"{fixed} settings" + (" (the whole grid)" if whole else f" of the whole grid's {knob_grid_size(cfg.rl)}, drawn at random without replacement with random.Random({cfg.sweep.grid_seed})"),
         "trials": records,
-        "summary": summarize(records, cfg.benchmark.best_fixed_tolerance),
+        "confirmations": confirmations,
+        "summary": summarize(records, cfg.benchmark.best_fixed_tolerance, confirmations),
         "wall_seconds": round(wall_seconds(sweep_dir), 2),
     }
     write_sweep_report(results, sweep_dir)

@@ -4,7 +4,10 @@ A policy trial is ``rl-mask train`` (``trainers.train.train``, in-process layout
 the unit Tune spreads over the cluster) with its ``rl.leak_lambda``, then the benchmark with
 the trained policy deployed on a fresh FR network (``--adaptive-run``); a fixed trial is the
 benchmark of one fixed setting of the knobs. Both are measured by the same benchmark code,
-budget and attacks. The trial writes under ``SWEEP/trials/KEY/``::
+budget and attacks. A confirmation trial measures a finished trial again with the benchmark's
+seeds that follow the first measurement's (a policy trial's trained policy is deployed again,
+not retrained). The trial
+writes under ``SWEEP/trials/KEY/``::
 
     run/         the policy's rl-mask train run folder (policy trials)
     measure/     the benchmark folder (results.json, results.md, runs/)
@@ -28,7 +31,7 @@ import shutil
 import time
 from pathlib import Path
 
-from rl_mask.bench.benchmark import deployed_owner_suffixes, run_benchmark
+from rl_mask.bench.benchmark import deployed_owner_suffixes, run_benchmark, seed_config
 from rl_mask.bench.sweep_plan import POLICY, Trial
 from rl_mask.bench.sweep_report import trial_record
 from rl_mask.checkpoint import atomic_write_text
@@ -108,13 +111,20 @@ def run_trial(sweep_dir: Path, trial: Trial, quick: bool, progress: bool = False
     bench = copy.deepcopy(cfg)
     bench.benchmark.attacks = list(cfg.sweep.attacks)
     fr_training, train_seconds, policy_run = 0, 0.0, None
-    if trial.kind == POLICY:
+    if trial.kind == POLICY and trial.confirms:
+        policy_run = str(sweep_dir / TRIALS_DIR / trial.confirms / "run")  # the confirmed trial's policy, finished
+        if not (Path(policy_run) / "policy.pt").is_file():
+            raise ConfigError(f"{trial.key}: the policy of {trial.confirms} is missing ({policy_run}/policy.pt)")
+        bench.benchmark.defences = ["adaptive"]
+    elif trial.kind == POLICY:
         summary = train_policy(policy_config(cfg, trial), out / "run", progress)
         fr_training, train_seconds, policy_run = int(summary["fr_steps"]), float(summary["wall_seconds"]), str(out / "run")
         bench.benchmark.defences = ["adaptive"]
     else:
         # the owner options a policy run of this config deploys (key, flipped k = 1 messages)
         bench.benchmark.defences = [f"fixed[{trial.setting}]" + deployed_owner_suffixes(cfg, parse_settings(trial.setting)["flip"])]
+    if trial.confirms:  # the seeds after the first measurement's: fresh FR network, draws, attackers, judge
+        bench = seed_config(bench, cfg.benchmark.seeds)
     bench.validate()
     measure = out / "measure"
     if measure.exists():  # this sweep's own attempt, stopped before its results.json

@@ -1,6 +1,10 @@
 """The trials of one ``rl-mask sweep``: policy trials (one ``rl.leak_lambda`` each) and the
 fixed-grid baseline (the whole knob grid, or a seeded random sample of it, never a hand-picked
-list), written once to ``SWEEP/plan.json`` so that a resumed sweep runs exactly the same trials.
+list), written once to ``SWEEP/plan.json`` so that a resumed sweep runs exactly the same trials;
+and the confirmation trials (``SWEEP/confirm.json``, written once when the plan's trials are
+done): the points picked from those measurements (each side's front, the grid points the
+policies are compared with), measured again with a fresh measurement seed, so that the figures
+a pick is reported on are not the ones it was picked on.
 """
 
 from __future__ import annotations
@@ -16,6 +20,7 @@ from rl_mask.config import Config, ConfigError, RLConfig, parse_settings
 
 POLICY, FIXED = "policy", "fixed"
 PLAN_FILE = "plan.json"
+CONFIRM_FILE = "confirm.json"
 
 
 @dataclass(frozen=True)
@@ -24,6 +29,7 @@ class Trial:
     kind: str  # POLICY or FIXED
     leak_lambda: float | None = None  # policy trials
     setting: str | None = None  # fixed trials: "k=...,flip=...,extra_removed=...,alpha=...,labels=..."
+    confirms: str | None = None  # confirmation trials: the key of the trial measured again
 
 
 def knob_grid(rl: RLConfig) -> list[str]:
@@ -54,6 +60,41 @@ def write_plan(trials: list[Trial], quick: bool, sweep_dir: Path) -> None:
     atomic_write_text(sweep_dir / PLAN_FILE, json.dumps({"quick": quick, "trials": [asdict(t) for t in trials]}, indent=2))
 
 
+def confirmation_of(trial: Trial) -> Trial:
+    """The trial that measures ``trial`` again (a policy trial's trained policy is deployed
+    again, not retrained)."""
+    return Trial(f"confirm-{trial.key}", trial.kind, leak_lambda=trial.leak_lambda, setting=trial.setting, confirms=trial.key)
+
+
+def write_confirmations(trials: list[Trial], sweep_dir: Path) -> None:
+    atomic_write_text(sweep_dir / CONFIRM_FILE, json.dumps({"trials": [asdict(t) for t in trials]}, indent=2))
+
+
+def read_confirmations(sweep_dir: Path, plan: list[Trial]) -> list[Trial] | None:
+    """``SWEEP/confirm.json``'s trials (None: not written yet), each checked to be the
+    confirmation of a trial of ``plan``."""
+    path = sweep_dir / CONFIRM_FILE
+    if not path.is_file():
+        return None
+    try:
+        items = json.loads(path.read_text())["trials"]
+    except (json.JSONDecodeError, KeyError, TypeError) as exc:
+        raise ConfigError(f"{path}: not a list of confirmation trials ({exc})") from None
+    by_key = {t.key: t for t in plan}
+    out = []
+    for i, item in enumerate(items if isinstance(items, list) else [None]):
+        try:
+            trial = Trial(**item)
+        except TypeError:
+            raise ConfigError(f"{path}: trials[{i}] is not a trial record: {item!r}") from None
+        if trial.confirms not in by_key or trial != confirmation_of(by_key[trial.confirms]):
+            raise ConfigError(f"{path}: trials[{i}] is not the confirmation of a trial of {PLAN_FILE}: {item!r}")
+        out.append(trial)
+    if len({t.key for t in out}) != len(out):
+        raise ConfigError(f"{path}: repeated trial keys")
+    return out
+
+
 def read_plan(sweep_dir: Path) -> tuple[list[Trial], bool]:
     """``SWEEP/plan.json``: the trials and the budget mode (``quick``), checked field by field
     (a resumed sweep trusts nothing it reads)."""
@@ -73,7 +114,7 @@ def read_plan(sweep_dir: Path) -> tuple[list[Trial], bool]:
             trial = Trial(**item)
         except TypeError:
             raise ConfigError(f"{path}: trials[{i}] is not a trial record: {item!r}") from None
-        ok = isinstance(trial.key, str) and "/" not in trial.key and trial.key not in ("", ".", "..")
+        ok = isinstance(trial.key, str) and "/" not in trial.key and trial.key not in ("", ".", "..") and trial.confirms is None
         if trial.kind == POLICY:
             ok = ok and isinstance(trial.leak_lambda, (int, float)) and trial.leak_lambda >= 0 and trial.setting is None
         elif trial.kind == FIXED:

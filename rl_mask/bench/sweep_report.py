@@ -40,6 +40,7 @@ def trial_record(trial: Trial, results: dict, fr_steps_training: int, wall_secon
     return {
         "key": trial.key,
         "kind": trial.kind,
+        "confirms": trial.confirms,
         "leak_lambda": trial.leak_lambda,
         "setting": trial.setting,
         "utility": utility[UTILITY],
@@ -101,36 +102,119 @@ def _apart(a: list[float] | None, b: list[float] | None) -> bool:
     return bool(a and b and (a[1] < b[0] or b[1] < a[0]))
 
 
-def best_fixed_comparison(records: list[dict], tolerance: float) -> list[dict]:
-    """Each policy trial against the best fixed point of the grid drawn, picked as the
-    benchmark's ``best-fixed`` row is (``pick_best_fixed``): the lowest leak among the points
-    whose identification is at least the policy's minus ``tolerance``, else the most accurate
-    point. The pick reads the same measurements it is compared on, which favours the grid."""
+def pick_best_fixed(records: list[dict], policy: dict, tolerance: float) -> tuple[dict, str]:
+    """The grid point a policy is compared with, picked as the benchmark's ``best-fixed`` row is
+    (``pick_best_fixed``): the lowest leak among the points whose identification is at least the
+    policy's minus ``tolerance``, else the most accurate point; and the rule that picked it."""
     grid = [r for r in records if r["kind"] == FIXED]
-    if not grid:
+    best, matched = best_at_utility(grid, lambda r: r["utility"], raw_leak, target=policy["utility"], tolerance=tolerance)
+    rule = f"lowest leak within {100 * tolerance:g} points of the policy's identification" if matched else "no grid point that accurate: the most accurate one"
+    return best, rule
+
+
+def compare(policy: dict, best: dict, rule: str) -> dict:
+    """A policy's figures against a grid point's, read through their 95% intervals."""
+    leak_apart = _apart(policy.get("leak_ci"), best.get("leak_ci"))
+    if leak_apart:
+        verdict = "the policy leaks less" if policy["leak"] < best["leak"] else "the grid point leaks less"
+    else:
+        verdict = "no difference the intervals show"
+    return {
+        "policy": policy["key"], "best_fixed": best["key"], "rule": rule,
+        "policy_leak": policy["leak"], "policy_leak_ci": policy.get("leak_ci"), "fixed_leak": best["leak"], "fixed_leak_ci": best.get("leak_ci"),
+        "policy_utility": policy["utility"], "policy_utility_ci": policy.get("utility_ci"), "fixed_utility": best["utility"], "fixed_utility_ci": best.get("utility_ci"),
+        "leak_intervals_apart": leak_apart, "utility_intervals_apart": _apart(policy.get("utility_ci"), best.get("utility_ci")), "verdict": verdict,
+    }
+
+
+def best_fixed_comparison(records: list[dict], tolerance: float) -> list[dict]:
+    """Each policy trial against the best fixed point of the grid drawn (``pick_best_fixed``).
+    The pick reads the same measurements it is compared on, which favours the grid (the
+    confirmation, ``confirmed``, compares on a fresh measurement)."""
+    if not any(r["kind"] == FIXED for r in records):
         return []
-    out = []
-    for policy in (r for r in records if r["kind"] == POLICY):
-        best, matched = best_at_utility(grid, lambda r: r["utility"], raw_leak, target=policy["utility"], tolerance=tolerance)
-        rule = f"lowest leak within {100 * tolerance:g} points of the policy's identification" if matched else "no grid point that accurate: the most accurate one"
-        leak_apart = _apart(policy.get("leak_ci"), best.get("leak_ci"))
-        if leak_apart:
-            verdict = "the policy leaks less" if policy["leak"] < best["leak"] else "the grid point leaks less"
-        else:
-            verdict = "no difference the intervals show"
-        out.append({
-            "policy": policy["key"], "best_fixed": best["key"], "rule": rule,
-            "policy_leak": policy["leak"], "policy_leak_ci": policy.get("leak_ci"), "fixed_leak": best["leak"], "fixed_leak_ci": best.get("leak_ci"),
-            "policy_utility": policy["utility"], "policy_utility_ci": policy.get("utility_ci"), "fixed_utility": best["utility"], "fixed_utility_ci": best.get("utility_ci"),
-            "leak_intervals_apart": leak_apart, "utility_intervals_apart": _apart(policy.get("utility_ci"), best.get("utility_ci")), "verdict": verdict,
-        })
+    return [compare(policy, *pick_best_fixed(records, policy, tolerance)) for policy in records if policy["kind"] == POLICY]
+
+
+def _axes(records: list[dict]) -> dict:
+    """The leak axes the records allow: raw, and above the do-nothing reference where every
+    record holds it."""
+    axes = {"raw": raw_leak}
+    if records and all(r.get("leak_reference") is not None for r in records):
+        axes["above_reference"] = leak_above_reference
+    return axes
+
+
+def to_confirm(records: list[dict], tolerance: float) -> list[str]:
+    """The trials whose figures were picked (each side's front on every leak axis, and the
+    grid point each front policy is compared with), in the records' order: what the
+    confirmation measures again."""
+    picked: set[str] = set()
+    for leak_of in _axes(records).values():
+        for names in fronts(records, leak_of)["front"].values():
+            picked.update(names)
+    if any(r["kind"] == FIXED for r in records):
+        for policy in records:
+            if policy["kind"] == POLICY and policy["key"] in picked:
+                picked.add(pick_best_fixed(records, policy, tolerance)[0]["key"])
+    return [r["key"] for r in records if r["key"] in picked]
+
+
+def moved(records: list[dict], confirmations: list[dict]) -> dict:
+    """How far each side's picks moved from the first measurement to the fresh one, in points:
+    the mean change (> 0 for the leak: the picks had been lucky) and its root mean square, beside
+    the mean half-width of the first measurements' 95% intervals. A move well past the
+    half-width says the one-seed intervals leave out the spread between measurements (FR
+    network, attackers, judge)."""
+    first = {r["key"]: r for r in records}
+    out = {}
+    for kind in SIDES:
+        pairs = [(first[c["confirms"]], c) for c in confirmations if c["kind"] == kind]
+        if not pairs:
+            continue
+        side = {"trials": len(pairs)}
+        for figure in ("leak", "utility"):
+            deltas = [100 * (c[figure] - f[figure]) for f, c in pairs]
+            halves = [50 * (f[f"{figure}_ci"][1] - f[f"{figure}_ci"][0]) for f, _ in pairs if f.get(f"{figure}_ci")]
+            side[figure] = {
+                "mean_change_points": sum(deltas) / len(deltas),
+                "rms_change_points": math.sqrt(sum(d * d for d in deltas) / len(deltas)),
+                "mean_ci_half_width_points": sum(halves) / len(halves) if halves else None,
+            }
+        out[kind] = side
     return out
 
 
-def summarize(records: list[dict], tolerance: float = 0.02) -> dict:
+def confirmed(records: list[dict], confirmations: list[dict], tolerance: float) -> dict:
+    """The picks measured again: on every leak axis, each side's front (picked on the first
+    measurement) read on the fresh one (hypervolume, dominance); each front policy against the
+    grid point picked for it on the first measurement, compared on the fresh one."""
+    again = {c["confirms"]: c for c in confirmations}
+    out = {"axes": {}, "policy_vs_best_fixed": [], "moved": moved(records, confirmations)}
+    for axis, leak_of in _axes(records).items():
+        first = fronts(records, leak_of)["front"]
+        held = [again[k] for kind in SIDES for k in first[kind] if k in again]
+        summary = fronts(held, leak_of)
+        summary["picked_on_first_measurement"] = first
+        summary["missing"] = [k for kind in SIDES for k in first[kind] if k not in again]
+        out["axes"][axis] = summary
+    if any(r["kind"] == FIXED for r in records):
+        for policy in records:
+            if policy["kind"] != POLICY or policy["key"] not in again:
+                continue
+            best, rule = pick_best_fixed(records, policy, tolerance)
+            if best["key"] in again:
+                row = compare(again[policy["key"]], again[best["key"]], rule + " (picked on the first measurement)")
+                row["policy"], row["best_fixed"] = policy["key"], best["key"]
+                out["policy_vs_best_fixed"].append(row)
+    return out
+
+
+def summarize(records: list[dict], tolerance: float = 0.02, confirmations: list[dict] | None = None) -> dict:
     """Per side: trials, front, hypervolume, FR steps and summed trial wall time; across sides
-    which front points dominate which, and whether one front weakly dominates the other; and
-    each policy against the best fixed point of the grid (``best_fixed_comparison``)."""
+    which front points dominate which, and whether one front weakly dominates the other; each
+    policy against the best fixed point of the grid (``best_fixed_comparison``); and, given the
+    confirmation trials' records, the picks read on their fresh measurement (``confirmed``)."""
     raw = fronts(records)
     sides = {}
     for kind in SIDES:
@@ -141,6 +225,7 @@ def summarize(records: list[dict], tolerance: float = 0.02) -> dict:
             "hypervolume": raw["hypervolume"][kind],
             "fr_steps": sum(r["fr_steps"] for r in rows),
             "trial_wall_seconds": round(sum(r["wall_seconds"] for r in rows), 2),
+            "confirmation_fr_steps": sum(r["fr_steps"] for r in confirmations or [] if r["kind"] == kind),
         }
     referenced = all(r.get("leak_reference") is not None for r in records)
     return {
@@ -152,6 +237,7 @@ def summarize(records: list[dict], tolerance: float = 0.02) -> dict:
         "hypervolume_reference": {"leak": REFERENCE[0], "utility": REFERENCE[1]},
         "best_fixed_tolerance": tolerance,
         "policy_vs_best_fixed": best_fixed_comparison(records, tolerance),
+        "confirmed": None if confirmations is None else confirmed(records, confirmations, tolerance),
     }
 
 
@@ -211,6 +297,11 @@ def markdown(results: dict) -> str:
         f"Hypervolume: the area of the (leak, utility) square dominated by a side's points, from the reference point leak = {REFERENCE[0]:g}, utility = {REFERENCE[1]:g} (higher is better; 1 would be zero leak at full utility).",
         f"The policy side spent {'n/a' if ratio is None else f'{ratio:.2f}x'} the FR steps of the grid (its training steps plus the deployment's). "
         f"Sweep wall time {results['wall_seconds'] / 60:.1f} min over all its attempts (trials run side by side as resources allow).",
+    ]
+    if s.get("confirmed"):
+        lines.append(f"The confirmation (below) measured the picks again for {sides[POLICY]['confirmation_fr_steps']} FR steps on the policy side and "
+                     f"{sides[FIXED]['confirmation_fr_steps']} on the grid's, not counted above.")
+    lines += [
         "",
         f"- The policy front weakly dominates the grid front (by the means): **{'yes' if s['policy_front_weakly_dominates_fixed_front'] else 'no'}**.",
         f"- The grid front weakly dominates the policy front (by the means): **{'yes' if s['fixed_front_weakly_dominates_policy_front'] else 'no'}**.",
@@ -238,14 +329,10 @@ def markdown(results: dict) -> str:
             f"{100 * s['best_fixed_tolerance']:g} points (else the most accurate point). It is picked on the same measurements it is compared on, which favours the grid. "
             "A difference counts only where the 95% intervals are apart.",
             "",
-            "| policy | best fixed point of the grid | leak: policy | leak: grid point | identification: policy | identification: grid point | reading |",
-            "|---|---|---|---|---|---|---|",
         ]
-        for c in comparison:
-            lines.append(
-                f"| `{c['policy']}` | `{c['best_fixed']}` | {_with_ci(c['policy_leak'], c['policy_leak_ci'])} | {_with_ci(c['fixed_leak'], c['fixed_leak_ci'])} "
-                f"| {_with_ci(c['policy_utility'], c['policy_utility_ci'])} | {_with_ci(c['fixed_utility'], c['fixed_utility_ci'])} | {c['verdict']} |"
-            )
+        lines += _comparison_table(comparison)
+    if s.get("confirmed"):
+        lines += _confirmed_lines(s["confirmed"], results.get("confirmations", []))
     lines += ["", "## Every trial", ""]
     lines += ["| trial | on its side's front | identification acc@1 | training-batch leak (worst attack) | leak above the do-nothing reference | probe door | FR steps (training + measured) | wall |", "|---|---|---|---|---|---|---|---|"]
     for r in records:
@@ -256,17 +343,88 @@ def markdown(results: dict) -> str:
             f"| {_above(r)} | {'not run' if r['door_leak'] is None else _with_ci(r['door_leak'], r['door_leak_ci'])} "
             f"| {r['fr_steps']} ({r['fr_steps_training']} + {r['fr_steps_measured']}) | {r['wall_seconds'] / 60:.1f} min |"
         )
-    lines += ["", "Plot: `front.png` (every trial with its 95% intervals, each side's front joined)."]
+    lines += ["", "Plot: `front.png` (every trial with its 95% intervals, each side's front joined; the picks measured again as hollow markers, a dotted line from their first measurement)."]
     return "\n".join(lines) + "\n"
+
+
+def _comparison_table(comparison: list[dict]) -> list[str]:
+    lines = [
+        "| policy | best fixed point of the grid | leak: policy | leak: grid point | identification: policy | identification: grid point | reading |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    for c in comparison:
+        lines.append(
+            f"| `{c['policy']}` | `{c['best_fixed']}` | {_with_ci(c['policy_leak'], c['policy_leak_ci'])} | {_with_ci(c['fixed_leak'], c['fixed_leak_ci'])} "
+            f"| {_with_ci(c['policy_utility'], c['policy_utility_ci'])} | {_with_ci(c['fixed_utility'], c['fixed_utility_ci'])} | {c['verdict']} |"
+        )
+    return lines
+
+
+AXIS_TITLES = {"raw": "raw leak", "above_reference": "leak above the do-nothing reference"}
+
+
+def _confirmed_lines(conf: dict, confirmations: list[dict]) -> list[str]:
+    """The section on the picks measured again with a fresh measurement seed."""
+    lines = [
+        "",
+        "## The picks measured again (fresh measurement seed)",
+        "",
+        "Picking the best of many noisy measurements and reporting that same measurement flatters whichever side has more points (24 grid points "
+        "against a few policies): the lowest of many leaks is low partly by chance. So every point picked above (each side's front on each leak "
+        "axis, and the grid point each front policy is compared with) was measured again: a fresh FR network, fresh draws of what crosses, fresh "
+        "attackers and judge (the benchmark's seeds after the first measurement's); a policy's trained policy deployed again, not retrained. Each side's front below is the "
+        "points picked on the first measurement, read on the second.",
+        "",
+        "| leak axis | side | points picked | hypervolume on the fresh measurement | its front weakly dominates the other's |",
+        "|---|---|---|---|---|",
+    ]
+    for axis, summary in conf["axes"].items():
+        for kind, title in SIDES.items():
+            other = "policy_front_weakly_dominates_fixed_front" if kind == POLICY else "fixed_front_weakly_dominates_policy_front"
+            picked = summary["picked_on_first_measurement"][kind]
+            lines.append(f"| {AXIS_TITLES[axis]} | {title} | {len(picked)} | {summary['hypervolume'][kind]:.4f} | {'yes' if summary[other] else 'no'} |")
+        if summary["missing"]:
+            lines.append(f"| {AXIS_TITLES[axis]} | not measured again | {', '.join(f'`{k}`' for k in summary['missing'])} | | |")
+    if conf.get("moved"):
+        lines += [
+            "",
+            "How far the picks moved from the first measurement to the fresh one (points; a mean leak change above 0: the picks had been lucky; "
+            "a root mean square change well past the intervals' half-width: the one-seed intervals leave out the spread between measurements):",
+            "",
+            "| side | picks | leak: mean change | leak: rms change | leak: mean 95% half-width | identification: mean change | identification: rms change | identification: mean 95% half-width |",
+            "|---|---|---|---|---|---|---|---|",
+        ]
+        for kind, m in conf["moved"].items():
+            cells = [f"{m[f]['mean_change_points']:+.1f} | {m[f]['rms_change_points']:.1f} | " + ("n/a" if m[f]["mean_ci_half_width_points"] is None else f"{m[f]['mean_ci_half_width_points']:.1f}") for f in ("leak", "utility")]
+            lines.append(f"| {SIDES[kind]} | {m['trials']} | {cells[0]} | {cells[1]} |")
+    if conf["policy_vs_best_fixed"]:
+        lines += ["", "Each front policy against the grid point picked for it on the first measurement, both read on the fresh one:", ""]
+        lines += _comparison_table(conf["policy_vs_best_fixed"])
+    if confirmations:
+        lines += ["", "| trial measured again | identification acc@1 | training-batch leak (worst attack) | leak above the do-nothing reference | probe door |", "|---|---|---|---|---|"]
+        for r in confirmations:
+            lines.append(
+                f"| `{r['confirms']}` | {_with_ci(r['utility'], r['utility_ci'])} | {_with_ci(r['leak'], r['leak_ci'])} ({r['worst_attack']}) | {_above(r)} "
+                f"| {'not run' if r['door_leak'] is None else _with_ci(r['door_leak'], r['door_leak_ci'])} |"
+            )
+    return lines
 
 
 def _err(value: float, ci: list[float] | None) -> list[list[float]]:
     return [[value - ci[0]], [ci[1] - value]] if ci else [[0.0], [0.0]]
 
 
-def _panel(ax, records: list[dict], front_of: dict, hv: dict, shift, title: str, xlabel: str) -> None:
+def _panel(ax, records: list[dict], front_of: dict, hv: dict, shift, title: str, xlabel: str, again: list[dict] = ()) -> None:
     """One leak axis: every trial with its intervals (``shift(r)`` subtracted from the leak),
-    each side's front joined."""
+    each side's front joined; a pick measured again (``again``) as a hollow marker, a dotted
+    line from its first measurement."""
+    first = {r["key"]: r for r in records}
+    for r in again:
+        color = "tab:red" if r["kind"] == POLICY else "tab:blue"
+        x, f = r["leak"] - shift(r), first[r["confirms"]]
+        ax.plot([f["leak"] - shift(f), x], [f["utility"], r["utility"]], ls=":", lw=1, color=color, zorder=1)
+        ax.errorbar(x, r["utility"], xerr=_err(x, [c - shift(r) for c in r["leak_ci"]] if r["leak_ci"] else None), yerr=_err(r["utility"], r["utility_ci"]),
+                    fmt="o" if r["kind"] == POLICY else "s", ms=7, mfc="white", capsize=2, color=color, zorder=3)
     for kind, color, marker in ((FIXED, "tab:blue", "s"), (POLICY, "tab:red", "o")):
         rows = [r for r in records if r["kind"] == kind]
         front = set(front_of[kind])
@@ -289,13 +447,15 @@ def _panel(ax, records: list[dict], front_of: dict, hv: dict, shift, title: str,
 
 def plot_fronts(results: dict, path: Path) -> None:
     """Both fronts on the raw leak (left) and, where the records hold it, on the leak above the
-    do-nothing reference (right; the front's hypervolume there counts a leak below it as 0)."""
+    do-nothing reference (right; the front's hypervolume there counts a leak below it as 0);
+    the picks measured again as hollow markers."""
     records, summary = results["trials"], results["summary"]
+    again = results.get("confirmations") or []
     above = summary.get("above_reference")
     fig, axes = plt.subplots(1, 2 if above else 1, figsize=(13.0 if above else 7.0, 5.2), squeeze=False)
     raw_ax = axes[0][0]
     _panel(raw_ax, records, {k: summary["sides"][k]["front"] for k in SIDES}, {k: summary["sides"][k]["hypervolume"] for k in SIDES}, lambda r: 0.0,
-           f"rl-mask sweep ({results['mode']}), raw leak", "identity leak of the training batches: worst judged attack acc@1  [lower is more private]")
+           f"rl-mask sweep ({results['mode']}), raw leak", "identity leak of the training batches: worst judged attack acc@1  [lower is more private]", again)
     raw_ax.set_xlim(-0.02, 1.02)
     chance = records[0]["chance_acc1"] if records else None
     if chance:
@@ -304,7 +464,7 @@ def plot_fronts(results: dict, path: Path) -> None:
     if above:
         ax = axes[0][1]
         _panel(ax, records, above["front"], above["hypervolume"], lambda r: r["leak_reference"], "above the do-nothing reference",
-               "worst leak minus the do-nothing attacker's on the same rows  [0: no more than guessing]")
+               "worst leak minus the do-nothing attacker's on the same rows  [0: no more than guessing]", again)
         ax.axvline(0.0, color="grey", ls="--", lw=1)
     fig.tight_layout()
     fig.savefig(path, dpi=120)
