@@ -40,8 +40,10 @@ def test_mask_strategy_reaches_90_percent(tmp_path, cli_env):
 
 
 def test_unprotected_pixels_reach_90_percent(tmp_path, cli_env):
+    # 100 steps: measured 93% at step 50 and 100% from step 100 on (a pixel step costs about
+    # eight of the DCT network's, so the suite's time goes here)
     out = tmp_path / "none"
-    run_cli(["train-fr", "--strategy", "none", "--steps", "300", "--out", str(out), "--quiet"], cli_env)
+    run_cli(["train-fr", "--strategy", "none", "--steps", "100", "--out", str(out), "--quiet"], cli_env)
     summary = json.loads((out / "summary.json").read_text())
     assert summary["identification_acc"] >= 0.90 and summary["defence"]["name"] == "none"
 
