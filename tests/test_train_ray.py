@@ -1,5 +1,6 @@
 """Adaptive training on a real Ray runtime: PPO with one env runner, TensorBoard, checkpoints, resume."""
 
+import dataclasses
 import json
 import os
 
@@ -419,12 +420,13 @@ def test_benchmark_deploys_the_policy_and_attacks_exactly_what_it_sent(short_run
     from rl_mask.bench.benchmark import run_benchmark
 
     run, _ = short_run
-    sent, attacked = [], []
+    sent, sent_settings, attacked = [], [], []
     real_deploy = deploy_policy.deploy_policy
 
     def deploy(*args, **kwargs):
         out = real_deploy(*args, **kwargs)
         sent.extend(b.masked.protected() for b in out.batches)
+        sent_settings.extend(dataclasses.asdict(b.masked.settings) for b in out.batches)
         return out
 
     real_attack = LabelAwareUnmixing.attack
@@ -451,6 +453,7 @@ def test_benchmark_deploys_the_policy_and_attacks_exactly_what_it_sent(short_run
     for got, want in zip(target.crossed, sent):
         assert all(torch.equal(getattr(got, f), getattr(want, f)) for f in ("inputs", "labels", "weights"))
     assert target.settings is not None and all(s is not None for s in target.settings)
+    assert adaptive["attacked_settings"] == sent_settings  # the row says which draws its leak is of
     best = results["defences"][-1]
     chosen = next(d for d in results["defences"] if d["name"] == best["best_fixed_of"])
     assert best["attacks"] == chosen["attacks"] and best["utility"] == chosen["utility"]

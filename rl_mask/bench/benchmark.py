@@ -443,6 +443,8 @@ def run_seed(run_cfg: Config, data: PrivateData, out: Path, budget, policies: di
                 "run_dir": run.run_dir,
                 "replayed_batches": run.replayed,
                 "attacked_samples": target.num_rows,
+                # each attacked batch's settings (public): a policy row's leak is that of these draws
+                "attacked_settings": [dataclasses.asdict(x) for x in target.settings] if target.settings and all(x is not None for x in target.settings) else None,
                 "attacks": cells,
                 **({"linkage": linkage} if linkage_names else {}),
                 **run.extra,

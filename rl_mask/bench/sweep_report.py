@@ -61,6 +61,7 @@ def trial_record(trial: Trial, results: dict, fr_steps_training: int, wall_secon
         "judge_competent": bool(results["evaluation_model"]["competent"]),
         "chance_acc1": results["data"]["chance_acc1"],
         "action_distribution": row.get("action_distribution"),
+        "attacked_settings": row.get("attacked_settings"),
         "seeds": results["seeds"],
         "mode": results["mode"],
     }
