@@ -1,7 +1,8 @@
-"""``rl-mask sweep`` through Ray Tune on the real faces, at budgets that only exercise it:
-two trials (a fixed grid point and a policy) read back with their confirmation (each is its
-side's front, so both are measured again with fresh seeds), and a sweep stopped with SIGINT
-mid-way and resumed without rerunning the trial that had finished."""
+"""``rl-mask sweep`` through Ray Tune on the real faces, at budgets that only exercise it: a
+two-trial sweep (a fixed grid point and a policy) stopped with SIGINT after its first trial,
+resumed without rerunning it, and both trials read back with their confirmation (each is its
+side's front, so both are measured again with fresh seeds). One sweep for both: the suite's
+time."""
 
 import json
 import os
@@ -11,15 +12,11 @@ import sys
 import time
 
 import pytest
-import ray
-import yaml
 
 from rl_mask.bench.benchmark import SEED_STRIDE
 from rl_mask.bench.sweep_plan import FIXED, POLICY, read_confirmations, read_plan
 from rl_mask.config import load_config
-from trainers.sweep import run_sweep
 from trainers.sweep_trial import trial_dir
-from trainers.train import NAMESPACE
 
 pytestmark = pytest.mark.ray
 
@@ -32,24 +29,62 @@ TINY = {
         "attacker_batch_size": 4, "judge_steps": 5, "record_masked_batches": 1, "num_env_runners": 0, "max_inflight": 1,
     },
     "benchmark": {"quick": {"fr_steps": 4, "eval_model_steps": 4, "attack_batches": 1, "context_batches": 1, "decoder_steps": 3, "decoder_batch_size": 8}},
-    "sweep": {"leak_lambdas": [10.0], "grid_sample": 1, "attacks": ["whitebox"], "trial_cpus": 1, "max_concurrent": 1, "confirm": False},
+    "sweep": {"leak_lambdas": [10.0], "grid_sample": 1, "attacks": ["whitebox"], "trial_cpus": 1, "max_concurrent": 1},
 }
 
 
-@pytest.fixture()
-def tiny_yaml(tmp_path):
-    path = tmp_path / "tiny.yaml"
-    path.write_text(yaml.safe_dump({**TINY, "sweep": {**TINY["sweep"], "confirm": True}}))
-    return path
+def _sweep(args, env, **kw):
+    return subprocess.Popen([sys.executable, "-m", "trainers.cli", "sweep", "--quiet", *args], env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, **kw)
 
 
-def test_a_two_trial_sweep_runs_through_tune_and_both_results_read_back(tmp_path, tiny_yaml):
-    ray.init(num_cpus=2, include_dashboard=False, namespace=NAMESPACE)
-    try:
-        results = run_sweep(load_config(tiny_yaml), tmp_path / "sweep", quick=True, progress=False)
-    finally:
-        ray.shutdown()
+def _flat(tree, prefix=""):
+    """``{"rl": {"iterations": 1}}`` -> ``["--set", "rl.iterations=1"]``."""
+    out = []
+    for key, value in tree.items():
+        out += _flat(value, f"{prefix}{key}.") if isinstance(value, dict) else ["--set", f"{prefix}{key}={json.dumps(value)}"]
+    return out
+
+
+def test_a_two_trial_sweep_stopped_mid_way_resumes_without_rerunning_its_finished_trial_and_reads_both_back(tmp_path, cli_env):
     sweep = tmp_path / "sweep"
+    # --set, not --config: --quick's debug PPO budget overrides a config file, as train --debug's does
+    proc = _sweep(["--quick", *_flat(TINY), "--out", str(sweep)], cli_env, start_new_session=True)
+    try:
+        deadline = time.monotonic() + 240
+        first = None
+        while time.monotonic() < deadline and proc.poll() is None:
+            if (sweep / "plan.json").is_file():
+                first = trial_dir(sweep, read_plan(sweep)[0][0]) / "trial.json"
+                if first.is_file():
+                    break
+            time.sleep(0.2)
+        assert first is not None and first.is_file(), "the first trial never finished"
+        os.killpg(proc.pid, signal.SIGINT)  # Ctrl-C: the driver's whole process group
+        out, _ = proc.communicate(timeout=120)
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+    plan, _ = read_plan(sweep)
+    assert proc.returncode != 0, out
+    assert f"--resume {sweep}" in out
+    second = trial_dir(sweep, plan[1]) / "trial.json"
+    assert not second.exists() and not (sweep / "results.json").exists()
+    before = {p: (p.stat().st_ino, p.stat().st_mtime_ns) for p in (first, trial_dir(sweep, plan[0]) / "measure" / "results.json")}
+
+    resumed = _sweep(["--resume", str(sweep)], cli_env)
+    out, _ = resumed.communicate(timeout=300)
+    assert resumed.returncode == 0, out
+    assert "1 of 2 trials to run (1 done)" in out and "2 of 2 confirmation trials to run (0 done)" in out
+    assert {p: (p.stat().st_ino, p.stat().st_mtime_ns) for p in before} == before  # the finished trial was not rerun
+    results = json.loads((sweep / "results.json").read_text())
+    assert [r["key"] for r in results["trials"]] == [t.key for t in plan] and second.is_file()
+    assert (sweep / "tune" / "attempt-2").is_dir() and results["wall_seconds"] > 0
+    check_two_trial_sweep(sweep, results)
+
+
+def check_two_trial_sweep(sweep, results):
+    """Both trials of the finished sweep read back: records, measurements, the policy's own run,
+    the judges shared through SWEEP/fits, and the confirmation."""
     assert os.stat(sweep).st_mode & 0o777 == 0o700
     plan, quick = read_plan(sweep)
     assert quick and [t.kind for t in plan] == [FIXED, POLICY]
@@ -84,56 +119,8 @@ def test_a_two_trial_sweep_runs_through_tune_and_both_results_read_back(tmp_path
     first, again = (load_config(trial_dir(sweep, t) / "measure" / "config.yaml") for t in (plan[1], confirm[1]))
     assert again.benchmark.seed == first.benchmark.seed + SEED_STRIDE and again.fr.seed == first.fr.seed + SEED_STRIDE
     assert results["confirmations"][1]["fr_steps_training"] == 0 and not (trial_dir(sweep, confirm[1]) / "run").exists()
-    assert list((sweep / "tune").glob("attempt-2/*/result.json"))  # the confirmation: a second Tune experiment
+    assert list((sweep / "tune").glob("attempt-3/*/result.json"))  # the confirmation: a Tune experiment of its own
     assert results["summary"]["confirmed"]["axes"]["raw"]["picked_on_first_measurement"] == {POLICY: [plan[1].key], FIXED: [plan[0].key]}
     md = (sweep / "results.md").read_text()
     assert all(f"`{k}`" in md for k in by_key) and "hypervolume" in md and "## The picks measured again" in md
     assert (sweep / "front.png").stat().st_size > 0
-
-
-def _sweep(args, env, **kw):
-    return subprocess.Popen([sys.executable, "-m", "trainers.cli", "sweep", "--quiet", *args], env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, **kw)
-
-
-def _flat(tree, prefix=""):
-    """``{"rl": {"iterations": 1}}`` -> ``["--set", "rl.iterations=1"]``."""
-    out = []
-    for key, value in tree.items():
-        out += _flat(value, f"{prefix}{key}.") if isinstance(value, dict) else ["--set", f"{prefix}{key}={json.dumps(value)}"]
-    return out
-
-
-def test_a_sweep_stopped_mid_way_resumes_without_rerunning_finished_trials(tmp_path, cli_env):
-    sweep = tmp_path / "sweep"
-    # --set, not --config: --quick's debug PPO budget overrides a config file, as train --debug's does
-    proc = _sweep(["--quick", *_flat(TINY), "--out", str(sweep)], cli_env, start_new_session=True)
-    try:
-        deadline = time.monotonic() + 240
-        first = None
-        while time.monotonic() < deadline and proc.poll() is None:
-            if (sweep / "plan.json").is_file():
-                first = trial_dir(sweep, read_plan(sweep)[0][0]) / "trial.json"
-                if first.is_file():
-                    break
-            time.sleep(0.2)
-        assert first is not None and first.is_file(), "the first trial never finished"
-        os.killpg(proc.pid, signal.SIGINT)  # Ctrl-C: the driver's whole process group
-        out, _ = proc.communicate(timeout=120)
-    finally:
-        if proc.poll() is None:
-            os.killpg(proc.pid, signal.SIGKILL)
-    plan, _ = read_plan(sweep)
-    assert proc.returncode != 0, out
-    assert f"--resume {sweep}" in out
-    second = trial_dir(sweep, plan[1]) / "trial.json"
-    assert not second.exists() and not (sweep / "results.json").exists()
-    before = {p: (p.stat().st_ino, p.stat().st_mtime_ns) for p in (first, trial_dir(sweep, plan[0]) / "measure" / "results.json")}
-
-    resumed = _sweep(["--resume", str(sweep)], cli_env)
-    out, _ = resumed.communicate(timeout=300)
-    assert resumed.returncode == 0, out
-    assert "1 of 2 trials to run (1 done)" in out
-    assert {p: (p.stat().st_ino, p.stat().st_mtime_ns) for p in before} == before  # the finished trial was not rerun
-    results = json.loads((sweep / "results.json").read_text())
-    assert [r["key"] for r in results["trials"]] == [t.key for t in plan] and second.is_file()
-    assert (sweep / "tune" / "attempt-2").is_dir() and results["wall_seconds"] > 0
