@@ -66,6 +66,21 @@ def confirmation_of(trial: Trial) -> Trial:
     return Trial(f"confirm-{trial.key}", trial.kind, leak_lambda=trial.leak_lambda, setting=trial.setting, confirms=trial.key)
 
 
+def _trial_records(path: Path, items):
+    """``(index, item, Trial)`` for each entry of a trial list read from ``path`` (an entry that
+    is not a trial record is refused by its index)."""
+    for i, item in enumerate(items if isinstance(items, list) else [None]):
+        try:
+            yield i, item, Trial(**item)
+        except TypeError:
+            raise ConfigError(f"{path}: trials[{i}] is not a trial record: {item!r}") from None
+
+
+def _check_unique(path: Path, trials: list[Trial]) -> None:
+    if len({t.key for t in trials}) != len(trials):
+        raise ConfigError(f"{path}: repeated trial keys")
+
+
 def write_confirmations(trials: list[Trial], sweep_dir: Path) -> None:
     atomic_write_text(sweep_dir / CONFIRM_FILE, json.dumps({"trials": [asdict(t) for t in trials]}, indent=2))
 
@@ -82,16 +97,11 @@ def read_confirmations(sweep_dir: Path, plan: list[Trial]) -> list[Trial] | None
         raise ConfigError(f"{path}: not a list of confirmation trials ({exc})") from None
     by_key = {t.key: t for t in plan}
     out = []
-    for i, item in enumerate(items if isinstance(items, list) else [None]):
-        try:
-            trial = Trial(**item)
-        except TypeError:
-            raise ConfigError(f"{path}: trials[{i}] is not a trial record: {item!r}") from None
+    for i, item, trial in _trial_records(path, items):
         if trial.confirms not in by_key or trial != confirmation_of(by_key[trial.confirms]):
             raise ConfigError(f"{path}: trials[{i}] is not the confirmation of a trial of {PLAN_FILE}: {item!r}")
         out.append(trial)
-    if len({t.key for t in out}) != len(out):
-        raise ConfigError(f"{path}: repeated trial keys")
+    _check_unique(path, out)
     return out
 
 
@@ -109,11 +119,7 @@ def read_plan(sweep_dir: Path) -> tuple[list[Trial], bool]:
     if not isinstance(quick, bool):
         raise ConfigError(f"{path}: quick must be true or false, not {quick!r}")
     trials = []
-    for i, item in enumerate(items if isinstance(items, list) else [None]):
-        try:
-            trial = Trial(**item)
-        except TypeError:
-            raise ConfigError(f"{path}: trials[{i}] is not a trial record: {item!r}") from None
+    for i, item, trial in _trial_records(path, items):
         ok = isinstance(trial.key, str) and "/" not in trial.key and trial.key not in ("", ".", "..") and trial.confirms is None
         if trial.kind == POLICY:
             ok = ok and isinstance(trial.leak_lambda, (int, float)) and trial.leak_lambda >= 0 and trial.setting is None
@@ -127,6 +133,5 @@ def read_plan(sweep_dir: Path) -> tuple[list[Trial], bool]:
         if not ok:
             raise ConfigError(f"{path}: trials[{i}] is not a valid trial: {item!r}")
         trials.append(trial)
-    if len({t.key for t in trials}) != len(trials):
-        raise ConfigError(f"{path}: repeated trial keys")
+    _check_unique(path, trials)
     return trials, quick
