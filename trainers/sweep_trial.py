@@ -6,8 +6,7 @@ the trained policy deployed on a fresh FR network (``--adaptive-run``); a fixed 
 benchmark of one fixed setting of the knobs. Both are measured by the same benchmark code,
 budget and attacks. A confirmation trial measures a finished trial again with the benchmark's
 seeds that follow the first measurement's (a policy trial's trained policy is deployed again,
-not retrained). The trial
-writes under ``SWEEP/trials/KEY/``::
+not retrained). The trial writes under ``SWEEP/trials/KEY/``::
 
     run/         the policy's rl-mask train run folder (policy trials)
     measure/     the benchmark folder (results.json, results.md, runs/)
@@ -111,14 +110,14 @@ def run_trial(sweep_dir: Path, trial: Trial, quick: bool, progress: bool = False
     bench = copy.deepcopy(cfg)
     bench.benchmark.attacks = list(cfg.sweep.attacks)
     fr_training, train_seconds, policy_run = 0, 0.0, None
-    if trial.kind == POLICY and trial.confirms:
-        policy_run = str(sweep_dir / TRIALS_DIR / trial.confirms / "run")  # the confirmed trial's policy, finished
-        if not (Path(policy_run) / "policy.pt").is_file():
-            raise ConfigError(f"{trial.key}: the policy of {trial.confirms} is missing ({policy_run}/policy.pt)")
-        bench.benchmark.defences = ["adaptive"]
-    elif trial.kind == POLICY:
-        summary = train_policy(policy_config(cfg, trial), out / "run", progress)
-        fr_training, train_seconds, policy_run = int(summary["fr_steps"]), float(summary["wall_seconds"]), str(out / "run")
+    if trial.kind == POLICY:
+        if trial.confirms:
+            policy_run = str(sweep_dir / TRIALS_DIR / trial.confirms / "run")  # the confirmed trial's policy, finished
+            if not (Path(policy_run) / "policy.pt").is_file():
+                raise ConfigError(f"{trial.key}: the policy of {trial.confirms} is missing ({policy_run}/policy.pt)")
+        else:
+            summary = train_policy(policy_config(cfg, trial), out / "run", progress)
+            fr_training, train_seconds, policy_run = int(summary["fr_steps"]), float(summary["wall_seconds"]), str(out / "run")
         bench.benchmark.defences = ["adaptive"]
     else:
         # the owner options a policy run of this config deploys (key, flipped k = 1 messages)

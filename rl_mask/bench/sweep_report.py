@@ -228,12 +228,11 @@ def summarize(records: list[dict], tolerance: float = 0.02, confirmations: list[
             "trial_wall_seconds": round(sum(r["wall_seconds"] for r in rows), 2),
             "confirmation_fr_steps": sum(r["fr_steps"] for r in confirmations or [] if r["kind"] == kind),
         }
-    referenced = all(r.get("leak_reference") is not None for r in records)
     return {
         "sides": sides,
         **{k: raw[k] for k in ("policy_dominates", "fixed_dominates", "policy_front_weakly_dominates_fixed_front", "fixed_front_weakly_dominates_policy_front")},
         # the same on the leak above the do-nothing reference (None: records without it)
-        "above_reference": fronts(records, leak_above_reference) if records and referenced else None,
+        "above_reference": fronts(records, leak_above_reference) if "above_reference" in _axes(records) else None,
         "fr_steps_ratio_policy_to_fixed": (sides[POLICY]["fr_steps"] / sides[FIXED]["fr_steps"]) if sides[FIXED]["fr_steps"] else None,
         "hypervolume_reference": {"leak": REFERENCE[0], "utility": REFERENCE[1]},
         "best_fixed_tolerance": tolerance,
