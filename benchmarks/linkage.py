@@ -34,8 +34,8 @@ SETTINGS = {
     "k4 flip0.5 hard": "k=4,flip=0.5,extra_removed=0,alpha=1.0,labels=hard",
     "k2 flip0.5 hard": "k=2,flip=0.5,extra_removed=0,alpha=1.0,labels=hard",
 }
-OPTIONS = ([], ["+key"], ["+poskey"], ["+key", "+evalflip"], ["+poskey", "+evalflip"])
-ATTACKS = ("link-abs", "link-energy", "link-abs+recover")
+OPTIONS = ([], ["+key"], ["+poskey"], ["+key", "+evalflip"], ["+poskey", "+evalflip"], ["+scramble", "+evalflip"])
+ATTACKS = ("link-abs", "link-energy", "link-sorted", "link-abs+recover", "link-energy+recover")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -44,17 +44,21 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--data")
     p.add_argument("--seeds", type=int, default=3)
     p.add_argument("--batches", type=int, default=22, help="training batches the server holds (quick: 2 attacked + 20 context)")
+    p.add_argument("--settings", default=",".join(SETTINGS), help=f"comma-separated, of: {', '.join(SETTINGS)}")
     p.add_argument("--out", required=True)
     args = p.parse_args(argv)
+    settings = {name: SETTINGS[name] for name in args.settings.split(",")}
     torch.set_num_threads(1)
     cfg = load_config(args.config, [f"data.root={args.data}"] if args.data else [])
+    # every row is what its options say (as in rl-mask benchmark): no key, no flips unless asked
+    cfg.mask.key, cfg.mask.eval_flip = "none", 0.0
     data = prepare_data(cfg)
     public = data.split.public.float_images()
     rows: dict[str, list[dict]] = {}
     for seed in range(args.seeds):
         scfg = seed_config(cfg, seed)
         gallery, truth = linkage_gallery(data, scfg.benchmark.seed)
-        for setting, text in SETTINGS.items():
+        for setting, text in settings.items():
             base = build_defence(scfg, "mask") if text is None else grid_defence(scfg, text)
             for options in OPTIONS:
                 defence = with_owner_options(base, options, scfg)
@@ -77,10 +81,11 @@ def main(argv: list[str] | None = None) -> int:
         "# Identity linkage, statistics route (no FR training)",
         "",
         f"{cfg.data.resolved_root()}: {n} private labels, gallery of {len(gallery)} candidates (held-out private faces + public "
-        f"distractors), chance {100 * chance:.1f}%. The server holds {args.batches} training batches ({table['mask']['rows']:.0f} rows) and the "
+        f"distractors), chance {100 * chance:.1f}%. The server holds {args.batches} training batches ({next(iter(table.values()))['rows']:.0f} rows) and the "
         f"validation message. {args.seeds} seeds (batches, key and flips redrawn); mean [95% t-interval]. "
-        "`+key`: one orthogonal mixing of the kept channels; `+poskey`: one per block position; `+evalflip`: sign flips "
-        "(p 0.5) on the evaluation messages (key recovery then has no unflipped message to read).",
+        "`+key`: one orthogonal mixing of the kept channels; `+poskey`: one per block position; `+scramble`: a permutation "
+        "of every coefficient; `+evalflip`: sign flips (p 0.5) on the evaluation messages (key recovery then has no "
+        "unflipped message to read). `link-sorted`: each row's sorted magnitudes, which no permutation changes.",
         "",
         "| setting | " + " | ".join(ATTACKS) + " |",
         "|---|" + "---|" * len(ATTACKS),

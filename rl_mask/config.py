@@ -26,12 +26,31 @@ STRATEGIES = ("none", "mask", "fixed-k", "random-k", "mixup", "instahide", "dpsg
 BENCHMARK_DEFENCES = ("none", "mask", "mixup", "instahide", "dpsgd", "fixed-k", "random-k", "best-fixed", "adaptive", "adaptive-paper")
 #: Rows only run when asked for (adaptive-paper needs its own trained run; best-fixed trains a grid).
 OPTIONAL_DEFENCES = ("best-fixed", "adaptive-paper")
-BENCHMARK_ATTACKS = ("whitebox", "blackbox", "label-aware", "cross-batch", "mi-face", "gmi", "provenance", "whitebox+recover", "whitebox-eval", "whitebox-eval+recover", "link-abs", "link-energy", "link-model", "link-abs+recover", "link-model+recover")
+BENCHMARK_ATTACKS = (
+    "whitebox",
+    "blackbox",
+    "label-aware",
+    "cross-batch",
+    "mi-face",
+    "gmi",
+    "provenance",
+    "whitebox+recover",
+    "label-aware+recover",
+    "whitebox-eval",
+    "whitebox-eval+recover",
+    "link-abs",
+    "link-energy",
+    "link-model",
+    "link-sorted",
+    "link-abs+recover",
+    "link-energy+recover",
+    "link-model+recover",
+)
 #: Attacks that use a field that does not cross: reported as "what-if" rows, never a defence's worst case.
 WHAT_IF_ATTACKS = ("provenance",)
 #: Identity-linkage attacks (rl_mask.attacks.linkage): the benchmark reports them apart from the
 #: reconstruction attacks (their figure is an identification rate over a gallery, not a judge's leak).
-LINKAGE_ATTACKS = ("link-abs", "link-energy", "link-model", "link-abs+recover", "link-model+recover")
+LINKAGE_ATTACKS = ("link-abs", "link-energy", "link-model", "link-sorted", "link-abs+recover", "link-energy+recover", "link-model+recover")
 #: The probe door: the white-box decoder on the test faces' k = 1 inference probes (scored like a reconstruction).
 EVAL_DOOR_ATTACKS = ("whitebox-eval", "whitebox-eval+recover")
 #: ``NAME+recover``: the attack ``NAME`` on messages the owner's key was first estimated from
@@ -40,14 +59,16 @@ EVAL_DOOR_ATTACKS = ("whitebox-eval", "whitebox-eval+recover")
 RECOVER_SUFFIX = "+recover"
 #: Owner options a hybrid benchmark row may carry as suffixes, e.g. ``mask+key``,
 #: ``fixed[k=4,flip=0.5]+key+evalflip``: the owner's key on every message (``+key``: one channel
-#: mixing; ``+poskey``: one per block position), sign flips on the k = 1 messages (probes, and
-#: the owner's own held-out encodings) (``+evalflip``: probability ``EVAL_FLIP``;
-#: ``+evalflip=P``: probability P in (0, 0.5]).
-OWNER_SUFFIXES = ("+key", "+poskey", "+evalflip")
+#: mixing; ``+poskey``: one per block position; ``+scramble``: a permutation of every coefficient),
+#: sign flips on the k = 1 messages (probes, and the owner's own held-out encodings)
+#: (``+evalflip``: probability ``EVAL_FLIP``; ``+evalflip=P``: probability P in (0, 0.5]).
+OWNER_SUFFIXES = ("+key", "+poskey", "+scramble", "+evalflip")
+#: The suffixes that name a key construction (a row carries at most one).
+KEY_SUFFIX_KINDS = {"+key": "channels", "+poskey": "positions", "+scramble": "scramble"}
 EVAL_FLIP = 0.5
 _EVAL_FLIP_AT = re.compile(r"\+evalflip=([0-9.]+)$")
 HYBRID_DEFENCES = ("mask", "fixed-k", "random-k", "adaptive")
-KEY_KINDS = ("channels", "positions")
+KEY_KINDS = ("channels", "positions", "scramble")
 WEIGHT_KINDS = ("dirichlet", "instahide")
 COLORS = ("L", "RGB")
 LABEL_MODES = ("soft", "hard")
@@ -139,7 +160,8 @@ class MaskConfig:
     cap: float = 0.65
     sign_flip: bool = False
     upsample: int = 1
-    # owner-held key (rl_mask.owner.key) on every message: none | channels | positions
+    # owner-held key (rl_mask.owner.key) on every message: none | channels | positions |
+    # scramble (a permutation of every coefficient: needs model.arch mlp)
     key: str = "channels"
     # The owner's secret: seeds the key and every random draw of what crosses (the messages'
     # sign flips, mixing partners and weights, augmentation), so nobody without it can replay
@@ -162,6 +184,9 @@ class MaskConfig:
 
 @dataclass
 class ModelConfig:
+    # conv: the IR-ResNet over block positions (model.widths, model.depths); mlp: dense layers
+    # over every coefficient (model.mlp_widths), the network the owner's scramble key needs
+    arch: str = "conv"
     widths: list[int] = field(default_factory=lambda: [32, 64, 128])
     depths: list[int] = field(default_factory=lambda: [1, 1, 1])
     embedding_dim: int = 128
@@ -172,6 +197,7 @@ class ModelConfig:
     # need not learn that invariance from data), or "auto": "abs" for a defence whose every
     # message flips each sign with probability 0.5, else "identity" (``resolve_input_map``).
     input_map: str = "auto"
+    mlp_widths: list[int] = field(default_factory=lambda: [512])  # hidden layers of arch mlp
     arc_scale: float = 16.0
     arc_margin: float = 0.2
 
@@ -550,6 +576,10 @@ MAX_DEPTH = 64
 MAX_LAYERS = 8
 #: ``model.input_map`` values; ``auto`` is resolved per defence before a network is built.
 INPUT_MAPS = ("auto", "identity", "abs")
+#: ``model.arch``: ``conv`` (the IR-ResNet, which reads neighbouring block positions together)
+#: or ``mlp`` (dense layers with no notion of position: it learns as well under any secret
+#: permutation of its input coefficients, the owner's ``scramble`` key).
+MODEL_ARCHS = ("conv", "mlp")
 
 
 def _require(ok: bool, name: str, value: Any, allowed: str) -> None:
@@ -594,6 +624,8 @@ def _sizes(values: list[int], count: int, most: int) -> bool:
 
 
 def validate_model(m: ModelConfig) -> None:
+    _require(m.arch in MODEL_ARCHS, "model.arch", m.arch, f"one of {', '.join(MODEL_ARCHS)}")
+    _require(_sizes(m.mlp_widths, MAX_LAYERS, MAX_WIDTH), "model.mlp_widths", m.mlp_widths, f"1 to {MAX_LAYERS} integers in 1..{MAX_WIDTH}")
     _require(_sizes(m.widths, MAX_LAYERS, MAX_WIDTH), "model.widths", m.widths, f"1 to {MAX_LAYERS} integers in 1..{MAX_WIDTH}")
     _require(len(m.depths) == len(m.widths), "model.depths", m.depths, f"one depth per width ({len(m.widths)})")
     _require(_sizes(m.depths, MAX_LAYERS, MAX_DEPTH), "model.depths", m.depths, f"integers in 1..{MAX_DEPTH}")
@@ -740,7 +772,7 @@ def _known_defence(name: str) -> bool:
         return True
     if suffixes and base not in HYBRID_DEFENCES:
         return False
-    return base in BENCHMARK_DEFENCES and not ("+key" in suffixes and "+poskey" in suffixes)
+    return base in BENCHMARK_DEFENCES and sum(s in KEY_SUFFIX_KINDS for s in suffixes) <= 1
 
 
 def validate_benchmark(b: BenchmarkConfig, rl_k_choices: list[int]) -> None:
@@ -808,5 +840,9 @@ def validate(cfg: Config) -> None:
         _require(g["k"] <= cfg.fr.batch_size, "benchmark.fixed_grid", item, f"k <= fr.batch_size ({cfg.fr.batch_size})")
         _require(g["extra_removed"] < left, "benchmark.fixed_grid", item, f"extra_removed < {left} (the channels mask.removed_channels leaves)")
     _require(all(n < left for n in cfg.rl.extra_removed_choices), "rl.extra_removed_choices", cfg.rl.extra_removed_choices, f"each < {left}: mask.removed_channels leaves {left} channels per plane, at least one must stay")
+    # a convolution reads neighbouring block positions together: through a scramble nothing is a
+    # neighbour any more (README, "the scramble key")
+    scrambled = cfg.mask.key == "scramble" or any(d.endswith("+scramble") or "+scramble+" in d for d in cfg.benchmark.defences)
+    _require(not scrambled or cfg.model.arch == "mlp", "model.arch", cfg.model.arch, "mlp with the scramble key (mask.key or a +scramble benchmark row)")
     validate_dp(cfg.dp)
     validate_sweep(cfg.sweep)

@@ -46,6 +46,9 @@ def test_yaml_and_overrides(tmp_path):
         ("fr: {precision: fp16}", r"fr\.precision='fp16' is out of range: one of \('fp32', 'bf16'\)"),
         ("fr: {channels_last: maybe}", r"fr\.channels_last: expected"),
         ("fr: {rows_per_step: 256}\nrl: {fr_workers: 2}", r"fr\.rows_per_step=256 is out of range: 0 with rl\.fr_workers=2"),
+        ("mask: {key: scramble}", r"model\.arch='conv' is out of range: mlp with the scramble key"),
+        ("benchmark: {defences: [mask, mask+scramble]}", r"model\.arch='conv' is out of range: mlp with the scramble key"),
+        ("model: {arch: transformer}", r"model\.arch='transformer' is out of range: one of conv, mlp"),
         ("- just a list", r"top level must be a mapping"),
     ],
 )

@@ -6,7 +6,8 @@ import pytest
 import torch
 
 import privacy_helpers as H
-from rl_mask.attacks.linkage import LinkageTarget, apply_matrices, build_linkage, identification, recover_key, statistic
+from rl_mask.attacks.key_recovery import RotationEstimate, recover_rotation
+from rl_mask.attacks.linkage import LinkageTarget, build_linkage, identification, statistic
 from rl_mask.bench.benchmark import grid_defence, linkage_gallery, with_owner_options
 from rl_mask.owner.defences import build_defence
 from rl_mask.owner.key import OwnerKey
@@ -62,11 +63,11 @@ def test_key_recovery_from_unflipped_second_moments(setting):
     cfg, _, _, _, public = setting
     encoded = build_defence(cfg, "mask").encode_eval(public)
     key = OwnerKey(11, "channels")
-    estimate = recover_key(key.apply(encoded), encoded, per_position=False)
+    estimate = recover_rotation(key.apply(encoded), encoded, per_position=False)
     truth = key.matrices(encoded.shape[1], 0, 0)
     assert torch.allclose(estimate, truth, atol=1e-6)  # same distribution: exact, signs included
-    assert torch.allclose(apply_matrices(estimate, key.apply(encoded), transpose=True), encoded, atol=1e-4)
+    assert torch.allclose(RotationEstimate(estimate).undo(key.apply(encoded)), encoded, atol=1e-4)
     # sign flips (p 0.5) remove the off-diagonal second moments: nothing to recover from
     signs = torch.randint(0, 2, encoded.shape, generator=torch.Generator().manual_seed(0)) * 2 - 1
-    flipped = recover_key(key.apply(encoded) * signs, encoded, per_position=False)
+    flipped = recover_rotation(key.apply(encoded) * signs, encoded, per_position=False)
     assert (flipped[0] - truth[0]).abs().max() > 0.5

@@ -23,11 +23,12 @@ def run_cli(args, env, check=True):
 
 def test_mask_strategy_reaches_90_percent(tmp_path, cli_env):
     """Channel removal alone keeps >= 90% top-1 identification on held-out private faces."""
+    # 200 steps: a 600-step run measured 98.3% at step 100 and 100% from step 200 on
     out = tmp_path / "mask"
-    run_cli(["train-fr", "--strategy", "mask", "--out", str(out), "--quiet"], cli_env)
+    run_cli(["train-fr", "--strategy", "mask", "--steps", "200", "--out", str(out), "--quiet"], cli_env)
     summary = json.loads((out / "summary.json").read_text())
     assert summary["identification_acc"] >= 0.90
-    assert summary["fr_steps"] == 600 and summary["test_images"] == 60 and summary["verification_pairs"] == 120
+    assert summary["fr_steps"] == 200 and summary["test_images"] == 60 and summary["verification_pairs"] == 120
     assert 0.5 < summary["verification_acc"] <= 1.0
     # fr.pt loads weights-only and reproduces the reported accuracy
     model, meta = load_fr_model(out / "fr.pt")

@@ -6,34 +6,37 @@ weight), the trained model, and the public encoding. Two routes link a private l
 the candidates in a gallery of ordinary photos (held-out private faces that never crossed in
 a training batch, plus public distractors; which candidate is which is the owner's truth):
 
-- **statistics** (``link-abs``, ``link-energy``): average a sign-invariant statistic of the
+- **statistics** (``link-abs``, ``link-energy``, ``link-sorted``): average a sign-invariant statistic of the
   crossed rows per label and compare it with the same statistic of each candidate's photos,
   encoded with the public mask. ``abs``: mean |coefficient| per kept channel and block
   position (sign flips do not touch it); ``energy``: the root energy of the kept channels per
   block position (also invariant under any orthogonal per-position key, ``rl_mask.owner.key``).
-  Both fingerprints are centred over their set (the average face is shared by everyone; what
-  is left is the person) and matched by cosine similarity;
+  ``sorted``: each row's magnitudes (scaled to unit RMS) sorted, the one statistic that no
+  permutation of the coefficients (the ``scramble`` key) changes. The fingerprints are
+  centred over their set (the average face is shared by everyone; what is left is the
+  person) and matched by cosine similarity;
 - **model** (``link-model``): encode each candidate's photos with the public encoding, run
   the trained model's classifier head, and ask which candidate it names each label for.
 
-``+recover`` variants first estimate the owner's key from what crossed (``recover_key``:
-second-order statistics of the crossed rows and inference probes against those of public
-faces; a rotation is identifiable up to signs) and undo it (statistics) or apply it to the
-candidates (model). Without a key they are the plain attacks.
+``+recover`` variants first estimate the owner's key from what crossed
+(``rl_mask.attacks.key_recovery``) and undo it (statistics) or apply it to the candidates
+(model). Without a key they are the plain attacks.
 """
 
 from __future__ import annotations
 
 import abc
 from dataclasses import dataclass
+from typing import Callable
 
 import torch
 
+from rl_mask.attacks.key_recovery import KeyEstimate, key_reference, recover_key
 from rl_mask.mask.defences.base import Defence
 from rl_mask.protocol import ProtectedBatch, concat_protected
 from rl_mask.server.models import FaceRecognizer
 
-STATISTICS = ("abs", "energy")
+STATISTICS = ("abs", "energy", "sorted")
 
 
 @dataclass
@@ -51,7 +54,9 @@ class Gallery:
 class LinkageTarget:
     """What the linkage attacker holds: every crossed training row (labels, weights), the
     inputs of held-out faces' inference probes (they cross too), the trained model, and the public encoding.
-    ``key_kind``: the owner's key construction if it uses one (public; the seed is not)."""
+    ``key_kind``: the owner's key construction if it uses one (public; the seed is not);
+    ``key_estimate``: the attacker's recovered key when the caller already has one (the
+    benchmark recovers it once per row from every message), else estimated here."""
 
     defence: Defence  # the public view (no key)
     crossed: list[ProtectedBatch]
@@ -59,6 +64,7 @@ class LinkageTarget:
     model: FaceRecognizer | None
     num_classes: int
     key_kind: str | None = None
+    key_estimate: Callable[[], KeyEstimate] | None = None
 
     def rows(self) -> ProtectedBatch:
         return concat_protected([b for b in self.crossed if len(b)])
@@ -70,6 +76,9 @@ def statistic(encoded: torch.Tensor, kind: str) -> torch.Tensor:
         return encoded.abs().flatten(1)
     if kind == "energy":
         return encoded.pow(2).sum(1).sqrt().flatten(1)
+    if kind == "sorted":  # blind to where a coefficient is: no permutation of them changes it
+        a = encoded.abs().flatten(1)
+        return (a / a.pow(2).mean(1, keepdim=True).sqrt().clamp_min(1e-12)).sort(dim=1, descending=True).values
     raise ValueError(f"statistic {kind!r} is not one of {STATISTICS}")
 
 
@@ -111,50 +120,13 @@ def identification(scores: torch.Tensor, truth: torch.Tensor) -> dict:
     return {"identification": float(hits.float().mean()), "n": int(len(truth)), "chance": 1.0 / scores.shape[1]}
 
 
-def second_moments(x: torch.Tensor, per_position: bool) -> torch.Tensor:
-    """``E[v v^T]`` of the channel vectors of ``[N, C, h, w]``: ``[1, C, C]`` pooled over block
-    positions, or ``[h * w, C, C]`` per position."""
-    n, c, h, w = x.shape
-    v = x.double().reshape(n, c, h * w)
-    if per_position:
-        return torch.einsum("nip,njp->pij", v, v) / n
-    return (torch.einsum("nip,njp->ij", v, v) / (n * h * w))[None]
-
-
-def third_moment_signs(x: torch.Tensor, basis: torch.Tensor, per_position: bool) -> torch.Tensor:
-    """Sign of the third moment of ``x`` along each column of ``basis`` (the eigenvectors):
-    what fixes each recovered axis' sign when the data are not symmetric (no sign flips)."""
-    n, c, h, w = x.shape
-    v = x.double().reshape(n, c, h * w)
-    proj = torch.einsum("pij,nip->npj", basis, v) if per_position else torch.einsum("ij,nip->npj", basis[0], v)
-    m3 = proj.pow(3).mean(0) if per_position else proj.pow(3).mean((0, 1))[None]
-    return torch.sign(m3)
-
-
-def recover_key(crossed: torch.Tensor, public_encoded: torch.Tensor, per_position: bool) -> torch.Tensor:
-    """Estimate the owner's orthogonal key ``Q`` (crossed = Q x) from second moments:
-    ``E[y y^T] = Q E[x x^T] Q^T``, so ``Q ~ U_y S U_x^T`` with eigenvectors sorted alike and
-    signs S from third moments. ``[1 | h*w, C, C]``. Sign flips zero the off-diagonal moments
-    of the training rows; k = 1 probes (without flips) keep them."""
-    my = second_moments(crossed, per_position)
-    mx = second_moments(public_encoded, per_position)
-    _, uy = torch.linalg.eigh(my)
-    _, ux = torch.linalg.eigh(mx)
-    sy = third_moment_signs(crossed, uy, per_position)
-    sx = third_moment_signs(public_encoded, ux, per_position)
-    s = torch.where(sy * sx < 0, -1.0, 1.0).to(torch.float64)
-    return uy @ (s[..., :, None] * ux.transpose(1, 2))
-
-
-def apply_matrices(q: torch.Tensor, x: torch.Tensor, transpose: bool = False) -> torch.Tensor:
-    """``q [1 | h*w, C, C]`` applied to the channel vector of every block of ``x [N, C, h, w]``."""
-    n, c, h, w = x.shape
-    m = q.to(torch.float64)
-    if transpose:
-        m = m.transpose(1, 2)
-    v = x.double().reshape(n, c, h * w)
-    out = torch.einsum("ij,njp->nip", m[0], v) if m.shape[0] == 1 else torch.einsum("pij,njp->nip", m, v)
-    return out.reshape(n, c, h, w).to(x.dtype)
+def orientations(gallery: Gallery, key: KeyEstimate | None) -> list[list[torch.Tensor]]:
+    """The candidates' photos as they are, and mirrored too where the recovered key cannot tell
+    left from right (``KeyEstimate.mirror_ambiguous``): a score is the better of the two."""
+    photos = list(gallery.photos)
+    if key is None or not key.mirror_ambiguous:
+        return [photos]
+    return [photos, [p.flip(-1) for p in photos]]
 
 
 class LinkageAttack(abc.ABC):
@@ -166,12 +138,14 @@ class LinkageAttack(abc.ABC):
         if recover:
             self.name = f"{self.name}+recover"
 
-    def estimated_key(self, target: LinkageTarget, public: torch.Tensor) -> torch.Tensor | None:
+    def estimated_key(self, target: LinkageTarget, public: torch.Tensor) -> KeyEstimate | None:
         """The recovered key (``+recover``, and the defence has one), else None."""
         if not self.recover or target.key_kind is None:
             return None
+        if target.key_estimate is not None:
+            return target.key_estimate()
         crossed = torch.cat([target.rows().inputs, *target.eval_inputs])
-        return recover_key(crossed, target.defence.encode_eval(public), target.key_kind == "positions")
+        return recover_key(target.key_kind, crossed, key_reference(target.defence, public, target.key_kind))
 
     @abc.abstractmethod
     def link(self, target: LinkageTarget, gallery: Gallery, public: torch.Tensor) -> torch.Tensor:
@@ -194,10 +168,10 @@ class StatisticLinkage(LinkageAttack):
     def link(self, target: LinkageTarget, gallery: Gallery, public: torch.Tensor) -> torch.Tensor:
         rows = target.rows()
         key = self.estimated_key(target, public)
-        inputs = None if key is None else apply_matrices(key, rows.inputs, transpose=True)
+        inputs = None if key is None else key.undo(rows.inputs)
         labels = label_fingerprints(rows, target.num_classes, self.statistic, inputs)
-        candidates = candidate_fingerprints([target.defence.encode_eval(p) for p in gallery.photos], self.statistic)
-        return match_scores(labels, candidates)
+        scores = [match_scores(labels, candidate_fingerprints([target.defence.encode_eval(p) for p in photos], self.statistic)) for photos in orientations(gallery, key)]
+        return torch.stack(scores).amax(0)
 
     def describe(self) -> dict:
         return {**super().describe(), "statistic": self.statistic, "recover": self.recover}
@@ -213,14 +187,17 @@ class ModelLinkage(LinkageAttack):
         model = target.model.eval()
         device = next(model.parameters()).device
         key = self.estimated_key(target, public)
-        out = []
-        for photos in gallery.photos:
-            encoded = target.defence.encode_eval(photos)
-            if key is not None:
-                encoded = apply_matrices(key, encoded)
-            logits = model.head(model.embed(encoded.to(device)))
-            out.append(torch.log_softmax(logits.double(), dim=1).mean(0).cpu())
-        return torch.stack(out, dim=1)  # [classes, candidates]
+        scores = []
+        for candidates in orientations(gallery, key):
+            out = []
+            for photos in candidates:
+                encoded = target.defence.encode_eval(photos)
+                if key is not None:
+                    encoded = key.apply(encoded)
+                logits = model.head(model.embed(encoded.to(device)))
+                out.append(torch.log_softmax(logits.double(), dim=1).mean(0).cpu())
+            scores.append(torch.stack(out, dim=1))  # [classes, candidates]
+        return torch.stack(scores).amax(0)
 
     def describe(self) -> dict:
         return {**super().describe(), "recover": self.recover}
@@ -231,6 +208,6 @@ def build_linkage(name: str) -> LinkageAttack:
     recover = rest == "recover"
     if base == "link-model":
         return ModelLinkage(recover)
-    if base in ("link-abs", "link-energy"):
+    if base in ("link-abs", "link-energy", "link-sorted"):
         return StatisticLinkage(base[len("link-") :], recover)
     raise ValueError(f"unknown linkage attack {name!r}")

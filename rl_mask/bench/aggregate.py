@@ -71,13 +71,15 @@ def aggregate_seeds(per_seed: list[dict], n_test: int, judge_min_acc: float) -> 
     defences = []
     for rows in zip(*(s["defences"] for s in per_seed)):
         first = rows[0]
-        row = {k: v for k, v in first.items() if k not in ("utility", "dp", "attacks", "linkage", "run_dir")}
+        row = {k: v for k, v in first.items() if k not in ("utility", "dp", "attacks", "linkage", "key_recovery", "run_dir")}
         row["run_dirs"] = [r["run_dir"] for r in rows]
         row["utility"] = aggregate([r["utility"] for r in rows], {UTILITY_KEY: n_test, "identification_top5": n_test})
         row["dp"] = aggregate([r["dp"] for r in rows]) if first.get("dp") else None
         row["attacks"] = {a: _judged_cell([r["attacks"][a] for r in rows], judges) for a in first["attacks"]}
         if "linkage" in first:  # identification rates over the gallery: n = private labels
             row["linkage"] = {a: aggregate([r["linkage"][a] for r in rows], {"identification": first["linkage"][a]["n"]}) for a in first["linkage"]}
+        if "key_recovery" in first:  # owner-scored: how much of a scramble key the attacker recovered
+            row["key_recovery"] = aggregate([r["key_recovery"] for r in rows])
         defences.append(row)
     baselines = [s["baseline_mean_public_face"] for s in per_seed if s.get("baseline_mean_public_face")]
     return {

@@ -35,7 +35,8 @@ from tqdm.auto import tqdm
 
 from rl_mask.attacks import Attack, AttackTarget, build_attack
 from rl_mask.attacks.eval_door import eval_message_target
-from rl_mask.attacks.linkage import Gallery, LinkageTarget, apply_matrices, build_linkage, identification, recover_key
+from rl_mask.attacks.key_recovery import KeyEstimate, PermutationEstimate, key_reference, recover_key, scramble_recovery_score
+from rl_mask.attacks.linkage import Gallery, LinkageTarget, build_linkage, identification
 from rl_mask.bench.aggregate import aggregate_seeds
 from rl_mask.bench.front import best_at_utility
 from rl_mask.bench.report import worst_case, write_report
@@ -43,6 +44,7 @@ from rl_mask.bench.runtime import estimate_runtime
 from rl_mask.config import (
     AS_TRAINED,
     EVAL_DOOR_ATTACKS,
+    KEY_SUFFIX_KINDS,
     LINKAGE_ATTACKS,
     RECOVER_SUFFIX,
     Config,
@@ -122,15 +124,13 @@ def grid_defence(cfg: Config, text: str) -> HybridDefence:
     return HybridDefence(f"{GRID_PREFIX}[{text}]", hybrid_mask_from_config(cfg), [settings.k], settings_pool=[settings])
 
 
-#: Owner-option suffix -> key construction (``rl_mask.owner.key``).
-KEY_SUFFIXES = {"+key": "channels", "+poskey": "positions"}
 
 
 def deployed_owner_suffixes(cfg: Config, setting_flip: float) -> str:
     """The row suffixes that give a fixed setting (training flip ``setting_flip``) the owner
     options a run of ``cfg`` deploys: its key, and flipped k = 1 messages (so that a fixed
     setting and a policy run of the same config are measured alike)."""
-    key = next((s for s, kind in KEY_SUFFIXES.items() if kind == cfg.mask.key), "")
+    key = next((s for s, kind in KEY_SUFFIX_KINDS.items() if kind == cfg.mask.key), "")
     flip = setting_flip if cfg.mask.eval_flip == AS_TRAINED else cfg.mask.eval_flip
     return key + evalflip_suffix(flip)
 
@@ -143,7 +143,7 @@ def with_owner_options(defence: Defence, suffixes: list[str], cfg: Config) -> De
         return defence
     if not isinstance(defence, HybridDefence):
         raise ConfigError(f"{defence.name}: the owner options {suffixes} need a frequency-domain (hybrid) defence")
-    kind = next((KEY_SUFFIXES[s] for s in suffixes if s in KEY_SUFFIXES), None)
+    kind = next((KEY_SUFFIX_KINDS[s] for s in suffixes if s in KEY_SUFFIX_KINDS), None)
     key = None if kind is None else OwnerKey(cfg.mask.key_seed + cfg.benchmark.seed, kind)
     out = defence.with_owner_options(key, eval_flip=eval_flip_of(suffixes), eval_seed=owner_seed(cfg.benchmark.seed + EVAL_FLIP_SEED, cfg))
     out.name = defence.name + "".join(suffixes)
@@ -290,43 +290,52 @@ def eval_door_target(run: DefenceRun, data: PrivateData, messages: ProbeMessages
     return target, ScoringKey.single(data.test_labels, data.test_images)
 
 
-def linkage_target(run: DefenceRun, data: PrivateData, target: AttackTarget, messages: ProbeMessages) -> LinkageTarget:
+def linkage_target(run: DefenceRun, data: PrivateData, target: AttackTarget, messages: ProbeMessages, key_undone: KeyUndo) -> LinkageTarget:
     """What the linkage attacker holds: every training row the attacks see (scored and
     context), the validation faces' probes, the trained model, the public encoding and the
-    key's construction (public; its seed is not)."""
-    key = getattr(getattr(run.defence, "mask", None), "key", None)
+    key's construction (public; its seed is not), and the key it recovered from all of them."""
+    key = key_undone.key
     rows = target.crossed + list(target.context or [])
-    return LinkageTarget(target.defence, rows, [messages.validation.inputs], run.model, data.num_classes, key_kind=None if key is None else key.kind)
+    return LinkageTarget(target.defence, rows, [messages.validation.inputs], run.model, data.num_classes, key_kind=None if key is None else key.kind, key_estimate=key_undone.estimate)
 
 
 class KeyUndo:
     """``NAME+recover``: a target with the owner's key estimated and undone.
 
-    The key's construction is public, its seed is not: the attacker estimates the rotation
-    from second moments of every message the server holds (the training rows, scored and
-    context, and the held-out faces' probes) against the public encoding of its own
-    faces (``recover_key``), once per row, and rotates every crossed input of a target back.
-    Without a key a target is returned as it is."""
+    The key's construction is public, its seed is not: the attacker estimates the key from
+    every message the server holds (the training rows, scored and context, and the held-out
+    faces' probes) against public encodings of its own faces
+    (``rl_mask.attacks.key_recovery``), once per row, and undoes it on every crossed input of a
+    target. Without a key a target is returned as it is."""
 
     def __init__(self, run: DefenceRun, target: AttackTarget, public: torch.Tensor, messages: ProbeMessages):
         self.key = getattr(getattr(run.defence, "mask", None), "key", None)
         self.target, self.public, self.messages = target, public, messages
-        self._q: torch.Tensor | None = None
+        self._estimate: KeyEstimate | None = None
 
-    def estimate(self) -> torch.Tensor:
-        if self._q is None:
-            held = [b.inputs for b in self.target.crossed + list(self.target.context or [])]
-            held += [self.messages.validation.inputs, self.messages.test.inputs]
-            self._q = recover_key(torch.cat(held), self.target.defence.encode_eval(self.public), self.key.kind == "positions")
-        return self._q
+    def held(self) -> torch.Tensor:
+        held = [b.inputs for b in self.target.crossed + list(self.target.context or [])]
+        return torch.cat(held + [self.messages.validation.inputs, self.messages.test.inputs])
+
+    def estimate(self) -> KeyEstimate:
+        if self._estimate is None:
+            self._estimate = recover_key(self.key.kind, self.held(), key_reference(self.target.defence, self.public, self.key.kind))
+        return self._estimate
+
+    def score(self) -> dict | None:
+        """Owner side, for a ``scramble`` key it has recovered: how much of it was recovered."""
+        if self._estimate is None or not isinstance(self._estimate, PermutationEstimate):
+            return None
+        shape = tuple(self.target.crossed[0].inputs.shape[1:])
+        return scramble_recovery_score(self._estimate, self.key.scramble(*shape)[0], shape)
 
     def __call__(self, attacked: AttackTarget) -> AttackTarget:
         if self.key is None:
             return attacked
-        q = self.estimate()
+        key = self.estimate()
 
         def undo(b: ProtectedBatch) -> ProtectedBatch:
-            return ProtectedBatch(apply_matrices(q, b.inputs, transpose=True), b.labels, b.weights)
+            return ProtectedBatch(key.undo(b.inputs), b.labels, b.weights)
 
         return dataclasses.replace(attacked, crossed=[undo(b) for b in attacked.crossed], context=[undo(b) for b in attacked.context] if attacked.context else attacked.context)
 
@@ -427,7 +436,7 @@ def run_seed(run_cfg: Config, data: PrivateData, out: Path, budget, policies: di
             recs[attack_name] = rec
         linkage: dict[str, dict] = {}
         if linkage_names:
-            held = linkage_target(run, data, target, messages)
+            held = linkage_target(run, data, target, messages, key_undone)
             for attack_name in linkage_names:
                 t = time.perf_counter()
                 link = build_linkage(attack_name)
@@ -447,6 +456,7 @@ def run_seed(run_cfg: Config, data: PrivateData, out: Path, budget, policies: di
                 "attacked_settings": [dataclasses.asdict(x) for x in target.settings] if target.settings and all(x is not None for x in target.settings) else None,
                 "attacks": cells,
                 **({"linkage": linkage} if linkage_names else {}),
+                **({"key_recovery": key_undone.score()} if key_undone.score() else {}),
                 **run.extra,
             }
         )

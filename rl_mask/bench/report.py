@@ -256,7 +256,9 @@ LINKAGE_TITLES = {
     "link-abs": "statistics: mean |coef| per channel and position",
     "link-energy": "statistics: energy per block position (key-invariant)",
     "link-model": "model: the trained classifier names the candidate",
+    "link-sorted": "statistics: each row's sorted magnitudes (blind to any permutation key)",
     "link-abs+recover": "statistics after key recovery",
+    "link-energy+recover": "block energy after key recovery",
     "link-model+recover": "model after key recovery",
 }
 
@@ -286,6 +288,23 @@ def linkage_section(results: dict) -> list[str]:
     for df in rows:
         cells = [_ci(df["linkage"][a], "identification") if a in df["linkage"] else "-" for a in names]
         lines.append(f"| {df['name']} | {df['linkage'][names[0]]['rows']:.0f} | " + " | ".join(cells) + " |")
+    return lines + key_recovery_lines(results)
+
+
+def key_recovery_lines(results: dict) -> list[str]:
+    """How much of each scramble key the ``+recover`` attacks recovered (scored by the owner,
+    who knows the key): the attacks' figures above rest on this."""
+    rows = [df for df in results["defences"] if df.get("key_recovery")]
+    if not rows:
+        return []
+    lines = ["", "Scramble key recovered by the attacker (owner-scored; a block is 8x8 coefficients of one position):", ""]
+    for df in rows:
+        k = df["key_recovery"]
+        lines.append(
+            f"- {df['name']}: blocks found {_pct(k['block_purity'])} pure; blocks at their own position {_pct(k['block_position'])}, "
+            f"at the mirror position {_pct(k['block_position_mirrored'])} (chance {_pct(k['chance_block_position'])}); within one "
+            f"block {_pct(k['within_one_block'])} (mirrored {_pct(k['within_one_block_mirrored'])}); exact coefficients {_pct(k['coefficient'])}"
+        )
     return lines
 
 

@@ -15,11 +15,17 @@ Two constructions (``kind``):
   first layer can absorb it: no utility is lost by construction.
 - ``positions``: a different orthogonal mixing at every block position (the convolution can no
   longer absorb it: utility is at risk).
+- ``scramble``: a secret permutation of every kept coefficient (channel and block position
+  alike) with secret signs. It keeps no block position's energy together, so nothing local
+  survives it; a convolution cannot learn through it, the dense ``model.arch: mlp`` learns
+  exactly as without it (its first layer is permuted with the input).
 
-Both preserve each block position's energy (the sum of squares of its kept coefficients):
-any orthogonal per-position transform does. That invariant is public: it is what the
-benchmark's ``link-energy`` attack reads. A rotation is also identifiable from second-order
-statistics of what crosses up to signs (``rl_mask.attacks.linkage.recover_key``).
+The first two preserve each block position's energy (the sum of squares of its kept
+coefficients): any orthogonal per-position transform does. That invariant is public: it is what
+the benchmark's ``link-energy`` attack reads. A rotation is also identifiable from second-order
+statistics of what crosses up to signs (``rl_mask.attacks.linkage.recover_key``); a permutation
+from the statistics of each coefficient and their correlations
+(``rl_mask.attacks.key_recovery``).
 
 Rotating the key changes the input basis the network was trained in: a new key needs a new
 (or re-trained) FR network; old messages and the old model stop matching.
@@ -29,7 +35,7 @@ from __future__ import annotations
 
 import torch
 
-KEY_KINDS = ("channels", "positions")
+from rl_mask.config import KEY_KINDS
 
 
 def haar_orthogonal(n: int, count: int, generator: torch.Generator) -> torch.Tensor:
@@ -53,15 +59,35 @@ class OwnerKey:
         self._cache: dict[tuple[int, int, int], torch.Tensor] = {}
 
     def matrices(self, channels: int, h: int, w: int) -> torch.Tensor:
-        """``[1, C, C]`` (channels) or ``[h * w, C, C]`` (positions), float64."""
+        """``[1, C, C]`` (channels) or ``[h * w, C, C]`` (positions), float64 (not ``scramble``)."""
         shape = (channels, h, w) if self.kind == "positions" else (channels, 0, 0)
         if shape not in self._cache:
             gen = torch.Generator().manual_seed((self.seed * 1_000_003 + channels) % 2**63)
             self._cache[shape] = haar_orthogonal(channels, h * w if self.kind == "positions" else 1, gen)
         return self._cache[shape]
 
+    def scramble(self, channels: int, h: int, w: int) -> tuple[torch.Tensor, torch.Tensor]:
+        """``scramble``'s ``(permutation, signs)`` of the ``C * h * w`` coefficients: keyed
+        coefficient ``i`` is ``signs[i] * x[permutation[i]]``."""
+        shape = (channels, h, w)
+        if shape not in self._cache:
+            gen = torch.Generator().manual_seed((self.seed * 1_000_003 + channels * 7919 + h * 131 + w) % 2**63)
+            n = channels * h * w
+            perm = torch.randperm(n, generator=gen)
+            signs = torch.randint(0, 2, (n,), generator=gen, dtype=torch.float64) * 2 - 1
+            self._cache[shape] = torch.stack([perm.to(torch.float64), signs])
+        perm, signs = self._cache[shape]
+        return perm.long(), signs
+
     def _apply(self, x: torch.Tensor, inverse: bool) -> torch.Tensor:
         b, c, h, w = x.shape
+        if self.kind == "scramble":
+            perm, signs = self.scramble(c, h, w)
+            perm, signs = perm.to(x.device), signs.to(device=x.device, dtype=x.dtype)
+            flat = x.reshape(b, -1)
+            if not inverse:
+                return (flat[:, perm] * signs).reshape(b, c, h, w)
+            return torch.empty_like(flat).index_copy_(1, perm, flat * signs).reshape(b, c, h, w)
         q = self.matrices(c, h, w).to(device=x.device, dtype=x.dtype)
         if inverse:
             q = q.transpose(1, 2)

@@ -1,4 +1,4 @@
-"""Face-recognition model: a compact IR-ResNet backbone and an ArcFace margin head.
+"""Face-recognition model: a compact IR-ResNet (or a dense MLP) backbone and an ArcFace margin head.
 
 The backbone works on an 8x-downsampled grid: frequency input is the block-DCT channel
 tensor ``[kept, H/8, W/8]``; pixel input is first rearranged ``pixel_unshuffle(8)`` into
@@ -39,13 +39,54 @@ class IRBlock(nn.Module):
         return self.body(x) + self.shortcut(x)
 
 
-class IRResNet(nn.Module):
-    """Embedding network. ``input_shape`` is ``(channels, h, w)`` of the (8x-downsampled) input.
+class PreparedInput(nn.Module):
+    """What a backbone does to its input before its first layer: the pixel rearrangement, the
+    input map (values or magnitudes), a fixed standardisation (``set_input_stats``: DCT channels
+    differ in scale by orders of magnitude) and (``sample_norm``) each sample scaled to unit RMS.
 
-    Inputs are standardised per channel by fixed buffers (``set_input_stats``), since DCT
-    channels differ in scale by orders of magnitude, then (``sample_norm``) each sample is
-    scaled to unit RMS.
+    ``per_coefficient`` standardises every coefficient on its own (the MLP: so that a
+    permutation of the coefficients permutes the statistics with them) instead of per channel.
     """
+
+    def __init__(self, input_shape: tuple[int, int, int], input_kind: str, sample_norm: bool, input_map: str, per_coefficient: bool = False):
+        super().__init__()
+        if input_kind not in INPUT_KINDS:
+            raise ValueError(f"input_kind {input_kind!r} is not one of {INPUT_KINDS}")
+        if input_map not in ("identity", "abs"):
+            raise ValueError(f"input_map {input_map!r} is not identity or abs (auto is resolved before a network is built)")
+        self.input_kind = input_kind
+        self.sample_norm = sample_norm
+        self.input_map = input_map
+        c, h, w = input_shape  # of the 8x-downsampled input (pixels after pixel_unshuffle)
+        stats_shape = (1, c, h, w) if per_coefficient else (1, c, 1, 1)
+        self._stats_dims = (0,) if per_coefficient else (0, 2, 3)
+        self.register_buffer("input_mean", torch.zeros(stats_shape))
+        self.register_buffer("input_std", torch.ones(stats_shape))
+
+    @torch.no_grad()
+    def set_input_stats(self, x: torch.Tensor) -> None:
+        """Fix the standardisation from sample inputs ``[N, C, h, w]`` (after the input map)."""
+        x = self.prepare(x, standardise=False)
+        self.input_mean.copy_(x.mean(dim=self._stats_dims, keepdim=True))
+        self.input_std.copy_(x.std(dim=self._stats_dims, keepdim=True).clamp_min(1e-6))
+
+    def prepare(self, x: torch.Tensor, standardise: bool = True) -> torch.Tensor:
+        if self.input_kind == "pixel":
+            x = F.pixel_unshuffle(x, 8)
+        if self.input_map == "abs":
+            x = x.abs()
+        if standardise:
+            x = (x - self.input_mean) / self.input_std
+            if self.sample_norm:
+                # Mixing k faces shrinks a sample's energy by about sum(w^2); rescaling every
+                # sample to unit RMS keeps mixed training and unmixed inference inputs alike.
+                x = x * x.pow(2).mean(dim=(1, 2, 3), keepdim=True).clamp_min(1e-12).rsqrt()
+        return x
+
+
+class IRResNet(PreparedInput):
+    """Embedding network. ``input_shape`` is ``(channels, h, w)`` of the (8x-downsampled) input,
+    prepared per channel (``PreparedInput``)."""
 
     def __init__(
         self,
@@ -58,17 +99,8 @@ class IRResNet(nn.Module):
         sample_norm: bool = True,
         input_map: str = "identity",
     ):
-        super().__init__()
-        if input_kind not in INPUT_KINDS:
-            raise ValueError(f"input_kind {input_kind!r} is not one of {INPUT_KINDS}")
-        if input_map not in ("identity", "abs"):
-            raise ValueError(f"input_map {input_map!r} is not identity or abs (auto is resolved before a network is built)")
-        self.input_kind = input_kind
-        self.sample_norm = sample_norm
-        self.input_map = input_map
+        super().__init__(input_shape, input_kind, sample_norm, input_map)
         c, h, w = input_shape
-        self.register_buffer("input_mean", torch.zeros(1, c, 1, 1))
-        self.register_buffer("input_std", torch.ones(1, c, 1, 1))
         self.stem = nn.Sequential(nn.Conv2d(c, widths[0], 3, 1, 1, bias=False), nn.BatchNorm2d(widths[0]), nn.PReLU(widths[0]))
         layers: list[nn.Module] = []
         c_prev = widths[0]
@@ -88,28 +120,39 @@ class IRResNet(nn.Module):
             nn.BatchNorm1d(embedding_dim),
         )
 
-    @torch.no_grad()
-    def set_input_stats(self, x: torch.Tensor) -> None:
-        """Fix the per-channel standardisation from sample inputs ``[N, C, h, w]`` (after the input map)."""
-        x = self.prepare(x, standardise=False)
-        self.input_mean.copy_(x.mean(dim=(0, 2, 3), keepdim=True))
-        self.input_std.copy_(x.std(dim=(0, 2, 3), keepdim=True).clamp_min(1e-6))
-
-    def prepare(self, x: torch.Tensor, standardise: bool = True) -> torch.Tensor:
-        if self.input_kind == "pixel":
-            x = F.pixel_unshuffle(x, 8)
-        if self.input_map == "abs":
-            x = x.abs()
-        if standardise:
-            x = (x - self.input_mean) / self.input_std
-            if self.sample_norm:
-                # Mixing k faces shrinks a sample's energy by about sum(w^2); rescaling every
-                # sample to unit RMS keeps mixed training and unmixed inference inputs alike.
-                x = x * x.pow(2).mean(dim=(1, 2, 3), keepdim=True).clamp_min(1e-12).rsqrt()
-        return x
-
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.output(self.body(self.stem(self.prepare(x))))
+
+
+class MLPNet(PreparedInput):
+    """Embedding network of dense layers over every coefficient, standardised one by one.
+
+    It has no notion of block position or channel: AdamW, the per-coefficient standardisation
+    and the dense first layer are all equivariant to a permutation of the input, so under the
+    owner's ``scramble`` key it learns exactly as it would without it (a permuted first layer),
+    which a convolution, built on neighbouring positions, cannot."""
+
+    def __init__(
+        self,
+        input_shape: tuple[int, int, int],
+        widths: tuple[int, ...] = (512,),
+        embedding_dim: int = 256,
+        dropout: float = 0.2,
+        input_kind: str = "freq",
+        sample_norm: bool = True,
+        input_map: str = "identity",
+    ):
+        super().__init__(input_shape, input_kind, sample_norm, input_map, per_coefficient=True)
+        size = math.prod(self.input_mean.shape)
+        layers: list[nn.Module] = [nn.Flatten()]
+        for width in widths:
+            layers += [nn.Dropout(dropout), nn.Linear(size, width), nn.BatchNorm1d(width), nn.PReLU(width)]
+            size = width
+        layers += [nn.Dropout(dropout), nn.Linear(size, embedding_dim), nn.BatchNorm1d(embedding_dim)]
+        self.body = nn.Sequential(*layers)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.body(self.prepare(x))
 
 
 class ArcFaceHead(nn.Module):

@@ -17,7 +17,7 @@ import torch
 from rl_mask.checkpoint import CheckpointError, build_checked, load_checkpoint
 from rl_mask.config import ConfigError, ModelConfig, validate_model
 from rl_mask.protocol import FRHyperparameters, ProtectedBatch, TrainingSetup
-from rl_mask.server.models import INPUT_KINDS, ArcFaceHead, FaceRecognizer, IRResNet
+from rl_mask.server.models import INPUT_KINDS, ArcFaceHead, FaceRecognizer, IRResNet, MLPNet
 
 #: The largest input side (channels, height or width) a model file may record.
 MAX_INPUT_SIDE = 4096
@@ -32,16 +32,18 @@ def resolve_device(name: str) -> torch.device:
 def build_model(meta: dict) -> FaceRecognizer:
     """The FR model described by ``meta`` (as stored in checkpoints)."""
     m = ModelConfig(**meta["model"])
-    backbone = IRResNet(
-        tuple(meta["input_shape"]),
-        widths=tuple(m.widths),
-        depths=tuple(m.depths),
+    common = dict(
         embedding_dim=m.embedding_dim,
         dropout=m.dropout,
         input_kind=meta["input_kind"],
         sample_norm=m.sample_norm,
         input_map=meta["model"].get("input_map", "identity"),  # a file from before input maps read values
     )
+    shape = tuple(meta["input_shape"])
+    if m.arch == "mlp":
+        backbone: IRResNet | MLPNet = MLPNet(shape, widths=tuple(m.mlp_widths), **common)
+    else:
+        backbone = IRResNet(shape, widths=tuple(m.widths), depths=tuple(m.depths), **common)
     head = ArcFaceHead(m.embedding_dim, meta["num_classes"], scale=m.arc_scale, margin=m.arc_margin)
     model = FaceRecognizer(backbone, head)
     if meta.get("norm") == "group":

@@ -1,0 +1,313 @@
+"""Key recovery: estimate the owner's key (``rl_mask.owner.key``) from what crossed.
+
+The key's construction is public, its seed is not. The server holds every crossed row and
+inference probe, keyed, and can encode its own public faces without the key; what it can
+estimate from the two is a ``KeyEstimate``, which attacks use to undo the key on crossed
+messages (``undo``) or to key their own encodings (``apply``). ``+recover`` attacks are the
+attacks on top of ``recover_key``.
+
+- **rotations** (``channels``, ``positions``): ``E[y y^T] = Q E[x x^T] Q^T``, so ``Q`` is
+  identifiable from second moments up to signs (eigenvectors sorted alike; signs from third
+  moments). Sign flips zero the off-diagonal moments of the rows they touch.
+- **scramble** (a permutation of every coefficient): sign flips hide signs, not magnitudes,
+  and the magnitudes of the coefficients of one 8x8 block rise and fall together (the block's
+  texture). So: (1) the coefficients are clustered into blocks by the correlation of their
+  magnitudes over the crossed rows (spectral clustering, blocks of equal size); (2) each
+  recovered block is given a block position by matching the correlations of block energies
+  (neighbouring blocks correlate) and each block's profile of coefficient magnitudes against
+  those of public faces (a quadratic assignment, local search from restarts); (3) inside a
+  block, each coefficient gets the channel whose public mean magnitude at that position ranks
+  as its own does. Faces are nearly symmetric, so step (2) often finds the mirror image of
+  the truth: attacks on top of it try both orientations (``KeyEstimate.mirror_ambiguous``).
+  ``scramble_recovery_score`` says, owner side, how much of all that was right.
+"""
+
+from __future__ import annotations
+
+import abc
+
+import numpy as np
+import torch
+from scipy.optimize import linear_sum_assignment
+
+from rl_mask.mask.augment import augment
+
+#: Restarts of the block-position search (local search from random starts; the best objective wins).
+POSITION_RESTARTS = 32
+#: Weight of the block-profile term against the block-correlation term of that search.
+PROFILE_WEIGHT = 0.3
+#: Power iterations of the spectral embedding (a randomized subspace iteration: no dense eigh).
+POWER_ITERATIONS = 30
+
+
+class KeyEstimate(abc.ABC):
+    """The attacker's estimate of the owner's key on ``[N, C, h, w]`` coefficient tensors.
+
+    ``mirror_ambiguous``: the estimate may have put every block at its mirror position (face
+    statistics are nearly left-right symmetric), so attacks also try mirrored photos."""
+
+    mirror_ambiguous = False
+
+    @abc.abstractmethod
+    def undo(self, keyed: torch.Tensor) -> torch.Tensor:
+        """Crossed (keyed) coefficients -> the estimate of their unkeyed public encoding."""
+
+    @abc.abstractmethod
+    def apply(self, encoded: torch.Tensor) -> torch.Tensor:
+        """The attacker's own public encoding -> the estimate of the owner's keyed message."""
+
+
+# ----------------------------------------------------------------------------- rotations
+
+
+def second_moments(x: torch.Tensor, per_position: bool) -> torch.Tensor:
+    """``E[v v^T]`` of the channel vectors of ``[N, C, h, w]``: ``[1, C, C]`` pooled over block
+    positions, or ``[h * w, C, C]`` per position."""
+    n, c, h, w = x.shape
+    v = x.double().reshape(n, c, h * w)
+    if per_position:
+        return torch.einsum("nip,njp->pij", v, v) / n
+    return (torch.einsum("nip,njp->ij", v, v) / (n * h * w))[None]
+
+
+def third_moment_signs(x: torch.Tensor, basis: torch.Tensor, per_position: bool) -> torch.Tensor:
+    """Sign of the third moment of ``x`` along each column of ``basis`` (the eigenvectors):
+    what fixes each recovered axis' sign when the data are not symmetric (no sign flips)."""
+    n, c, h, w = x.shape
+    v = x.double().reshape(n, c, h * w)
+    proj = torch.einsum("pij,nip->npj", basis, v) if per_position else torch.einsum("ij,nip->npj", basis[0], v)
+    m3 = proj.pow(3).mean(0) if per_position else proj.pow(3).mean((0, 1))[None]
+    return torch.sign(m3)
+
+
+def recover_rotation(crossed: torch.Tensor, public_encoded: torch.Tensor, per_position: bool) -> torch.Tensor:
+    """Estimate the owner's orthogonal key ``Q`` (crossed = Q x) from second moments:
+    ``E[y y^T] = Q E[x x^T] Q^T``, so ``Q ~ U_y S U_x^T`` with eigenvectors sorted alike and
+    signs S from third moments. ``[1 | h*w, C, C]``. Sign flips zero the off-diagonal moments
+    of the training rows; k = 1 probes (without flips) keep them."""
+    my = second_moments(crossed, per_position)
+    mx = second_moments(public_encoded, per_position)
+    _, uy = torch.linalg.eigh(my)
+    _, ux = torch.linalg.eigh(mx)
+    sy = third_moment_signs(crossed, uy, per_position)
+    sx = third_moment_signs(public_encoded, ux, per_position)
+    s = torch.where(sy * sx < 0, -1.0, 1.0).to(torch.float64)
+    return uy @ (s[..., :, None] * ux.transpose(1, 2))
+
+
+def apply_matrices(q: torch.Tensor, x: torch.Tensor, transpose: bool = False) -> torch.Tensor:
+    """``q [1 | h*w, C, C]`` applied to the channel vector of every block of ``x [N, C, h, w]``."""
+    n, c, h, w = x.shape
+    m = q.to(torch.float64)
+    if transpose:
+        m = m.transpose(1, 2)
+    v = x.double().reshape(n, c, h * w)
+    out = torch.einsum("ij,njp->nip", m[0], v) if m.shape[0] == 1 else torch.einsum("pij,njp->nip", m, v)
+    return out.reshape(n, c, h, w).to(x.dtype)
+
+
+class RotationEstimate(KeyEstimate):
+    def __init__(self, q: torch.Tensor):
+        self.q = q
+
+    def undo(self, keyed: torch.Tensor) -> torch.Tensor:
+        return apply_matrices(self.q, keyed, transpose=True)
+
+    def apply(self, encoded: torch.Tensor) -> torch.Tensor:
+        return apply_matrices(self.q, encoded)
+
+
+# ----------------------------------------------------------------------------- scramble
+
+
+class PermutationEstimate(KeyEstimate):
+    """``source[j]``: the public coefficient (flat index into ``C * h * w``) that keyed coefficient
+    ``j`` is estimated to be; ``signs[j]`` its estimated sign (irrelevant under sign flips)."""
+
+    mirror_ambiguous = True
+
+    def __init__(self, source: torch.Tensor, signs: torch.Tensor):
+        self.source, self.signs = source, signs
+
+    def undo(self, keyed: torch.Tensor) -> torch.Tensor:
+        flat = keyed.reshape(len(keyed), -1)
+        return torch.empty_like(flat).index_copy_(1, self.source, flat * self.signs.to(flat.dtype)).reshape(keyed.shape)
+
+    def apply(self, encoded: torch.Tensor) -> torch.Tensor:
+        flat = encoded.reshape(len(encoded), -1)
+        return (flat[:, self.source] * self.signs.to(flat.dtype)).reshape(encoded.shape)
+
+
+def magnitudes(x: torch.Tensor) -> torch.Tensor:
+    """``[N, D]`` |coefficients| of each row scaled to unit RMS (mixing changes a row's scale)."""
+    a = x.abs().flatten(1).double()
+    return a / a.pow(2).mean(1, keepdim=True).sqrt().clamp_min(1e-12)
+
+
+def correlation(a: torch.Tensor) -> torch.Tensor:
+    """``[D, D]`` correlation of the columns of ``a [N, D]`` (float32)."""
+    z = a - a.mean(0)
+    z = z / z.norm(dim=0).clamp_min(1e-12)
+    z = z.float()
+    return z.T @ z
+
+
+def spectral_blocks(corr: torch.Tensor, blocks: int, size: int, generator: torch.Generator) -> torch.Tensor:
+    """``[D]`` block index of every coefficient: spectral clustering of the positive part of
+    ``corr`` into ``blocks`` clusters of exactly ``size`` members each."""
+    affinity = corr.clamp_min(0)
+    affinity.fill_diagonal_(0)
+    scale = affinity.sum(1).clamp_min(1e-12).rsqrt()
+    affinity = scale[:, None] * affinity * scale[None, :]
+    # the leading eigenvectors by a randomized subspace iteration (a dense eigh is O(D^3))
+    basis = torch.linalg.qr(torch.randn(len(corr), blocks + 8, generator=generator))[0]
+    for _ in range(POWER_ITERATIONS):
+        basis = torch.linalg.qr(affinity @ basis)[0]
+    values, vectors = torch.linalg.eigh(basis.T @ affinity @ basis)
+    embedding = (basis @ vectors[:, -blocks:]).double()
+    embedding = embedding / embedding.norm(dim=1, keepdim=True).clamp_min(1e-12)
+    centres = kmeans(embedding, blocks, generator)
+    cost = torch.cdist(embedding, centres).repeat_interleave(size, dim=1)
+    _, slot = linear_sum_assignment(cost.numpy())
+    return torch.as_tensor(slot) // size
+
+
+def kmeans(x: torch.Tensor, k: int, generator: torch.Generator, iterations: int = 50) -> torch.Tensor:
+    """``[k, dim]`` centres of ``x`` (k-means++ seeding, Lloyd iterations)."""
+    first = int(torch.randint(len(x), (1,), generator=generator))
+    centres = [x[first]]
+    d2 = (x - centres[0]).pow(2).sum(1)
+    for _ in range(k - 1):
+        i = int(torch.multinomial(d2 / d2.sum().clamp_min(1e-12), 1, generator=generator))
+        centres.append(x[i])
+        d2 = torch.minimum(d2, (x - centres[-1]).pow(2).sum(1))
+    c = torch.stack(centres)
+    for _ in range(iterations):
+        label = torch.cdist(x, c).argmin(1)
+        for j in range(k):
+            members = label == j
+            if members.any():
+                c[j] = x[members].mean(0)
+    return c
+
+
+def block_statistics(a: torch.Tensor, member_of: torch.Tensor, blocks: int) -> tuple[np.ndarray, torch.Tensor]:
+    """Correlation ``[B, B]`` of the blocks' log energies over rows, and each block's profile
+    (its members' log mean magnitudes, sorted: a statistic blind to the order of its members)."""
+    energy = torch.stack([a[:, member_of == j].pow(2).mean(1) for j in range(blocks)], 1).clamp_min(1e-12).log()
+    z = energy - energy.mean(0)
+    z = z / z.norm(dim=0).clamp_min(1e-12)
+    profile = torch.stack([a[:, member_of == j].mean(0).clamp_min(1e-12).log().sort(descending=True).values for j in range(blocks)])
+    return (z.T @ z).numpy(), profile
+
+
+def match_positions(g_crossed: np.ndarray, g_public: np.ndarray, linear: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """``p[i]``: the position of recovered block ``i`` maximising
+    ``sum_ij g_crossed[i, j] g_public[p_i, p_j] + sum_i linear[i, p_i]``
+    (best-improvement pairwise swaps from ``POSITION_RESTARTS`` starts; the best end wins)."""
+    n = len(g_crossed)
+    best, best_p = -np.inf, np.arange(n)
+    for restart in range(POSITION_RESTARTS):
+        p = linear_sum_assignment(-linear)[1] if restart == 0 else rng.permutation(n)
+        while True:
+            m = g_crossed @ g_public[:, p].T  # m[a, q] = sum_k g_crossed[a, k] g_public[q, p_k]
+            mp = m[:, p]
+            d = np.diag(mp).copy()
+            gp = g_public[np.ix_(p, p)]
+            gd, yd = np.diag(gp), np.diag(g_crossed)
+            delta = 2 * (mp + mp.T - d[:, None] - d[None, :])
+            delta -= 2 * ((yd[:, None] - g_crossed.T) * (gp.T - gd[:, None]) + (g_crossed - yd[None, :]) * (gd[None, :] - gp))
+            lin = linear[:, p]
+            ld = np.diag(lin).copy()
+            delta += lin + lin.T - ld[:, None] - ld[None, :]
+            np.fill_diagonal(delta, -np.inf)
+            a, b = np.unravel_index(np.argmax(delta), delta.shape)
+            if delta[a, b] <= 1e-9:
+                break
+            p[a], p[b] = p[b], p[a]
+        value = float((g_crossed * g_public[np.ix_(p, p)]).sum() + linear[np.arange(n), p].sum())
+        if value > best:
+            best, best_p = value, p.copy()
+    return best_p
+
+
+def recover_scramble(crossed: torch.Tensor, public_encoded: torch.Tensor, seed: int = 0) -> PermutationEstimate:
+    """Estimate the owner's ``scramble`` key from the crossed rows ``[N, C, h, w]`` (keyed) and
+    the attacker's public encodings ``[M, C, h, w]`` (module doc: blocks, positions, channels)."""
+    n, c, h, w = crossed.shape
+    positions = h * w
+    generator = torch.Generator().manual_seed(seed)
+    a, b = magnitudes(crossed), magnitudes(public_encoded)
+    member_of = spectral_blocks(correlation(a), positions, c, generator)
+    g_crossed, profile_crossed = block_statistics(a, member_of, positions)
+    truth_blocks = torch.arange(c * positions) % positions  # public flat index -> its block position
+    g_public, profile_public = block_statistics(b, truth_blocks, positions)
+    profile_cost = torch.cdist(profile_crossed.float(), profile_public.float()).pow(2).numpy()
+    linear = -PROFILE_WEIGHT * profile_cost / max(float(profile_cost.std()), 1e-12)
+    place = match_positions(g_crossed, g_public, linear, np.random.default_rng(seed))
+    # inside each block: channels by the rank of their mean magnitude at the block's position
+    mean_crossed = a.mean(0).clamp_min(1e-12).log()
+    mean_public = b.mean(0).clamp_min(1e-12).log().reshape(c, positions)
+    source = torch.empty(c * positions, dtype=torch.long)
+    for block in range(positions):
+        members = (member_of == block).nonzero().squeeze(1)
+        p = int(place[block])
+        cost = (mean_crossed[members][:, None] - mean_public[:, p][None, :]).pow(2)
+        rows, channels = linear_sum_assignment(cost.numpy())
+        source[members[rows]] = torch.as_tensor(channels) * positions + p
+    # signs: agree with the public mean where the crossed rows have one (no sign flips)
+    mean_y = crossed.flatten(1).double().mean(0)
+    mean_x = public_encoded.flatten(1).double().mean(0)[source]
+    signs = torch.where(mean_y * mean_x < 0, -1.0, 1.0).to(torch.float64)
+    return PermutationEstimate(source, signs)
+
+
+def scramble_recovery_score(estimate: PermutationEstimate, source: torch.Tensor, shape: tuple[int, int, int]) -> dict:
+    """Owner side (it knows the key's true ``source``): the fraction of keyed coefficients put at
+    their own block position, at their own coefficient, and how pure the recovered blocks are."""
+    c, h, w = shape
+    positions = h * w
+    est, true = estimate.source % positions, source % positions
+    mirrored = est - est % w + (w - 1 - est % w)  # the same block row, the mirror column
+    near = ((est // w - true // w).abs() <= 1) & ((est % w - true % w).abs() <= 1)
+    near_mirrored = ((mirrored // w - true // w).abs() <= 1) & ((mirrored % w - true % w).abs() <= 1)
+    purity = sum(int(torch.bincount(true[est == p], minlength=positions).max()) for p in range(positions) if (est == p).any())
+    return {
+        "block_purity": purity / len(true),
+        "block_position": float((est == true).double().mean()),
+        "block_position_mirrored": float((mirrored == true).double().mean()),
+        "within_one_block": float(near.double().mean()),
+        "within_one_block_mirrored": float(near_mirrored.double().mean()),
+        "coefficient": float((estimate.source == source).double().mean()),
+        "chance_block_position": 1.0 / positions,
+    }
+
+
+# ----------------------------------------------------------------------------- one entry
+
+#: Passes over the attacker's public faces (augmented) it encodes as training rows for the
+#: scramble recovery's reference: the crossed rows are mixtures, and so should its reference be.
+REFERENCE_PASSES = 8
+
+
+def key_reference(defence, public: torch.Tensor, kind: str, seed: int = 0) -> torch.Tensor:
+    """The attacker's own public encodings a ``kind`` key is recovered against: the k = 1
+    encoding of its faces, and for ``scramble`` also training rows it encodes from them with
+    the public algorithm (``defence`` is the public view: no key)."""
+    reference = [defence.encode_eval(public)]
+    if kind == "scramble" and hasattr(defence, "encode_train"):
+        generator = torch.Generator().manual_seed(seed)
+        labels = torch.arange(len(public))
+        reference += [defence.encode_train(augment(public, generator), labels, generator).protected().inputs for _ in range(REFERENCE_PASSES)]
+    return torch.cat(reference)
+
+
+
+def recover_key(kind: str, crossed: torch.Tensor, public_encoded: torch.Tensor) -> KeyEstimate:
+    """The attacker's estimate of a ``kind`` key (``rl_mask.owner.key``) from every message it
+    holds (``crossed``, keyed) and its own public encodings (``public_encoded``)."""
+    if kind == "scramble":
+        return recover_scramble(crossed, public_encoded)
+    if kind in ("channels", "positions"):
+        return RotationEstimate(recover_rotation(crossed, public_encoded, per_position=kind == "positions"))
+    raise ValueError(f"no key recovery for key kind {kind!r}")
