@@ -456,7 +456,7 @@ def run_seed(run_cfg: Config, data: PrivateData, out: Path, budget, policies: di
                 "attacked_settings": [dataclasses.asdict(x) for x in target.settings] if target.settings and all(x is not None for x in target.settings) else None,
                 "attacks": cells,
                 **({"linkage": linkage} if linkage_names else {}),
-                **({"key_recovery": key_undone.score()} if key_undone.score() else {}),
+                **({"key_recovery": recovered} if (recovered := key_undone.score()) else {}),
                 **run.extra,
             }
         )
