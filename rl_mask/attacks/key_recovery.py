@@ -240,8 +240,8 @@ def recover_scramble(crossed: torch.Tensor, public_encoded: torch.Tensor, seed: 
     a, b = magnitudes(crossed), magnitudes(public_encoded)
     member_of = spectral_blocks(correlation(a), positions, c, generator)
     g_crossed, profile_crossed = block_statistics(a, member_of, positions)
-    truth_blocks = torch.arange(c * positions) % positions  # public flat index -> its block position
-    g_public, profile_public = block_statistics(b, truth_blocks, positions)
+    public_blocks = torch.arange(c * positions) % positions  # a public coefficient's block position
+    g_public, profile_public = block_statistics(b, public_blocks, positions)
     profile_cost = torch.cdist(profile_crossed.float(), profile_public.float()).pow(2).numpy()
     linear = -PROFILE_WEIGHT * profile_cost / max(float(profile_cost.std()), 1e-12)
     place = match_positions(g_crossed, g_public, linear, np.random.default_rng(seed))

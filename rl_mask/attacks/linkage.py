@@ -31,7 +31,7 @@ from typing import Callable
 
 import torch
 
-from rl_mask.attacks.key_recovery import KeyEstimate, key_reference, recover_key
+from rl_mask.attacks.key_recovery import KeyEstimate, key_reference, magnitudes, recover_key
 from rl_mask.mask.defences.base import Defence
 from rl_mask.protocol import ProtectedBatch, concat_protected
 from rl_mask.server.models import FaceRecognizer
@@ -77,8 +77,7 @@ def statistic(encoded: torch.Tensor, kind: str) -> torch.Tensor:
     if kind == "energy":
         return encoded.pow(2).sum(1).sqrt().flatten(1)
     if kind == "sorted":  # blind to where a coefficient is: no permutation of them changes it
-        a = encoded.abs().flatten(1)
-        return (a / a.pow(2).mean(1, keepdim=True).sqrt().clamp_min(1e-12)).sort(dim=1, descending=True).values
+        return magnitudes(encoded).sort(dim=1, descending=True).values
     raise ValueError(f"statistic {kind!r} is not one of {STATISTICS}")
 
 
