@@ -54,7 +54,7 @@ LINKAGE_ATTACKS = ("link-abs", "link-energy", "link-model", "link-sorted", "link
 #: The probe door: the white-box decoder on the test faces' k = 1 inference probes (scored like a reconstruction).
 EVAL_DOOR_ATTACKS = ("whitebox-eval", "whitebox-eval+recover")
 #: ``NAME+recover``: the attack ``NAME`` on messages the owner's key was first estimated from
-#: everything that crossed and undone (``rl_mask.attacks.linkage.recover_key``); without a key
+#: everything that crossed and undone (``rl_mask.attacks.key_recovery``); without a key
 #: it is ``NAME`` itself.
 RECOVER_SUFFIX = "+recover"
 #: Owner options a hybrid benchmark row may carry as suffixes, e.g. ``mask+key``,
@@ -842,7 +842,7 @@ def validate(cfg: Config) -> None:
     _require(all(n < left for n in cfg.rl.extra_removed_choices), "rl.extra_removed_choices", cfg.rl.extra_removed_choices, f"each < {left}: mask.removed_channels leaves {left} channels per plane, at least one must stay")
     # a convolution reads neighbouring block positions together: through a scramble nothing is a
     # neighbour any more (README, "the scramble key")
-    scrambled = cfg.mask.key == "scramble" or any(d.endswith("+scramble") or "+scramble+" in d for d in cfg.benchmark.defences)
+    scrambled = cfg.mask.key == "scramble" or any("+scramble" in split_defence_name(d)[1] for d in cfg.benchmark.defences)
     _require(not scrambled or cfg.model.arch == "mlp", "model.arch", cfg.model.arch, "mlp with the scramble key (mask.key or a +scramble benchmark row)")
     validate_dp(cfg.dp)
     validate_sweep(cfg.sweep)

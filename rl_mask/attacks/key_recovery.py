@@ -31,6 +31,7 @@ import torch
 from scipy.optimize import linear_sum_assignment
 
 from rl_mask.mask.augment import augment
+from rl_mask.mask.defences.base import Defence
 
 #: Restarts of the block-position search (local search from random starts; the best objective wins).
 POSITION_RESTARTS = 32
@@ -144,11 +145,10 @@ def magnitudes(x: torch.Tensor) -> torch.Tensor:
     return a / a.pow(2).mean(1, keepdim=True).sqrt().clamp_min(1e-12)
 
 
-def correlation(a: torch.Tensor) -> torch.Tensor:
-    """``[D, D]`` correlation of the columns of ``a [N, D]`` (float32)."""
+def correlation(a: torch.Tensor, dtype: torch.dtype = torch.float32) -> torch.Tensor:
+    """``[D, D]`` correlation of the columns of ``a [N, D]``, multiplied out in ``dtype``."""
     z = a - a.mean(0)
-    z = z / z.norm(dim=0).clamp_min(1e-12)
-    z = z.float()
+    z = (z / z.norm(dim=0).clamp_min(1e-12)).to(dtype)
     return z.T @ z
 
 
@@ -163,7 +163,7 @@ def spectral_blocks(corr: torch.Tensor, blocks: int, size: int, generator: torch
     basis = torch.linalg.qr(torch.randn(len(corr), blocks + 8, generator=generator))[0]
     for _ in range(POWER_ITERATIONS):
         basis = torch.linalg.qr(affinity @ basis)[0]
-    values, vectors = torch.linalg.eigh(basis.T @ affinity @ basis)
+    _, vectors = torch.linalg.eigh(basis.T @ affinity @ basis)
     embedding = (basis @ vectors[:, -blocks:]).double()
     embedding = embedding / embedding.norm(dim=1, keepdim=True).clamp_min(1e-12)
     centres = kmeans(embedding, blocks, generator)
@@ -195,10 +195,8 @@ def block_statistics(a: torch.Tensor, member_of: torch.Tensor, blocks: int) -> t
     """Correlation ``[B, B]`` of the blocks' log energies over rows, and each block's profile
     (its members' log mean magnitudes, sorted: a statistic blind to the order of its members)."""
     energy = torch.stack([a[:, member_of == j].pow(2).mean(1) for j in range(blocks)], 1).clamp_min(1e-12).log()
-    z = energy - energy.mean(0)
-    z = z / z.norm(dim=0).clamp_min(1e-12)
     profile = torch.stack([a[:, member_of == j].mean(0).clamp_min(1e-12).log().sort(descending=True).values for j in range(blocks)])
-    return (z.T @ z).numpy(), profile
+    return correlation(energy, torch.float64).numpy(), profile
 
 
 def match_positions(g_crossed: np.ndarray, g_public: np.ndarray, linear: np.ndarray, rng: np.random.Generator) -> np.ndarray:
@@ -234,7 +232,7 @@ def match_positions(g_crossed: np.ndarray, g_public: np.ndarray, linear: np.ndar
 def recover_scramble(crossed: torch.Tensor, public_encoded: torch.Tensor, seed: int = 0) -> PermutationEstimate:
     """Estimate the owner's ``scramble`` key from the crossed rows ``[N, C, h, w]`` (keyed) and
     the attacker's public encodings ``[M, C, h, w]`` (module doc: blocks, positions, channels)."""
-    n, c, h, w = crossed.shape
+    _, c, h, w = crossed.shape
     positions = h * w
     generator = torch.Generator().manual_seed(seed)
     a, b = magnitudes(crossed), magnitudes(public_encoded)
@@ -263,8 +261,9 @@ def recover_scramble(crossed: torch.Tensor, public_encoded: torch.Tensor, seed: 
 
 
 def scramble_recovery_score(estimate: PermutationEstimate, source: torch.Tensor, shape: tuple[int, int, int]) -> dict:
-    """Owner side (it knows the key's true ``source``): the fraction of keyed coefficients put at
-    their own block position, at their own coefficient, and how pure the recovered blocks are."""
+    """Owner side (it knows the key's true ``source``): how pure the recovered blocks are, and
+    the fraction of keyed coefficients put at their own block position, at its mirror, within
+    one block of either, and at their own coefficient."""
     c, h, w = shape
     positions = h * w
     est, true = estimate.source % positions, source % positions
@@ -290,17 +289,16 @@ def scramble_recovery_score(estimate: PermutationEstimate, source: torch.Tensor,
 REFERENCE_PASSES = 8
 
 
-def key_reference(defence, public: torch.Tensor, kind: str, seed: int = 0) -> torch.Tensor:
+def key_reference(defence: Defence, public: torch.Tensor, kind: str, seed: int = 0) -> torch.Tensor:
     """The attacker's own public encodings a ``kind`` key is recovered against: the k = 1
     encoding of its faces, and for ``scramble`` also training rows it encodes from them with
     the public algorithm (``defence`` is the public view: no key)."""
     reference = [defence.encode_eval(public)]
-    if kind == "scramble" and hasattr(defence, "encode_train"):
+    if kind == "scramble":
         generator = torch.Generator().manual_seed(seed)
         labels = torch.arange(len(public))
         reference += [defence.encode_train(augment(public, generator), labels, generator).protected().inputs for _ in range(REFERENCE_PASSES)]
     return torch.cat(reference)
-
 
 
 def recover_key(kind: str, crossed: torch.Tensor, public_encoded: torch.Tensor) -> KeyEstimate:

@@ -23,7 +23,7 @@ Two constructions (``kind``):
 The first two preserve each block position's energy (the sum of squares of its kept
 coefficients): any orthogonal per-position transform does. That invariant is public: it is what
 the benchmark's ``link-energy`` attack reads. A rotation is also identifiable from second-order
-statistics of what crosses up to signs (``rl_mask.attacks.linkage.recover_key``); a permutation
+statistics of what crosses up to signs (``rl_mask.attacks.key_recovery``); a permutation
 from the statistics of each coefficient and their correlations
 (``rl_mask.attacks.key_recovery``).
 
@@ -57,6 +57,7 @@ class OwnerKey:
         self.seed = int(seed)
         self.kind = kind
         self._cache: dict[tuple[int, int, int], torch.Tensor] = {}
+        self._scrambles: dict[tuple[int, int, int], tuple[torch.Tensor, torch.Tensor]] = {}
 
     def matrices(self, channels: int, h: int, w: int) -> torch.Tensor:
         """``[1, C, C]`` (channels) or ``[h * w, C, C]`` (positions), float64 (not ``scramble``)."""
@@ -70,14 +71,13 @@ class OwnerKey:
         """``scramble``'s ``(permutation, signs)`` of the ``C * h * w`` coefficients: keyed
         coefficient ``i`` is ``signs[i] * x[permutation[i]]``."""
         shape = (channels, h, w)
-        if shape not in self._cache:
+        if shape not in self._scrambles:
             gen = torch.Generator().manual_seed((self.seed * 1_000_003 + channels * 7919 + h * 131 + w) % 2**63)
             n = channels * h * w
             perm = torch.randperm(n, generator=gen)
             signs = torch.randint(0, 2, (n,), generator=gen, dtype=torch.float64) * 2 - 1
-            self._cache[shape] = torch.stack([perm.to(torch.float64), signs])
-        perm, signs = self._cache[shape]
-        return perm.long(), signs
+            self._scrambles[shape] = (perm, signs)
+        return self._scrambles[shape]
 
     def _apply(self, x: torch.Tensor, inverse: bool) -> torch.Tensor:
         b, c, h, w = x.shape
