@@ -59,16 +59,19 @@ EVAL_DOOR_ATTACKS = ("whitebox-eval", "whitebox-eval+recover")
 RECOVER_SUFFIX = "+recover"
 #: Owner options a hybrid benchmark row may carry as suffixes, e.g. ``mask+key``,
 #: ``fixed[k=4,flip=0.5]+key+evalflip``: the owner's key on every message (``+key``: one channel
-#: mixing; ``+poskey``: one per block position; ``+scramble``: a permutation of every coefficient),
+#: mixing; ``+poskey``: one per block position; ``+scramble``: a permutation of every coefficient;
+#: ``+dense``: rounds of permutations and group rotations of every coefficient),
 #: sign flips on the k = 1 messages (probes, and the owner's own held-out encodings)
 #: (``+evalflip``: probability ``EVAL_FLIP``; ``+evalflip=P``: probability P in (0, 0.5]).
-OWNER_SUFFIXES = ("+key", "+poskey", "+scramble", "+evalflip")
+OWNER_SUFFIXES = ("+key", "+poskey", "+scramble", "+dense", "+evalflip")
 #: The suffixes that name a key construction (a row carries at most one).
-KEY_SUFFIX_KINDS = {"+key": "channels", "+poskey": "positions", "+scramble": "scramble"}
+KEY_SUFFIX_KINDS = {"+key": "channels", "+poskey": "positions", "+scramble": "scramble", "+dense": "dense"}
 EVAL_FLIP = 0.5
 _EVAL_FLIP_AT = re.compile(r"\+evalflip=([0-9.]+)$")
 HYBRID_DEFENCES = ("mask", "fixed-k", "random-k", "adaptive")
-KEY_KINDS = ("channels", "positions", "scramble")
+KEY_KINDS = ("channels", "positions", "scramble", "dense")
+#: Key kinds that leave no block position together: only the dense ``model.arch: mlp`` learns through them.
+POSITIONLESS_KEYS = ("scramble", "dense")
 WEIGHT_KINDS = ("dirichlet", "instahide")
 COLORS = ("L", "RGB")
 LABEL_MODES = ("soft", "hard")
@@ -161,7 +164,8 @@ class MaskConfig:
     sign_flip: bool = False
     upsample: int = 1
     # owner-held key (rl_mask.owner.key) on every message: none | channels | positions |
-    # scramble (a permutation of every coefficient: needs model.arch mlp)
+    # scramble (a permutation of every coefficient) | dense (rounds of permutations and group
+    # rotations of every coefficient); both need model.arch mlp
     key: str = "channels"
     # The owner's secret: seeds the key and every random draw of what crosses (the messages'
     # sign flips, mixing partners and weights, augmentation), so nobody without it can replay
@@ -842,7 +846,8 @@ def validate(cfg: Config) -> None:
     _require(all(n < left for n in cfg.rl.extra_removed_choices), "rl.extra_removed_choices", cfg.rl.extra_removed_choices, f"each < {left}: mask.removed_channels leaves {left} channels per plane, at least one must stay")
     # a convolution reads neighbouring block positions together: through a scramble nothing is a
     # neighbour any more (README, "the scramble key")
-    scrambled = cfg.mask.key == "scramble" or any("+scramble" in split_defence_name(d)[1] for d in cfg.benchmark.defences)
-    _require(not scrambled or cfg.model.arch == "mlp", "model.arch", cfg.model.arch, "mlp with the scramble key (mask.key or a +scramble benchmark row)")
+    positionless = {s for s, kind in KEY_SUFFIX_KINDS.items() if kind in POSITIONLESS_KEYS}
+    scrambled = cfg.mask.key in POSITIONLESS_KEYS or any(positionless & set(split_defence_name(d)[1]) for d in cfg.benchmark.defences)
+    _require(not scrambled or cfg.model.arch == "mlp", "model.arch", cfg.model.arch, "mlp with the scramble or dense key (mask.key or a +scramble / +dense benchmark row)")
     validate_dp(cfg.dp)
     validate_sweep(cfg.sweep)

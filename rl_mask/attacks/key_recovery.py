@@ -20,6 +20,16 @@ attacks on top of ``recover_key``.
   as its own does. Faces are nearly symmetric, so step (2) often finds the mirror image of
   the truth: attacks on top of it try both orientations (``KeyEstimate.mirror_ambiguous``).
   ``scramble_recovery_score`` says, owner side, how much of all that was right.
+- **dense** (rounds of permutations and group rotations of every coefficient, then the sign
+  flips of mixing in the keyed basis): nothing is left but magnitudes of the keyed
+  coordinates ``y_j = q_j . m``. For Gaussian-like mixtures the correlation of their squares is
+  the squared correlation of the keyed coordinates, so (1) ``|rho| = sqrt(corr(y^2))`` over the
+  crossed rows; (2) the signs of ``rho`` (up to the flips' gauge, which no attack needs) by
+  alternating projections onto rank-``DENSE_RANK`` PSD matrices; (3) its leading eigenvectors
+  are ``Q v_r`` for the public principal directions ``v_r`` of the mixtures, matched by order.
+  The estimate is the key on that subspace (``SubspaceEstimate``); comparisons are made in the
+  keyed basis (the flips act there, so undoing it gives nothing back: ``compare_keyed``).
+  ``subspace_recovery_score`` says, owner side, how well each direction was found.
 """
 
 from __future__ import annotations
@@ -48,6 +58,9 @@ class KeyEstimate(abc.ABC):
     statistics are nearly left-right symmetric), so attacks also try mirrored photos."""
 
     mirror_ambiguous = False
+    #: The owner's sign flips act after the key (``dense``): compare in the keyed basis
+    #: (``apply`` to one's own encodings), since ``undo`` of a flipped row is noise.
+    compare_keyed = False
 
     @abc.abstractmethod
     def undo(self, keyed: torch.Tensor) -> torch.Tensor:
@@ -282,6 +295,90 @@ def scramble_recovery_score(estimate: PermutationEstimate, source: torch.Tensor,
     }
 
 
+# ----------------------------------------------------------------------------- dense
+
+#: Directions of the dense key the recovery estimates (the public mixtures' leading principal directions).
+DENSE_RANK = 32
+#: Alternating projections of the sign retrieval.
+SIGN_ITERATIONS = 12
+
+
+class SubspaceEstimate(KeyEstimate):
+    """The key on a subspace: ``keyed[:, D] ~ (x @ public[:, D, R]) @ keyed_dirs[:, D, R].T``."""
+
+    compare_keyed = True
+
+    def __init__(self, keyed_dirs: torch.Tensor, public_dirs: torch.Tensor):
+        self.keyed_dirs, self.public_dirs = keyed_dirs, public_dirs
+
+    def undo(self, keyed: torch.Tensor) -> torch.Tensor:
+        flat = keyed.flatten(1).double()
+        return ((flat @ self.keyed_dirs) @ self.public_dirs.T).reshape(keyed.shape).to(keyed.dtype)
+
+    def apply(self, encoded: torch.Tensor) -> torch.Tensor:
+        flat = encoded.flatten(1).double()
+        return ((flat @ self.public_dirs) @ self.keyed_dirs.T).reshape(encoded.shape).to(encoded.dtype)
+
+
+def leading_eigenvectors(x: torch.Tensor, rank: int, generator: torch.Generator, basis: torch.Tensor | None = None, iterations: int = 6) -> tuple[torch.Tensor, torch.Tensor]:
+    """``(values [rank], vectors [D, rank])`` of the largest eigenvalues of symmetric ``x``,
+    descending, by a randomized subspace iteration (warm-started from ``basis``)."""
+    if basis is None:
+        basis = torch.randn(len(x), rank + 8, generator=generator, dtype=x.dtype)
+    basis = torch.linalg.qr(basis)[0]
+    for _ in range(iterations):
+        basis = torch.linalg.qr(x @ basis)[0]
+    values, vectors = torch.linalg.eigh(basis.T @ x @ basis)
+    order = values.argsort(descending=True)[:rank]
+    return values[order], basis @ vectors[:, order]
+
+
+def principal_directions(x: torch.Tensor, rank: int) -> torch.Tensor:
+    """``[D, rank]`` leading principal directions (uncentred: the flips centre the rows) of
+    ``x [N, C, h, w]``, rows scaled to unit RMS."""
+    a = x.flatten(1).double()
+    a = a / a.pow(2).mean(1, keepdim=True).sqrt().clamp_min(1e-12)
+    return torch.linalg.svd(a, full_matrices=False)[2][:rank].T
+
+
+def recover_dense(crossed: torch.Tensor, public_encoded: torch.Tensor, seed: int = 0, rank: int = DENSE_RANK) -> SubspaceEstimate:
+    """Estimate the owner's ``dense`` key on the public mixtures' leading ``rank`` principal
+    directions from the crossed rows ``[N, C, h, w]`` (module doc: |rho|, its signs, eigenvectors)."""
+    generator = torch.Generator().manual_seed(seed)
+    a = crossed.flatten(1).double()
+    a = a / a.pow(2).mean(1, keepdim=True).sqrt().clamp_min(1e-12)
+    size = correlation(a.pow(2)).clamp_(0, 1).sqrt_()  # |rho|
+    size.fill_diagonal_(1.0)
+    signed, basis = size.clone(), None
+    for _ in range(SIGN_ITERATIONS):
+        values, vectors = leading_eigenvectors(signed, rank, generator, basis)
+        basis = vectors
+        low = (vectors * values.clamp_min(0)) @ vectors.T
+        torch.mul(size, torch.sign(low), out=signed)
+        del low
+    _, keyed_dirs = leading_eigenvectors(signed, rank, generator, basis)
+    rank = keyed_dirs.shape[1]
+    return SubspaceEstimate(keyed_dirs.double(), principal_directions(public_encoded, rank))
+
+
+def subspace_recovery_score(estimate: SubspaceEstimate, true_dirs: torch.Tensor) -> dict:
+    """Owner side (``true_dirs [D, R]``: the key applied to the public directions the estimate
+    used): the overlap ``|U^T S T|_F^2 / R`` of the recovered keyed subspace ``U`` with the true
+    one ``T`` (1 = the same subspace, chance about ``R / D``), under the flips' sign gauge ``S``
+    (each keyed coordinate's sign, which no attack needs) chosen to agree with the truth."""
+
+    def overlap(dirs: torch.Tensor) -> float:
+        u = torch.linalg.qr(dirs.double())[0]
+        t = torch.linalg.qr(true_dirs.double())[0]
+        agreement = (u @ u.T) * (t @ t.T)  # the gauge that best aligns the two projectors
+        _, vector = leading_eigenvectors(agreement, 1, torch.Generator().manual_seed(0))
+        gauge = torch.where(vector[:, 0] < 0, -1.0, 1.0).to(torch.float64)
+        return float((u.T @ (gauge[:, None] * t)).pow(2).sum() / t.shape[1])
+
+    random = torch.randn(true_dirs.shape, generator=torch.Generator().manual_seed(0), dtype=torch.float64)
+    return {"subspace_overlap": overlap(estimate.keyed_dirs), "chance_subspace_overlap": overlap(random), "directions": int(true_dirs.shape[1])}
+
+
 # ----------------------------------------------------------------------------- one entry
 
 #: Passes over the attacker's public faces (augmented) it encodes as training rows for the
@@ -292,10 +389,13 @@ REFERENCE_PASSES = 8
 def key_reference(defence: Defence, public: torch.Tensor, kind: str, seed: int = 0) -> torch.Tensor:
     """The attacker's own public encodings a ``kind`` key is recovered against: the k = 1
     encoding of its faces, and for ``scramble`` also training rows it encodes from them with
-    the public algorithm (``defence`` is the public view: no key)."""
+    the public algorithm (``defence`` is the public view: no key). ``dense``: the coefficients
+    before any flip (its flips come after the key), of augmented passes over the faces."""
+    generator = torch.Generator().manual_seed(seed)
+    if kind == "dense":
+        return torch.cat([defence.transform(public)] + [defence.transform(augment(public, generator)) for _ in range(REFERENCE_PASSES)])
     reference = [defence.encode_eval(public)]
     if kind == "scramble":
-        generator = torch.Generator().manual_seed(seed)
         labels = torch.arange(len(public))
         reference += [defence.encode_train(augment(public, generator), labels, generator).protected().inputs for _ in range(REFERENCE_PASSES)]
     return torch.cat(reference)
@@ -306,6 +406,8 @@ def recover_key(kind: str, crossed: torch.Tensor, public_encoded: torch.Tensor) 
     holds (``crossed``, keyed) and its own public encodings (``public_encoded``)."""
     if kind == "scramble":
         return recover_scramble(crossed, public_encoded)
+    if kind == "dense":
+        return recover_dense(crossed, public_encoded)
     if kind in ("channels", "positions"):
         return RotationEstimate(recover_rotation(crossed, public_encoded, per_position=kind == "positions"))
     raise ValueError(f"no key recovery for key kind {kind!r}")

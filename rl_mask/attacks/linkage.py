@@ -128,6 +128,15 @@ def orientations(gallery: Gallery, key: KeyEstimate | None) -> list[list[torch.T
     return [photos, [p.flip(-1) for p in photos]]
 
 
+def keyed_encoding(defence: Defence, photos: torch.Tensor, key: KeyEstimate) -> torch.Tensor:
+    """The attacker's photos as the owner's k = 1 message would be with the estimated key: the
+    key applied where the owner applies it (before the flips when they act on keyed
+    coordinates, ``KeyEstimate.compare_keyed``)."""
+    if key.compare_keyed:
+        return defence.flip_eval(key.apply(defence.transform(photos)))
+    return key.apply(defence.encode_eval(photos))
+
+
 class LinkageAttack(abc.ABC):
     name = "linkage"
     kind = "linkage"
@@ -167,9 +176,13 @@ class StatisticLinkage(LinkageAttack):
     def link(self, target: LinkageTarget, gallery: Gallery, public: torch.Tensor) -> torch.Tensor:
         rows = target.rows()
         key = self.estimated_key(target, public)
-        inputs = None if key is None else key.undo(rows.inputs)
+        keyed = key is not None and key.compare_keyed  # compare in the keyed basis: key the candidates
+        inputs = None if key is None or keyed else key.undo(rows.inputs)
         labels = label_fingerprints(rows, target.num_classes, self.statistic, inputs)
-        scores = [match_scores(labels, candidate_fingerprints([target.defence.encode_eval(p) for p in photos], self.statistic)) for photos in orientations(gallery, key)]
+        scores = []
+        for photos in orientations(gallery, key):
+            encoded = [keyed_encoding(target.defence, p, key) if keyed else target.defence.encode_eval(p) for p in photos]
+            scores.append(match_scores(labels, candidate_fingerprints(encoded, self.statistic)))
         return torch.stack(scores).amax(0)
 
     def describe(self) -> dict:
@@ -190,9 +203,7 @@ class ModelLinkage(LinkageAttack):
         for candidates in orientations(gallery, key):
             out = []
             for photos in candidates:
-                encoded = target.defence.encode_eval(photos)
-                if key is not None:
-                    encoded = key.apply(encoded)
+                encoded = target.defence.encode_eval(photos) if key is None else keyed_encoding(target.defence, photos, key)
                 logits = model.head(model.embed(encoded.to(device)))
                 out.append(torch.log_softmax(logits.double(), dim=1).mean(0).cpu())
             scores.append(torch.stack(out, dim=1))  # [classes, candidates]

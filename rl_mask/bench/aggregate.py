@@ -78,7 +78,7 @@ def aggregate_seeds(per_seed: list[dict], n_test: int, judge_min_acc: float) -> 
         row["attacks"] = {a: _judged_cell([r["attacks"][a] for r in rows], judges) for a in first["attacks"]}
         if "linkage" in first:  # identification rates over the gallery: n = private labels
             row["linkage"] = {a: aggregate([r["linkage"][a] for r in rows], {"identification": first["linkage"][a]["n"]}) for a in first["linkage"]}
-        if "key_recovery" in first:  # owner-scored: how much of a scramble key the attacker recovered
+        if "key_recovery" in first:  # owner-scored: how much of a scramble or dense key the attacker recovered
             row["key_recovery"] = aggregate([r["key_recovery"] for r in rows])
         defences.append(row)
     baselines = [s["baseline_mean_public_face"] for s in per_seed if s.get("baseline_mean_public_face")]

@@ -35,7 +35,7 @@ from tqdm.auto import tqdm
 
 from rl_mask.attacks import Attack, AttackTarget, build_attack
 from rl_mask.attacks.eval_door import eval_message_target
-from rl_mask.attacks.key_recovery import KeyEstimate, PermutationEstimate, key_reference, recover_key, scramble_recovery_score
+from rl_mask.attacks.key_recovery import KeyEstimate, PermutationEstimate, SubspaceEstimate, key_reference, recover_key, scramble_recovery_score, subspace_recovery_score
 from rl_mask.attacks.linkage import Gallery, LinkageTarget, build_linkage, identification
 from rl_mask.bench.aggregate import aggregate_seeds
 from rl_mask.bench.front import best_at_utility
@@ -323,11 +323,14 @@ class KeyUndo:
         return self._estimate
 
     def score(self) -> dict | None:
-        """Owner side, for a ``scramble`` key it has recovered: how much of it was recovered."""
-        if self._estimate is None or not isinstance(self._estimate, PermutationEstimate):
-            return None
+        """Owner side, for a ``scramble`` or ``dense`` key it has recovered: how much of it was recovered."""
         shape = tuple(self.target.crossed[0].inputs.shape[1:])
-        return scramble_recovery_score(self._estimate, self.key.scramble(*shape)[0], shape)
+        if isinstance(self._estimate, PermutationEstimate):
+            return scramble_recovery_score(self._estimate, self.key.scramble(*shape)[0], shape)
+        if isinstance(self._estimate, SubspaceEstimate):
+            public_dirs = self._estimate.public_dirs.T.reshape(-1, *shape)
+            return subspace_recovery_score(self._estimate, self.key.apply(public_dirs).flatten(1).T)
+        return None
 
     def __call__(self, attacked: AttackTarget) -> AttackTarget:
         if self.key is None:

@@ -292,14 +292,20 @@ def linkage_section(results: dict) -> list[str]:
 
 
 def key_recovery_lines(results: dict) -> list[str]:
-    """How much of each scramble key the ``+recover`` attacks recovered (scored by the owner,
-    who knows the key): the attacks' figures above rest on this."""
+    """How much of each scramble or dense key the ``+recover`` attacks recovered (scored by the
+    owner, who knows the key): the attacks' figures above rest on this."""
     rows = [df for df in results["defences"] if df.get("key_recovery")]
     if not rows:
         return []
-    lines = ["", "Scramble key recovered by the attacker (owner-scored; a block is 8x8 coefficients of one position):", ""]
+    lines = ["", "Key recovered by the attacker (owner-scored; scramble: a block is 8x8 coefficients of one position; dense: the key's action on the public mixtures' leading directions):", ""]
     for df in rows:
         k = df["key_recovery"]
+        if "subspace_overlap" in k:
+            lines.append(
+                f"- {df['name']}: the key on the {k['directions']:.0f} leading public directions, recovered subspace overlap {k['subspace_overlap']:.3f} "
+                f"(1 = exact; random directions under the same favourable sign gauge: {k['chance_subspace_overlap']:.3f})"
+            )
+            continue
         lines.append(
             f"- {df['name']}: blocks found {_pct(k['block_purity'])} pure; blocks at their own position {_pct(k['block_position'])}, "
             f"at the mirror position {_pct(k['block_position_mirrored'])} (chance {_pct(k['chance_block_position'])}); within one "

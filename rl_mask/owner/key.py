@@ -19,6 +19,12 @@ Two constructions (``kind``):
   alike) with secret signs. It keeps no block position's energy together, so nothing local
   survives it; a convolution cannot learn through it, the dense ``model.arch: mlp`` learns
   exactly as without it (its first layer is permuted with the input).
+- ``dense``: ``DENSE_ROUNDS`` rounds of (a secret permutation of every kept coefficient, then a
+  Haar-random orthogonal mixing of each consecutive group of ``C``): every keyed coefficient is
+  a mixture of coefficients from all over the face, so no block, position or channel survives
+  it, and the sign flips that follow (mixing applies them in the keyed basis) leave the server
+  only the magnitudes of random projections. It needs ``model.arch: mlp`` as well; the
+  network no longer learns exactly as without it (measured, README).
 
 The first two preserve each block position's energy (the sum of squares of its kept
 coefficients): any orthogonal per-position transform does. That invariant is public: it is what
@@ -26,6 +32,12 @@ the benchmark's ``link-energy`` attack reads. A rotation is also identifiable fr
 statistics of what crosses up to signs (``rl_mask.attacks.key_recovery``); a permutation
 from the statistics of each coefficient and their correlations
 (``rl_mask.attacks.key_recovery``).
+
+The ``dense`` key keeps only each row's total energy (it is orthogonal); the sign flips of
+mixing then act on its outputs, not on the coefficients, so even the key holder could not
+invert a flipped row: what any reader of it has is the magnitudes of ``C * h * w`` random
+projections of the mixture, which the network learns from (``rl_mask.attacks.key_recovery``
+says what the server can estimate of it).
 
 Rotating the key changes the input basis the network was trained in: a new key needs a new
 (or re-trained) FR network; old messages and the old model stop matching.
@@ -36,6 +48,10 @@ from __future__ import annotations
 import torch
 
 from rl_mask.config import KEY_KINDS
+
+#: Rounds of the ``dense`` key: after r rounds a keyed coefficient mixes up to ``C ** r`` inputs
+#: (3 rounds: more than every kept coefficient of a 112 x 92 grey face, 61 x 168).
+DENSE_ROUNDS = 3
 
 
 def haar_orthogonal(n: int, count: int, generator: torch.Generator) -> torch.Tensor:
@@ -58,9 +74,10 @@ class OwnerKey:
         self.kind = kind
         self._cache: dict[tuple[int, int, int], torch.Tensor] = {}
         self._scrambles: dict[tuple[int, int, int], tuple[torch.Tensor, torch.Tensor]] = {}
+        self._dense: dict[tuple[int, int, int], list[tuple[torch.Tensor, torch.Tensor]]] = {}
 
     def matrices(self, channels: int, h: int, w: int) -> torch.Tensor:
-        """``[1, C, C]`` (channels) or ``[h * w, C, C]`` (positions), float64 (not ``scramble``)."""
+        """``[1, C, C]`` (channels) or ``[h * w, C, C]`` (positions), float64 (not ``scramble``, ``dense``)."""
         shape = (channels, h, w) if self.kind == "positions" else (channels, 0, 0)
         if shape not in self._cache:
             gen = torch.Generator().manual_seed((self.seed * 1_000_003 + channels) % 2**63)
@@ -79,8 +96,33 @@ class OwnerKey:
             self._scrambles[shape] = (perm, signs)
         return self._scrambles[shape]
 
+    def dense(self, channels: int, h: int, w: int) -> list[tuple[torch.Tensor, torch.Tensor]]:
+        """``dense``'s rounds, each ``(permutation [C*h*w], rotations [h*w, C, C] float64)``: a
+        round takes ``x[:, permutation]``, then mixes each consecutive group of ``C`` by its rotation."""
+        shape = (channels, h, w)
+        if shape not in self._dense:
+            gen = torch.Generator().manual_seed((self.seed * 1_000_003 + channels * 7919 + h * 131 + w + 17) % 2**63)
+            n = channels * h * w
+            self._dense[shape] = [(torch.randperm(n, generator=gen), haar_orthogonal(channels, h * w, gen)) for _ in range(DENSE_ROUNDS)]
+        return self._dense[shape]
+
+    def _apply_dense(self, x: torch.Tensor, inverse: bool) -> torch.Tensor:
+        b, c, h, w = x.shape
+        flat = x.reshape(b, -1)
+        rounds = self.dense(c, h, w)
+        for perm, q in reversed(rounds) if inverse else rounds:
+            perm, q = perm.to(x.device), q.to(device=x.device, dtype=x.dtype)
+            if inverse:
+                groups = torch.einsum("gji,bgj->bgi", q, flat.reshape(b, h * w, c)).reshape(b, -1)
+                flat = torch.empty_like(groups).index_copy_(1, perm, groups)
+            else:
+                flat = torch.einsum("gij,bgj->bgi", q, flat[:, perm].reshape(b, h * w, c)).reshape(b, -1)
+        return flat.reshape(b, c, h, w)
+
     def _apply(self, x: torch.Tensor, inverse: bool) -> torch.Tensor:
         b, c, h, w = x.shape
+        if self.kind == "dense":
+            return self._apply_dense(x, inverse)
         if self.kind == "scramble":
             perm, signs = self.scramble(c, h, w)
             perm, signs = perm.to(x.device), signs.to(device=x.device, dtype=x.dtype)

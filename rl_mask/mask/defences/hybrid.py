@@ -106,11 +106,14 @@ class HybridDefence(Defence):
     def encode_eval(self, images: torch.Tensor) -> torch.Tensor:
         """The k = 1 message of held-out / inference faces: channel removal, the owner's key
         (if any), and sign flips with probability ``eval_flip``."""
-        out = self.mask.transform(images)
-        if self.eval_flip > 0:
-            flipped = torch.rand(out.shape, generator=self._eval_generator) < self.eval_flip
-            out = out * (1 - 2 * flipped.to(out.device, out.dtype))
-        return out
+        return self.flip_eval(self.mask.transform(images))
+
+    def flip_eval(self, coefficients: torch.Tensor) -> torch.Tensor:
+        """The k = 1 messages' sign flips (probability ``eval_flip``) on ``coefficients``."""
+        if self.eval_flip <= 0:
+            return coefficients
+        flipped = torch.rand(coefficients.shape, generator=self._eval_generator) < self.eval_flip
+        return coefficients * (1 - 2 * flipped.to(coefficients.device, coefficients.dtype))
 
     def to_pixels(self, encoded: torch.Tensor) -> torch.Tensor:
         return self.mask.to_pixels(encoded)
