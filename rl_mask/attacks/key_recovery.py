@@ -152,10 +152,15 @@ class PermutationEstimate(KeyEstimate):
         return (flat[:, self.source] * self.signs.to(flat.dtype)).reshape(encoded.shape)
 
 
-def magnitudes(x: torch.Tensor) -> torch.Tensor:
-    """``[N, D]`` |coefficients| of each row scaled to unit RMS (mixing changes a row's scale)."""
-    a = x.abs().flatten(1).double()
+def unit_rms(x: torch.Tensor) -> torch.Tensor:
+    """``[N, D]`` float64 rows of ``x`` scaled to unit RMS (mixing changes a row's scale)."""
+    a = x.flatten(1).double()
     return a / a.pow(2).mean(1, keepdim=True).sqrt().clamp_min(1e-12)
+
+
+def magnitudes(x: torch.Tensor) -> torch.Tensor:
+    """``[N, D]`` |coefficients| of each row scaled to unit RMS."""
+    return unit_rms(x.abs())
 
 
 def correlation(a: torch.Tensor, dtype: torch.dtype = torch.float32) -> torch.Tensor:
@@ -165,6 +170,19 @@ def correlation(a: torch.Tensor, dtype: torch.dtype = torch.float32) -> torch.Te
     return z.T @ z
 
 
+def leading_eigenvectors(x: torch.Tensor, rank: int, generator: torch.Generator, basis: torch.Tensor | None = None, iterations: int = 6) -> tuple[torch.Tensor, torch.Tensor]:
+    """``(values [rank], vectors [D, rank])`` of the largest eigenvalues of symmetric ``x``,
+    descending, by a randomized subspace iteration (warm-started from ``basis``)."""
+    if basis is None:
+        basis = torch.randn(len(x), rank + 8, generator=generator, dtype=x.dtype)
+    basis = torch.linalg.qr(basis)[0]
+    for _ in range(iterations):
+        basis = torch.linalg.qr(x @ basis)[0]
+    values, vectors = torch.linalg.eigh(basis.T @ x @ basis)
+    order = values.argsort(descending=True)[:rank]
+    return values[order], basis @ vectors[:, order]
+
+
 def spectral_blocks(corr: torch.Tensor, blocks: int, size: int, generator: torch.Generator) -> torch.Tensor:
     """``[D]`` block index of every coefficient: spectral clustering of the positive part of
     ``corr`` into ``blocks`` clusters of exactly ``size`` members each."""
@@ -172,12 +190,8 @@ def spectral_blocks(corr: torch.Tensor, blocks: int, size: int, generator: torch
     affinity.fill_diagonal_(0)
     scale = affinity.sum(1).clamp_min(1e-12).rsqrt()
     affinity = scale[:, None] * affinity * scale[None, :]
-    # the leading eigenvectors by a randomized subspace iteration (a dense eigh is O(D^3))
-    basis = torch.linalg.qr(torch.randn(len(corr), blocks + 8, generator=generator))[0]
-    for _ in range(POWER_ITERATIONS):
-        basis = torch.linalg.qr(affinity @ basis)[0]
-    _, vectors = torch.linalg.eigh(basis.T @ affinity @ basis)
-    embedding = (basis @ vectors[:, -blocks:]).double()
+    _, vectors = leading_eigenvectors(affinity, blocks, generator, iterations=POWER_ITERATIONS)  # a dense eigh is O(D^3)
+    embedding = vectors.double()
     embedding = embedding / embedding.norm(dim=1, keepdim=True).clamp_min(1e-12)
     centres = kmeans(embedding, blocks, generator)
     cost = torch.cdist(embedding, centres).repeat_interleave(size, dim=1)
@@ -320,34 +334,17 @@ class SubspaceEstimate(KeyEstimate):
         return ((flat @ self.public_dirs) @ self.keyed_dirs.T).reshape(encoded.shape).to(encoded.dtype)
 
 
-def leading_eigenvectors(x: torch.Tensor, rank: int, generator: torch.Generator, basis: torch.Tensor | None = None, iterations: int = 6) -> tuple[torch.Tensor, torch.Tensor]:
-    """``(values [rank], vectors [D, rank])`` of the largest eigenvalues of symmetric ``x``,
-    descending, by a randomized subspace iteration (warm-started from ``basis``)."""
-    if basis is None:
-        basis = torch.randn(len(x), rank + 8, generator=generator, dtype=x.dtype)
-    basis = torch.linalg.qr(basis)[0]
-    for _ in range(iterations):
-        basis = torch.linalg.qr(x @ basis)[0]
-    values, vectors = torch.linalg.eigh(basis.T @ x @ basis)
-    order = values.argsort(descending=True)[:rank]
-    return values[order], basis @ vectors[:, order]
-
-
 def principal_directions(x: torch.Tensor, rank: int) -> torch.Tensor:
     """``[D, rank]`` leading principal directions (uncentred: the flips centre the rows) of
     ``x [N, C, h, w]``, rows scaled to unit RMS."""
-    a = x.flatten(1).double()
-    a = a / a.pow(2).mean(1, keepdim=True).sqrt().clamp_min(1e-12)
-    return torch.linalg.svd(a, full_matrices=False)[2][:rank].T
+    return torch.linalg.svd(unit_rms(x), full_matrices=False)[2][:rank].T
 
 
 def recover_dense(crossed: torch.Tensor, public_encoded: torch.Tensor, seed: int = 0, rank: int = DENSE_RANK) -> SubspaceEstimate:
     """Estimate the owner's ``dense`` key on the public mixtures' leading ``rank`` principal
     directions from the crossed rows ``[N, C, h, w]`` (module doc: |rho|, its signs, eigenvectors)."""
     generator = torch.Generator().manual_seed(seed)
-    a = crossed.flatten(1).double()
-    a = a / a.pow(2).mean(1, keepdim=True).sqrt().clamp_min(1e-12)
-    size = correlation(a.pow(2)).clamp_(0, 1).sqrt_()  # |rho|
+    size = correlation(unit_rms(crossed).pow(2)).clamp_(0, 1).sqrt_()  # |rho|
     size.fill_diagonal_(1.0)
     signed, basis = size.clone(), None
     for _ in range(SIGN_ITERATIONS):
