@@ -8,7 +8,7 @@ holds and is applied by the owner to every message that crosses (it lives in
 inference probes all go through), so the FR network trains under it and serves only key
 holders, as in cancelable biometrics.
 
-Two constructions (``kind``):
+The constructions (``kind``):
 
 - ``channels``: one Haar-random orthogonal ``C x C`` mixing of the kept channels, the same at
   every block position. A convolution is linear in its input channels, so the FR network's
@@ -50,7 +50,7 @@ import torch
 from rl_mask.config import KEY_KINDS
 
 #: Rounds of the ``dense`` key: after r rounds a keyed coefficient mixes up to ``C ** r`` inputs
-#: (3 rounds: more than every kept coefficient of a 112 x 92 grey face, 61 x 168).
+#: (3 rounds: more than every kept coefficient of a 112 x 92 grey face, 58 x 168 with the default removed channels).
 DENSE_ROUNDS = 3
 
 
