@@ -124,8 +124,6 @@ def grid_defence(cfg: Config, text: str) -> HybridDefence:
     return HybridDefence(f"{GRID_PREFIX}[{text}]", hybrid_mask_from_config(cfg), [settings.k], settings_pool=[settings])
 
 
-
-
 def deployed_owner_suffixes(cfg: Config, setting_flip: float) -> str:
     """The row suffixes that give a fixed setting (training flip ``setting_flip``) the owner
     options a run of ``cfg`` deploys: its key, and flipped k = 1 messages (so that a fixed

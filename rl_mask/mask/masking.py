@@ -189,6 +189,12 @@ def sample_weights(
     raise RuntimeError(f"could not draw {kind} weights with cap {cap} for k={k}; raise the cap")
 
 
+def flip_signs(x: torch.Tensor, p: float, generator: torch.Generator | None = None) -> torch.Tensor:
+    """``x`` with each coefficient's sign flipped independently with probability ``p``."""
+    flipped = torch.rand(x.shape, generator=generator) < p
+    return x * (1 - 2 * flipped.to(x.device, x.dtype))
+
+
 def mix(
     x: torch.Tensor,
     labels: torch.Tensor,
@@ -224,8 +230,7 @@ def mix(
             signs = torch.randint(0, 2, out.shape, generator=generator, dtype=torch.int8)
             out = out * (signs.to(out.device, out.dtype) * 2 - 1)
         elif p_flip > 0:
-            flipped = torch.rand(out.shape, generator=generator) < p_flip
-            out = out * (1 - 2 * flipped.to(out.device, out.dtype))
+            out = flip_signs(out, p_flip, generator)
     labels = labels.to(sources.device)
     return MaskedBatch.of(out, labels[sources], w, sources)
 

@@ -84,12 +84,17 @@ class OwnerKey:
             self._cache[shape] = haar_orthogonal(channels, h * w if self.kind == "positions" else 1, gen)
         return self._cache[shape]
 
+    def _generator(self, shape: tuple[int, int, int], salt: int = 0) -> torch.Generator:
+        """The owner's draws for one coefficient grid ``(C, h, w)`` (``salt``: one stream per construction)."""
+        channels, h, w = shape
+        return torch.Generator().manual_seed((self.seed * 1_000_003 + channels * 7919 + h * 131 + w + salt) % 2**63)
+
     def scramble(self, channels: int, h: int, w: int) -> tuple[torch.Tensor, torch.Tensor]:
         """``scramble``'s ``(permutation, signs)`` of the ``C * h * w`` coefficients: keyed
         coefficient ``i`` is ``signs[i] * x[permutation[i]]``."""
         shape = (channels, h, w)
         if shape not in self._scrambles:
-            gen = torch.Generator().manual_seed((self.seed * 1_000_003 + channels * 7919 + h * 131 + w) % 2**63)
+            gen = self._generator(shape)
             n = channels * h * w
             perm = torch.randperm(n, generator=gen)
             signs = torch.randint(0, 2, (n,), generator=gen, dtype=torch.float64) * 2 - 1
@@ -101,7 +106,7 @@ class OwnerKey:
         round takes ``x[:, permutation]``, then mixes each consecutive group of ``C`` by its rotation."""
         shape = (channels, h, w)
         if shape not in self._dense:
-            gen = torch.Generator().manual_seed((self.seed * 1_000_003 + channels * 7919 + h * 131 + w + 17) % 2**63)
+            gen = self._generator(shape, salt=17)
             n = channels * h * w
             self._dense[shape] = [(torch.randperm(n, generator=gen), haar_orthogonal(channels, h * w, gen)) for _ in range(DENSE_ROUNDS)]
         return self._dense[shape]

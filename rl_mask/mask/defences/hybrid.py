@@ -15,7 +15,7 @@ from typing import Sequence
 import torch
 
 from rl_mask.mask.defences.base import Defence
-from rl_mask.mask.masking import HybridMask, MaskedBatch
+from rl_mask.mask.masking import HybridMask, MaskedBatch, flip_signs
 from rl_mask.mask.settings import MaskSettings
 
 
@@ -110,10 +110,7 @@ class HybridDefence(Defence):
 
     def flip_eval(self, coefficients: torch.Tensor) -> torch.Tensor:
         """The k = 1 messages' sign flips (probability ``eval_flip``) on ``coefficients``."""
-        if self.eval_flip <= 0:
-            return coefficients
-        flipped = torch.rand(coefficients.shape, generator=self._eval_generator) < self.eval_flip
-        return coefficients * (1 - 2 * flipped.to(coefficients.device, coefficients.dtype))
+        return flip_signs(coefficients, self.eval_flip, self._eval_generator) if self.eval_flip > 0 else coefficients
 
     def to_pixels(self, encoded: torch.Tensor) -> torch.Tensor:
         return self.mask.to_pixels(encoded)
