@@ -189,12 +189,15 @@ class HybridMaskingEnv(gym.Env):
         return self._obs(), {}
 
     def step(self, action):
-        return self.receive(self.send(action))
+        pending = self.send(action)
+        self.draw_next()
+        return self.receive(pending)
 
     def send(self, action) -> tuple:
         """Protect the drawn batch with the action's settings and send it (the door: only its
-        ``ProtectedBatch`` crosses, to the FR server and to the attacker); draw the next batch
-        while they compute."""
+        ``ProtectedBatch`` crosses, to the FR server and to the attacker). ``draw_next`` then
+        draws the next batch while they compute: apart, so that a runner sends every sub-env's
+        batch before it draws any (an aggregated FR step starts only once they are all queued)."""
         if not self.action_space.contains(np.asarray(action, dtype=np.int64)):
             raise ValueError(f"action {action!r} is not in {self.action_space} (one index per knob: {', '.join(DIMENSIONS)})")
         a = np.asarray(action, dtype=np.int64).copy()
@@ -214,10 +217,19 @@ class HybridMaskingEnv(gym.Env):
         attacked = self.attacker is not None and (not self.sampled or first or drawn)
         attack = self.attacker.submit("observe", sent, settings) if attacked else None
         owner_labels = batch.masked.labels  # every mixed face's identity: the judge's key
+        if self.sampled and attack is not None:
+            self._attacks.append((attack, settings, owner_labels))
         if len(self.kept_batches) < self.keep_batches:
             self.kept_batches.append(batch)
-        self._draw_batch()
         return a, settings, handle, attack, owner_labels
+
+    def draw_next(self) -> None:
+        """The owner's work while the server computes (between ``send`` and ``receive``): draw
+        and transform the next batch, which the observation ``receive`` returns describes, and
+        (sampled attacker) judge the attacks that have finished."""
+        self._draw_batch()
+        if self.sampled:
+            self._score_finished_attacks(wait=False)
 
     def receive(self, pending: tuple):
         """The step's answers (FR server, attacker) -> (obs, reward, terminated, truncated, info)."""
@@ -230,9 +242,8 @@ class HybridMaskingEnv(gym.Env):
         self._score_validation()
         leak = {}
         if self.sampled:
-            if attack is not None:
-                self._attacks.append((attack, settings, owner_labels))
-            self._score_finished_attacks(wait=self.leak_estimate.count == 0)
+            if not self.leak_estimate.count:  # the estimate's start: wait for the first attack
+                self._score_finished_attacks(wait=True)
             if self.leak_estimate.count:
                 leak = {"leak": self.leak_estimate.estimate(settings), "leak_attacked": float(attack is not None)}
         elif attack is not None:

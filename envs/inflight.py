@@ -3,8 +3,10 @@
 A plain vector env steps its sub-envs one after another, and each step waits for its FR
 step, so the FR server sits idle during every RPC round trip and every batch preparation.
 Here a step first *sends* every sub-env's protected batch (the FR server queues them), then
-*receives* the answers in order: up to ``max_inflight`` batches per runner are queued at the
-server at once, and each sub-env prepares its next batch while the server computes.
+draws every sub-env's next batch, then *receives* the answers in order: up to
+``max_inflight`` batches per runner are queued at the server at once, and the next batches
+are drawn while the server computes (after every send: an aggregated FR step waits for all
+of them).
 
 Every reward still belongs to the step that earned it (the FR loss of that very batch):
 each sub-env is its own episode stream, so PPO's bookkeeping (GAE per episode) is unchanged.
@@ -30,6 +32,8 @@ class InflightVectorEnv(SyncVectorEnv):
         for i, env in enumerate(self.envs):  # send everything first ...
             if not self._autoreset_envs[i]:
                 pending[i] = env.unwrapped.send(actions[i])
+        for i in pending:  # ... draw the next batches while the server computes ...
+            self.envs[i].unwrapped.draw_next()
         for i, env in enumerate(self.envs):  # ... then collect, in order
             if self._autoreset_envs[i]:
                 self._env_obs[i], env_info = env.reset()

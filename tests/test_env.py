@@ -12,6 +12,7 @@ from gymnasium.utils.env_checker import check_env
 
 from envs.fr_client import Endpoint
 from envs.hybrid_masking import HybridMaskingEnv
+from envs.inflight import inflight_env
 from envs.reward import reward_parts
 from envs.wiring import EnvWiring
 from rl_mask.config import Config
@@ -114,6 +115,27 @@ def test_higher_k_costs_the_fr_network_more(small_cfg):
         env.reset(seed=0)
         losses[k] = np.mean([env.step(action(small_cfg, k))[4]["fr_loss"] for _ in range(12)])
     assert losses[6] > losses[2]
+
+
+def test_a_runner_sends_every_batch_in_flight_before_it_draws_the_next_ones(small_cfg, service):
+    """An aggregated FR step starts once the runner's batches are all queued, so no sub-env
+    may draw its next batch (the owner's slowest work) before the last one is sent; the
+    answers are collected after the draws, and each sub-env's observation describes its own
+    next batch."""
+    vec = inflight_env(EnvWiring(small_cfg, Endpoint(service=service), total_fr_steps=100).env_config(worker_index=0), 0, 3)
+    vec.reset(seed=4)
+    calls = []
+    for i, env in enumerate(vec.envs):
+        for name in ("send", "_draw_batch", "receive"):
+            real = getattr(env.unwrapped, name)
+            setattr(env.unwrapped, name, lambda *a, _real=real, _call=(name, i): calls.append(_call) or _real(*a))
+    a = action(small_cfg, 2)
+    obs, rewards, _, _, infos = vec.step(np.stack([a] * 3))
+    assert [c[0] for c in calls] == ["send"] * 3 + ["_draw_batch"] * 3 + ["receive"] * 3
+    assert [c[1] for c in calls] == [0, 1, 2] * 3
+    for i, env in enumerate(vec.envs):
+        assert np.allclose(obs[i][-4:], env.unwrapped._band_energy(), atol=1e-6)
+        assert rewards[i] == pytest.approx(infos["fr_loss"][i] - infos["reward_utility_penalty"][i])
 
 
 def test_each_runner_has_its_own_batch_order(small_cfg, service):
