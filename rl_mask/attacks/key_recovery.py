@@ -35,6 +35,7 @@ attacks on top of ``recover_key``.
 from __future__ import annotations
 
 import abc
+from collections.abc import Callable
 
 import numpy as np
 import torch
@@ -358,15 +359,17 @@ def recover_dense(crossed: torch.Tensor, public_encoded: torch.Tensor, seed: int
     return SubspaceEstimate(keyed_dirs.double(), principal_directions(public_encoded, rank))
 
 
-def subspace_recovery_score(estimate: SubspaceEstimate, true_dirs: torch.Tensor) -> dict:
-    """Owner side (``true_dirs [D, R]``: the key applied to the public directions the estimate
-    used): the overlap ``|U^T S T|_F^2 / R`` of the recovered keyed subspace ``U`` with the true
-    one ``T`` (1 = the same subspace, chance about ``R / D``), under the flips' sign gauge ``S``
-    (each keyed coordinate's sign, which no attack needs) chosen to agree with the truth."""
+def subspace_recovery_score(estimate: SubspaceEstimate, apply_key: Callable[[torch.Tensor], torch.Tensor], shape: tuple[int, int, int]) -> dict:
+    """Owner side (``apply_key``: the owner's key on ``[N, C, h, w]`` coefficients of ``shape``):
+    the overlap ``|U^T S T|_F^2 / R`` of the recovered keyed subspace ``U`` with the true one
+    ``T``, the key applied to the public directions the estimate used (1 = the same subspace,
+    chance about ``R / D``), under the flips' sign gauge ``S`` (each keyed coordinate's sign,
+    which no attack needs) chosen to agree with the truth."""
+    true_dirs = apply_key(estimate.public_dirs.T.reshape(-1, *shape)).flatten(1).T
+    t = torch.linalg.qr(true_dirs.double())[0]
 
     def overlap(dirs: torch.Tensor) -> float:
         u = torch.linalg.qr(dirs.double())[0]
-        t = torch.linalg.qr(true_dirs.double())[0]
         agreement = (u @ u.T) * (t @ t.T)  # the gauge that best aligns the two projectors
         _, vector = leading_eigenvectors(agreement, 1, torch.Generator().manual_seed(0))
         gauge = torch.where(vector[:, 0] < 0, -1.0, 1.0).to(torch.float64)

@@ -326,8 +326,7 @@ class KeyUndo:
         if isinstance(self._estimate, PermutationEstimate):
             return scramble_recovery_score(self._estimate, self.key.scramble(*shape)[0], shape)
         if isinstance(self._estimate, SubspaceEstimate):
-            public_dirs = self._estimate.public_dirs.T.reshape(-1, *shape)
-            return subspace_recovery_score(self._estimate, self.key.apply(public_dirs).flatten(1).T)
+            return subspace_recovery_score(self._estimate, self.key.apply, shape)
         return None
 
     def __call__(self, attacked: AttackTarget) -> AttackTarget:
