@@ -1,0 +1,145 @@
+"""Several sweeps of one face set, each fully reseeded, read as seeds of one experiment.
+
+One sweep (``rl-mask sweep``) compares its policies with its grid on one draw of everything:
+a grid sample, a PPO seed, FR and measurement seeds. Whether the policy is stable, and whether
+it beats the best fixed setting, are questions over such draws. Here each sweep is one seed:
+per ``leak_lambda``, the policy's leak and identification, and its difference from the best
+grid point of its own sweep (picked as the sweep picks it, at the policy's identification);
+per leak axis, each side's hypervolume. Across seeds: the mean, the 95% t-interval
+(``stats.t_interval``) and its width. A difference is called only when its interval excludes 0.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from rl_mask.bench.stats import t_interval
+
+AXES = ("raw", "above_reference")
+SIDES = ("policy", "fixed")
+
+
+def load_sweep(folder: Path) -> dict:
+    path = Path(folder) / "results.json"
+    if not path.is_file():
+        raise FileNotFoundError(f"{path}: no results.json (is {folder} a finished rl-mask sweep?)")
+    results = json.loads(path.read_text())
+    for field in ("data_root", "trials", "summary"):
+        if field not in results:
+            raise ValueError(f"{path}: field {field!r} missing (not a sweep's results)")
+    return results
+
+
+def one_seed(results: dict) -> dict:
+    """The figures of one sweep that are compared across seeds."""
+    summary = results["summary"]
+    policies = {r["key"]: r for r in results["trials"] if r["kind"] == "policy"}
+    fresh = {c["policy"].removeprefix("confirm-"): c for c in summary.get("confirmed", {}).get("policy_vs_best_fixed", [])}
+    per_lambda = {}
+    for c in summary["policy_vs_best_fixed"]:
+        policy = policies[c["policy"]]
+        row = {
+            "leak": c["policy_leak"],
+            "utility": c["policy_utility"],
+            "above_reference": max(0.0, policy["leak"] - policy["leak_reference"]),
+            "best_fixed": c["best_fixed"],
+            "best_fixed_leak": c["fixed_leak"],
+            "best_fixed_utility": c["fixed_utility"],
+            "leak_minus_best_fixed": c["policy_leak"] - c["fixed_leak"],
+            "utility_minus_best_fixed": c["policy_utility"] - c["fixed_utility"],
+        }
+        if c["policy"] in fresh:
+            f = fresh[c["policy"]]
+            row["fresh"] = {"leak": f["policy_leak"], "best_fixed": f["best_fixed"], "leak_minus_best_fixed": f["policy_leak"] - f["fixed_leak"], "utility_minus_best_fixed": f["policy_utility"] - f["fixed_utility"]}
+        per_lambda[str(policy["leak_lambda"])] = row
+    hypervolume = {"raw": {side: summary["sides"][side]["hypervolume"] for side in SIDES}, "above_reference": summary["above_reference"]["hypervolume"]}
+    return {
+        "data_root": results["data_root"],
+        "grid": results.get("grid"),
+        "per_leak_lambda": per_lambda,
+        "hypervolume": hypervolume,
+        "fixed_front_weakly_dominates_policy_front": {
+            "raw": summary["fixed_front_weakly_dominates_policy_front"],
+            "above_reference": summary["above_reference"]["fixed_front_weakly_dominates_policy_front"],
+        },
+        "policy_front_weakly_dominates_fixed_front": {
+            "raw": summary["policy_front_weakly_dominates_fixed_front"],
+            "above_reference": summary["above_reference"]["policy_front_weakly_dominates_fixed_front"],
+        },
+        "fr_steps_ratio_policy_to_fixed": summary["fr_steps_ratio_policy_to_fixed"],
+    }
+
+
+def spread(values: list[float]) -> dict:
+    """Per-seed values, their mean, 95% t-interval and its width (N >= 2)."""
+    lo, hi = t_interval(values)
+    return {"per_seed": values, "mean": sum(values) / len(values), "ci": [lo, hi], "width": hi - lo}
+
+
+def _difference(values: list[float], lower_is: str, higher_is: str) -> dict:
+    s = spread(values)
+    s["verdict"] = lower_is if s["ci"][1] < 0 else higher_is if s["ci"][0] > 0 else "no difference the interval shows"
+    return s
+
+
+def across_seeds(folders: list[Path]) -> dict:
+    """Every sweep's figures and, over them as seeds, means and 95% t-intervals."""
+    if len(folders) < 2:
+        raise ValueError(f"need at least 2 sweeps to read as seeds, got {len(folders)}")
+    seeds = [one_seed(load_sweep(f)) for f in folders]
+    roots = {s["data_root"] for s in seeds}
+    if len(roots) > 1:
+        raise ValueError(f"the sweeps are on different face sets: {sorted(roots)}")
+    lambdas = [set(s["per_leak_lambda"]) for s in seeds]
+    if any(lam != lambdas[0] for lam in lambdas):
+        raise ValueError(f"the sweeps ran different leak_lambda values: {[sorted(lam) for lam in lambdas]}")
+    per_lambda = {}
+    for lam in sorted(lambdas[0], key=float):
+        rows = [s["per_leak_lambda"][lam] for s in seeds]
+        per_lambda[lam] = {
+            "leak": spread([r["leak"] for r in rows]),
+            "utility": spread([r["utility"] for r in rows]),
+            "above_reference": spread([r["above_reference"] for r in rows]),
+            "leak_minus_best_fixed": _difference([r["leak_minus_best_fixed"] for r in rows], "the policy leaks less", "the best grid point leaks less"),
+            "utility_minus_best_fixed": _difference([r["utility_minus_best_fixed"] for r in rows], "the best grid point identifies better", "the policy identifies better"),
+        }
+        if all("fresh" in r for r in rows):  # every sweep measured this policy and its pick again
+            per_lambda[lam]["fresh_leak_minus_best_fixed"] = _difference([r["fresh"]["leak_minus_best_fixed"] for r in rows], "the policy leaks less", "the best grid point leaks less")
+    hypervolume = {
+        axis: {side: spread([s["hypervolume"][axis][side] for s in seeds]) for side in SIDES}
+        | {"policy_minus_fixed": _difference([s["hypervolume"][axis]["policy"] - s["hypervolume"][axis]["fixed"] for s in seeds], "the grid's front is larger", "the policies' front is larger")}
+        for axis in AXES
+    }
+    return {
+        "what": "each sweep read as one seed: per leak_lambda the policy's figures and its difference from its sweep's best grid point (first measurement), per leak axis the hypervolumes; mean and 95% t-interval over the sweeps",
+        "folders": [str(f) for f in folders],
+        "data_root": roots.pop(),
+        "per_sweep": seeds,
+        "per_leak_lambda": per_lambda,
+        "hypervolume": hypervolume,
+    }
+
+
+def _pct(s: dict) -> str:
+    return f"{100 * s['mean']:.1f} [{100 * s['ci'][0]:.1f}, {100 * s['ci'][1]:.1f}] (width {100 * s['width']:.1f})"
+
+
+def markdown(summary: dict) -> str:
+    lines = [
+        f"{len(summary['folders'])} sweeps as seeds ({summary['data_root']}); mean [95% t-interval] in points",
+        "",
+        "| leak_lambda | policy leak | identification | leak above reference | leak minus best grid point | identification minus best grid point |",
+        "|---|---|---|---|---|---|",
+    ]
+    for lam, row in summary["per_leak_lambda"].items():
+        cells = [_pct(row[k]) for k in ("leak", "utility", "above_reference", "leak_minus_best_fixed", "utility_minus_best_fixed")]
+        lines.append(f"| {lam} | " + " | ".join(cells) + " |")
+    fresh = {lam: row["fresh_leak_minus_best_fixed"] for lam, row in summary["per_leak_lambda"].items() if "fresh_leak_minus_best_fixed" in row}
+    if fresh:
+        lines += ["", "Measured again (the sweeps' confirmations), leak minus best grid point: " + "; ".join(f"leak_lambda {lam}: {_pct(s)}, {s['verdict']}" for lam, s in fresh.items())]
+    lines += ["", "| leak axis | hypervolume, policies | hypervolume, grid | policies minus grid |", "|---|---|---|---|"]
+    for axis, hv in summary["hypervolume"].items():
+        cells = [f"{hv[k]['mean']:.3f} [{hv[k]['ci'][0]:.3f}, {hv[k]['ci'][1]:.3f}]" for k in ("policy", "fixed", "policy_minus_fixed")]
+        lines.append(f"| {axis} | " + " | ".join(cells) + f" ({hv['policy_minus_fixed']['verdict']}) |")
+    return "\n".join(lines) + "\n"

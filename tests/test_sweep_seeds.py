@@ -1,0 +1,49 @@
+"""Sweeps read as seeds (``rl_mask.bench.sweep_seeds``), on the recorded sweeps' results."""
+
+import json
+import shutil
+from pathlib import Path
+
+import pytest
+from scipy import stats
+
+from rl_mask.bench.sweep_seeds import across_seeds, markdown
+
+RESULTS = Path(__file__).resolve().parents[1] / "benchmarks" / "results"
+ATT = [RESULTS / "sweep-att-quick-s1-ab16", RESULTS / "sweep-att-quick-s2"]
+
+
+def test_each_sweep_is_one_seed_of_the_policy_and_its_best_grid_point():
+    summary = across_seeds(ATT)
+    recorded = [json.loads((f / "results.json").read_text()) for f in ATT]
+    for lam in ("1.0", "10.0"):
+        comparisons = [next(c for c in r["summary"]["policy_vs_best_fixed"] if c["policy"] == f"policy-leak_lambda={lam}") for r in recorded]
+        row = summary["per_leak_lambda"][lam]
+        assert row["leak"]["per_seed"] == [c["policy_leak"] for c in comparisons]
+        diff = [c["policy_leak"] - c["fixed_leak"] for c in comparisons]
+        assert row["leak_minus_best_fixed"]["per_seed"] == diff
+        lo, hi = stats.t.interval(0.95, df=1, loc=sum(diff) / 2, scale=stats.sem(diff))
+        assert row["leak_minus_best_fixed"]["ci"] == pytest.approx([lo, hi])
+        expected = "the policy leaks less" if hi < 0 else "the best grid point leaks less" if lo > 0 else "no difference the interval shows"
+        assert row["leak_minus_best_fixed"]["verdict"] == expected
+    hv = summary["hypervolume"]["raw"]
+    assert hv["policy"]["per_seed"] == [r["summary"]["sides"]["policy"]["hypervolume"] for r in recorded]
+    assert "| 10.0 |" in markdown(summary)
+
+
+def test_sweeps_of_different_face_sets_or_too_few_are_refused(tmp_path):
+    with pytest.raises(ValueError, match="at least 2"):
+        across_seeds(ATT[:1])
+    with pytest.raises(ValueError, match="different face sets"):
+        across_seeds([ATT[0], RESULTS / "sweep-yale-quick-s1"])
+    empty = tmp_path / "not-a-sweep"
+    empty.mkdir()
+    with pytest.raises(FileNotFoundError, match="not-a-sweep"):
+        across_seeds([ATT[0], empty])
+    broken = tmp_path / "broken"
+    shutil.copytree(ATT[1], broken)
+    results = json.loads((broken / "results.json").read_text())
+    del results["summary"]
+    (broken / "results.json").write_text(json.dumps(results))
+    with pytest.raises(ValueError, match="'summary'"):
+        across_seeds([ATT[0], broken])
