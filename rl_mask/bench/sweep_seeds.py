@@ -51,7 +51,12 @@ def one_seed(results: dict) -> dict:
         }
         if c["policy"] in fresh:
             f = fresh[c["policy"]]
-            row["fresh"] = {"leak": f["policy_leak"], "best_fixed": f["best_fixed"], "leak_minus_best_fixed": f["policy_leak"] - f["fixed_leak"], "utility_minus_best_fixed": f["policy_utility"] - f["fixed_utility"]}
+            row["fresh"] = {
+                "leak": f["policy_leak"],
+                "best_fixed": f["best_fixed"],
+                "leak_minus_best_fixed": f["policy_leak"] - f["fixed_leak"],
+                "utility_minus_best_fixed": f["policy_utility"] - f["fixed_utility"],
+            }
         per_lambda[str(policy["leak_lambda"])] = row
     hypervolume = {"raw": {side: summary["sides"][side]["hypervolume"] for side in SIDES}, "above_reference": summary["above_reference"]["hypervolume"]}
     return {
