@@ -67,7 +67,9 @@ def test_state_round_trip_gives_identical_training(setup, tmp_path):
     ra = a.train_step(batches[2])
     torch.manual_seed(0)
     rb = b_.train_step(batches[2])
-    assert ra == rb  # same weights, optimizer moments and step: the same next update
+    # same weights, optimizer moments and step: the same next update (to float precision: two
+    # models' BLAS calls may round differently with their buffers' memory alignment)
+    assert ra == pytest.approx(rb, rel=1e-6, abs=1e-9)
 
 
 def test_autosave_is_reloaded_after_a_crash(setup, tmp_path):
