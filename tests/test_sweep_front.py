@@ -9,7 +9,7 @@ import pytest
 
 from rl_mask.bench.front import dominance, hypervolume, pareto_front, weakly_dominates
 from rl_mask.bench.sweep_plan import FIXED, POLICY, Trial, confirmation_of, grid_settings, knob_grid, make_plan, read_confirmations, read_plan, write_confirmations, write_plan
-from rl_mask.bench.sweep_report import markdown, summarize, to_confirm, trial_record
+from rl_mask.bench.sweep_report import leak_above_reference, markdown, raw_leak, summarize, to_confirm, trial_record
 from rl_mask.config import Config, ConfigError, knob_grid_size, load_config, parse_settings
 
 
@@ -190,7 +190,7 @@ def test_the_picks_are_measured_again_and_read_on_the_fresh_measurement_only():
     assert grid_moved["leak"]["mean_change_points"] == pytest.approx(12.5) and grid_moved["leak"]["rms_change_points"] == pytest.approx(25 / 2**0.5)
     assert grid_moved["leak"]["mean_ci_half_width_points"] == pytest.approx(5.0) and s["confirmed"]["moved"][POLICY]["utility"]["rms_change_points"] == 0
     md = markdown({"summary": s, "trials": _report_rows(records), "confirmations": _report_rows(again), "mode": "quick", "seeds": 1, "data_root": "x", "attacks": ["whitebox"], "grid": "3 settings", "wall_seconds": 60.0})
-    assert "## The picks measured again" in md and "| `fixed-lucky` | 90.0% [85.0, 95.0] | 35.0% [30.0, 40.0] (whitebox) |" in md
+    assert "## The picks measured again" in md and "| `fixed-lucky` | 90.0% [85.0, 95.0] | 35.0% [30.0, 40.0] (training batches) | 35.0% [30.0, 40.0] (whitebox) |" in md
     assert summarize(records)["confirmed"] is None  # no confirmation: nothing read
 
 
@@ -213,7 +213,7 @@ def test_the_confirmation_file_round_trips_and_names_only_trials_of_the_plan(tmp
         read_plan(tmp_path)
 
 
-def test_a_trial_record_puts_the_training_batches_on_the_leak_axis_and_the_door_beside_it():
+def test_a_trial_record_keeps_the_training_batches_and_the_door_apart_and_the_front_reads_the_worse():
     def cell(acc1, what_if=False):
         return {"acc1": acc1, "score": 0.5, "ci": {"acc1": [acc1 - 0.1, acc1 + 0.1]}, "what_if": what_if}
 
@@ -229,6 +229,34 @@ def test_a_trial_record_puts_the_training_batches_on_the_leak_axis_and_the_door_
     assert record["door_leak"] == 0.6 and "provenance" not in record["leak_by_attack"]  # what-if never counts
     assert record["fr_steps"] == 876 and record["fr_steps_measured"] == 300 and record["utility"] == 0.9
     assert record["leak_reference"] == 0.15  # the do-nothing attacker on the worst cell's rows
+    assert record["door_leak_reference"] is None  # not in this door cell: chance stands in for it
+    assert raw_leak(record) == 0.6 and leak_above_reference(record) == pytest.approx(0.55)  # the door: 0.6 - chance 0.05
+
+
+def test_every_message_counts_on_the_front_the_door_included():
+    """A setting whose training batches leak little but whose probes leak much is no front point
+    over one that leaks moderately on both: the front, the comparison and the above-reference
+    axis read each trial's worst message, as the benchmark's worst case does."""
+
+    def rec(key, kind, leak, util, door, door_ref=0.05):
+        r = {**_record(key, kind, leak, util, 300), "leak_ci": [leak - 0.02, leak + 0.02], "utility_ci": [util - 0.05, util + 0.05], "leak_reference": 0.1}
+        return {**r, "door_leak": door, "door_leak_ci": [door - 0.05, door + 0.05], "door_leak_reference": door_ref}
+
+    records = [
+        rec("fixed-flipped", FIXED, 0.12, 0.90, door=0.35),  # quiet batches, loud probes
+        rec("fixed-plain", FIXED, 0.16, 0.90, door=0.18),
+        rec("policy-1", POLICY, 0.14, 0.90, door=0.35),
+    ]
+    s = summarize(records)
+    assert s["sides"][FIXED]["front"] == ["fixed-plain"]  # on the batches alone, fixed-flipped would be
+    assert s["fixed_dominates"] == {"fixed-plain": ["policy-1"]}
+    (c,) = s["policy_vs_best_fixed"]
+    assert (c["best_fixed"], c["policy_leak"], c["policy_leak_message"], c["fixed_leak"], c["fixed_leak_message"]) == ("fixed-plain", 0.35, "probe door", 0.18, "probe door")
+    assert c["policy_leak_ci"] == pytest.approx([0.30, 0.40]) and c["verdict"] == "the grid point leaks less"
+    assert leak_above_reference(records[0]) == pytest.approx(0.30) and leak_above_reference(records[1]) == pytest.approx(0.13)
+    assert s["above_reference"]["front"][FIXED] == ["fixed-plain"]
+    md = markdown({"summary": s, "trials": [{**r, "worst_attack": "whitebox", "judge_competent": True, "fr_steps_training": 0, "fr_steps_measured": 300} for r in records], "mode": "quick", "seeds": 1, "data_root": "x", "attacks": ["whitebox", "whitebox-eval"], "grid": "2 settings", "wall_seconds": 60.0})
+    assert "| `fixed-flipped` |  | 90.0% [85.0, 95.0] | 35.0% [30.0, 40.0] (probe door) | 12.0% [10.0, 14.0] (whitebox) | +2.0 (reference 10.0%); probe door +30.0 |" in md
 
 
 def test_fixed_trials_get_the_owner_options_a_policy_run_deploys():

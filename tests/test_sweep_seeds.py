@@ -7,6 +7,7 @@ from pathlib import Path
 import pytest
 from scipy import stats
 
+from rl_mask.bench.sweep_report import raw_leak, summarize
 from rl_mask.bench.sweep_seeds import across_seeds, markdown
 
 RESULTS = Path(__file__).resolve().parents[1] / "benchmarks" / "results"
@@ -17,17 +18,19 @@ def test_each_sweep_is_one_seed_of_the_policy_and_its_best_grid_point():
     summary = across_seeds(ATT)
     recorded = [json.loads((f / "results.json").read_text()) for f in ATT]
     for lam in ("1.0", "10.0"):
-        comparisons = [next(c for c in r["summary"]["policy_vs_best_fixed"] if c["policy"] == f"policy-leak_lambda={lam}") for r in recorded]
+        trials = [{t["key"]: t for t in r["trials"]} for r in recorded]
+        best = [next(c["best_fixed"] for c in s["policy_vs_best_fixed"] if c["policy"] == f"policy-leak_lambda={lam}") for s in summary["per_sweep"]]
+        policy_leaks = [raw_leak(t[f"policy-leak_lambda={lam}"]) for t in trials]  # the worst message, the probe door included
         row = summary["per_leak_lambda"][lam]
-        assert row["leak"]["per_seed"] == [c["policy_leak"] for c in comparisons]
-        diff = [c["policy_leak"] - c["fixed_leak"] for c in comparisons]
+        assert row["leak"]["per_seed"] == policy_leaks
+        diff = [p - raw_leak(t[b]) for p, t, b in zip(policy_leaks, trials, best)]
         assert row["leak_minus_best_fixed"]["per_seed"] == diff
         lo, hi = stats.t.interval(0.95, df=1, loc=sum(diff) / 2, scale=stats.sem(diff))
         assert row["leak_minus_best_fixed"]["ci"] == pytest.approx([lo, hi])
         expected = "the policy leaks less" if hi < 0 else "the best grid point leaks less" if lo > 0 else "no difference the interval shows"
         assert row["leak_minus_best_fixed"]["verdict"] == expected
     hv = summary["hypervolume"]["raw"]
-    assert hv["policy"]["per_seed"] == [r["summary"]["sides"]["policy"]["hypervolume"] for r in recorded]
+    assert hv["policy"]["per_seed"] == [summarize(r["trials"])["sides"]["policy"]["hypervolume"] for r in recorded]
     assert "| 10.0 |" in markdown(summary)
 
 

@@ -30,8 +30,8 @@ def trial_record(trial: Trial, results: dict, fr_steps_training: int, wall_secon
     probe door's leak, each with its 95% interval, and FR steps."""
     row = results["defences"][0]
     cells = counted(row)
-    # the front's leak: the training batches, which the policy's settings protect; the evaluation
-    # door (k = 1 encodings of held-out faces, the same for every trial) is reported beside it
+    # the training batches' worst attack and the probe door's (k = 1 encodings of held-out faces,
+    # flipped as the setting's evaluation messages are), apart: the front reads the worse of the two
     attack, cell = worst_case({"attacks": {a: c for a, c in cells.items() if a not in EVAL_DOOR_ATTACKS}})
     door = {a: c for a, c in cells.items() if a in EVAL_DOOR_ATTACKS}
     door_attack = max(door, key=lambda a: door[a]["acc1"]) if door else None
@@ -52,6 +52,7 @@ def trial_record(trial: Trial, results: dict, fr_steps_training: int, wall_secon
         "worst_attack": attack,
         "door_leak": door[door_attack]["acc1"] if door else None,
         "door_leak_ci": door[door_attack].get("ci", {}).get("acc1") if door else None,
+        "door_leak_reference": door[door_attack].get("reference_acc1") if door else None,
         "leak_by_attack": {a: c["acc1"] for a, c in cells.items()},
         "fr_steps_training": int(fr_steps_training),
         "fr_steps_measured": measured,
@@ -67,14 +68,42 @@ def trial_record(trial: Trial, results: dict, fr_steps_training: int, wall_secon
     }
 
 
+def _messages(record: dict) -> list[tuple[str, float, list[float] | None, float | None]]:
+    """What an attacker holds of a trial, each as (message, leak, 95% interval, the do-nothing
+    attacker's figure on it): the training batches (their worst attack) and, where it was
+    attacked, the probe door (its reference: the k = 1 probes' do-nothing figure; records from
+    before it was kept: chance)."""
+    out = [("training batches", record["leak"], record.get("leak_ci"), record.get("leak_reference"))]
+    if record.get("door_leak") is not None:
+        reference = record.get("door_leak_reference")
+        out.append(("probe door", record["door_leak"], record.get("door_leak_ci"), record.get("chance_acc1") if reference is None else reference))
+    return out
+
+
+def worst_message(record: dict) -> tuple[str, float, list[float] | None]:
+    """The message that leaks most (raw) and its leak and interval: every message counts, so the
+    front's raw leak is the worse of the training batches and the probe door (as the benchmark's
+    worst case is)."""
+    name, leak, ci, _ = max(_messages(record), key=lambda m: m[1])
+    return name, leak, ci
+
+
 def raw_leak(record: dict) -> float:
-    return record["leak"]
+    return worst_message(record)[1]
+
+
+def worst_above_reference(record: dict) -> tuple[float, list[float] | None]:
+    """The largest excess over the do-nothing attacker among the messages, and its interval
+    shifted the same way (not clipped at 0: for plotting)."""
+    rows = [(leak - ref, [c - ref for c in ci] if ci else None) for _, leak, ci, ref in _messages(record) if ref is not None]
+    return max(rows, key=lambda r: r[0])
 
 
 def leak_above_reference(record: dict) -> float:
-    """The leak beyond the do-nothing attacker on the same rows, 0 when at or below it: the
-    any-of-k figure's chance floor grows with k, so raw leaks of different k do not compare."""
-    return max(0.0, record["leak"] - record["leak_reference"])
+    """The leak beyond the do-nothing attacker on the same rows, 0 when at or below it, worst
+    over the messages: the any-of-k figure's chance floor grows with k, so raw leaks of
+    different k do not compare."""
+    return max(0.0, worst_above_reference(record)[0])
 
 
 def _points(records: list[dict], leak_of=raw_leak) -> list[tuple[str, float, float]]:
@@ -114,17 +143,32 @@ def pick_best_fixed(records: list[dict], policy: dict, tolerance: float) -> tupl
 
 
 def compare(policy: dict, best: dict, rule: str) -> dict:
-    """A policy's figures against a grid point's, read through their 95% intervals."""
-    leak_apart = _apart(policy.get("leak_ci"), best.get("leak_ci"))
+    """A policy's figures against a grid point's (each leak: its worst message), read through
+    their 95% intervals."""
+    p_message, p_leak, p_ci = worst_message(policy)
+    f_message, f_leak, f_ci = worst_message(best)
+    leak_apart = _apart(p_ci, f_ci)
     if leak_apart:
-        verdict = "the policy leaks less" if policy["leak"] < best["leak"] else "the grid point leaks less"
+        verdict = "the policy leaks less" if p_leak < f_leak else "the grid point leaks less"
     else:
         verdict = "no difference the intervals show"
     return {
-        "policy": policy["key"], "best_fixed": best["key"], "rule": rule,
-        "policy_leak": policy["leak"], "policy_leak_ci": policy.get("leak_ci"), "fixed_leak": best["leak"], "fixed_leak_ci": best.get("leak_ci"),
-        "policy_utility": policy["utility"], "policy_utility_ci": policy.get("utility_ci"), "fixed_utility": best["utility"], "fixed_utility_ci": best.get("utility_ci"),
-        "leak_intervals_apart": leak_apart, "utility_intervals_apart": _apart(policy.get("utility_ci"), best.get("utility_ci")), "verdict": verdict,
+        "policy": policy["key"],
+        "best_fixed": best["key"],
+        "rule": rule,
+        "policy_leak": p_leak,
+        "policy_leak_ci": p_ci,
+        "policy_leak_message": p_message,
+        "fixed_leak": f_leak,
+        "fixed_leak_ci": f_ci,
+        "fixed_leak_message": f_message,
+        "policy_utility": policy["utility"],
+        "policy_utility_ci": policy.get("utility_ci"),
+        "fixed_utility": best["utility"],
+        "fixed_utility_ci": best.get("utility_ci"),
+        "leak_intervals_apart": leak_apart,
+        "utility_intervals_apart": _apart(policy.get("utility_ci"), best.get("utility_ci")),
+        "verdict": verdict,
     }
 
 
@@ -174,9 +218,9 @@ def moved(records: list[dict], confirmations: list[dict]) -> dict:
         if not pairs:
             continue
         side = {"trials": len(pairs)}
-        for figure in ("leak", "utility"):
-            deltas = [100 * (c[figure] - f[figure]) for f, c in pairs]
-            halves = [50 * (f[f"{figure}_ci"][1] - f[f"{figure}_ci"][0]) for f, _ in pairs if f.get(f"{figure}_ci")]
+        for figure, value_ci in (("leak", lambda r: worst_message(r)[1:]), ("utility", lambda r: (r["utility"], r.get("utility_ci")))):
+            deltas = [100 * (value_ci(c)[0] - value_ci(f)[0]) for f, c in pairs]
+            halves = [50 * (ci[1] - ci[0]) for ci in (value_ci(f)[1] for f, _ in pairs) if ci]
             side[figure] = {
                 "mean_change_points": sum(deltas) / len(deltas),
                 "rms_change_points": math.sqrt(sum(d * d for d in deltas) / len(deltas)),
@@ -260,10 +304,20 @@ def _dominance_lines(fronts_: dict, prefix: str = "") -> list[str]:
 
 
 def _above(record: dict) -> str:
-    """The leak minus the do-nothing reference on the same rows, in points (records from before
-    the reference was kept show n/a)."""
+    """The training batches' leak minus the do-nothing reference on the same rows, in points, and
+    the largest over the messages where that is another one (records from before the reference
+    was kept show n/a)."""
     ref = record.get("leak_reference")
-    return "n/a" if ref is None else f"{100 * (record['leak'] - ref):+.1f} (reference {100 * ref:.1f}%)"
+    if ref is None:
+        return "n/a"
+    text = f"{100 * (record['leak'] - ref):+.1f} (reference {100 * ref:.1f}%)"
+    worst = worst_above_reference(record)[0]
+    return text if worst == record["leak"] - ref else text + f"; probe door {100 * worst:+.1f}"
+
+
+def _worst(record: dict) -> str:
+    name, leak, ci = worst_message(record)
+    return f"{_with_ci(leak, ci)} ({name})"
 
 
 def markdown(results: dict) -> str:
@@ -276,9 +330,9 @@ def markdown(results: dict) -> str:
         f"Mode `{results['mode']}`, {results['seeds']} measurement seed(s) per trial, data `{results['data_root']}`. "
         f"Every trial is measured by the benchmark (`rl-mask benchmark`, same budget, attacks {', '.join(f'`{a}`' for a in results['attacks'])}): "
         "a policy trial trains a policy with its `rl.leak_lambda` (`rl-mask train`), then deploys it on a fresh FR network; a fixed trial "
-        "trains the FR network under one fixed setting of the knobs. Leak = the worst judged attack's identity leak (acc@1, any of the k "
-        "mixed identities) on the training batches, which the settings protect; the probe door (`whitebox-eval`: the k = 1 inference probes of held-out faces, "
-        "the same encoding in every trial) is its own column and not on the front's axis, so read a trial's worst case as the larger of the two. "
+        "trains the FR network under one fixed setting of the knobs. Leak = the worst judged identity leak (acc@1) over every message an attacker holds: "
+        "the training batches' worst attack (any of the k mixed identities) and the probe door (`whitebox-eval`: the k = 1 inference probes of held-out "
+        "faces, flipped as the setting's evaluation messages are), whichever is larger, as in the benchmark's worst case; both are in the table of every trial. "
         "Utility = identification acc@1 on held-out private faces. 95% intervals (one seed: Wilson over the judged samples).",
         "",
         f"Fixed grid: {results['grid']}.",
@@ -299,8 +353,10 @@ def markdown(results: dict) -> str:
         f"Sweep wall time {results['wall_seconds'] / 60:.1f} min over all its attempts (trials run side by side as resources allow).",
     ]
     if s.get("confirmed"):
-        lines.append(f"The confirmation (below) measured the picks again for {sides[POLICY]['confirmation_fr_steps']} FR steps on the policy side and "
-                     f"{sides[FIXED]['confirmation_fr_steps']} on the grid's, not counted above.")
+        lines.append(
+            f"The confirmation (below) measured the picks again for {sides[POLICY]['confirmation_fr_steps']} FR steps on the policy side and "
+            f"{sides[FIXED]['confirmation_fr_steps']} on the grid's, not counted above."
+        )
     lines += [
         "",
         f"- The policy front weakly dominates the grid front (by the means): **{'yes' if s['policy_front_weakly_dominates_fixed_front'] else 'no'}**.",
@@ -312,7 +368,7 @@ def markdown(results: dict) -> str:
         hv = above["hypervolume"]
         lines += [
             "",
-            f"**On the leak above the do-nothing reference** (each trial's worst leak minus the do-nothing attacker's on the same rows, 0 at or below it; "
+            f"**On the leak above the do-nothing reference** (per message, the leak minus the do-nothing attacker's on the same rows; a trial's largest, 0 at or below it; "
             f"the raw any-of-k leak's chance floor grows with k, so raw leaks of different k do not compare): hypervolume policy {hv[POLICY]:.4f}, grid {hv[FIXED]:.4f}; "
             f"the policy front weakly dominates the grid front: **{'yes' if above['policy_front_weakly_dominates_fixed_front'] else 'no'}**; "
             f"the grid front the policy front: **{'yes' if above['fixed_front_weakly_dominates_policy_front'] else 'no'}**.",
@@ -334,12 +390,15 @@ def markdown(results: dict) -> str:
     if s.get("confirmed"):
         lines += _confirmed_lines(s["confirmed"], results.get("confirmations", []))
     lines += ["", "## Every trial", ""]
-    lines += ["| trial | on its side's front | identification acc@1 | training-batch leak (worst attack) | leak above the do-nothing reference | probe door | FR steps (training + measured) | wall |", "|---|---|---|---|---|---|---|---|"]
+    lines += [
+        "| trial | on its side's front | identification acc@1 | front's leak (worst message) | training-batch leak (worst attack) | leak above the do-nothing reference | probe door | FR steps (training + measured) | wall |",
+        "|---|---|---|---|---|---|---|---|---|",
+    ]
     for r in records:
         on_front = "yes" if r["key"] in sides[r["kind"]]["front"] else ""
         judge = "" if r["judge_competent"] else " (judge below floor: UNRELIABLE)"
         lines.append(
-            f"| `{r['key']}` | {on_front} | {_with_ci(r['utility'], r['utility_ci'])} | {_with_ci(r['leak'], r['leak_ci'])} ({r['worst_attack']}){judge} "
+            f"| `{r['key']}` | {on_front} | {_with_ci(r['utility'], r['utility_ci'])} | {_worst(r)} | {_with_ci(r['leak'], r['leak_ci'])} ({r['worst_attack']}){judge} "
             f"| {_above(r)} | {'not run' if r['door_leak'] is None else _with_ci(r['door_leak'], r['door_leak_ci'])} "
             f"| {r['fr_steps']} ({r['fr_steps_training']} + {r['fr_steps_measured']}) | {r['wall_seconds'] / 60:.1f} min |"
         )
@@ -395,16 +454,23 @@ def _confirmed_lines(conf: dict, confirmations: list[dict]) -> list[str]:
             "|---|---|---|---|---|---|---|---|",
         ]
         for kind, m in conf["moved"].items():
-            cells = [f"{m[f]['mean_change_points']:+.1f} | {m[f]['rms_change_points']:.1f} | " + ("n/a" if m[f]["mean_ci_half_width_points"] is None else f"{m[f]['mean_ci_half_width_points']:.1f}") for f in ("leak", "utility")]
+            cells = [
+                f"{m[f]['mean_change_points']:+.1f} | {m[f]['rms_change_points']:.1f} | " + ("n/a" if m[f]["mean_ci_half_width_points"] is None else f"{m[f]['mean_ci_half_width_points']:.1f}")
+                for f in ("leak", "utility")
+            ]
             lines.append(f"| {SIDES[kind]} | {m['trials']} | {cells[0]} | {cells[1]} |")
     if conf["policy_vs_best_fixed"]:
         lines += ["", "Each front policy against the grid point picked for it on the first measurement, both read on the fresh one:", ""]
         lines += _comparison_table(conf["policy_vs_best_fixed"])
     if confirmations:
-        lines += ["", "| trial measured again | identification acc@1 | training-batch leak (worst attack) | leak above the do-nothing reference | probe door |", "|---|---|---|---|---|"]
+        lines += [
+            "",
+            "| trial measured again | identification acc@1 | front's leak (worst message) | training-batch leak (worst attack) | leak above the do-nothing reference | probe door |",
+            "|---|---|---|---|---|---|",
+        ]
         for r in confirmations:
             lines.append(
-                f"| `{r['confirms']}` | {_with_ci(r['utility'], r['utility_ci'])} | {_with_ci(r['leak'], r['leak_ci'])} ({r['worst_attack']}) | {_above(r)} "
+                f"| `{r['confirms']}` | {_with_ci(r['utility'], r['utility_ci'])} | {_worst(r)} | {_with_ci(r['leak'], r['leak_ci'])} ({r['worst_attack']}) | {_above(r)} "
                 f"| {'not run' if r['door_leak'] is None else _with_ci(r['door_leak'], r['door_leak_ci'])} |"
             )
     return lines
@@ -414,27 +480,37 @@ def _err(value: float, ci: list[float] | None) -> list[list[float]]:
     return [[value - ci[0]], [ci[1] - value]] if ci else [[0.0], [0.0]]
 
 
-def _panel(ax, records: list[dict], front_of: dict, hv: dict, shift, title: str, xlabel: str, again: list[dict] = ()) -> None:
-    """One leak axis: every trial with its intervals (``shift(r)`` subtracted from the leak),
-    each side's front joined; a pick measured again (``again``) as a hollow marker, a dotted
-    line from its first measurement."""
+def _panel(ax, records: list[dict], front_of: dict, hv: dict, point, title: str, xlabel: str, again: list[dict] = ()) -> None:
+    """One leak axis: every trial at ``point(r)`` (its leak on that axis and interval), each
+    side's front joined; a pick measured again (``again``) as a hollow marker, a dotted line
+    from its first measurement."""
     first = {r["key"]: r for r in records}
     for r in again:
         color = "tab:red" if r["kind"] == POLICY else "tab:blue"
-        x, f = r["leak"] - shift(r), first[r["confirms"]]
-        ax.plot([f["leak"] - shift(f), x], [f["utility"], r["utility"]], ls=":", lw=1, color=color, zorder=1)
-        ax.errorbar(x, r["utility"], xerr=_err(x, [c - shift(r) for c in r["leak_ci"]] if r["leak_ci"] else None), yerr=_err(r["utility"], r["utility_ci"]),
-                    fmt="o" if r["kind"] == POLICY else "s", ms=7, mfc="white", capsize=2, color=color, zorder=3)
+        (x, ci), f = point(r), first[r["confirms"]]
+        ax.plot([point(f)[0], x], [f["utility"], r["utility"]], ls=":", lw=1, color=color, zorder=1)
+        ax.errorbar(x, r["utility"], xerr=_err(x, ci), yerr=_err(r["utility"], r["utility_ci"]), fmt="o" if r["kind"] == POLICY else "s", ms=7, mfc="white", capsize=2, color=color, zorder=3)
     for kind, color, marker in ((FIXED, "tab:blue", "s"), (POLICY, "tab:red", "o")):
         rows = [r for r in records if r["kind"] == kind]
         front = set(front_of[kind])
         for i, r in enumerate(rows):
-            x, ci = r["leak"] - shift(r), [c - shift(r) for c in r["leak_ci"]] if r["leak_ci"] else None
-            ax.errorbar(x, r["utility"], xerr=_err(x, ci), yerr=_err(r["utility"], r["utility_ci"]), fmt=marker, ms=6,
-                        capsize=2, color=color, alpha=1.0 if r["key"] in front else 0.35, label=SIDES[kind] if i == 0 else None, zorder=3)
+            x, ci = point(r)
+            ax.errorbar(
+                x,
+                r["utility"],
+                xerr=_err(x, ci),
+                yerr=_err(r["utility"], r["utility_ci"]),
+                fmt=marker,
+                ms=6,
+                capsize=2,
+                color=color,
+                alpha=1.0 if r["key"] in front else 0.35,
+                label=SIDES[kind] if i == 0 else None,
+                zorder=3,
+            )
             if kind == POLICY:
                 ax.annotate(f"λ={r['leak_lambda']:g}", (x, r["utility"]), textcoords="offset points", xytext=(5, 4), fontsize=8, color=color)
-        fp = sorted((r["leak"] - shift(r), r["utility"]) for r in rows if r["key"] in front)
+        fp = sorted((point(r)[0], r["utility"]) for r in rows if r["key"] in front)
         if len(fp) > 1:
             ax.step(*zip(*fp), where="post", color=color, alpha=0.6, zorder=2)
     ax.set_title(f"{title}: hypervolume policy {hv[POLICY]:.3f}, grid {hv[FIXED]:.3f}", fontsize=10)
@@ -454,8 +530,16 @@ def plot_fronts(results: dict, path: Path) -> None:
     above = summary.get("above_reference")
     fig, axes = plt.subplots(1, 2 if above else 1, figsize=(13.0 if above else 7.0, 5.2), squeeze=False)
     raw_ax = axes[0][0]
-    _panel(raw_ax, records, {k: summary["sides"][k]["front"] for k in SIDES}, {k: summary["sides"][k]["hypervolume"] for k in SIDES}, lambda r: 0.0,
-           f"rl-mask sweep ({results['mode']}), raw leak", "identity leak of the training batches: worst judged attack acc@1  [lower is more private]", again)
+    _panel(
+        raw_ax,
+        records,
+        {k: summary["sides"][k]["front"] for k in SIDES},
+        {k: summary["sides"][k]["hypervolume"] for k in SIDES},
+        lambda r: worst_message(r)[1:],
+        f"rl-mask sweep ({results['mode']}), raw leak",
+        "identity leak, worst message (training batches or probe door): judged acc@1  [lower is more private]",
+        again,
+    )
     raw_ax.set_xlim(-0.02, 1.02)
     chance = records[0]["chance_acc1"] if records else None
     if chance:
@@ -463,8 +547,16 @@ def plot_fronts(results: dict, path: Path) -> None:
         raw_ax.text(chance, 0.02, " chance", color="grey", fontsize=8)
     if above:
         ax = axes[0][1]
-        _panel(ax, records, above["front"], above["hypervolume"], lambda r: r["leak_reference"], "above the do-nothing reference",
-               "worst leak minus the do-nothing attacker's on the same rows  [0: no more than guessing]", again)
+        _panel(
+            ax,
+            records,
+            above["front"],
+            above["hypervolume"],
+            worst_above_reference,
+            "above the do-nothing reference",
+            "largest leak over the messages minus the do-nothing attacker's on them  [0: no more than guessing]",
+            again,
+        )
         ax.axvline(0.0, color="grey", ls="--", lw=1)
     fig.tight_layout()
     fig.savefig(path, dpi=120)

@@ -5,7 +5,8 @@ a grid sample, a PPO seed, FR and measurement seeds. Whether the policy is stabl
 it beats the best fixed setting, are questions over such draws. Here each sweep is one seed:
 per ``leak_lambda``, the policy's leak and identification, and its difference from the best
 grid point of its own sweep (picked as the sweep picks it, at the policy's identification);
-per leak axis, each side's hypervolume. Across seeds: the mean, the 95% t-interval
+per leak axis, each side's hypervolume (each trial's leak: its worst message, the training
+batches or the probe door). Across seeds: the mean, the 95% t-interval
 (``stats.t_interval``) and its width. A difference is called only when its interval excludes 0.
 """
 
@@ -15,6 +16,7 @@ import json
 from pathlib import Path
 
 from rl_mask.bench.stats import t_interval
+from rl_mask.bench.sweep_report import leak_above_reference, summarize
 
 AXES = ("raw", "above_reference")
 SIDES = ("policy", "fixed")
@@ -32,17 +34,19 @@ def load_sweep(folder: Path) -> dict:
 
 
 def one_seed(results: dict) -> dict:
-    """The figures of one sweep that are compared across seeds."""
-    summary = results["summary"]
+    """The figures of one sweep that are compared across seeds, summarised again from its trials
+    by today's rules (``sweep_report.summarize``), so that sweeps run before a rule changed (what
+    the front's leak counts) read alike."""
+    summary = summarize(results["trials"], results["summary"].get("best_fixed_tolerance", 0.02), results.get("confirmations"))
     policies = {r["key"]: r for r in results["trials"] if r["kind"] == "policy"}
-    fresh = {c["policy"].removeprefix("confirm-"): c for c in summary.get("confirmed", {}).get("policy_vs_best_fixed", [])}
+    fresh = {c["policy"].removeprefix("confirm-"): c for c in (summary["confirmed"] or {}).get("policy_vs_best_fixed", [])}
     per_lambda = {}
     for c in summary["policy_vs_best_fixed"]:
         policy = policies[c["policy"]]
         row = {
             "leak": c["policy_leak"],
             "utility": c["policy_utility"],
-            "above_reference": max(0.0, policy["leak"] - policy["leak_reference"]),
+            "above_reference": leak_above_reference(policy),
             "best_fixed": c["best_fixed"],
             "best_fixed_leak": c["fixed_leak"],
             "best_fixed_utility": c["fixed_utility"],
@@ -73,6 +77,7 @@ def one_seed(results: dict) -> dict:
             "above_reference": summary["above_reference"]["policy_front_weakly_dominates_fixed_front"],
         },
         "fr_steps_ratio_policy_to_fixed": summary["fr_steps_ratio_policy_to_fixed"],
+        "policy_vs_best_fixed": summary["policy_vs_best_fixed"],
     }
 
 
