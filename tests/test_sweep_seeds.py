@@ -34,6 +34,20 @@ def test_each_sweep_is_one_seed_of_the_policy_and_its_best_grid_point():
     assert "| 10.0 |" in markdown(summary)
 
 
+def test_the_training_batches_alone_read_as_the_sweeps_reported_them():
+    """The recorded sweeps put the training batches on the front (the rule before every message
+    counted): leaving the door out reproduces their own comparisons."""
+    summary = across_seeds(ATT, training_batches_only=True)
+    recorded = [json.loads((f / "results.json").read_text()) for f in ATT]
+    for lam in ("1.0", "3.0", "10.0", "30.0"):
+        comparisons = [next(c for c in r["summary"]["policy_vs_best_fixed"] if c["policy"] == f"policy-leak_lambda={lam}") for r in recorded]
+        row = summary["per_leak_lambda"][lam]
+        assert row["leak"]["per_seed"] == [c["policy_leak"] for c in comparisons]
+        assert row["leak_minus_best_fixed"]["per_seed"] == [c["policy_leak"] - c["fixed_leak"] for c in comparisons]
+    assert summary["hypervolume"]["raw"]["fixed"]["per_seed"] == [r["summary"]["sides"]["fixed"]["hypervolume"] for r in recorded]
+    assert summary["leak"].startswith("the training batches")
+
+
 def test_sweeps_of_different_face_sets_or_too_few_are_refused(tmp_path):
     with pytest.raises(ValueError, match="at least 2"):
         across_seeds(ATT[:1])

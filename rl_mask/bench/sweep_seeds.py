@@ -33,12 +33,22 @@ def load_sweep(folder: Path) -> dict:
     return results
 
 
-def one_seed(results: dict) -> dict:
+def _training_batches_only(records: list[dict] | None) -> list[dict] | None:
+    """The records as if the probe door had not been attacked: the front then reads the
+    training batches alone (what the policy's reward scores, and the sweeps' rule before every
+    message counted)."""
+    return None if records is None else [{**r, "door_leak": None} for r in records]
+
+
+def one_seed(results: dict, training_batches_only: bool = False) -> dict:
     """The figures of one sweep that are compared across seeds, summarised again from its trials
     by today's rules (``sweep_report.summarize``), so that sweeps run before a rule changed (what
-    the front's leak counts) read alike."""
-    summary = summarize(results["trials"], results["summary"].get("best_fixed_tolerance", 0.02), results.get("confirmations"))
-    policies = {r["key"]: r for r in results["trials"] if r["kind"] == "policy"}
+    the front's leak counts) read alike; ``training_batches_only``: the door left out."""
+    trials, confirmations = results["trials"], results.get("confirmations")
+    if training_batches_only:
+        trials, confirmations = _training_batches_only(trials), _training_batches_only(confirmations)
+    summary = summarize(trials, results["summary"].get("best_fixed_tolerance", 0.02), confirmations)
+    policies = {r["key"]: r for r in trials if r["kind"] == "policy"}
     fresh = {c["policy"].removeprefix("confirm-"): c for c in (summary["confirmed"] or {}).get("policy_vs_best_fixed", [])}
     per_lambda = {}
     for c in summary["policy_vs_best_fixed"]:
@@ -93,11 +103,12 @@ def _difference(values: list[float], lower_is: str, higher_is: str) -> dict:
     return s
 
 
-def across_seeds(folders: list[Path]) -> dict:
-    """Every sweep's figures and, over them as seeds, means and 95% t-intervals."""
+def across_seeds(folders: list[Path], training_batches_only: bool = False) -> dict:
+    """Every sweep's figures and, over them as seeds, means and 95% t-intervals (each trial's
+    leak: its worst message, or with ``training_batches_only`` its training batches')."""
     if len(folders) < 2:
         raise ValueError(f"need at least 2 sweeps to read as seeds, got {len(folders)}")
-    seeds = [one_seed(load_sweep(f)) for f in folders]
+    seeds = [one_seed(load_sweep(f), training_batches_only) for f in folders]
     roots = {s["data_root"] for s in seeds}
     if len(roots) > 1:
         raise ValueError(f"the sweeps are on different face sets: {sorted(roots)}")
@@ -123,6 +134,7 @@ def across_seeds(folders: list[Path]) -> dict:
     }
     return {
         "what": "each sweep read as one seed: per leak_lambda the policy's figures and its difference from its sweep's best grid point (first measurement), per leak axis the hypervolumes; mean and 95% t-interval over the sweeps",
+        "leak": "the training batches' worst attack (the probe door left out)" if training_batches_only else "each trial's worst message: the training batches' worst attack or the probe door",
         "folders": [str(f) for f in folders],
         "data_root": roots.pop(),
         "per_sweep": seeds,
@@ -137,7 +149,7 @@ def _pct(s: dict) -> str:
 
 def markdown(summary: dict) -> str:
     lines = [
-        f"{len(summary['folders'])} sweeps as seeds ({summary['data_root']}); mean [95% t-interval] in points",
+        f"{len(summary['folders'])} sweeps as seeds ({summary['data_root']}); leak: {summary['leak']}; mean [95% t-interval] in points",
         "",
         "| leak_lambda | policy leak | identification | leak above reference | leak minus best grid point | identification minus best grid point |",
         "|---|---|---|---|---|---|",
