@@ -295,3 +295,15 @@ def test_a_row_measures_the_evaluation_flip_a_run_deploys_not_always_one_half():
         cfg.benchmark.defences = [bad]
         with pytest.raises(ConfigError, match="benchmark.defences"):
             cfg.validate()
+
+
+def test_the_sweep_runs_the_key_recovery_variant_of_each_of_its_attacks():
+    """The default deployment carries the owner's key, and a decoder that does not undo it is
+    weak on settings without flips: every default attack with a ``+recover`` variant runs it too."""
+    from rl_mask.config import BENCHMARK_ATTACKS, RECOVER_SUFFIX, Config
+
+    cfg = Config()
+    assert cfg.mask.key != "none"
+    variants = [a + RECOVER_SUFFIX for a in cfg.sweep.attacks if a + RECOVER_SUFFIX in BENCHMARK_ATTACKS]
+    assert len(variants) == 3 and set(variants) <= set(cfg.sweep.attacks)
+    cfg.validate()
