@@ -16,10 +16,11 @@ import json
 from pathlib import Path
 
 from rl_mask.bench.stats import t_interval
+from rl_mask.bench.sweep_plan import FIXED, POLICY
 from rl_mask.bench.sweep_report import leak_above_reference, summarize
 
 AXES = ("raw", "above_reference")
-SIDES = ("policy", "fixed")
+SIDES = (POLICY, FIXED)
 
 
 def load_sweep(folder: Path) -> dict:
@@ -48,8 +49,8 @@ def one_seed(results: dict, training_batches_only: bool = False) -> dict:
     if training_batches_only:
         trials, confirmations = _training_batches_only(trials), _training_batches_only(confirmations)
     summary = summarize(trials, results["summary"].get("best_fixed_tolerance", 0.02), confirmations)
-    policies = {r["key"]: r for r in trials if r["kind"] == "policy"}
-    fresh = {c["policy"].removeprefix("confirm-"): c for c in (summary["confirmed"] or {}).get("policy_vs_best_fixed", [])}
+    policies = {r["key"]: r for r in trials if r["kind"] == POLICY}
+    fresh = {c["policy"]: c for c in (summary["confirmed"] or {}).get("policy_vs_best_fixed", [])}
     per_lambda = {}
     for c in summary["policy_vs_best_fixed"]:
         policy = policies[c["policy"]]
@@ -129,7 +130,7 @@ def across_seeds(folders: list[Path], training_batches_only: bool = False) -> di
             per_lambda[lam]["fresh_leak_minus_best_fixed"] = _difference([r["fresh"]["leak_minus_best_fixed"] for r in rows], "the policy leaks less", "the best grid point leaks less")
     hypervolume = {
         axis: {side: spread([s["hypervolume"][axis][side] for s in seeds]) for side in SIDES}
-        | {"policy_minus_fixed": _difference([s["hypervolume"][axis]["policy"] - s["hypervolume"][axis]["fixed"] for s in seeds], "the grid's front is larger", "the policies' front is larger")}
+        | {"policy_minus_fixed": _difference([s["hypervolume"][axis][POLICY] - s["hypervolume"][axis][FIXED] for s in seeds], "the grid's front is larger", "the policies' front is larger")}
         for axis in AXES
     }
     return {
@@ -162,6 +163,6 @@ def markdown(summary: dict) -> str:
         lines += ["", "Measured again (the sweeps' confirmations), leak minus best grid point: " + "; ".join(f"leak_lambda {lam}: {_pct(s)}, {s['verdict']}" for lam, s in fresh.items())]
     lines += ["", "| leak axis | hypervolume, policies | hypervolume, grid | policies minus grid |", "|---|---|---|---|"]
     for axis, hv in summary["hypervolume"].items():
-        cells = [f"{hv[k]['mean']:.3f} [{hv[k]['ci'][0]:.3f}, {hv[k]['ci'][1]:.3f}]" for k in ("policy", "fixed", "policy_minus_fixed")]
+        cells = [f"{hv[k]['mean']:.3f} [{hv[k]['ci'][0]:.3f}, {hv[k]['ci'][1]:.3f}]" for k in (*SIDES, "policy_minus_fixed")]
         lines.append(f"| {axis} | " + " | ".join(cells) + f" ({hv['policy_minus_fixed']['verdict']}) |")
     return "\n".join(lines) + "\n"
