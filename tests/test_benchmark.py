@@ -204,3 +204,29 @@ def test_best_fixed_is_the_least_leaky_grid_point_at_the_adaptive_rows_utility()
     # nothing accurate enough: the most accurate grid point, and the note says so
     fallback = pick_best_fixed(grid, _row("adaptive", 0.99, {"whitebox": 0.3}), 0.02)
     assert fallback["best_fixed_of"] == "fixed[a]" and "no grid point came within" in fallback["note"]
+
+
+def test_the_probe_door_attacks_every_probe_that_crossed():
+    """Every held-out face the owner embeds through the server crosses as a probe, the
+    validation faces' as well as the test faces' (``ProbeMessages``), so the door's attacker
+    holds all of them: the door target is exactly those messages, in sending order, each
+    scored against its own face and identity."""
+    from types import SimpleNamespace
+
+    import torch
+
+    from rl_mask.bench.benchmark import ProbeMessages, eval_door_target
+    from rl_mask.owner.defences import build_defence
+    from rl_mask.owner.stream import prepare_data
+
+    cfg = load_config(None, ["mask.sign_flip=true"])
+    data = prepare_data(cfg)
+    run = SimpleNamespace(defence=build_defence(cfg, "mask"), model=None)
+    messages = ProbeMessages.of(run, data)
+    target, key = eval_door_target(run, data, messages)
+    assert len(data.val_labels) > 0 and len(data.test_labels) > 0
+    (crossed,) = target.crossed
+    assert torch.equal(crossed.inputs, torch.cat([messages.validation.inputs, messages.test.inputs]))
+    assert torch.equal(key.labels[:, 0], torch.cat([data.val_labels, data.test_labels]))
+    assert torch.equal(key.dominant_originals(), torch.cat([data.val_images, data.test_images]))
+    assert torch.equal(crossed.labels[:, 0], key.labels[:, 0])  # scoring only: the decoder never reads them

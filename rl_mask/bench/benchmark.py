@@ -280,12 +280,15 @@ class ProbeMessages:
 
 
 def eval_door_target(run: DefenceRun, data: PrivateData, messages: ProbeMessages) -> tuple[AttackTarget, ScoringKey]:
-    """The probe door as an attack target: the test faces' probes exactly as the owner sent
-    them, attacked as k = 1 rows; the attacker simulates the public held-out encoding
-    (``EvalMessageView``). Which identity each probe is stays with the owner: the labels
-    serve only the judge's scoring."""
-    target = eval_message_target(run.defence.public(), messages.test.inputs, data.test_labels, run.model, data.num_classes)
-    return target, ScoringKey.single(data.test_labels, data.test_images)
+    """The probe door as an attack target: every probe that crossed (the validation faces'
+    and the test faces', exactly as the owner sent them), attacked as k = 1 rows; the
+    attacker simulates the public held-out encoding (``EvalMessageView``). Which identity
+    each probe is stays with the owner: the labels serve only the judge's scoring (its
+    evaluation model trains on the private training faces alone, so no probe is one it saw)."""
+    inputs = torch.cat([messages.validation.inputs, messages.test.inputs])
+    labels = torch.cat([data.val_labels, data.test_labels])
+    target = eval_message_target(run.defence.public(), inputs, labels, run.model, data.num_classes)
+    return target, ScoringKey.single(labels, torch.cat([data.val_images, data.test_images]))
 
 
 def linkage_target(run: DefenceRun, data: PrivateData, target: AttackTarget, messages: ProbeMessages, key_undone: KeyUndo) -> LinkageTarget:
@@ -422,7 +425,7 @@ def run_seed(run_cfg: Config, data: PrivateData, out: Path, budget, policies: di
             timings[f"attack/{attack_name}/{name}"] = time.perf_counter() - t
             cells[attack_name] = {**judge.score(rec, scoring), "reference_acc1": reference["acc1"], "attack": {**attack.describe(), "name": attack_name}, "what_if": attack.what_if}
             recs[attack_name] = rec
-        for attack_name in door_names:  # whitebox-eval: the white-box decoder on the test faces' probes
+        for attack_name in door_names:  # whitebox-eval: the white-box decoder on every probe (validation and test faces)
             door, door_key = eval_door_target(run, data, messages)
             attack = build_attack("whitebox", bench, budget)
             fit_id = attack.fit_key(door.defence, image_shape)
