@@ -281,6 +281,9 @@ class RLConfig:
     attacker_batch_size: int = 16
     attacker_lr: float = 2e-3
     attacker_warmup_steps: int = 100  # decoder steps on the policy's whole settings space before training starts
+    # also attack each batch sent without flips with the owner's key estimated from what crossed
+    # and undone (rotation keys: mask.key channels | positions), as the benchmark's +recover attacks do
+    attacker_recover: bool = True
     attacker_num_gpus: float = -1.0  # -1: one GPU if the cluster has one, else CPU
     attacker_num_cpus: float = 0.0  # 0 never blocks placement on a small machine; set 1 where the head has no CPUs for actors
     # torch threads of the attacker's actor: its small decoder gains little from more (82 vs

@@ -154,7 +154,8 @@ class TrainingSetup:
 @dataclass(frozen=True)
 class PublicMask:
     """The deployed mask's public parameters (``MaskConfig`` less the key seed and the
-    owner-seeded evaluation flips): what ``HybridMask.from_config`` reads."""
+    owner-seeded evaluation flips; the key's construction is public): what
+    ``HybridMask.from_config`` reads."""
 
     removed_channels: tuple[int, ...]
     weights: str
@@ -162,10 +163,11 @@ class PublicMask:
     cap: float
     sign_flip: bool
     upsample: int
+    key: str = "none"  # the key's construction (public, Kerckhoffs); its seed never crosses
 
     @classmethod
     def of(cls, mask) -> "PublicMask":
-        return cls(tuple(int(c) for c in mask.removed_channels), mask.weights, mask.alpha, mask.cap, mask.sign_flip, mask.upsample)
+        return cls(tuple(int(c) for c in mask.removed_channels), mask.weights, mask.alpha, mask.cap, mask.sign_flip, mask.upsample, mask.key)
 
 
 @dataclass(frozen=True)
@@ -200,6 +202,7 @@ class AttackerSetup:
     rows: int
     widths: tuple[int, ...]
     seed: int
+    recover: bool = True  # estimate the owner's key from what crossed and attack with it undone too
 
     def to_dict(self) -> dict:
         return asdict(self)

@@ -165,6 +165,7 @@ def test_the_server_and_the_attacker_are_told_neither_the_face_folder_nor_the_ke
     # what they are told is the public algorithm's and the server's part of the config
     assert setups["attacker"].mask.removed_channels == tuple(cfg.mask.removed_channels)
     assert setups["attacker"].settings.k_choices == tuple(cfg.rl.k_choices)
+    assert setups["attacker"].mask.key == cfg.mask.key  # the construction is public (Kerckhoffs), its seed is not
     assert setups["training"].fr.lr == cfg.fr.lr and setups["training"].fr.rows_per_step == cfg.fr.rows_per_step
 
 
@@ -183,3 +184,67 @@ def test_k1_messages_are_flipped_as_the_training_rows(att_root):
     assert 0.45 < float(flipped) < 0.55
     cfg.mask.eval_flip = 0.0
     assert build_defence(cfg, "adaptive").eval_flip == 0.0
+
+
+def _axis_alignment(true_q: torch.Tensor, estimate: torch.Tensor) -> float:
+    """Mean |cos| between each true key axis and its estimate (1: exact up to signs)."""
+    return float((true_q.double().T @ estimate[0].double()).diagonal().abs().mean())
+
+
+def test_key_recovery_reads_the_rows_it_holds_against_its_faces_under_the_same_public_settings(att_root):
+    """Second moments depend on how the rows were mixed (k, weights, extra removal), which a
+    fixed setting makes public: the benchmark's estimate of a channels key reads the crossed
+    training rows against its own faces put through that setting (and the probes against k = 1
+    encodings), and comes far closer to the owner's key than against k = 1 encodings alone."""
+    from rl_mask.attacks.key_recovery import key_reference, recover_rotation
+    from rl_mask.bench.benchmark import KeyUndo, ProbeMessages
+
+    cfg = _cfg(key="channels")
+    data = prepare_data(cfg)
+    keyed = grid_defence(cfg, "k=3,flip=0.0,extra_removed=4,alpha=4.0,labels=hard")
+    run = type("Run", (), {"defence": keyed, "model": None, "batches": None})()
+    target, _, _ = attacked_batches(cfg, run, data, 8)
+    public_faces = data.split.public.float_images()
+    undo = KeyUndo(run, target, public_faces, ProbeMessages.of(run, data))
+    _, c, h, w = target.crossed[0].inputs.shape
+    true_q = keyed.mask.key.matrices(c, h, w)[0]
+    matched = _axis_alignment(true_q, undo.estimate().q)
+    k1_only = _axis_alignment(true_q, recover_rotation(undo.held(), key_reference(target.defence, public_faces, "channels"), per_position=False))
+    assert matched > k1_only + 0.1, (matched, k1_only)
+
+
+def test_the_attacker_in_the_loop_estimates_a_rotation_key_from_unflipped_batches_and_attacks_with_it_undone(att_root):
+    """The reward's attacker is no weaker than the benchmark's ``+recover`` attacks: it holds
+    the batches sent without flips, estimates the owner's channels key from them against its
+    own faces under each batch's settings, and attacks those batches with the key undone too.
+    A flipped batch teaches it nothing about the key (the flips zero the moments it reads)."""
+    from rl_mask.attacks.online import OnlineAttacker
+    from rl_mask.owner.defences import hybrid_mask_from_config
+
+    cfg = _cfg(key="channels")
+    cfg.rl.attacker_warmup_steps, cfg.rl.attacker_train_steps = 0, 0
+    cfg.rl.attacker_rows, cfg.rl.attacker_widths = 4, [8, 8, 8]  # the key, not the decoder, is under test
+    data = prepare_data(cfg)
+    owner = hybrid_mask_from_config(cfg)
+    attacker = OnlineAttacker.from_setup(attacker_setup(cfg), data.split.public.float_images())
+    assert attacker.key is not None and attacker.key.estimate is None
+    generator = torch.Generator().manual_seed(0)
+    plain, flipped = MaskSettings(3, 0.0, 0, 4.0, "soft"), MaskSettings(3, 0.5, 0, 4.0, "soft")
+
+    def batch(settings):
+        idx = torch.randint(len(data.train_images), (64,), generator=generator)
+        return owner.apply(data.train_images[idx], data.train_labels[idx], settings, generator).protected()
+
+    out = attacker.observe(batch(flipped), flipped)
+    assert "whitebox+recover" not in out and attacker.key.estimate is None
+    for _ in range(9):  # estimated on the first, again after 8 more
+        out = attacker.observe(batch(plain), plain)
+    assert {"whitebox", "whitebox+recover", "label-aware", "label-aware+recover"} <= set(out)
+    assert out["whitebox+recover"].shape == out["whitebox"].shape
+    assert attacker.info()["key_estimates"] == 2 and attacker.info()["key_rows_held"] == 9 * 64
+    b = batch(plain)
+    _, c, h, w = b.inputs.shape
+    true_q = owner.key.matrices(c, h, w)[0]
+    assert _axis_alignment(true_q, attacker.key.estimate.q) > 0.4  # a random rotation: about 0.1
+    off = load_config(None, ["mask.key=channels", "rl.attacker_recover=false", "rl.attacker_warmup_steps=0"])
+    assert OnlineAttacker.from_setup(attacker_setup(off), data.split.public.float_images()).key is None

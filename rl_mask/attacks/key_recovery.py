@@ -386,19 +386,40 @@ def subspace_recovery_score(estimate: SubspaceEstimate, apply_key: Callable[[tor
 REFERENCE_PASSES = 8
 
 
-def key_reference(defence: Defence, public: torch.Tensor, kind: str, seed: int = 0) -> torch.Tensor:
+def key_reference(defence: Defence, public: torch.Tensor, kind: str, seed: int = 0, training_rows: int = 0, probe_rows: int = 0) -> torch.Tensor:
     """The attacker's own public encodings a ``kind`` key is recovered against: the k = 1
     encoding of its faces, and for ``scramble`` also training rows it encodes from them with
     the public algorithm (``defence`` is the public view: no key). ``dense``: the coefficients
-    before any flip (its flips come after the key), of augmented passes over the faces."""
+    before any flip (its flips come after the key), of augmented passes over the faces.
+
+    Rotations (``channels``, ``positions``) are read from second moments, which depend on how
+    the rows were mixed (k, weights, extra removal): given the counts of crossed rows it holds
+    (``training_rows`` training rows, then ``probe_rows`` k = 1 probes), the reference is its
+    faces put through the same public settings in the same proportion: ``training_rows`` rows
+    encoded as training rows, ``probe_rows`` as probes. Against a k = 1 reference alone the
+    estimate of a channels key on AT&T batches of k = 2..5 aligned with the true axes at a
+    mean |cos| of 0.27-0.41; against the matched one at 0.47-0.73 (README)."""
     generator = torch.Generator().manual_seed(seed)
     if kind == "dense":
         return torch.cat([defence.transform(public)] + [defence.transform(augment(public, generator)) for _ in range(REFERENCE_PASSES)])
+    labels = torch.arange(len(public))
+    if kind in ("channels", "positions") and training_rows > 0:
+        training = _rows(lambda: defence.encode_train(augment(public, generator), labels, generator).protected().inputs, training_rows)
+        probes = _rows(lambda: defence.encode_eval(augment(public, generator)), probe_rows) if probe_rows > 0 else training[:0]
+        return torch.cat([training, probes])
     reference = [defence.encode_eval(public)]
     if kind == "scramble":
-        labels = torch.arange(len(public))
         reference += [defence.encode_train(augment(public, generator), labels, generator).protected().inputs for _ in range(REFERENCE_PASSES)]
     return torch.cat(reference)
+
+
+def _rows(encode: Callable[[], torch.Tensor], n: int) -> torch.Tensor:
+    """The first ``n`` rows of as many passes of ``encode`` as it takes."""
+    out, have = [], 0
+    while have < n:
+        out.append(encode())
+        have += len(out[-1])
+    return torch.cat(out)[:n]
 
 
 def recover_key(kind: str, crossed: torch.Tensor, public_encoded: torch.Tensor) -> KeyEstimate:

@@ -152,8 +152,9 @@ class LinkageAttack(abc.ABC):
             return None
         if target.key_estimate is not None:
             return target.key_estimate()
-        crossed = torch.cat([target.rows().inputs, *target.eval_inputs])
-        return recover_key(target.key_kind, crossed, key_reference(target.defence, public, target.key_kind))
+        rows, probes = target.rows().inputs, torch.cat([target.rows().inputs[:0], *target.eval_inputs])
+        counts = {"training_rows": len(rows), "probe_rows": len(probes)}
+        return recover_key(target.key_kind, torch.cat([rows, probes]), key_reference(target.defence, public, target.key_kind, **counts))
 
     @abc.abstractmethod
     def link(self, target: LinkageTarget, gallery: Gallery, public: torch.Tensor) -> torch.Tensor:

@@ -13,7 +13,12 @@ batch it
 2. decodes every crossed row (the white-box reconstruction: the row's dominant face);
 3. where labels and weights crossed (``labels='soft'``), k > 1 and no signs were flipped:
    the label-aware attack's correlation step finds each row's partners among the batch's
-   faces by identity, unmixes the linear system and decodes each unmixed face.
+   faces by identity, unmixes the linear system and decodes each unmixed face;
+4. where the owner keys its messages with a rotation (``channels``, ``positions``: the
+   construction is public, the seed is not) and the batch was sent without flips: both
+   attacks again on the rows with the key it has estimated from the batches so far undone
+   (``whitebox+recover``, ``label-aware+recover``; ``rl_mask.attacks.online_key``), as the
+   benchmark's ``+recover`` attacks do.
 
 It returns the reconstructions; the data owner, who holds the originals, scores them with its
 own judge (``rl_mask.owner.judge.privacy.batch_leak``). It never sees provenance or originals.
@@ -28,6 +33,7 @@ import torch.nn.functional as F
 
 from rl_mask.attacks.decoder import BlockUNet, decode_encoded
 from rl_mask.attacks.label_aware import correlation_assignment, partner_candidates
+from rl_mask.attacks.online_key import OnlineKeyRecovery
 from rl_mask.attacks.reconstruction import light_jitter
 from rl_mask.attacks.unmix import unmix
 from rl_mask.mask.augment import augment
@@ -50,6 +56,8 @@ class OnlineAttacker:
         device: str = "cpu",
         rows: int = 0,
         widths: tuple[int, int, int] = (64, 128, 192),
+        key_kind: str = "none",
+        recover: bool = True,
     ):
         self.public = public.float()
         self.mask = mask.public()  # never the owner's key
@@ -66,6 +74,8 @@ class OnlineAttacker:
         sample = torch.randperm(len(self.space), generator=self.generator)[:8].tolist()
         self.decoder.set_input_scale(torch.cat([self._pairs(self.space[i])[0] for i in sample]).to(self.device))
         self.opt = torch.optim.AdamW(self.decoder.parameters(), lr=lr, weight_decay=1e-4)
+        # the owner's key, estimated from what crossed (None: no key, or one it cannot recover)
+        self.key = OnlineKeyRecovery(key_kind) if recover and OnlineKeyRecovery.supported(key_kind) else None
         self.steps = 0
         self.batches = 0
         for _ in range(warmup_steps):
@@ -89,6 +99,8 @@ class OnlineAttacker:
             device,
             setup.rows,
             setup.widths,
+            setup.mask.key,
+            setup.recover,
         )
 
     def _pairs(self, settings: MaskSettings) -> tuple[torch.Tensor, torch.Tensor]:
@@ -106,6 +118,13 @@ class OnlineAttacker:
             views.append(self.mask.to_pixels(self.mask.apply(rest, torch.arange(len(rest)), single, self.generator).inputs))
             targets.append(rest)
         return torch.cat(views), torch.cat(targets)
+
+    def _simulated(self, settings: MaskSettings, n: int) -> torch.Tensor:
+        """``n`` of its public faces protected as a batch with ``settings`` is, without a key:
+        what the key estimate compares the crossed rows with."""
+        idx = torch.randint(self.public.shape[0], (n,), generator=self.generator)
+        faces = augment(self.public[idx], self.generator)
+        return self.mask.apply(faces, torch.arange(n), settings, self.generator).inputs
 
     def _train_step(self, settings: MaskSettings) -> float:
         self.decoder.train()
@@ -126,8 +145,9 @@ class OnlineAttacker:
 
     def observe(self, batch: ProtectedBatch, settings: MaskSettings) -> dict:
         """Learn from the batch's settings, then attack ``rows`` of the batch (a random subset, or
-        all): ``{"rows": [n], "whitebox": [n, P, H, W]}`` and, where it applies,
-        ``"label-aware"`` (each attacked row's own face, unmixed from the whole batch)."""
+        all): ``{"rows": [n], "whitebox": [n, P, H, W]}`` and, where they apply,
+        ``"label-aware"`` (each attacked row's own face, unmixed from the whole batch) and the
+        ``+recover`` variants of both (the key estimate undone first)."""
         for _ in range(self.train_steps):
             self._train_step(settings)
         self.batches += 1
@@ -135,11 +155,19 @@ class OnlineAttacker:
         n = len(batch)
         rows = torch.randperm(n, generator=self.generator)[: self.rows].sort().values if 0 < self.rows < n else torch.arange(n)
         out = {"rows": rows, "whitebox": self._decode(inputs[rows])}
+        unmixed = None
         if self.label_aware_applies(batch, settings):
             labels = batch.labels.cpu()
             x = inputs.reshape(n, -1).double()
+            # an orthogonal key keeps every inner product: the assignment holds for the undone rows too
             assignment = correlation_assignment(x, labels, partner_candidates(labels))
-            out["label-aware"] = self._decode(unmix(inputs, batch.weights.cpu(), assignment)[rows])
+            unmixed = unmix(inputs, batch.weights.cpu(), assignment)[rows]
+            out["label-aware"] = self._decode(unmixed)
+        if self.key is not None and self.key.applies(settings):
+            self.key.hold(inputs, self._simulated(settings, n))
+            out["whitebox+recover"] = self._decode(self.key.undo(inputs[rows]))
+            if unmixed is not None:
+                out["label-aware+recover"] = self._decode(self.key.undo(unmixed))
         return out
 
     def set_train_steps(self, steps: int) -> int:
@@ -149,4 +177,4 @@ class OnlineAttacker:
         return previous
 
     def info(self) -> dict:
-        return {"decoder_steps": self.steps, "batches_attacked": self.batches, "device": str(self.device)}
+        return {"decoder_steps": self.steps, "batches_attacked": self.batches, "device": str(self.device), **(self.key.info() if self.key else {})}

@@ -314,13 +314,19 @@ class KeyUndo:
         self.target, self.public, self.messages = target, public, messages
         self._estimate: KeyEstimate | None = None
 
+    def training_rows(self) -> torch.Tensor:
+        return torch.cat([b.inputs for b in self.target.crossed + list(self.target.context or [])])
+
+    def probes(self) -> torch.Tensor:
+        return torch.cat([self.messages.validation.inputs, self.messages.test.inputs])
+
     def held(self) -> torch.Tensor:
-        held = [b.inputs for b in self.target.crossed + list(self.target.context or [])]
-        return torch.cat(held + [self.messages.validation.inputs, self.messages.test.inputs])
+        return torch.cat([self.training_rows(), self.probes()])
 
     def estimate(self) -> KeyEstimate:
         if self._estimate is None:
-            self._estimate = recover_key(self.key.kind, self.held(), key_reference(self.target.defence, self.public, self.key.kind))
+            counts = {"training_rows": len(self.training_rows()), "probe_rows": len(self.probes())}
+            self._estimate = recover_key(self.key.kind, self.held(), key_reference(self.target.defence, self.public, self.key.kind, **counts))
         return self._estimate
 
     def score(self) -> dict | None:

@@ -51,6 +51,7 @@ def attacker_setup(cfg: Config) -> AttackerSetup:
         rows=rl.attacker_rows,
         widths=tuple(rl.attacker_widths),
         seed=rl.seed + 777,
+        recover=rl.attacker_recover,
     )
 
 
