@@ -95,18 +95,36 @@ def third_moment_signs(x: torch.Tensor, basis: torch.Tensor, per_position: bool)
     return torch.sign(m3)
 
 
+def mean_sign_scores(crossed: torch.Tensor, public_encoded: torch.Tensor, uy: torch.Tensor, ux: torch.Tensor, per_position: bool) -> torch.Tensor:
+    """``[1 | h*w, C]``: per recovered axis, the agreement of the two sides' mean maps along it.
+    Mixing weights sum to 1, so a mixture's mean is the mean face's: ``E[y] = Q E[x]`` at every
+    block position, and the sign of ``(u_y . E[y]) (u_x . E[x])`` is the axis' sign (pooled over
+    the positions for one key everywhere). Sign flips zero both means: the score is then noise."""
+    def mean_map(x):
+        n, c, h, w = x.shape
+        return x.double().reshape(n, c, h * w).mean(0)  # [C, P]
+
+    py = torch.einsum("pij,ip->pj", uy, mean_map(crossed)) if per_position else (uy[0].T @ mean_map(crossed)).T  # [P, C]
+    px = torch.einsum("pij,ip->pj", ux, mean_map(public_encoded)) if per_position else (ux[0].T @ mean_map(public_encoded)).T
+    return py * px if per_position else (py * px).sum(0, keepdim=True)
+
+
 def recover_rotation(crossed: torch.Tensor, public_encoded: torch.Tensor, per_position: bool) -> torch.Tensor:
-    """Estimate the owner's orthogonal key ``Q`` (crossed = Q x) from second moments:
-    ``E[y y^T] = Q E[x x^T] Q^T``, so ``Q ~ U_y S U_x^T`` with eigenvectors sorted alike and
-    signs S from third moments. ``[1 | h*w, C, C]``. Sign flips zero the off-diagonal moments
-    of the training rows; k = 1 probes (without flips) keep them."""
+    """Estimate the owner's orthogonal key ``Q`` (crossed = Q x) from moments:
+    ``E[y y^T] = Q E[x x^T] Q^T``, so ``Q ~ U_y S U_x^T`` with eigenvectors sorted alike; the
+    signs S from the first moments (the mean face, ``mean_sign_scores``), where those are
+    zero from third moments. ``[1 | h*w, C, C]``. Sign flips zero the off-diagonal moments
+    and the means of the training rows; k = 1 probes (without flips) keep them. (Signs from
+    third moments alone left the axes' signs a coin toss on mixtures: on AT&T k = 3 batches
+    the undone rows were as far from the truth as the keyed ones, README.)"""
     my = second_moments(crossed, per_position)
     mx = second_moments(public_encoded, per_position)
     _, uy = torch.linalg.eigh(my)
     _, ux = torch.linalg.eigh(mx)
-    sy = third_moment_signs(crossed, uy, per_position)
-    sx = third_moment_signs(public_encoded, ux, per_position)
-    s = torch.where(sy * sx < 0, -1.0, 1.0).to(torch.float64)
+    score = mean_sign_scores(crossed, public_encoded, uy, ux, per_position)
+    third = third_moment_signs(crossed, uy, per_position) * third_moment_signs(public_encoded, ux, per_position)
+    s = torch.where(score != 0, torch.sign(score), third)
+    s = torch.where(s < 0, -1.0, 1.0).to(torch.float64)
     return uy @ (s[..., :, None] * ux.transpose(1, 2))
 
 
