@@ -92,21 +92,28 @@ def test_settings_extra_removed_under_the_key_matches_the_unkeyed_removal(att_ro
     assert torch.allclose(key.invert(out), ref, atol=1e-5)
 
 
-def test_whitebox_recover_rotates_what_crossed_back_with_an_estimated_key(att_root):
-    """``whitebox+recover``: from the crossed messages alone (training rows, the held-out faces'
-    probes) and its public faces, the attacker estimates the key and rotates every row back
-    (an orthogonal estimate: each block's energy stays), labels and weights untouched. How close
-    the estimate comes is measured, not assumed (README: second moments of other faces recover
-    it poorly)."""
+def _key_undo(make_defence, batches: int):
+    """A channels-keyed defence's first ``batches`` crossed batches as the benchmark attacks
+    them, and its ``KeyUndo`` (the key estimated from those and every probe)."""
     from rl_mask.bench.benchmark import KeyUndo, ProbeMessages
 
     cfg = _cfg(key="channels")
     data = prepare_data(cfg)
-    keyed = build_defence(cfg, "mask")
+    keyed = make_defence(cfg)
     run = type("Run", (), {"defence": keyed, "model": None, "batches": None})()
-    target, _, _ = attacked_batches(cfg, run, data, 4)
+    target, _, _ = attacked_batches(cfg, run, data, batches)
     public_faces = data.split.public.float_images()
-    undo = KeyUndo(run, target, public_faces, ProbeMessages.of(run, data))
+    return cfg, data, keyed, target, public_faces, KeyUndo(run, target, public_faces, ProbeMessages.of(run, data))
+
+
+def test_whitebox_recover_rotates_what_crossed_back_with_an_estimated_key(att_root):
+    """``whitebox+recover``: from the crossed messages alone (training rows, the held-out faces'
+    probes) and its public faces, the attacker estimates the key and rotates every row back
+    (an orthogonal estimate: each block's energy stays), labels and weights untouched. How close
+    the estimate comes is measured, not assumed (README, key recovery; the next tests)."""
+    from rl_mask.bench.benchmark import KeyUndo, ProbeMessages
+
+    _, data, keyed, target, public_faces, undo = _key_undo(lambda cfg: build_defence(cfg, "mask"), batches=4)
     undone = undo(target)
     for before, after in zip(target.crossed, undone.crossed):
         assert torch.equal(before.labels, after.labels) and torch.equal(before.weights, after.weights)
@@ -198,15 +205,8 @@ def test_key_recovery_reads_the_rows_it_holds_against_its_faces_under_the_same_p
     encodings), and its axes come far closer to the owner's key's than against k = 1 encodings
     alone; their signs, from the mean face, bring the undone rows back towards the truth."""
     from rl_mask.attacks.key_recovery import key_reference, recover_rotation
-    from rl_mask.bench.benchmark import KeyUndo, ProbeMessages
 
-    cfg = _cfg(key="channels")
-    data = prepare_data(cfg)
-    keyed = grid_defence(cfg, "k=3,flip=0.0,extra_removed=0,alpha=4.0,labels=hard")
-    run = type("Run", (), {"defence": keyed, "model": None, "batches": None})()
-    target, _, _ = attacked_batches(cfg, run, data, 8)
-    public_faces = data.split.public.float_images()
-    undo = KeyUndo(run, target, public_faces, ProbeMessages.of(run, data))
+    _, _, keyed, target, public_faces, undo = _key_undo(lambda cfg: grid_defence(cfg, "k=3,flip=0.0,extra_removed=0,alpha=4.0,labels=hard"), batches=8)
     _, c, h, w = target.crossed[0].inputs.shape
     true_q = keyed.mask.key.matrices(c, h, w)[0]
     matched = _axis_alignment(true_q, undo.estimate().q)
