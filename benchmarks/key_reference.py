@@ -23,7 +23,7 @@ from pathlib import Path
 
 import torch
 
-from rl_mask.attacks.key_recovery import RotationEstimate, key_reference, recover_rotation, second_moments, third_moment_signs
+from rl_mask.attacks.key_recovery import RotationEstimate, key_reference, recover_rotation, rotation_alignment
 from rl_mask.bench.benchmark import grid_defence
 from rl_mask.config import load_config
 from rl_mask.mask.augment import augment
@@ -36,19 +36,6 @@ SETTINGS = [
     "k=2,flip=0.0,extra_removed=9,alpha=0.5,labels=hard",
     "k=6,flip=0.0,extra_removed=4,alpha=0.5,labels=soft",
 ]
-
-
-def alignment(true_q: torch.Tensor, estimate: torch.Tensor) -> float:
-    return float((true_q.double().T @ estimate[0].double()).diagonal().abs().mean())
-
-
-def third_moment_rotation(crossed: torch.Tensor, public_encoded: torch.Tensor) -> torch.Tensor:
-    """The estimator before 2026-11-30: eigenvectors of the second moments, signs from third moments."""
-    _, uy = torch.linalg.eigh(second_moments(crossed, False))
-    _, ux = torch.linalg.eigh(second_moments(public_encoded, False))
-    s = third_moment_signs(crossed, uy, False) * third_moment_signs(public_encoded, ux, False)
-    s = torch.where(s < 0, -1.0, 1.0).to(torch.float64)
-    return uy @ (s[..., :, None] * ux.transpose(1, 2))
 
 
 METHODS = ("before", "matched_third_moment_signs", "today")
@@ -83,9 +70,9 @@ def main() -> None:
             matched = key_reference(public_view, public, "channels", seed=draw, training_rows=len(training), probe_rows=len(probes))
             truth = defence.mask.key.invert(held)
             row = {"setting": text, "draw": draw, "keyed_error": float((held - truth).norm() / truth.norm())}
-            for name, q in zip(METHODS, (third_moment_rotation(held, k1), third_moment_rotation(held, matched), recover_rotation(held, matched, per_position=False))):
+            for name, q in zip(METHODS, (recover_rotation(held, k1, False, signs="third"), recover_rotation(held, matched, False, signs="third"), recover_rotation(held, matched, False))):
                 row[f"{name}_error"] = float((RotationEstimate(q).undo(held) - truth).norm() / truth.norm())
-                row[f"{name}_alignment"] = alignment(true_q, q)
+                row[f"{name}_alignment"] = rotation_alignment(true_q, q)
             rows.append(row)
             print(f"{text}  draw {draw}: " + ", ".join(f"{m} error {row[m + '_error']:.2f} |cos| {row[m + '_alignment']:.2f}" for m in METHODS), flush=True)
     table = []

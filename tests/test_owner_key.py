@@ -193,24 +193,19 @@ def test_k1_messages_are_flipped_as_the_training_rows(att_root):
     assert build_defence(cfg, "adaptive").eval_flip == 0.0
 
 
-def _axis_alignment(true_q: torch.Tensor, estimate: torch.Tensor) -> float:
-    """Mean |cos| between each true key axis and its estimate (1: exact up to signs)."""
-    return float((true_q.double().T @ estimate[0].double()).diagonal().abs().mean())
-
-
 def test_key_recovery_reads_the_rows_it_holds_against_its_faces_under_the_same_public_settings(att_root):
     """Second moments depend on how the rows were mixed (k, weights, extra removal), which a
     fixed setting makes public: the benchmark's estimate of a channels key reads the crossed
     training rows against its own faces put through that setting (and the probes against k = 1
     encodings), and its axes come far closer to the owner's key's than against k = 1 encodings
     alone; their signs, from the mean face, bring the undone rows back towards the truth."""
-    from rl_mask.attacks.key_recovery import key_reference, recover_rotation
+    from rl_mask.attacks.key_recovery import key_reference, recover_rotation, rotation_alignment
 
     _, _, keyed, target, public_faces, undo = _key_undo(lambda cfg: grid_defence(cfg, "k=3,flip=0.0,extra_removed=0,alpha=4.0,labels=hard"), batches=8)
     _, c, h, w = target.crossed[0].inputs.shape
     true_q = keyed.mask.key.matrices(c, h, w)[0]
-    matched = _axis_alignment(true_q, undo.estimate().q)
-    k1_only = _axis_alignment(true_q, recover_rotation(undo.held(), key_reference(target.defence, public_faces, "channels"), per_position=False))
+    matched = rotation_alignment(true_q, undo.estimate().q)
+    k1_only = rotation_alignment(true_q, recover_rotation(undo.held(), key_reference(target.defence, public_faces, "channels"), per_position=False))
     assert matched > k1_only + 0.1, (matched, k1_only)
     # and with the axes' signs read from the mean face, the undone rows come back towards the truth
     held, truth = undo.held(), keyed.mask.key.invert(undo.held())
@@ -224,6 +219,7 @@ def test_the_attacker_in_the_loop_estimates_a_rotation_key_from_unflipped_batche
     the batches sent without flips, estimates the owner's channels key from them against its
     own faces under each batch's settings, and attacks those batches with the key undone too.
     A flipped batch teaches it nothing about the key (the flips zero the moments it reads)."""
+    from rl_mask.attacks.key_recovery import rotation_alignment
     from rl_mask.attacks.online import OnlineAttacker
     from rl_mask.owner.defences import hybrid_mask_from_config
 
@@ -251,6 +247,6 @@ def test_the_attacker_in_the_loop_estimates_a_rotation_key_from_unflipped_batche
     b = batch(plain)
     _, c, h, w = b.inputs.shape
     true_q = owner.key.matrices(c, h, w)[0]
-    assert _axis_alignment(true_q, attacker.key.estimate.q) > 0.4  # a random rotation: about 0.1
+    assert rotation_alignment(true_q, attacker.key.estimate.q) > 0.4  # a random rotation: about 0.1
     off = load_config(None, ["mask.key=channels", "rl.attacker_recover=false", "rl.attacker_warmup_steps=0"])
     assert OnlineAttacker.from_setup(attacker_setup(off), data.split.public.float_images()).key is None

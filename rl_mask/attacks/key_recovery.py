@@ -109,23 +109,37 @@ def mean_sign_scores(crossed: torch.Tensor, public_encoded: torch.Tensor, uy: to
     return py * px if per_position else (py * px).sum(0, keepdim=True)
 
 
-def recover_rotation(crossed: torch.Tensor, public_encoded: torch.Tensor, per_position: bool) -> torch.Tensor:
+#: Where the recovered axes' signs come from: the mean face (then third moments where its
+#: score is 0), or third moments alone (the estimator before 2026-11-30, kept for comparison).
+SIGN_SOURCES = ("mean", "third")
+
+
+def recover_rotation(crossed: torch.Tensor, public_encoded: torch.Tensor, per_position: bool, signs: str = "mean") -> torch.Tensor:
     """Estimate the owner's orthogonal key ``Q`` (crossed = Q x) from moments:
     ``E[y y^T] = Q E[x x^T] Q^T``, so ``Q ~ U_y S U_x^T`` with eigenvectors sorted alike; the
     signs S from the first moments (the mean face, ``mean_sign_scores``), where those are
     zero from third moments. ``[1 | h*w, C, C]``. Sign flips zero the off-diagonal moments
     and the means of the training rows; k = 1 probes (without flips) keep them. (Signs from
-    third moments alone left the axes' signs a coin toss on mixtures: on AT&T k = 3 batches
-    the undone rows were as far from the truth as the keyed ones, README.)"""
+    third moments alone, ``signs="third"``, left the axes' signs a coin toss on mixtures: on
+    AT&T k = 3 batches the undone rows were as far from the truth as the keyed ones, README.)"""
+    if signs not in SIGN_SOURCES:
+        raise ValueError(f"signs {signs!r} is not one of {SIGN_SOURCES}")
     my = second_moments(crossed, per_position)
     mx = second_moments(public_encoded, per_position)
     _, uy = torch.linalg.eigh(my)
     _, ux = torch.linalg.eigh(mx)
-    score = mean_sign_scores(crossed, public_encoded, uy, ux, per_position)
-    third = third_moment_signs(crossed, uy, per_position) * third_moment_signs(public_encoded, ux, per_position)
-    s = torch.where(score != 0, torch.sign(score), third)
+    s = third_moment_signs(crossed, uy, per_position) * third_moment_signs(public_encoded, ux, per_position)
+    if signs == "mean":
+        score = mean_sign_scores(crossed, public_encoded, uy, ux, per_position)
+        s = torch.where(score != 0, torch.sign(score), s)
     s = torch.where(s < 0, -1.0, 1.0).to(torch.float64)
     return uy @ (s[..., :, None] * ux.transpose(1, 2))
+
+
+def rotation_alignment(true_q: torch.Tensor, estimate: torch.Tensor) -> float:
+    """Owner side: the mean |cos| between each axis of the true pooled key ``[C, C]`` and its
+    estimate ``[1, C, C]`` (1: exact up to the axes' signs; a random rotation about 0.1)."""
+    return float((true_q.double().T @ estimate[0].double()).diagonal().abs().mean())
 
 
 def apply_matrices(q: torch.Tensor, x: torch.Tensor, transpose: bool = False) -> torch.Tensor:
@@ -415,8 +429,9 @@ def key_reference(defence: Defence, public: torch.Tensor, kind: str, seed: int =
     (``training_rows`` training rows, then ``probe_rows`` k = 1 probes), the reference is its
     faces put through the same public settings in the same proportion: ``training_rows`` rows
     encoded as training rows, ``probe_rows`` as probes. Against a k = 1 reference alone the
-    estimate of a channels key on AT&T batches of k = 2..5 aligned with the true axes at a
-    mean |cos| of 0.27-0.41; against the matched one at 0.47-0.73 (README)."""
+    estimate of a channels key on AT&T batches of k = 2..6 aligned with the true axes at a
+    mean |cos| of 0.26-0.43; against the matched one at 0.64-0.72
+    (``benchmarks/key_reference.py``)."""
     generator = torch.Generator().manual_seed(seed)
     if kind == "dense":
         return torch.cat([defence.transform(public)] + [defence.transform(augment(public, generator)) for _ in range(REFERENCE_PASSES)])

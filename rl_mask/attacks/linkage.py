@@ -152,9 +152,10 @@ class LinkageAttack(abc.ABC):
             return None
         if target.key_estimate is not None:
             return target.key_estimate()
-        rows, probes = target.rows().inputs, torch.cat([target.rows().inputs[:0], *target.eval_inputs])
-        counts = {"training_rows": len(rows), "probe_rows": len(probes)}
-        return recover_key(target.key_kind, torch.cat([rows, probes]), key_reference(target.defence, public, target.key_kind, **counts))
+        rows = target.rows().inputs
+        probes = torch.cat([rows[:0], *target.eval_inputs])
+        reference = key_reference(target.defence, public, target.key_kind, training_rows=len(rows), probe_rows=len(probes))
+        return recover_key(target.key_kind, torch.cat([rows, probes]), reference)
 
     @abc.abstractmethod
     def link(self, target: LinkageTarget, gallery: Gallery, public: torch.Tensor) -> torch.Tensor:

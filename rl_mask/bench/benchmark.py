@@ -278,6 +278,10 @@ class ProbeMessages:
     def of(cls, run: DefenceRun, data: PrivateData) -> "ProbeMessages":
         return cls(probe_set(run.defence, data.val_images), probe_set(run.defence, data.test_images))
 
+    def inputs(self) -> torch.Tensor:
+        """Every probe's message in sending order: the validation faces', then the test faces'."""
+        return torch.cat([self.validation.inputs, self.test.inputs])
+
 
 def eval_door_target(run: DefenceRun, data: PrivateData, messages: ProbeMessages) -> tuple[AttackTarget, ScoringKey]:
     """The probe door as an attack target: every probe that crossed (the validation faces'
@@ -285,9 +289,8 @@ def eval_door_target(run: DefenceRun, data: PrivateData, messages: ProbeMessages
     attacker simulates the public held-out encoding (``EvalMessageView``). Which identity
     each probe is stays with the owner: the labels serve only the judge's scoring (its
     evaluation model trains on the private training faces alone, so no probe is one it saw)."""
-    inputs = torch.cat([messages.validation.inputs, messages.test.inputs])
     labels = torch.cat([data.val_labels, data.test_labels])
-    target = eval_message_target(run.defence.public(), inputs, labels, run.model, data.num_classes)
+    target = eval_message_target(run.defence.public(), messages.inputs(), labels, run.model, data.num_classes)
     return target, ScoringKey.single(labels, torch.cat([data.val_images, data.test_images]))
 
 
@@ -317,16 +320,14 @@ class KeyUndo:
     def training_rows(self) -> torch.Tensor:
         return torch.cat([b.inputs for b in self.target.crossed + list(self.target.context or [])])
 
-    def probes(self) -> torch.Tensor:
-        return torch.cat([self.messages.validation.inputs, self.messages.test.inputs])
-
     def held(self) -> torch.Tensor:
-        return torch.cat([self.training_rows(), self.probes()])
+        return torch.cat([self.training_rows(), self.messages.inputs()])
 
     def estimate(self) -> KeyEstimate:
         if self._estimate is None:
-            counts = {"training_rows": len(self.training_rows()), "probe_rows": len(self.probes())}
-            self._estimate = recover_key(self.key.kind, self.held(), key_reference(self.target.defence, self.public, self.key.kind, **counts))
+            training, probes = self.training_rows(), self.messages.inputs()
+            reference = key_reference(self.target.defence, self.public, self.key.kind, training_rows=len(training), probe_rows=len(probes))
+            self._estimate = recover_key(self.key.kind, torch.cat([training, probes]), reference)
         return self._estimate
 
     def score(self) -> dict | None:
