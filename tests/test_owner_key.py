@@ -250,3 +250,36 @@ def test_the_attacker_in_the_loop_estimates_a_rotation_key_from_unflipped_batche
     assert rotation_alignment(true_q, attacker.key.estimate.q) > 0.4  # a random rotation: about 0.1
     off = load_config(None, ["mask.key=channels", "rl.attacker_recover=false", "rl.attacker_warmup_steps=0"])
     assert OnlineAttacker.from_setup(attacker_setup(off), data.split.public.float_images()).key is None
+
+
+def test_key_recovery_reads_only_the_messages_sent_without_flips_each_against_its_own_settings(att_root):
+    """A policy that flips most batches still sends some without flips, and each message's
+    settings are public. Pooling every row against the pool's settings mixes the flipped
+    messages (noise to second moments) into the estimate; reading only the unflipped ones,
+    each against the attacker's faces under that message's settings, finds the key's axes and
+    brings those batches back towards the truth, as for a fixed unflipped setting."""
+    from rl_mask.attacks.key_recovery import key_reference, reads_key, recover_rotation, rotation_alignment
+    from rl_mask.mask.defences import HybridDefence
+    from rl_mask.owner.defences import hybrid_mask_from_config
+
+    plain = [MaskSettings(2, 0.0, 0, 4.0, "hard"), MaskSettings(3, 0.0, 4, 0.5, "soft")]
+    pool = plain + [MaskSettings(k, 0.5, 0, 4.0, "hard") for k in (2, 3, 4, 5)] * 2  # 8 of 10 flipped
+
+    def policy_like(cfg):
+        return HybridDefence("pool", hybrid_mask_from_config(cfg), [2], settings_pool=pool, eval_flip=0.5)
+
+    _, _, keyed, target, public_faces, undo = _key_undo(policy_like, batches=24)
+    unflipped = [b.inputs for b, s in zip(target.crossed, target.settings) if reads_key(s)]
+    assert 0 < len(unflipped) < len(target.crossed) // 2
+    _, c, h, w = target.crossed[0].inputs.shape
+    true_q = keyed.mask.key.matrices(c, h, w)[0]
+    held, _ = undo.moments()
+    assert held.shape[0] == sum(len(x) for x in unflipped)  # the flipped rows and the flipped probes left out
+    whitebox = rotation_alignment(true_q, undo.estimate().q)
+    all_rows = undo.held()
+    pooled = recover_rotation(all_rows, key_reference(target.defence, public_faces, "channels", training_rows=len(undo.training_rows()), probe_rows=len(all_rows) - len(undo.training_rows())), per_position=False)
+    assert whitebox > rotation_alignment(true_q, pooled) + 0.1, (whitebox, rotation_alignment(true_q, pooled))
+    rows = torch.cat(unflipped)
+    truth = keyed.mask.key.invert(rows)
+    keyed_error = float((rows - truth).norm() / truth.norm())
+    assert float((undo.estimate().undo(rows) - truth).norm() / truth.norm()) < 0.75 * keyed_error

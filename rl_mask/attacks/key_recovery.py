@@ -35,7 +35,7 @@ attacks on top of ``recover_key``.
 from __future__ import annotations
 
 import abc
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 
 import numpy as np
 import torch
@@ -43,7 +43,12 @@ from scipy.optimize import linear_sum_assignment
 
 from rl_mask.mask.augment import augment
 from rl_mask.mask.defences.base import Defence
+from rl_mask.mask.settings import MaskSettings
+from rl_mask.protocol import ProtectedBatch
 
+#: Key constructions that are rotations of the DCT coefficients (``undo`` gives the rows back),
+#: estimated from second moments (``recover_rotation``).
+ROTATION_KEYS = ("channels", "positions")
 #: Restarts of the block-position search (local search from random starts; the best objective wins).
 POSITION_RESTARTS = 32
 #: Weight of the block-profile term against the block-correlation term of that search.
@@ -436,7 +441,7 @@ def key_reference(defence: Defence, public: torch.Tensor, kind: str, seed: int =
     if kind == "dense":
         return torch.cat([defence.transform(public)] + [defence.transform(augment(public, generator)) for _ in range(REFERENCE_PASSES)])
     labels = torch.arange(len(public))
-    if kind in ("channels", "positions") and training_rows > 0:
+    if kind in ROTATION_KEYS and training_rows > 0:
         training = _rows(lambda: defence.encode_train(augment(public, generator), labels, generator).protected().inputs, training_rows)
         probes = _rows(lambda: defence.encode_eval(augment(public, generator)), probe_rows) if probe_rows > 0 else training[:0]
         return torch.cat([training, probes])
@@ -444,6 +449,37 @@ def key_reference(defence: Defence, public: torch.Tensor, kind: str, seed: int =
     if kind == "scramble":
         reference += [defence.encode_train(augment(public, generator), labels, generator).protected().inputs for _ in range(REFERENCE_PASSES)]
     return torch.cat(reference)
+
+
+def reads_key(settings: MaskSettings) -> bool:
+    """Whether a training message sent with ``settings`` tells a rotation estimate anything:
+    sign flips zero its means and off-diagonal moments (and act in the keyed basis, so they
+    are not the key's). k = 1 rows are never flipped (``rl_mask.mask.masking.mix``)."""
+    return settings.flip == 0.0 or settings.k == 1
+
+
+def settings_reference(defence: Defence, public: torch.Tensor, batches: Sequence[ProtectedBatch], settings: Sequence[MaskSettings], probes: torch.Tensor, seed: int = 0) -> tuple[torch.Tensor, torch.Tensor] | None:
+    """White-box (each message's settings are public): the crossed rows a rotation estimate
+    reads and the attacker's reference for them, or None when every training message was
+    flipped. Each message sent without flips (``reads_key``) is held against as many of its
+    public faces put through that message's own settings (k, weights, extra removal) with
+    ``defence`` (the public view: no key); the k = 1 probes against k = 1 encodings, unless
+    the probes are flipped too. A pooled reference (``key_reference``) mixes the flipped
+    messages in: against a policy that flips most of its batches it reads mostly noise, while
+    the few batches it sends without flips give the key away as a fixed unflipped setting does."""
+    kept = [(b, s) for b, s in zip(batches, settings) if len(b) and reads_key(s)]
+    if not kept:
+        return None
+    generator = torch.Generator().manual_seed(seed)
+    held, reference = [], []
+    for batch, s in kept:
+        faces = augment(public[torch.randint(len(public), (len(batch),), generator=generator)], generator)
+        held.append(batch.inputs)
+        reference.append(defence.encode_train(faces, torch.arange(len(batch)), generator, settings=s).protected().inputs)
+    if len(probes) and getattr(defence, "eval_flip", 0.0) == 0.0:
+        held.append(probes)
+        reference.append(_rows(lambda: defence.encode_eval(augment(public, generator)), len(probes)))
+    return torch.cat(held), torch.cat(reference)
 
 
 def _rows(encode: Callable[[], torch.Tensor], n: int) -> torch.Tensor:
@@ -462,6 +498,6 @@ def recover_key(kind: str, crossed: torch.Tensor, public_encoded: torch.Tensor) 
         return recover_scramble(crossed, public_encoded)
     if kind == "dense":
         return recover_dense(crossed, public_encoded)
-    if kind in ("channels", "positions"):
+    if kind in ROTATION_KEYS:
         return RotationEstimate(recover_rotation(crossed, public_encoded, per_position=kind == "positions"))
     raise ValueError(f"no key recovery for key kind {kind!r}")

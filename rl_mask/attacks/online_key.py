@@ -16,11 +16,11 @@ from __future__ import annotations
 
 import torch
 
-from rl_mask.attacks.key_recovery import RotationEstimate, recover_rotation
+from rl_mask.attacks.key_recovery import ROTATION_KEYS, RotationEstimate, reads_key, recover_rotation
 from rl_mask.mask.settings import MaskSettings
 
 #: Key constructions the attacker in the loop estimates (rotations: ``undo`` gives the rows back).
-ONLINE_KEY_KINDS = ("channels", "positions")
+ONLINE_KEY_KINDS = ROTATION_KEYS
 
 
 class OnlineKeyRecovery:
@@ -43,7 +43,7 @@ class OnlineKeyRecovery:
     def applies(settings: MaskSettings) -> bool:
         """Rows sent with sign flips say nothing through second moments, and undoing the key
         on them gives noise (the flips act in the keyed basis)."""
-        return settings.flip == 0.0
+        return reads_key(settings)
 
     def hold(self, crossed: torch.Tensor, reference: torch.Tensor) -> None:
         """Keep a batch sent without flips and the attacker's own rows simulated like it;

@@ -35,7 +35,17 @@ from tqdm.auto import tqdm
 
 from rl_mask.attacks import Attack, AttackTarget, build_attack
 from rl_mask.attacks.eval_door import eval_message_target
-from rl_mask.attacks.key_recovery import KeyEstimate, PermutationEstimate, SubspaceEstimate, key_reference, recover_key, scramble_recovery_score, subspace_recovery_score
+from rl_mask.attacks.key_recovery import (
+    ROTATION_KEYS,
+    KeyEstimate,
+    PermutationEstimate,
+    SubspaceEstimate,
+    key_reference,
+    recover_key,
+    scramble_recovery_score,
+    settings_reference,
+    subspace_recovery_score,
+)
 from rl_mask.attacks.linkage import Gallery, LinkageTarget, build_linkage, identification
 from rl_mask.bench.aggregate import aggregate_seeds
 from rl_mask.bench.front import best_at_utility
@@ -325,10 +335,26 @@ class KeyUndo:
 
     def estimate(self) -> KeyEstimate:
         if self._estimate is None:
-            training, probes = self.training_rows(), self.messages.inputs()
-            reference = key_reference(self.target.defence, self.public, self.key.kind, training_rows=len(training), probe_rows=len(probes))
-            self._estimate = recover_key(self.key.kind, torch.cat([training, probes]), reference)
+            held, reference = self.moments()
+            self._estimate = recover_key(self.key.kind, held, reference)
         return self._estimate
+
+    def moments(self) -> tuple[torch.Tensor, torch.Tensor]:
+        """The held rows the estimate reads and the attacker's reference for them. Where every
+        message's settings are public (a hybrid defence's), a rotation is read from the
+        messages sent without flips, each against its own settings (``settings_reference``);
+        otherwise from every row against the defence's public settings in proportion."""
+        t = self.target
+        probes = self.messages.inputs()
+        settings = list(t.settings or []) + list(t.context_settings or [])
+        batches = t.crossed + list(t.context or [])
+        if self.key.kind in ROTATION_KEYS and len(settings) == len(batches) and all(s is not None for s in settings):
+            matched = settings_reference(t.defence, self.public, batches, settings, probes)
+            if matched is not None:
+                return matched
+        training = self.training_rows()
+        reference = key_reference(t.defence, self.public, self.key.kind, training_rows=len(training), probe_rows=len(probes))
+        return torch.cat([training, probes]), reference
 
     def score(self) -> dict | None:
         """Owner side, for a ``scramble`` or ``dense`` key it has recovered: how much of it was recovered."""
