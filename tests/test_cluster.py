@@ -50,6 +50,31 @@ def ray_cli(*args, env, check=True, timeout=120):
     return subprocess.run([str(BIN / "ray"), *args], env=env, capture_output=True, text=True, check=check, timeout=timeout)
 
 
+def stop_nodes(*temp_dirs: str, timeout: float = 15.0) -> None:
+    """Stop this test's Ray nodes and nothing else: ``ray stop`` stops every Ray process on the
+    machine, a sweep or job the developer is running beside the tests included (it did). A
+    node's processes are those whose command line names its temp dir (raylet, GCS, dashboard,
+    log monitor) and their descendants (workers and agents rename themselves)."""
+    roots = [p for p in psutil.process_iter(["cmdline"]) if any(d in arg for arg in (p.info["cmdline"] or []) for d in temp_dirs)]
+    procs = {p.pid: p for p in roots}
+    for p in roots:
+        try:
+            procs.update({c.pid: c for c in p.children(recursive=True)})
+        except psutil.NoSuchProcess:
+            pass
+    for p in procs.values():
+        try:
+            p.terminate()
+        except psutil.NoSuchProcess:
+            pass
+    _, alive = psutil.wait_procs(list(procs.values()), timeout=timeout)
+    for p in alive:
+        try:
+            p.kill()
+        except psutil.NoSuchProcess:
+            pass
+
+
 @pytest.fixture(scope="module")
 def cluster(tmp_path_factory):
     env, node_env = cluster_env(), cluster_env(data=False)
@@ -64,7 +89,7 @@ def cluster(tmp_path_factory):
         ray_cli("start", f"--address=127.0.0.1:{port}", f"--temp-dir={worker_tmp}", *common, env=node_env)
         yield {"address": f"127.0.0.1:{port}", "dashboard": f"http://127.0.0.1:{dash}", "env": env, "tmp": tmp_path_factory.mktemp("cluster")}
     finally:
-        ray_cli("stop", "--force", env=env, check=False)
+        stop_nodes(head_tmp, worker_tmp)
         shutil.rmtree(head_tmp, ignore_errors=True)
         shutil.rmtree(worker_tmp, ignore_errors=True)
 

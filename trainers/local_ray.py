@@ -59,10 +59,12 @@ class LocalRay:
         # No drain on stop: Ray 2.60's head waits up to 30 s on SIGTERM for its node to drain (for
         # Serve traffic); this head is stopped only after the run's driver has let go of it.
         env["RAY_GRACEFUL_SHUTDOWN_DRAIN_TIMEOUT_S"] = "0"
-        ray_bin = Path(sys.executable).with_name("ray")
+        # ``ray start`` through this interpreter, not the ``ray`` script on PATH or beside it: the
+        # head starts its workers with its own interpreter, and a script's shebang may name another
+        # environment's (a copied or moved venv), whose rl_mask the trials would then import.
         cmd = [
             sys.executable, "-c", DIE_WITH_DRIVER, str(os.getpid()),
-            str(ray_bin) if ray_bin.exists() else shutil.which("ray") or "ray", "start", "--head", "--block",
+            sys.executable, "-m", "ray.scripts.scripts", "start", "--head", "--block",
             f"--port={self.address.split(':')[1]}", "--include-dashboard=false", "--disable-usage-stats", f"--temp-dir={self.temp_dir}",
         ]
         self.log = self.temp_dir / "ray-start.log"
