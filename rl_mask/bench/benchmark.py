@@ -317,8 +317,9 @@ class KeyUndo:
     """``NAME+recover``: a target with the owner's key estimated and undone.
 
     The key's construction is public, its seed is not: the attacker estimates the key from
-    every message the server holds (the training rows, scored and context, and the held-out
-    faces' probes) against public encodings of its own faces
+    the messages the server holds (the training rows, scored and context, and the held-out
+    faces' probes; for a rotation with every message's settings public, those sent without
+    flips: ``moments``) against public encodings of its own faces
     (``rl_mask.attacks.key_recovery``), once per row, and undoes it on every crossed input of a
     target. Without a key a target is returned as it is."""
 
