@@ -163,6 +163,7 @@ def main() -> None:
     parser.add_argument("--max-inflight", type=int, default=2)
     parser.add_argument("--iterations", type=int, default=4)
     parser.add_argument("--attacker-row", action=argparse.BooleanOptionalAction, default=True, help="also 1 worker x 1 runner with the attacker in the loop (rl.reward=leak)")
+    parser.add_argument("--attacker-only", action="store_true", help="only the attacker row")
     parser.add_argument("--synthetic", type=int, default=20000, help="images in the synthetic folder (0: skip the memory measurement)")
     parser.add_argument("--shards", default="1,2,4")
     parser.add_argument("--rows-per-step", type=int, default=0, help="fr.rows_per_step: aggregated FR steps (0: one batch per step), the plain loop's too")
@@ -188,7 +189,7 @@ def main() -> None:
 
     plain = PlainLoop(config())
     results = []
-    for attacker in [False] + ([True] if args.attacker_row else []):
+    for attacker in ([] if args.attacker_only else [False]) + ([True] if args.attacker_row or args.attacker_only else []):
         for workers in [int(w) for w in args.fr_workers.split(",")]:
             for runners in [int(r) for r in args.runners.split(",")]:
                 if attacker and (workers, runners) != (1, 1):

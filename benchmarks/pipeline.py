@@ -90,6 +90,10 @@ def pipeline(cfg: Config, runners: int, iterations: int, plain: PlainLoop, fr_wo
         "fraction_per_iteration": [round(f, 3) for f in fractions],
         "fraction_of_plain": statistics.median(fractions) if fractions else None,
         "fr_workers_busy_images_per_s": s["fr_images_per_s"],
+        # a sampled attacker skips batches while it is busy: how many it attacked (training and
+        # the policy's final scoring) against the env steps of training
+        "batches_attacked": (s["attacker"] or {}).get("batches_attacked"),
+        "env_steps": s["env_steps"],
         "wall_seconds_incl_startup": s["wall_seconds"],
     }
 

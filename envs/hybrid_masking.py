@@ -132,6 +132,7 @@ class HybridMaskingEnv(gym.Env):
         self.observation_space = gym.spaces.Box(low, high, dtype=np.float32)
         self._seed(self.base_seed)
         self._t = 0
+        self._unsent = False  # whether the drawn batch is still to be sent
         self._prev_action: np.ndarray | None = None
         self._status = {"fr_step": 0, "loss_ema": 0.0}
         self._leak_ema = 0.0  # kept across episodes: the attacker keeps learning
@@ -153,6 +154,8 @@ class HybridMaskingEnv(gym.Env):
         self._idx, self._images = self.stream.draw()
         # one block DCT per batch: the observation's band energies and the protection share it
         self._transformed = self.defence.transform(self._images)
+        self._band = self._band_energy()  # here, while the server computes: not on the step's critical path
+        self._unsent = True
 
     def _band_energy(self) -> list[float]:
         energy = self._transformed.pow(2).mean(dim=(0, 2, 3))
@@ -173,7 +176,7 @@ class HybridMaskingEnv(gym.Env):
             self._last_leak,
             *onehot,
             *self._knob_leak,
-            *self._band_energy(),
+            *self._band,
         ]
         return np.clip(np.asarray(obs, dtype=np.float32), self.observation_space.low, self.observation_space.high)
 
@@ -185,7 +188,8 @@ class HybridMaskingEnv(gym.Env):
         self._prev_action = None
         self._status = self.fr.call("status")
         self._score_validation()
-        self._draw_batch()
+        if seed is not None or not self._unsent:  # else the batch drawn after the last step opens this episode
+            self._draw_batch()
         return self._obs(), {}
 
     def step(self, action):
@@ -204,6 +208,7 @@ class HybridMaskingEnv(gym.Env):
         settings = self.space.decode(a)
         batch = self.stream.encode(self._idx, self._images, settings=settings, transformed=self._transformed)
         sent = batch.masked.protected()
+        self._unsent = False
         if self.train_fr:
             if self.recorder is not None:
                 self.recorder.record(sent, batch.provenance())

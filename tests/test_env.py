@@ -138,6 +138,32 @@ def test_a_runner_sends_every_batch_in_flight_before_it_draws_the_next_ones(smal
         assert rewards[i] == pytest.approx(infos["fr_loss"][i] - infos["reward_utility_penalty"][i])
 
 
+def test_an_episode_opens_with_the_batch_drawn_after_the_last_one_without_drawing_again(small_cfg, service):
+    """The batch drawn while the server computed the episode's last step is the next
+    episode's first: a reset without a new seed draws nothing (that draw would sit on the FR
+    server's critical path, every ``rl.horizon`` steps); a reset with a seed starts over."""
+    env = make_env(small_cfg, service)
+    env.reset(seed=3)
+    for _ in range(small_cfg.rl.horizon):
+        _, _, _, truncated, _ = env.step(action(small_cfg, 2))
+    assert truncated
+    drawn, band = env._idx, env._band
+    draws = []
+    real = env.stream.draw
+    env.stream.draw = lambda *a: draws.append(1) or real(*a)
+    obs, _ = env.reset()
+    assert not draws and env._idx is drawn
+    assert np.allclose(obs[-4:], band) and np.allclose(band, env._band_energy(), atol=1e-6)
+    env.step(action(small_cfg, 2))
+    assert len(draws) == 1  # the step sent it and drew the next
+    env.reset()  # the drawn batch is unsent: kept
+    assert len(draws) == 1
+    env.reset(seed=3)  # a new seed: a new batch order from its start
+    first = make_env(small_cfg, service)
+    first.reset(seed=3)
+    assert len(draws) == 1 and torch.equal(env._idx, first._idx)
+
+
 def test_each_runner_has_its_own_batch_order(small_cfg, service):
     a = make_env(small_cfg, service, worker_index=1)
     b = make_env(small_cfg, service, worker_index=2)

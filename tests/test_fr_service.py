@@ -51,6 +51,35 @@ def test_the_server_takes_only_door_messages(setup):
     assert "data" not in training_setup(cfg, defence, data).to_dict()
 
 
+def test_a_batch_travels_as_its_three_arrays_and_arrives_whole_and_writable(setup):
+    """Ray pickles what crosses; a ``ProtectedBatch`` pickles as its three numpy arrays
+    (out-of-band buffers: no pickling of the inputs themselves), nothing else, and arrives
+    equal, writable (a zero-copy read from Ray's object store is read-only) and trainable."""
+    import pickle
+
+    import numpy as np
+
+    cfg, data, defence, sent, _ = setup
+    batch = sent[0]
+    buffers = []
+    payload = pickle.dumps(batch, protocol=5, buffer_callback=buffers.append)
+    assert len(buffers) == 3 and sum(b.raw().nbytes for b in buffers) == sum(t.numel() * t.element_size() for t in batch.as_arrays().values())
+    assert len(payload) < 1000  # the inputs travel as buffers, not inside the pickle
+    readonly = [np.frombuffer(b.raw(), dtype=np.uint8) for b in buffers]
+    for r in readonly:
+        r.flags.writeable = False
+    back = pickle.loads(payload, buffers=[r.data for r in readonly])
+    assert isinstance(back, ProtectedBatch)
+    for name, t in batch.as_arrays().items():
+        got = getattr(back, name)
+        assert torch.equal(got, t) and got.dtype == t.dtype
+        got.add_(0)  # writable
+    server = FRService(training_setup(cfg, defence, data, 50), "cpu")
+    assert server.train_step(back)["fr_step"] == 1
+    grad = ProtectedBatch(batch.inputs.clone().requires_grad_(), batch.labels, batch.weights)
+    assert pickle.loads(pickle.dumps(grad)).inputs.requires_grad  # autograd tensors keep torch's own pickling
+
+
 def test_state_round_trip_gives_identical_training(setup, tmp_path):
     cfg, data, defence, batches, _ = setup
     msg = training_setup(cfg, defence, data, 50)

@@ -2,7 +2,7 @@ import pytest
 import torch
 
 from rl_mask.mask.freq import block_dct, block_idct
-from rl_mask.mask.masking import DEFAULT_REMOVED_CHANNELS, HybridMask, kept_channel_indices, sample_partners, sample_weights
+from rl_mask.mask.masking import DEFAULT_REMOVED_CHANNELS, HybridMask, flip_signs, kept_channel_indices, sample_partners, sample_weights
 
 
 @pytest.fixture(scope="module")
@@ -107,6 +107,30 @@ def test_sign_flips_flip_each_coefficient_of_the_mixture(batch):
     assert torch.allclose(flipped.inputs.abs(), plain.abs(), atol=1e-5)
     neg = (flipped.inputs * plain < 0).float().mean().item()
     assert 0.4 < neg < 0.6
+
+
+@pytest.mark.parametrize("p", [0.1, 0.25, 0.5, 0.9])
+def test_each_coefficient_flips_with_its_probability_and_keeps_its_magnitude(batch, p):
+    """``flip_signs`` draws from numpy (fast, on the owner's critical path) and flips sign bits:
+    the flipped share matches p within binomial noise, independently per coefficient, the
+    magnitudes are exact, one torch seed gives one answer, and a float64 or autograd input
+    gets the same flips by a multiply."""
+    x = HybridMask().transform(batch[0])
+    out = flip_signs(x, p, torch.Generator().manual_seed(7))
+    assert out.shape == x.shape and out.dtype == x.dtype and torch.equal(out.abs(), x.abs())
+    flipped = (torch.signbit(out) != torch.signbit(x)).double()
+    sd = (p * (1 - p) / x.numel()) ** 0.5
+    assert abs(flipped.mean().item() - p) < 5 * sd
+    assert abs(torch.corrcoef(torch.stack([flipped.flatten()[:-1], flipped.flatten()[1:]]))[0, 1].item()) < 0.01  # neighbours independent
+    assert torch.equal(out, flip_signs(x, p, torch.Generator().manual_seed(7)))
+    assert not torch.equal(out, flip_signs(x, p, torch.Generator().manual_seed(8)))
+    assert torch.equal(flip_signs(x.double(), p, torch.Generator().manual_seed(7)), out.double())
+    leaf = x[:2].clone().requires_grad_()
+    flip_signs(leaf, p, torch.Generator().manual_seed(7)).sum().backward()
+    assert torch.equal(leaf.grad.abs(), torch.ones_like(leaf))
+    assert torch.equal(flip_signs(x, 0.0), x) and torch.equal(flip_signs(x, 1.0), -x)
+    with pytest.raises(ValueError, match="1.5"):
+        flip_signs(x, 1.5)
 
 
 def test_the_owners_record_holds_the_message_once_and_keeps_all_k_only_where_it_differs(batch, tmp_path):

@@ -189,10 +189,35 @@ def sample_weights(
     raise RuntimeError(f"could not draw {kind} weights with cap {cap} for k={k}; raise the cap")
 
 
+def flip_mask(n: int, p: float, generator: torch.Generator | None = None) -> np.ndarray:
+    """``n`` independent coin flips, each True with probability ``p`` (a numpy bool array).
+
+    Drawn as raw 64-bit words of numpy's PCG64, seeded from ``generator`` (one torch seed
+    still drives everything): about 5x faster than ``torch.rand`` on CPU, and this runs on
+    the owner's critical path (every env step's protection). ``p = 0.5`` takes one random bit
+    per coefficient; any other ``p`` compares 32 random bits with ``p * 2**32`` (finer than
+    the 24-bit floats of ``torch.rand``)."""
+    if not 0.0 <= p <= 1.0:
+        raise ValueError(f"flip probability {p} is not in [0, 1]")
+    if p in (0.0, 1.0):
+        return np.full(n, p == 1.0)
+    raw = _numpy_rng(generator).bit_generator.random_raw
+    if p == 0.5:
+        return np.unpackbits(raw((n + 63) // 64).view(np.uint8), count=n).view(np.bool_)
+    return raw((n + 1) // 2).view(np.uint32)[:n] < np.uint32(round(p * 2.0**32))
+
+
 def flip_signs(x: torch.Tensor, p: float, generator: torch.Generator | None = None) -> torch.Tensor:
-    """``x`` with each coefficient's sign flipped independently with probability ``p``."""
-    flipped = torch.rand(x.shape, generator=generator) < p
-    return x * (1 - 2 * flipped.to(x.device, x.dtype))
+    """``x`` with each coefficient's sign flipped independently with probability ``p``
+    (``flip_mask``); a float32 CPU tensor outside autograd has its sign bits flipped in place
+    of a multiply."""
+    flipped = flip_mask(x.numel(), p, generator)
+    if x.dtype == torch.float32 and x.device.type == "cpu" and not (x.requires_grad and torch.is_grad_enabled()):
+        bits = flipped.astype(np.int32)
+        np.left_shift(bits, 31, out=bits)
+        np.bitwise_xor(bits, x.detach().contiguous().numpy().reshape(-1).view(np.int32), out=bits)
+        return torch.from_numpy(bits.view(np.float32)).view(x.shape)
+    return x * (1 - 2 * torch.from_numpy(flipped).view(x.shape).to(x.device, x.dtype))
 
 
 def mix(
@@ -226,10 +251,7 @@ def mix(
         for j in range(1, k):
             out.addcmul_(flat.index_select(0, src_dev[:, j]), w_dev[:, j : j + 1])
         out = out.view_as(x)
-        if p_flip == 0.5:  # every sign random
-            signs = torch.randint(0, 2, out.shape, generator=generator, dtype=torch.int8)
-            out = out * (signs.to(out.device, out.dtype) * 2 - 1)
-        elif p_flip > 0:
+        if p_flip > 0:
             out = flip_signs(out, p_flip, generator)
     labels = labels.to(sources.device)
     return MaskedBatch.of(out, labels[sources], w, sources)
