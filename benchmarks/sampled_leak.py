@@ -31,9 +31,9 @@ from rl_mask.attacks.online import OnlineAttacker
 from rl_mask.config import Config, load_config
 from rl_mask.mask.settings import mean_by_knob
 from rl_mask.owner.defences import build_defence
-from rl_mask.owner.judge.evaluator import train_evaluation_model
+from rl_mask.owner.judge.evaluator import EvaluationModel, train_evaluation_model
 from rl_mask.owner.messages import attacker_setup, training_setup
-from rl_mask.owner.stream import prepare_data
+from rl_mask.owner.stream import PrivateData, prepare_data
 from rl_mask.server.service import FRService
 
 
@@ -46,6 +46,24 @@ def run(cfg: Config, service: FRService, attacker: OnlineAttacker, judge, steps:
     return infos, time.perf_counter() - started
 
 
+def loop_config(args: argparse.Namespace) -> Config:
+    """The config of the env loop: ``--set`` overrides, the FR network on CPU, ``--warmup``."""
+    torch.set_num_threads(args.threads)
+    cfg = load_config(None, args.set)
+    cfg.fr.device = "cpu"
+    cfg.rl.attacker_warmup_steps = args.warmup
+    return cfg
+
+
+def loop_parts(cfg: Config) -> tuple[PrivateData, FRService, EvaluationModel]:
+    """The faces, a frozen FR service (``train_fr=False`` envs only score on it) and the owner's judge."""
+    data = prepare_data(cfg)
+    defence = build_defence(cfg, "adaptive", k_choices=cfg.rl.k_choices)
+    service = FRService(training_setup(cfg, defence, data, total_steps=100), "cpu")
+    judge = train_evaluation_model(data.train_images, data.train_labels, data.num_classes, cfg.rl.judge_steps, seed=cfg.rl.seed + 1234)
+    return data, service, judge
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--steps", type=int, default=256)
@@ -56,17 +74,11 @@ def main() -> None:
     parser.add_argument("--set", action="append", default=[], metavar="FIELD=VALUE", help="config override, e.g. rl.attacker_widths=[64,128,192]")
     parser.add_argument("--out", default="benchmarks/results/sampled_leak.json")
     args = parser.parse_args()
-    torch.set_num_threads(args.threads)
-    cfg = load_config(None, args.set)
-    cfg.fr.device = "cpu"
-    cfg.rl.attacker_warmup_steps = args.warmup
+    cfg = loop_config(args)
     cfg.rl.attacker_train_steps = 0  # frozen: both modes face the same attacker
     cfg.rl.leak_reward = "batch"  # exact: each batch's own judged leak
     cfg.validate()
-    data = prepare_data(cfg)
-    defence = build_defence(cfg, "adaptive", k_choices=cfg.rl.k_choices)
-    service = FRService(training_setup(cfg, defence, data, total_steps=100), "cpu")
-    judge = train_evaluation_model(data.train_images, data.train_labels, data.num_classes, cfg.rl.judge_steps, seed=cfg.rl.seed + 1234)
+    data, service, judge = loop_parts(cfg)
     attacker = OnlineAttacker.from_setup(attacker_setup(cfg), data.split.public.float_images())
     sampled_cfg = copy.deepcopy(cfg)
     sampled_cfg.rl.attacker_mode, sampled_cfg.rl.attacker_sample_rate, sampled_cfg.rl.leak_reward = "sampled", args.sample_rate, "estimate"

@@ -15,7 +15,8 @@ Each ``step(action)``:
   4. the owner scores the attacker's reconstructions of the batch with its own judge (any of
      the row's k identities, strongest attack per row): the batch's *leak*. With
      ``rl.attacker_mode=sampled`` only a random ``rl.attacker_sample_rate`` of the batches go
-     to the attacker, and the env does not wait for them: it scores the attacks that have
+     to the attacker (each with the settings of the batches sent since the last, so that it
+     learns from every batch as an exact run's attacker does), and the env does not wait for them: it scores the attacks that have
      finished and reads every batch's leak at once from its per-setting estimate
      (``rl_mask.owner.judge.leak_estimate``); until the first attack is scored it waits for it;
      with ``rl.leak_reward=estimate`` (default) an exact run's judged leaks join that estimate
@@ -107,6 +108,7 @@ class HybridMaskingEnv(gym.Env):
         self.leak_estimate = LeakEstimate()
         self._attack_rng = np.random.default_rng(self.base_seed + 4_243)
         self._attacks: list[tuple] = []  # sampled attacks in flight: (handle, settings, owner labels)
+        self._crossed_since: list = []  # sampled: settings of the batches sent since the last one attacked
         run_dir = wiring.run_dir
         self.recorder = BoundaryRecorder(run_dir, f"env-w{worker:03d}-v{vector:02d}", rl.record_masked_batches) if run_dir and self.train_fr else None
 
@@ -220,7 +222,12 @@ class HybridMaskingEnv(gym.Env):
         first = self.sampled and not self.leak_estimate.count and not self._attacks
         drawn = self.sampled and self._attack_rng.random() < self.sample_rate and len(self._attacks) < ATTACKS_IN_FLIGHT
         attacked = self.attacker is not None and (not self.sampled or first or drawn)
-        attack = self.attacker.submit("observe", sent, settings) if attacked else None
+        attack = None
+        if attacked:  # with the settings of the batches it was not given: it saw them cross too
+            attack = self.attacker.submit("observe", sent, settings, self._crossed_since)
+            self._crossed_since = []
+        elif self.attacker is not None:
+            self._crossed_since.append(settings)
         owner_labels = batch.masked.labels  # every mixed face's identity: the judge's key
         if self.sampled and attack is not None:
             self._attacks.append((attack, settings, owner_labels))

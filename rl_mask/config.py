@@ -275,7 +275,7 @@ class RLConfig:
     # which every judged batch joins (a batch judged on attacker_rows rows carries ~10 points of
     # noise that the estimate averages away); "batch": the batch's own judged leak (exact mode only)
     leak_reward: str = "estimate"
-    attacker_train_steps: int = 1  # decoder steps per received batch
+    attacker_train_steps: int = 1  # decoder steps per batch sent (sampled: also per batch it was not given, on that batch's settings)
     attacker_rows: int = 16  # rows of each batch attacked and judged (a random subset estimates the batch's leak; 0 = all)
     attacker_widths: list[int] = field(default_factory=lambda: [32, 64, 96])  # the online decoder's BlockUNet widths
     attacker_batch_size: int = 16

@@ -188,3 +188,34 @@ def test_the_sampled_attackers_reward_is_within_tolerance_of_the_exact_per_batch
     assert np.abs(error).mean() <= 0.15 and abs(error.mean()) <= 0.08, (exact, sampled)
     for s in (0, 1):  # per setting too: each setting's estimate is its own
         assert abs(sampled[s::2].mean() - exact[s::2].mean()) <= 0.1, (exact, sampled)
+
+
+class RecordingAttacker(OnlineAttacker):
+    """The real attacker in the loop, keeping the settings of every decoder step it takes."""
+
+    def _train_step(self, settings):
+        self.trained_on.append(settings)
+        return super()._train_step(settings)
+
+
+def test_the_sampled_attacker_learns_from_every_batch_that_crossed():
+    """``rl.attacker_mode=sampled`` attacks a sample, but the attacker stands where the server
+    does and sees every batch cross: it takes a decoder step on each batch's settings, in the
+    order they were sent (up to the last batch it was given), as an exact run's attacker does."""
+    cfg = _cfg(attacker_mode="sampled", attacker_sample_rate=0.3, attacker_warmup_steps=0, attacker_train_steps=1)
+    space = SettingsSpace.from_config(cfg.rl)
+    attacker = RecordingAttacker.from_setup(attacker_setup(cfg), H.public())
+    attacker.trained_on = []
+    env = _env(cfg, _service(cfg), attacker, train_fr=False)
+    env.reset(seed=5)
+    rng = np.random.default_rng(0)
+    sent, attacked = [], []
+    for _ in range(12):
+        action = np.array([rng.integers(n) for n in space.nvec])
+        info = env.step(action)[4]
+        sent.append(space.decode(action))
+        attacked.append(info.get("leak_attacked", 1.0) == 1.0)
+    last = max(i for i, a in enumerate(attacked) if a)
+    assert 1 < sum(attacked) < len(sent)  # a sample, not every batch
+    assert attacker.trained_on == sent[: last + 1]
+    assert attacker.batches == sum(attacked)

@@ -34,8 +34,8 @@ class AttackerActorImpl:
             os.nice(10)  # off the critical path: idle cores first
         self.attacker = OnlineAttacker.from_setup(setup, public, device)
 
-    def observe(self, batch, settings) -> dict:
-        return self.attacker.observe(batch, settings)
+    def observe(self, batch, settings, crossed_since=()) -> dict:
+        return self.attacker.observe(batch, settings, crossed_since)
 
     def set_train_steps(self, steps: int) -> int:
         return self.attacker.set_train_steps(steps)

@@ -106,7 +106,7 @@ def cmd_benchmark(args: argparse.Namespace) -> int:
 
 
 def cmd_sweep(args: argparse.Namespace) -> int:
-    from trainers.run_config import debug_overrides
+    from trainers.run_config import quick_policy_overrides
     from trainers.sweep import run_sweep
 
     if args.resume:
@@ -119,8 +119,8 @@ def cmd_sweep(args: argparse.Namespace) -> int:
             raise ConfigError("--out SWEEP_DIR is required (or --resume SWEEP_DIR)")
         from rl_mask.config import load_config
 
-        # --quick: the benchmark's quick budget for every measurement and debug mode's PPO budget for the policies
-        cfg = load_config(args.config, (debug_overrides() if args.quick else []) + _overrides(args, {}))
+        # --quick: the benchmark's quick budget for every measurement and debug mode's PPO budget for the policies (exact attacker)
+        cfg = load_config(args.config, (quick_policy_overrides() if args.quick else []) + _overrides(args, {}))
         run_sweep(cfg, args.out, quick=args.quick, address=args.address, progress=not args.quiet)
         out = args.out
     print((Path(out) / "results.md").read_text())

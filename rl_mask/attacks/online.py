@@ -9,7 +9,8 @@ batch it
 1. takes ``train_steps`` decoder steps on its own public faces protected with *those*
    settings (the decoder follows the policy as it moves), half the rows mixed as the batch
    was and half unmixed (k = 1 with the same channels), so one ``BlockUNet`` serves both
-   attacks below;
+   attacks below (a sampled run gives it only some batches, each with the settings of the
+   batches sent since the last: it learns from those too, as it would have seen them cross);
 2. decodes every crossed row (the white-box reconstruction: the row's dominant face);
 3. where labels and weights crossed (``labels='soft'``), k > 1 and no signs were flipped:
    the label-aware attack's correlation step finds each row's partners among the batch's
@@ -27,6 +28,7 @@ own judge (``rl_mask.owner.judge.privacy.batch_leak``). It never sees provenance
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Sequence
 
 import torch
 import torch.nn.functional as F
@@ -143,13 +145,18 @@ class OnlineAttacker:
     def label_aware_applies(self, batch: ProtectedBatch, settings: MaskSettings) -> bool:
         return batch.k > 1 and settings.labels == "soft" and settings.flip == 0.0
 
-    def observe(self, batch: ProtectedBatch, settings: MaskSettings) -> dict:
+    def observe(self, batch: ProtectedBatch, settings: MaskSettings, crossed_since: Sequence[MaskSettings] = ()) -> dict:
         """Learn from the batch's settings, then attack ``rows`` of the batch (a random subset, or
         all): ``{"rows": [n], "whitebox": [n, P, H, W]}`` and, where they apply,
         ``"label-aware"`` (each attacked row's own face, unmixed from the whole batch) and the
-        ``+recover`` variants of both (the key estimate undone first)."""
-        for _ in range(self.train_steps):
-            self._train_step(settings)
+        ``+recover`` variants of both (the key estimate undone first).
+
+        ``crossed_since``: the settings of the batches sent since the last one it was given
+        (``rl.attacker_mode=sampled`` gives it only some). A server sees every batch cross, so
+        the attacker learns from each of them first, as many steps as an exact run's would."""
+        for past in (*crossed_since, settings):
+            for _ in range(self.train_steps):
+                self._train_step(past)
         self.batches += 1
         inputs = batch.inputs.detach().cpu().float()
         n = len(batch)
