@@ -43,7 +43,7 @@ class LearnsOnlyWhenAttacked(OnlineAttacker):
 
 
 def interval(x: np.ndarray) -> list[float]:
-    return [float(v) for v in t_interval([float(v) for v in x])]
+    return list(t_interval(x))
 
 
 def main() -> None:
