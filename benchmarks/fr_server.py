@@ -12,9 +12,11 @@ own code, no Ray import.
    ``ProtectedBatch`` to one ``FRService`` with ``fr.rows_per_step`` = R (``step_queue``: the
    batches queued while it is busy share one step), as the env runners of a run do; FR
    images/s over ``--seconds``, and its fraction of (1) at the same rows per step.
-3. **Mixed precision.** (1) at ``--precision-rows`` rows (4,096) for ``fr.precision`` fp32,
-   bf16, and bf16 with ``fr.channels_last`` (issue 19: bf16 alone was slower than fp32 on an
-   H200, bf16 with channels-last faster).
+3. **Mixed precision and memory format.** (1) at ``--precision-rows`` rows (4,096) for
+   ``fr.precision`` fp32 and bf16, each without and with ``fr.channels_last`` (issue 19: bf16
+   alone was slower than fp32 on an H200, bf16 with channels-last faster; channels-last is
+   the default since it is 1.12-1.17x faster in fp32 on 2 CPU cores). (1) and (2) run the
+   config's defaults (fp32, channels-last).
 
     python benchmarks/fr_server.py --device cuda --rows 64,256,1024,4096 [--out ...json]
     python benchmarks/fr_server.py --device cpu --rows 64,128 --seconds 5 --precision-rows 128 --quick   # a CPU check
@@ -87,7 +89,7 @@ def rows_per_step(cfg: Config, data, device: torch.device, rows: int, steps: int
 
 
 #: fr.precision and fr.channels_last of the mixed-precision measurement, by name.
-PRECISIONS = {"fp32": ("fp32", False), "bf16": ("bf16", False), "bf16+channels_last": ("bf16", True)}
+PRECISIONS = {"fp32": ("fp32", False), "fp32+channels_last": ("fp32", True), "bf16": ("bf16", False), "bf16+channels_last": ("bf16", True)}
 
 
 def precisions(cfg: Config, data, device: torch.device, rows: int, steps: int) -> list[dict]:

@@ -3,8 +3,8 @@
 # repository root with the project installed (README's first command). Under 8 minutes on one H200.
 #   1. Always, in one process WITHOUT Ray (a lent GPU machine may have torch but no Ray):
 #      FR images/s vs rows per step, and the aggregated FR server fed by the owner's batch path
-#      (benchmarks/fr_server.py), and FR images/s at 4,096 rows per step for fr.precision fp32,
-#      bf16 and bf16 + fr.channels_last -> benchmarks/results/fr_server_cuda.json
+#      (benchmarks/fr_server.py), and FR images/s at 4,096 rows per step for fr.precision fp32
+#      and bf16, each without and with fr.channels_last -> benchmarks/results/fr_server_cuda.json
 #   2. Only where Ray imports: the pipeline (rl-mask train) vs the plain loop at the same rows
 #      per step, with and without the attacker in the loop (benchmarks/fr_scaling.py)
 #      -> benchmarks/results/fr_scaling_gpu.json

@@ -226,7 +226,9 @@ class FRConfig:
     # loss stay float32). Issue 19, H200 at 4,096 rows: bf16 alone was slower than fp32 (68.8k
     # vs 77.3k images/s), bf16 with channels_last faster (91.9k). DP-SGD trains in fp32.
     precision: str = "fp32"  # fp32 | bf16
-    channels_last: bool = False  # the network and its inputs in channels-last memory format
+    # the network and its inputs in channels-last memory format: the same maths, 1.13x (64
+    # rows) to 1.17x (128 rows) faster FR steps on 2 CPU cores in fp32
+    channels_last: bool = True
 
 
 @dataclass

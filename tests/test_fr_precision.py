@@ -84,8 +84,9 @@ def test_channels_last_trains_like_contiguous(faces):
     """Channels-last memory changes the layout, not the maths: the same losses over training
     steps within float32 tolerance. (Without dropout, which draws its mask in memory order.)"""
     batches = faces[3]
-    plain, last = trainer(faces, dropout=0.0), trainer(faces, dropout=0.0, channels_last=True)
+    plain, last = trainer(faces, dropout=0.0, channels_last=False), trainer(faces, dropout=0.0, channels_last=True)
     assert last.model.backbone.stem[0].weight.is_contiguous(memory_format=torch.channels_last)
+    assert not plain.model.backbone.stem[0].weight.is_contiguous(memory_format=torch.channels_last)
     for batch in batches:
         assert last.train_step(batch) == pytest.approx(plain.train_step(batch), rel=1e-4)
     # and its state loads into a contiguous network (fr.pt of a channels-last run)

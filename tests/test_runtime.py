@@ -86,3 +86,20 @@ def test_endpoint_takes_exactly_one_way_to_reach_a_service():
     with pytest.raises(ValueError, match="exactly one of .* got none"):
         Endpoint()
     assert Endpoint(actors="fr-1").actors == ("fr-1",)
+
+
+@pytest.mark.skipif(not hasattr(__import__("os"), "SCHED_IDLE"), reason="Linux's idle scheduling class")
+def test_the_sampled_attackers_priority_leaves_busy_cores_to_others():
+    """``rl.attacker_mode=sampled`` puts the attacker's actor in the idle scheduling class, and
+    the threads it starts afterwards (torch's pool) inherit it (in a child: it cannot be undone)."""
+    import subprocess
+    import sys
+
+    probe = (
+        "import os, threading; from trainers.attacker_actor import idle_priority; idle_priority(); out = []; "
+        "t = threading.Thread(target=lambda: out.append(os.sched_getscheduler(0))); t.start(); t.join(); "
+        "print(os.sched_getscheduler(0) == os.SCHED_IDLE, out[0] == os.SCHED_IDLE)"
+    )
+    result = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.split() == ["True", "True"], result.stdout

