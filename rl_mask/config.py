@@ -307,6 +307,10 @@ class RLConfig:
     max_inflight: int = 2  # protected batches each env runner keeps in flight (its sub-envs step together)
     num_cpus_per_env_runner: float = 1.0
     num_learners: int = 0
+    # torch threads of the PPO update in the driver (num_learners=0) while the env runners sample
+    # elsewhere (num_env_runners > 0); restored after each iteration. Its minibatches are tiny:
+    # on 2 cores beside the busy attacker an update took 1.33 s with 2 threads, 0.18 s with 1.
+    learner_threads: int = 1
     sample_timeout_s: float = 600.0
     checkpoint_every: int = 4  # PPO iterations
     image_every: int = 4  # PPO iterations between TensorBoard images
@@ -728,6 +732,7 @@ def validate_rl(r: RLConfig, batch_size: int, rows_per_step: int = 0) -> None:
     _require(batch_size % r.fr_workers == 0, "rl.fr_workers", r.fr_workers, f"a divisor of fr.batch_size ({batch_size}): each FR worker trains on an equal shard of every batch")
     _require(r.num_cpus_per_env_runner >= 0, "rl.num_cpus_per_env_runner", r.num_cpus_per_env_runner, ">= 0")
     _require(r.num_learners >= 0, "rl.num_learners", r.num_learners, ">= 0")
+    _require(r.learner_threads >= 1, "rl.learner_threads", r.learner_threads, ">= 1")
     _require(r.sample_timeout_s > 0, "rl.sample_timeout_s", r.sample_timeout_s, "> 0")
     _require(r.fr_num_gpus == -1 or 0 <= r.fr_num_gpus, "rl.fr_num_gpus", r.fr_num_gpus, "-1 (auto), or >= 0 (fractions allowed)")
     _require(r.fr_num_cpus >= 0, "rl.fr_num_cpus", r.fr_num_cpus, ">= 0")

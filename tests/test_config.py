@@ -40,6 +40,7 @@ def test_yaml_and_overrides(tmp_path):
         ("fr: {device: tpu}", r"fr\.device='tpu'"),
         ("fr: {rows_per_step: 32}", r"fr\.rows_per_step=32 is out of range: 0 \(one batch per step\) or >= fr\.batch_size \(64\)"),
         ("rl: {attacker_mode: often}", r"rl\.attacker_mode='often' is out of range: one of \('exact', 'sampled'\)"),
+        ("rl: {learner_threads: 0}", r"rl\.learner_threads=0 is out of range: >= 1"),
         ("rl: {attacker_sample_rate: 0}", r"rl\.attacker_sample_rate=0\.0 is out of range: \(0, 1\]"),
         ("rl: {attacker_mode: sampled, leak_reward: batch}", r"rl\.leak_reward='batch' needs rl\.attacker_mode='exact'"),
         ("rl: {gamma: -0.1}", r"rl\.gamma=-0\.1 is out of range: \[0, 1\]"),

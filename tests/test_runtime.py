@@ -103,3 +103,21 @@ def test_the_sampled_attackers_priority_leaves_busy_cores_to_others():
     result = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, timeout=120)
     assert result.returncode == 0, result.stderr
     assert result.stdout.split() == ["True", "True"], result.stdout
+
+
+def test_torch_threads_are_set_inside_the_block_and_restored_after_it_even_on_error():
+    """The driver's PPO update runs with ``rl.learner_threads`` and hands the process back as it was."""
+    import torch
+
+    from rl_mask.cpu_threads import torch_threads
+
+    before = torch.get_num_threads()
+    target = 1 if before != 1 else 2
+    with torch_threads(target):
+        assert torch.get_num_threads() == target
+    assert torch.get_num_threads() == before
+    with pytest.raises(RuntimeError, match="boom"), torch_threads(target):
+        raise RuntimeError("boom")
+    assert torch.get_num_threads() == before
+    with torch_threads(None):  # debug mode: the driver also hosts the FR step
+        assert torch.get_num_threads() == before

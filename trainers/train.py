@@ -30,6 +30,7 @@ from tqdm.auto import tqdm
 from envs.fr_client import FRClient
 from rl_mask.checkpoint import atomic_write_text, save_checkpoint
 from rl_mask.config import Config, ConfigError, save_config
+from rl_mask.cpu_threads import torch_threads
 from rl_mask.mask.settings import SettingsSpace
 from rl_mask.owner.defences import build_defence
 from rl_mask.owner.judge.evaluator import input_pool, train_evaluation_model
@@ -253,7 +254,9 @@ class RunLoop:
             saved = False
             with stop.deferred():  # a first SIGTERM/SIGINT waits for this iteration and its checkpoint
                 t_iter = time.perf_counter()
-                result = self.algo.train()
+                # the driver only learns while remote env runners sample (rl.learner_threads)
+                with torch_threads(self.rl.learner_threads if self.rl.num_env_runners > 0 else None):
+                    result = self.algo.train()
                 self.iteration_seconds.append(time.perf_counter() - t_iter)
                 if after_iteration is not None:
                     after_iteration(it + 1, self.iteration_seconds[-1])
