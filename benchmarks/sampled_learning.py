@@ -42,10 +42,6 @@ class LearnsOnlyWhenAttacked(OnlineAttacker):
         return super().observe(batch, settings)
 
 
-def interval(x: np.ndarray) -> list[float]:
-    return list(t_interval(x))
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--steps", type=int, default=400, help="env steps of the sampled run the attackers learn from")
@@ -80,8 +76,8 @@ def main() -> None:
         every, only = leaks["learns_from_every_batch"][0], leaks["learns_only_when_attacked"][0]
         row = {"seed": seed, "batches_attacked": leaks["learns_from_every_batch"][2], "seconds": round(time.perf_counter() - started, 1)}
         for name, (leak, steps, _) in leaks.items():
-            row[name] = {"decoder_steps": steps, "held_out_leak": float(leak.mean()), "interval": interval(leak)}
-        row["difference_every_minus_only"] = {"mean": float((every - only).mean()), "interval": interval(every - only)}
+            row[name] = {"decoder_steps": steps, "held_out_leak": float(leak.mean()), "interval": t_interval(leak)}
+        row["difference_every_minus_only"] = {"mean": float((every - only).mean()), "interval": t_interval(every - only)}
         per_seed.append(row)
         print(json.dumps(row), flush=True)
     diffs = np.array([r["difference_every_minus_only"]["mean"] for r in per_seed])
@@ -96,7 +92,7 @@ def main() -> None:
         "overrides": args.set,
         "per_seed": per_seed,
         "mean_difference_over_seeds": float(diffs.mean()),
-        "interval_over_seeds": interval(diffs) if len(diffs) > 1 else None,
+        "interval_over_seeds": t_interval(diffs) if len(diffs) > 1 else None,
     }
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
     Path(args.out).write_text(json.dumps(out, indent=2))

@@ -16,11 +16,12 @@ Each ``step(action)``:
      the row's k identities, strongest attack per row): the batch's *leak*. With
      ``rl.attacker_mode=sampled`` only a random ``rl.attacker_sample_rate`` of the batches go
      to the attacker (each with the settings of the batches sent since the last, so that it
-     learns from every batch as an exact run's attacker does), and the env does not wait for them: it scores the attacks that have
-     finished and reads every batch's leak at once from its per-setting estimate
-     (``rl_mask.owner.judge.leak_estimate``); until the first attack is scored it waits for it;
-     with ``rl.leak_reward=estimate`` (default) an exact run's judged leaks join that estimate
-     too and the reward reads the setting's estimate (``leak_judged`` keeps the batch's own):
+     learns from every batch as an exact run's attacker does), and the env does not wait
+     for them: it scores the attacks that have finished and reads every batch's leak at once
+     from its per-setting estimate (``rl_mask.owner.judge.leak_estimate``); until the first
+     attack is scored it waits for it; with ``rl.leak_reward=estimate`` (default) an exact
+     run's judged leaks join that estimate too and the reward reads the setting's estimate
+     (``leak_judged`` keeps the batch's own):
      a batch judged on 16 rows carries about 10 points of binomial noise, its setting's recent
      batches average it away;
   5. reward (``envs.reward``, ``rl.reward``): ``leak``: -leak_lambda * leak - utility
