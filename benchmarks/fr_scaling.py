@@ -7,7 +7,9 @@ Three measurements, one JSON (``benchmarks/results/fr_scaling.json``):
    ``rl.max_inflight`` batches in flight per runner and no attacker in the loop (the FR path),
    plus one row with it; each iteration against chunks of the plain FR loop (the same augment
    + mask + FR step in one process, no Ray) timed between iterations (``pipeline.py``).
-   Target: >= 0.85 of the plain loop in cluster mode on CPU, >= 0.9 on a GPU.
+   Target: >= 0.85 of the plain loop in cluster mode on CPU, >= 0.9 on a GPU. Beside them
+   the pipeline's ceiling: the FR actor alone, fed back to back by the driver, against the
+   same plain loop (``pipeline.actor_alone``).
 2. **Env-runner memory with shards.** A synthetic face folder of ``--synthetic`` images, made
    from the bundled faces by augmentation (new identities: each source face, shifted, rotated
    and re-lit, becomes a person's images), is packed into the face cache once; then one fresh
@@ -37,7 +39,7 @@ import torch
 from PIL import Image
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from pipeline import PlainLoop, pipeline  # noqa: E402
+from pipeline import PlainLoop, actor_alone, pipeline  # noqa: E402
 
 from rl_mask.config import Config  # noqa: E402
 from rl_mask.mask.augment import augment, contrast_brightness  # noqa: E402
@@ -170,6 +172,7 @@ def main() -> None:
     parser.add_argument("--attacker-mode", default="exact", help="rl.attacker_mode of the attacker row: exact or sampled")
     parser.add_argument("--sample-rate", type=float, default=0.25, help="rl.attacker_sample_rate with --attacker-mode sampled")
     parser.add_argument("--fr-wait-policy", default="PASSIVE", help="rl.fr_wait_policy: OMP_WAIT_POLICY of the FR actor ('' = libgomp's default); the plain loop in this process keeps libgomp's default, its fastest alone")
+    parser.add_argument("--actor-alone", action=argparse.BooleanOptionalAction, default=True, help="also the FR actor alone, fed back to back by the driver: the pipeline's ceiling")
     parser.add_argument("--quick", action="store_true", help="a small FR network and short iterations (a check that it runs, not a figure)")
     args = parser.parse_args()
 
@@ -197,6 +200,10 @@ def main() -> None:
                 r = pipeline(config(), runners, args.iterations, plain, fr_workers=workers, max_inflight=args.max_inflight, attacker=attacker)
                 results.append(r)
                 print(json.dumps({k: r[k] for k in ("fr_workers", "num_env_runners", "max_inflight", "attacker_in_loop", "images_per_s", "fraction_per_iteration", "fraction_of_plain")}), flush=True)
+    alone = None
+    if args.actor_alone and not args.attacker_only:
+        alone = actor_alone(config(), plain)
+        print(json.dumps({"fr_actor_alone": alone}), flush=True)
     out = {
         "benchmark": "fr_scaling",
         "machine": platform.processor() or platform.machine(),
@@ -207,6 +214,7 @@ def main() -> None:
         "fr_rows_per_step": args.rows_per_step,
         "fr_wait_policy": args.fr_wait_policy or "libgomp default",
         "pipeline": results,
+        "fr_actor_alone": alone,
         "targets": {"fraction_of_plain_cpu_cluster": 0.85, "fraction_of_plain_cpu_with_attacker": 0.7, "fraction_of_plain_gpu": 0.9},
         "masking": masking_devices(args.device),
         "driver_peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,

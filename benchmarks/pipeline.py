@@ -98,6 +98,58 @@ def pipeline(cfg: Config, runners: int, iterations: int, plain: PlainLoop, fr_wo
     }
 
 
+def actor_alone(cfg: Config, plain: PlainLoop, rounds: int = 3, seconds: float = 8.0) -> dict:
+    """The pipeline's ceiling: the FR actor of a run (``create_fr_actor``: its process, its
+    threads and their waits, the step queue) with nothing else running, fed protected batches
+    back to back by the driver (two steps' worth queued at all times), each round against a
+    plain chunk. What the Ray actor costs before any env runner, attacker or PPO work."""
+    import ray
+
+    from trainers.fr_actor import create_fr_actor
+    from trainers.train import NAMESPACE, init_ray
+
+    cfg.rl.num_env_runners = max(1, cfg.rl.num_env_runners)
+    cfg.validate()
+    per_step = plain.per_step
+    messages = [plain.stream.next().masked.protected() for _ in range(8 * per_step)]
+    local = init_ray(None)
+    rates, plain_rates = [], []
+    try:
+        with tempfile.TemporaryDirectory() as tmp:
+            setup = training_setup(cfg, plain.stream.defence, plain.stream.data, total_steps=100_000)
+            actor = create_fr_actor(cfg, setup, tmp, "fr-alone", NAMESPACE)
+            refs = [ray.put(m) for m in messages]
+            ray.get([actor.train_step.remote(refs[i]) for i in range(2 * per_step)])  # warm-up
+            for _ in range(rounds):
+                plain_rates.append(plain.run(cfg.rl.train_batch_size))
+                sent, pending, started = 0, [], time.perf_counter()
+                while time.perf_counter() - started < seconds:
+                    pending += [actor.train_step.remote(refs[(sent + i) % len(refs)]) for i in range(per_step)]
+                    sent += per_step
+                    if len(pending) >= 2 * per_step:
+                        ray.get(pending[:per_step])
+                        pending = pending[per_step:]
+                ray.get(pending)
+                rates.append(sent * plain.batch_size / (time.perf_counter() - started))
+            plain_rates.append(plain.run(cfg.rl.train_batch_size))
+            info = ray.get(actor.info.remote())
+    finally:
+        ray.shutdown()
+        if local is not None:
+            local.stop()
+    fractions = [r / statistics.mean(plain_rates[i : i + 2]) for i, r in enumerate(rates)]
+    return {
+        "images_per_s": statistics.median(rates),
+        "images_per_s_per_round": [round(r, 1) for r in rates],
+        "plain_images_per_s": [round(r, 1) for r in plain_rates],
+        "fraction_per_round": [round(f, 3) for f in fractions],
+        "fraction_of_plain": statistics.median(fractions),
+        "busy_images_per_s": info["images_trained"] / max(1e-9, info["train_seconds"]),
+        "threads": info["threads"],
+        "wait_policy": cfg.rl.fr_wait_policy or "libgomp default",
+    }
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--out", default="benchmarks/results/pipeline.json")

@@ -28,8 +28,9 @@ Each ``step(action)``:
      penalty; ``paper``: FR loss on the batch - utility penalty; ``leak+paper``: both. The
      utility penalty is lambda * max(0, floor - validation accuracy): the env scores the FR
      network the server hands back (``TrainedModel``, fetched once every ``rl.eval_every``
-     FR steps) on its own k = 1 encodings of the validation faces, which never cross
-     (``rl_mask.use.held_out``); the test split is never used here.
+     FR steps, once for all the sub-envs of a runner: ``envs.validation``) on its own k = 1
+     encodings of the validation faces, which never cross (``rl_mask.use.held_out``); the
+     test split is never used here.
 
 Observation (float32 vector, ``7 + 2 * sum(nvec) + 4`` entries):
   [0] FR training progress: FR steps done / planned, clipped to [0, 1]
@@ -57,6 +58,7 @@ import numpy as np
 import torch
 
 from envs.reward import reward_parts
+from envs.validation import ValidationScore
 from envs.wiring import read_env_config
 from rl_mask.checkpoint import CheckpointError, build_checked, load_checkpoint
 from rl_mask.config import Config
@@ -68,7 +70,7 @@ from rl_mask.owner.judge.leak_estimate import LeakEstimate
 from rl_mask.owner.judge.privacy import batch_leak
 from rl_mask.owner.recorder import BoundaryRecorder
 from rl_mask.owner.stream import TrainingStream, prepare_shard
-from rl_mask.use.held_out import score_trained, validation_set
+from rl_mask.use.held_out import validation_set
 
 BANDS = ((0, 6), (6, 15), (15, 28), (28, 64))
 LEAK_EMA = 0.9
@@ -119,11 +121,9 @@ class HybridMaskingEnv(gym.Env):
         self.data = prepare_shard(self.cfg, worker - 1, runners) if 1 <= worker <= runners else prepare_shard(self.cfg, 0, 1)
         # The same defence object and batch path as train-fr; the policy's action sets the knobs.
         self.defence = build_defence(self.cfg, "adaptive", k_choices=rl.k_choices)
-        # The validation faces, encoded once and kept here: the FR network comes to them.
-        self.validation = validation_set(self.defence, self.data)
-        self.eval_every = rl.eval_every
-        self._val_acc = 0.0
-        self._scored_step: int | None = None  # the FR step of the network last scored
+        # The validation faces, encoded once and kept here: the FR network comes to them
+        # (shared by the sub-envs of one runner: envs.inflight).
+        self.validation = ValidationScore(self.fr, validation_set(self.defence, self.data), rl.eval_every)
         kept = self.defence.mask.kept % CHANNELS_PER_PLANE
         self._band_index = [torch.nonzero((kept >= lo) & (kept < hi)).flatten() for lo, hi in BANDS]
 
@@ -168,7 +168,7 @@ class HybridMaskingEnv(gym.Env):
         onehot = np.zeros(int(self.nvec.sum()), dtype=np.float32)
         if self._prev_action is not None:
             onehot[self._offsets + self._prev_action] = 1.0
-        acc = self._val_acc
+        acc = self.validation.accuracy
         obs = [
             min(1.0, self._status["fr_step"] / max(1, self.total_fr_steps)),
             self._t / self.horizon,
@@ -190,7 +190,7 @@ class HybridMaskingEnv(gym.Env):
         self._t = 0
         self._prev_action = None
         self._status = self.fr.call("status")
-        self._score_validation()
+        self.validation.update(int(self._status["fr_step"]))
         if seed is not None or not self._unsent:  # else the batch drawn after the last step opens this episode
             self._draw_batch()
         return self._obs(), {}
@@ -252,7 +252,7 @@ class HybridMaskingEnv(gym.Env):
             result = {**self.fr.call("status"), "loss": result}
         loss = float(result["loss"])
         self._status = {key: result[key] for key in ("fr_step", "loss_ema")}
-        self._score_validation()
+        self.validation.update(int(self._status["fr_step"]))
         leak = {}
         if self.sampled:
             if not self.leak_estimate.count:  # the estimate's start: wait for the first attack
@@ -269,10 +269,10 @@ class HybridMaskingEnv(gym.Env):
             self._leak_ema = LEAK_EMA * self._leak_ema + (1 - LEAK_EMA) * leak["leak"] if self._leak_seen else leak["leak"]
             self._leak_seen = True
             self._note_knob_leak(a, leak["leak"])
-        parts = reward_parts(loss, self._val_acc, leak.get("leak", 0.0), self.cfg.rl)
+        parts = reward_parts(loss, self.validation.accuracy, leak.get("leak", 0.0), self.cfg.rl)
         self._t += 1
         self._prev_action = a
-        info = {**settings.as_dict(), "fr_loss": loss, "val_acc": self._val_acc, "val_fr_step": self._scored_step, "fr_step": self._status["fr_step"], **leak, **parts}
+        info = {**settings.as_dict(), "fr_loss": loss, "val_acc": self.validation.accuracy, "val_fr_step": self.validation.scored_step, "fr_step": self._status["fr_step"], **leak, **parts}
         self._log.append(info)
         return self._obs(), float(parts["reward"]), False, self._t >= self.horizon, info
 
@@ -282,16 +282,6 @@ class HybridMaskingEnv(gym.Env):
         seen = self._knob_seen[idx]
         self._knob_leak[idx] = np.where(seen, LEAK_EMA * self._knob_leak[idx] + (1 - LEAK_EMA) * leak, leak)
         self._knob_seen[idx] = True
-
-    def _score_validation(self) -> None:
-        """Score the FR network on the validation faces, here, once per ``eval_every`` FR steps
-        (and once at the start): the weights cross back, the faces stay."""
-        step = int(self._status["fr_step"])
-        if self._scored_step is not None and step // self.eval_every == self._scored_step // self.eval_every:
-            return
-        trained = self.fr.call("trained_model")
-        self._val_acc = float(score_trained(trained, self.validation)["identification_acc"])
-        self._scored_step = trained.fr_step
 
     def _judge(self, attack, owner_labels) -> dict:
         """The owner's judge on the attacker's reconstructions of one batch."""

@@ -8,6 +8,9 @@ draws every sub-env's next batch, then *receives* the answers in order: up to
 are drawn while the server computes (after every send: an aggregated FR step waits for all
 of them).
 
+The sub-envs share the owner's validation score of the FR network (``envs.validation``):
+one fetch and score per ``rl.eval_every`` FR steps serves them all.
+
 Every reward still belongs to the step that earned it (the FR loss of that very batch):
 each sub-env is its own episode stream, so PPO's bookkeeping (GAE per episode) is unchanged.
 Resets follow gymnasium's next-step autoreset, as RLlib's env runner expects.
@@ -25,6 +28,12 @@ from envs.hybrid_masking import HybridMaskingEnv
 
 
 class InflightVectorEnv(SyncVectorEnv):
+    def __init__(self, env_fns, **kwargs):
+        super().__init__(env_fns, **kwargs)
+        shared = self.envs[0].unwrapped.validation  # one FR network: scored once per window (envs.validation)
+        for env in self.envs[1:]:
+            env.unwrapped.validation = shared
+
     def step(self, actions):
         actions = list(iterate(self.action_space, actions))
         infos: dict[str, Any] = {}

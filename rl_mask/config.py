@@ -293,7 +293,7 @@ class RLConfig:
     attacker_threads: int = 1
     fr_wait_policy: str = "PASSIVE"  # OMP_WAIT_POLICY of CPU FR actors: PASSIVE (cores shared with env runners), ACTIVE, "" (the driver's; rl_mask.cpu_threads)
     judge_steps: int = 150  # the owner's judge (scores the attacker): steps on the private training faces
-    eval_every: int = 25  # FR steps between the env's own validation scores (it fetches the FR weights; no validation face crosses)
+    eval_every: int = 25  # FR steps between the owner's validation scores, one per env runner (it fetches the FR weights; no validation face crosses; envs.validation)
     iterations: int = 12  # PPO iterations
     train_batch_size: int = 128  # env steps per PPO iteration
     minibatch_size: int = 32

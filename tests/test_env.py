@@ -94,8 +94,8 @@ def test_the_env_scores_validation_on_its_own_side(small_cfg):
     for _ in range(6):
         info = env.step(action(cfg, 2))[4]
         assert info["val_fr_step"] == info["fr_step"] == service.fr_step
-        assert info["val_acc"] == score_trained(service.trained_model(), env.validation)["identification_acc"]
-    assert len(env.validation) == len(prepare_data(cfg).val_labels)
+        assert info["val_acc"] == score_trained(service.trained_model(), env.validation.held_out)["identification_acc"]
+    assert len(env.validation.held_out) == len(prepare_data(cfg).val_labels)
 
 
 def test_higher_k_costs_the_fr_network_more(small_cfg):
@@ -136,6 +136,28 @@ def test_a_runner_sends_every_batch_in_flight_before_it_draws_the_next_ones(smal
     for i, env in enumerate(vec.envs):
         assert np.allclose(obs[i][-4:], env.unwrapped._band_energy(), atol=1e-6)
         assert rewards[i] == pytest.approx(infos["fr_loss"][i] - infos["reward_utility_penalty"][i])
+
+
+def test_a_runners_sub_envs_fetch_and_score_the_network_once_per_window(small_cfg, service):
+    """The sub-envs of one runner observe the same FR network: one fetch and score per
+    ``rl.eval_every`` FR steps serves them all (each keeps the FR server waiting), and every
+    sub-env's reward reads the score of the window its step ended in."""
+    cfg = copy.deepcopy(small_cfg)
+    cfg.rl.eval_every = 2
+    service = fresh_service(cfg)
+    fetched = []
+    real = service.trained_model
+    service.trained_model = lambda: fetched.append(service.fr_step) or real()
+    vec = inflight_env(EnvWiring(cfg, Endpoint(service=service), total_fr_steps=100).env_config(worker_index=0), 0, 3)
+    vec.reset(seed=1)
+    assert fetched == [0]  # the first sub-env's reset scored the fresh network, the others read it
+    for _ in range(3):  # 3 batches a step, one FR step each (no aggregation here)
+        _, _, _, _, infos = vec.step(np.stack([action(cfg, 2)] * 3))
+        assert all(scored // 2 >= fr // 2 for fr, scored in zip(infos["fr_step"], infos["val_fr_step"]))  # never older than its window
+    # all 3 batches of a step are sent before any answer is read: the answers of FR steps 2, 4
+    # and 8 opened new windows and found the network at 3, 6 and 9; the other 6 answers read them
+    assert fetched == [0, 3, 6, 9]
+    assert vec.envs[0].unwrapped.validation is vec.envs[2].unwrapped.validation
 
 
 def test_an_episode_opens_with_the_batch_drawn_after_the_last_one_without_drawing_again(small_cfg, service):

@@ -39,6 +39,21 @@ def test_key_is_orthogonal_invertible_and_reproducible_from_its_seed():
     assert torch.allclose(q[3] @ q[3].T, torch.eye(58, dtype=q.dtype), atol=1e-10)
 
 
+def test_zeroing_dct_channels_under_the_key_is_removal_in_the_dct_basis_for_every_kind():
+    """``zero_channels`` (the rotation keys' rank-|E| projection) equals undoing the key,
+    zeroing the channels and keying again, and leaves the other channels as they were."""
+    x = torch.randn(6, 58, 4, 3)
+    extra = torch.tensor([0, 1, 2, 3, 29])
+    for kind in ("channels", "positions", "scramble", "dense"):
+        key = OwnerKey(11, kind)
+        zeroed = key.zero_channels(x, extra)
+        assert torch.allclose(zeroed, key.apply(key.invert(x).index_fill(1, extra, 0.0)), atol=1e-5), kind
+        dct = key.invert(zeroed)
+        assert dct[:, extra].abs().max() < 1e-5, kind
+        kept = torch.ones(58, dtype=torch.bool).index_fill(0, extra, False)
+        assert torch.allclose(dct[:, kept], key.invert(x)[:, kept], atol=1e-5), kind
+
+
 def test_every_message_carries_the_key_and_attackers_get_the_public_view(att_root):
     cfg = _cfg(key="channels")
     data = prepare_data(cfg)

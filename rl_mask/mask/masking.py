@@ -379,8 +379,8 @@ class HybridMask:
             extra = self.extra_removed_channels(settings.extra_removed).to(masked.device)
             if self.key is None:
                 masked = masked.index_fill(1, extra, 0.0)
-            else:  # the channels are removed in the DCT basis, then keyed again
-                masked = self.key.apply(self.key.invert(masked).index_fill(1, extra, 0.0))
+            else:  # the channels are removed in the DCT basis
+                masked = self.key.zero_channels(masked, extra)
         out = mix(masked, labels, settings.k, weights=self.weights, alpha=settings.alpha, cap=self.cap, flip_prob=settings.flip, generator=generator)
         return out.with_settings(settings)
 

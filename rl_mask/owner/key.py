@@ -151,6 +151,23 @@ class OwnerKey:
         """Undo ``apply`` (owner side only: it needs the seed)."""
         return self._apply(x, inverse=True)
 
+    def zero_channels(self, x: torch.Tensor, channels: torch.Tensor) -> torch.Tensor:
+        """``apply(invert(x) with the DCT channels ``channels`` zeroed)``: keyed coefficients
+        with more channels removed. For the rotation keys that is the projection
+        ``x - Q_E Q_E^T x`` (``Q_E``: the key's columns of those channels), a rank-``|E|``
+        update instead of two full transforms: it is on the adaptive env's critical path
+        (the FR server waits for the batch it protects with the action's settings)."""
+        if self.kind not in ("channels", "positions"):
+            return self.apply(self.invert(x).index_fill(1, channels, 0.0))
+        b, c, h, w = x.shape
+        q = self.matrices(c, h, w)[:, :, channels.cpu()].to(device=x.device, dtype=x.dtype)  # [1 | h*w, C, E]
+        if self.kind == "channels":
+            removed = torch.einsum("je,bjhw->behw", q[0], x)
+            return x - torch.einsum("ie,behw->bihw", q[0], removed)
+        flat = x.reshape(b, c, h * w)
+        removed = torch.einsum("pje,bjp->bep", q, flat)
+        return (flat - torch.einsum("pie,bep->bip", q, removed)).reshape(b, c, h, w)
+
     def describe(self) -> dict:
         """What may be said about the key in a report: its construction, never its seed."""
         return {"kind": self.kind}
