@@ -119,18 +119,23 @@ def actor_alone(cfg: Config, plain: PlainLoop, rounds: int = 3, seconds: float =
             setup = training_setup(cfg, plain.stream.defence, plain.stream.data, total_steps=100_000)
             actor = create_fr_actor(cfg, setup, tmp, "fr-alone", NAMESPACE)
             refs = [ray.put(m) for m in messages]
-            ray.get([actor.train_step.remote(refs[i]) for i in range(2 * per_step)])  # warm-up
-            for _ in range(rounds):
-                plain_rates.append(plain.run(cfg.rl.train_batch_size))
+
+            def feed(duration: float) -> float:
+                """FR images/s over ``duration`` seconds of batches sent back to back."""
                 sent, pending, started = 0, [], time.perf_counter()
-                while time.perf_counter() - started < seconds:
+                while time.perf_counter() - started < duration:
                     pending += [actor.train_step.remote(refs[(sent + i) % len(refs)]) for i in range(per_step)]
                     sent += per_step
                     if len(pending) >= 2 * per_step:
                         ray.get(pending[:per_step])
                         pending = pending[per_step:]
                 ray.get(pending)
-                rates.append(sent * plain.batch_size / (time.perf_counter() - started))
+                return sent * plain.batch_size / (time.perf_counter() - started)
+
+            feed(seconds / 2)  # warm-up: the actor's first steps (allocations, thread pools) run slow
+            for _ in range(rounds):
+                plain_rates.append(plain.run(cfg.rl.train_batch_size))
+                rates.append(feed(seconds))
             plain_rates.append(plain.run(cfg.rl.train_batch_size))
             info = ray.get(actor.info.remote())
     finally:
