@@ -22,7 +22,6 @@ class ValidationScore:
         self.eval_every = eval_every
         self.accuracy = 0.0
         self.scored_step: int | None = None  # the FR step of the network last scored
-        self.scores = 0  # networks fetched and scored
 
     def update(self, fr_step: int) -> None:
         """Score the network again if ``fr_step`` has passed the window of the one last scored
@@ -32,4 +31,3 @@ class ValidationScore:
         trained = self.fr.call("trained_model")
         self.accuracy = float(score_trained(trained, self.held_out)["identification_acc"])
         self.scored_step = trained.fr_step
-        self.scores += 1
