@@ -162,7 +162,7 @@ def main() -> None:
     parser.add_argument("--device", default="cpu", help="cpu or cuda: where the FR network runs")
     parser.add_argument("--fr-workers", default="1,2")
     parser.add_argument("--runners", default="1,2")
-    parser.add_argument("--max-inflight", type=int, default=2)
+    parser.add_argument("--max-inflight", type=int, default=None, help="rl.max_inflight (default: the config's)")
     parser.add_argument("--iterations", type=int, default=4)
     parser.add_argument("--attacker-row", action=argparse.BooleanOptionalAction, default=True, help="also 1 worker x 1 runner with the attacker in the loop (rl.reward=leak)")
     parser.add_argument("--attacker-only", action="store_true", help="only the attacker row")

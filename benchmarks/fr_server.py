@@ -65,9 +65,10 @@ class Owner:
 
 
 def server(cfg: Config, data, defence, device: torch.device, rows_per_step: int, wait_s: float) -> FRService:
+    """The FR service as the Ray actor hosts it: many callers' threads, steps on its own thread."""
     c = copy.deepcopy(cfg)
     c.fr.rows_per_step = rows_per_step
-    return FRService(training_setup(c, defence, data, total_steps=100_000), device, step_wait_s=wait_s)
+    return FRService(training_setup(c, defence, data, total_steps=100_000), device, step_wait_s=wait_s, step_thread=True)
 
 
 def rows_per_step(cfg: Config, data, device: torch.device, rows: int, steps: int) -> dict:

@@ -6,7 +6,8 @@ workers, PPO updates): FR images per PPO iteration / the iteration's time. The m
 drifts by 20% and more within minutes (a shared VM), so a chunk of the plain loop (as many FR
 steps as an iteration) runs right after every PPO iteration, while the env runners and FR
 workers wait, and each iteration is compared with the plain chunks on either side of it. The
-first iteration is warm-up. ``attacker=False`` (the default here) runs the FR path alone
+first iteration is warm-up; with the attacker in the loop, its backlog is worked off before
+each plain chunk (``drain_attacker``). ``attacker=False`` (the default here) runs the FR path alone
 (``rl.reward=paper``, no attacker in the loop); ``True`` adds the attacker and its judge
 (``rl.reward=leak``), which the plain loop does not do.
 
@@ -59,6 +60,20 @@ class PlainLoop:
         return max(1, batches // self.per_step) * self.per_step * self.batch_size / (time.perf_counter() - started)
 
 
+def drain_attacker() -> float:
+    """Wait until the attacker in the loop has done what it was given, so that the plain chunk
+    after an iteration runs on idle cores (the attacker takes its calls one at a time, in order:
+    its ``status`` answers after the last queued attack). Before this, the attacker worked off
+    its backlog while the plain chunk ran, which slowed the chunk by a quarter and flattered the
+    pipeline's fraction. Returns the seconds waited (not counted in either rate)."""
+    import ray
+
+    names = [(a["name"], a["namespace"]) for a in ray.util.list_named_actors(all_namespaces=True) if a["name"].startswith("attacker-")]
+    started = time.perf_counter()
+    ray.get([ray.get_actor(name, namespace=ns).status.remote() for name, ns in names])
+    return time.perf_counter() - started
+
+
 def pipeline(cfg: Config, runners: int, iterations: int, plain: PlainLoop, fr_workers: int = 1, max_inflight: int | None = None, attacker: bool = False) -> dict:
     cfg.rl.num_env_runners = runners
     cfg.rl.iterations = iterations
@@ -69,8 +84,15 @@ def pipeline(cfg: Config, runners: int, iterations: int, plain: PlainLoop, fr_wo
     cfg.rl.max_inflight = max_inflight if max_inflight is not None else (1 if runners == 0 else cfg.rl.max_inflight)
     cfg.validate()
     plain_rates: list[float] = []
+    drained: list[float] = []
+
+    def plain_chunk(iteration: int, seconds: float) -> None:
+        if attacker and runners:
+            drained.append(drain_attacker())
+        plain_rates.append(plain.run(cfg.rl.train_batch_size))
+
     with tempfile.TemporaryDirectory() as tmp:
-        s = train(cfg, Path(tmp) / "run", progress=False, debug=runners == 0, after_iteration=lambda it, sec: plain_rates.append(plain.run(cfg.rl.train_batch_size)))
+        s = train(cfg, Path(tmp) / "run", progress=False, debug=runners == 0, after_iteration=plain_chunk)
     rates = [s["fr_images_per_iteration"] / t for t in s["iteration_seconds"]]
     # iteration i (from 1: 0 is warm-up) against the plain chunks just before and after it
     fractions = [rates[i] / statistics.mean(plain_rates[i - 1 : i + 1]) for i in range(1, len(rates))]
@@ -93,6 +115,7 @@ def pipeline(cfg: Config, runners: int, iterations: int, plain: PlainLoop, fr_wo
         # a sampled attacker skips batches while it is busy: how many it attacked (training and
         # the policy's final scoring) against the env steps of training
         "batches_attacked": (s["attacker"] or {}).get("batches_attacked"),
+        "attacker_drain_seconds": [round(d, 2) for d in drained] or None,
         "env_steps": s["env_steps"],
         "wall_seconds_incl_startup": s["wall_seconds"],
     }

@@ -304,7 +304,7 @@ class RLConfig:
     entropy_coeff: float = 0.0
     hidden: list[int] = field(default_factory=lambda: [64, 64])
     num_env_runners: int = 0
-    max_inflight: int = 2  # protected batches each env runner keeps in flight (its sub-envs step together)
+    max_inflight: int = 4  # protected batches each env runner keeps in flight (its sub-envs step together); 4 kept a CPU FR actor busier than 2 (README, issue 19)
     num_cpus_per_env_runner: float = 1.0
     num_learners: int = 0
     # torch threads of the PPO update in the driver (num_learners=0) while the env runners sample

@@ -75,11 +75,16 @@ def test_cpu_workers_leave_the_cores_another_actor_holds(ray_runtime, tmp_path):
     data = prepare_data(cfg)
     group = FRGroup(cfg, training_setup(cfg, build_defence(cfg, "fixed-k"), data, 100), tmp_path, "fr-cores-test", NAMESPACE)
     try:
+        stream = TrainingStream(cfg, build_defence(cfg, "fixed-k"), data)
+        client = FRClient(group.actors)
+        client.call("train_step", stream.next().masked.protected())
         info = ray.get(group.actors[0].info.remote())
-        assert info["threads"] == info["node_cpus"]  # alone on the node: every core
+        assert info["threads"] == info["step_threads"] == info["node_cpus"]  # alone on the node: every core
         assert info["omp_wait_policy"] == "ACTIVE"
         group.reserve(info["node_id"], 1)  # e.g. the attacker in the loop, on CPU beside it
-        assert ray.get(group.actors[0].info.remote())["threads"] == max(1, info["node_cpus"] - 1)
+        client.call("train_step", stream.next().masked.protected())  # on the step queue's thread, made before
+        after = ray.get(group.actors[0].info.remote())
+        assert after["threads"] == after["step_threads"] == max(1, info["node_cpus"] - 1)
     finally:
         group.kill()
 

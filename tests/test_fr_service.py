@@ -6,6 +6,7 @@ import json
 import subprocess
 import sys
 import textwrap
+import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 
@@ -214,6 +215,40 @@ def test_the_step_queue_trains_concurrent_callers_in_one_step_or_after_the_wait(
     started = time.perf_counter()
     assert lonely.train_step(batches[3])["fr_step"] == 1
     assert 0.05 <= time.perf_counter() - started < 10
+
+
+def test_every_queued_step_runs_on_the_queues_own_thread_which_ends_when_idle(setup):
+    """With callers on many threads (the Ray actor), steps never hop between them (each would
+    bring its own OpenMP team): one stepper thread runs them all, and ends once no message has
+    come for ``idle_exit_s``."""
+    cfg, data, defence, batches, _ = setup
+    aggregated = copy.deepcopy(cfg)
+    aggregated.fr.rows_per_step = 2 * cfg.fr.batch_size
+    server = FRService(training_setup(aggregated.validate(), defence, data, 50), "cpu", step_wait_s=30.0, step_thread=True)
+    server.queue.idle_exit_s = 0.3
+    stepped_on, train_messages = [], server.queue._train_messages
+    server.queue._train_messages = lambda messages: (stepped_on.append(threading.current_thread()), train_messages(messages))[1]
+
+    def call(batch):
+        return threading.current_thread(), server.train_step(batch)
+
+    with ThreadPoolExecutor(4) as pool:
+        answers = list(pool.map(call, batches))
+    callers = {thread for thread, _ in answers}
+    assert server.queue.steps == 2 and server.fr_step == 2 and sorted(a["fr_step"] for _, a in answers) == [1, 1, 2, 2]
+    assert len(set(stepped_on)) == 1 and stepped_on[0].name == "fr-step" and stepped_on[0] not in callers
+    deadline = time.monotonic() + 10
+    while stepped_on[0].is_alive() and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert not stepped_on[0].is_alive()  # idle: ended (the service no longer kept alive by it)
+    server.queue.wait_s = 0.0
+    assert server.train_step(batches[0])["fr_step"] == 3  # the next message starts a new stepper
+    assert stepped_on[-1] is not stepped_on[0] and stepped_on[-1].name == "fr-step"
+    # One caller in-process (debug mode, train-fr): its step runs on its own thread.
+    alone = FRService(training_setup(aggregated, defence, data, 50), "cpu")
+    alone.queue._train_messages = lambda messages: (stepped_on.append(threading.current_thread()), train_messages(messages))[1]
+    alone.train_step(batches[1])
+    assert stepped_on[-1] is threading.current_thread() and alone.queue._stepper is None
 
 
 def test_dpsgd_takes_one_poisson_batch_per_step(setup):

@@ -34,11 +34,13 @@ class FRActorImpl(FRService):
 
     def __init__(self, setup: dict, run_dir: str, autosave_every: int, threads: int = 0):
         self.steps_lost = 0  # FR steps lost to restarts, over the whole run (resumes included)
-        torch.set_num_threads(threads or os.cpu_count() or 1)
+        self.threads = threads or os.cpu_count() or 1
+        self.step_threads: int | None = None  # torch threads the last FR step ran with
+        torch.set_num_threads(self.threads)
         device = torch.device("cuda") if ray.get_gpu_ids() and torch.cuda.is_available() else torch.device("cpu")
         # The server is told only the TrainingSetup (no config with a face path in it).
         setup = TrainingSetup.from_dict(setup)
-        super().__init__(setup, device, autosave_path=autosave_path(run_dir), autosave_every=autosave_every, step_wait_s=setup.fr.step_wait_ms / 1000)
+        super().__init__(setup, device, autosave_path=autosave_path(run_dir), autosave_every=autosave_every, step_wait_s=setup.fr.step_wait_ms / 1000, step_thread=True)
         # Worker 0 (the one that autosaves) keeps the step counter the group's losses are counted by.
         self.progress = FRProgress(progress_path(run_dir)) if autosave_every else None
         if self.progress is not None:
@@ -46,6 +48,14 @@ class FRActorImpl(FRService):
             if lost_now:
                 print(f"FR actor restarted at FR step {self.trainer.step}: {lost_now} FR step(s) since the last autosave are lost ({self.steps_lost} in this run)", flush=True)
             self.progress.write(self.trainer.step, self.steps_lost)
+
+    def train_messages(self, batches: list) -> list[dict]:
+        # The step queue's stepper thread keeps the OpenMP team it first made: a later
+        # ``set_threads`` (run on another of the actor's threads) reaches it here.
+        if torch.get_num_threads() != self.threads:
+            torch.set_num_threads(self.threads)
+        self.step_threads = torch.get_num_threads()
+        return super().train_messages(batches)
 
     def after_step(self) -> None:
         if self.progress is not None:
@@ -67,9 +77,10 @@ class FRActorImpl(FRService):
         return os.getpid()
 
     def set_threads(self, threads: int) -> int:
-        """Torch threads from now on (FR workers sharing a node split its cores)."""
-        torch.set_num_threads(max(1, int(threads)))
-        return torch.get_num_threads()
+        """Torch threads from the next FR step on (FR workers sharing a node split its cores)."""
+        self.threads = max(1, int(threads))
+        torch.set_num_threads(self.threads)
+        return self.threads
 
     def rendezvous(self) -> str:
         """Where the data-parallel group meets: this node's address and a free port."""
@@ -87,7 +98,8 @@ class FRActorImpl(FRService):
             **super().info(),
             "node_id": ctx.get_node_id(),
             "node_cpus": os.cpu_count() or 1,
-            "threads": torch.get_num_threads(),
+            "threads": self.threads,
+            "step_threads": self.step_threads,
             "omp_wait_policy": os.environ.get("OMP_WAIT_POLICY", ""),
             "restarted": restarted,
             "steps_lost_to_restarts": self.steps_lost,

@@ -52,9 +52,12 @@ class FRService:
         autosave_path: str | Path | None = None,
         autosave_every: int = 0,
         step_wait_s: float = 0.0,
+        step_thread: bool = False,
     ):
         """``step_wait_s``: how long a queued message waits for more rows (``fr.rows_per_step``)
-        before its step starts; 0 in one thread, where no other message can arrive meanwhile."""
+        before its step starts; 0 in one thread, where no other message can arrive meanwhile.
+        ``step_thread``: every step on one thread of the step queue's own (callers on many
+        threads: the Ray actor), else on the caller's (``rl_mask.server.step_queue``)."""
         self.setup = setup if isinstance(setup, TrainingSetup) else TrainingSetup.from_dict(setup)
         self.device = torch.device(device) if device is not None else resolve_device(self.setup.fr.device)
         self.trainer = trainer_for(self.setup, self.device)
@@ -71,7 +74,7 @@ class FRService:
         # One lock for everything that touches the network: concurrent callers (a Ray actor with
         # aggregated steps) never see a half-taken step.
         self.lock = threading.RLock()
-        self.queue = StepQueue(self.train_messages, self.setup.fr.rows_per_step, step_wait_s, self.lock)
+        self.queue = StepQueue(self.train_messages, self.setup.fr.rows_per_step, step_wait_s, self.lock, own_thread=step_thread)
         if self.autosave_path and self.autosave_path.is_file():
             # A restart after a crash: carry on from the last autosave, not from scratch.
             self.load_state_dict(load_checkpoint(self.autosave_path, self.device, required=("trainer",)))
