@@ -39,7 +39,7 @@ import torch
 from PIL import Image
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from pipeline import PlainLoop, actor_alone, pipeline  # noqa: E402
+from pipeline import PlainLoop, actor_alone, pipeline, write_result  # noqa: E402
 
 from rl_mask.config import Config  # noqa: E402
 from rl_mask.mask.augment import augment, contrast_brightness  # noqa: E402
@@ -227,10 +227,7 @@ def main() -> None:
         tmp = Path(tempfile.gettempdir()) / "rl-mask-synthetic-faces"
         folder = synthetic_folder(tmp / f"n{args.synthetic}", args.synthetic)
         out["shard_memory"] = shard_memory(folder, [int(s) for s in args.shards.split(",")], tmp / "cache")
-    path = Path(args.out)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps(out, indent=2, default=float))
-    print(json.dumps(out, indent=2, default=float))
+    write_result(out, args.out)
 
 
 if __name__ == "__main__":

@@ -178,6 +178,15 @@ def actor_alone(cfg: Config, plain: PlainLoop, rounds: int = 3, seconds: float =
     }
 
 
+def write_result(out: dict, path: str | Path) -> None:
+    """A benchmark's JSON to ``path`` (its folder made), and the same on stdout."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    text = json.dumps(out, indent=2, default=float)
+    path.write_text(text)
+    print(text)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--out", default="benchmarks/results/pipeline.json")
@@ -199,10 +208,7 @@ def main() -> None:
         "pipeline": results,
         "target_fraction_cpu": 0.85,
     }
-    path = Path(args.out)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps(out, indent=2))
-    print(json.dumps(out, indent=2))
+    write_result(out, args.out)
 
 
 if __name__ == "__main__":

@@ -33,7 +33,7 @@ import torch
 os.environ.setdefault("RAY_AUTH_MODE", "token")  # before Ray is imported, as the rl-mask command does
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from pipeline import PlainLoop  # noqa: E402
+from pipeline import PlainLoop, write_result  # noqa: E402
 
 from rl_mask.config import Config  # noqa: E402
 from rl_mask.cpu_threads import runtime_env  # noqa: E402
@@ -112,10 +112,7 @@ def main() -> None:
         "median_images_per_s": {k: round(statistics.median(v), 1) for k, v in rates.items()},
         "median_fraction_of_plain": {k: round(statistics.median(v) / plain_median, 3) for k, v in rates.items() if k != "plain"},
     }
-    path = Path(args.out)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps(out, indent=2))
-    print(json.dumps(out, indent=2))
+    write_result(out, args.out)
 
 
 if __name__ == "__main__":
