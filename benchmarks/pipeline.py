@@ -121,6 +121,26 @@ def pipeline(cfg: Config, runners: int, iterations: int, plain: PlainLoop, fr_wo
     }
 
 
+def feed_back_to_back(actor, messages: list, rows: int, per_step: int, seconds: float, one_call_per_step: bool = False) -> float:
+    """FR images/s of an FR actor fed ``messages`` of ``rows`` rows (cycled) for ``seconds``, ``per_step`` of them
+    a step and two steps' worth queued at all times: one ``train_step`` call per message (the
+    run's path, through the step queue), or with ``one_call_per_step`` one ``train_messages``
+    call per step (then ``messages`` must be the batches themselves: Ray does not resolve
+    references inside a list)."""
+    import ray
+
+    sent, pending, started = 0, [], time.perf_counter()
+    while time.perf_counter() - started < seconds:
+        step = [messages[(sent + i) % len(messages)] for i in range(per_step)]
+        pending.append([actor.train_messages.remote(step)] if one_call_per_step else [actor.train_step.remote(m) for m in step])
+        sent += per_step
+        if len(pending) >= 2:
+            ray.get(pending.pop(0))
+    for calls in pending:
+        ray.get(calls)
+    return sent * rows / (time.perf_counter() - started)
+
+
 def actor_alone(cfg: Config, plain: PlainLoop, rounds: int = 3, seconds: float = 8.0) -> dict:
     """The pipeline's ceiling: the FR actor of a run (``create_fr_actor``: its process, its
     threads and their waits, the step queue) with nothing else running, fed protected batches
@@ -143,22 +163,10 @@ def actor_alone(cfg: Config, plain: PlainLoop, rounds: int = 3, seconds: float =
             actor = create_fr_actor(cfg, setup, tmp, "fr-alone", NAMESPACE)
             refs = [ray.put(m) for m in messages]
 
-            def feed(duration: float) -> float:
-                """FR images/s over ``duration`` seconds of batches sent back to back."""
-                sent, pending, started = 0, [], time.perf_counter()
-                while time.perf_counter() - started < duration:
-                    pending += [actor.train_step.remote(refs[(sent + i) % len(refs)]) for i in range(per_step)]
-                    sent += per_step
-                    if len(pending) >= 2 * per_step:
-                        ray.get(pending[:per_step])
-                        pending = pending[per_step:]
-                ray.get(pending)
-                return sent * plain.batch_size / (time.perf_counter() - started)
-
-            feed(seconds / 2)  # warm-up: the actor's first steps (allocations, thread pools) run slow
+            feed_back_to_back(actor, refs, plain.batch_size, per_step, seconds / 2)  # warm-up: the actor's first steps (allocations, thread pools) run slow
             for _ in range(rounds):
                 plain_rates.append(plain.run(cfg.rl.train_batch_size))
-                rates.append(feed(seconds))
+                rates.append(feed_back_to_back(actor, refs, plain.batch_size, per_step, seconds))
             plain_rates.append(plain.run(cfg.rl.train_batch_size))
             info = ray.get(actor.info.remote())
     finally:

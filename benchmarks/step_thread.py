@@ -25,7 +25,6 @@ import platform
 import statistics
 import sys
 import tempfile
-import time
 from pathlib import Path
 
 import torch
@@ -33,7 +32,7 @@ import torch
 os.environ.setdefault("RAY_AUTH_MODE", "token")  # before Ray is imported, as the rl-mask command does
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from pipeline import PlainLoop, write_result  # noqa: E402
+from pipeline import PlainLoop, feed_back_to_back, write_result  # noqa: E402
 
 from rl_mask.config import Config  # noqa: E402
 from rl_mask.cpu_threads import runtime_env  # noqa: E402
@@ -72,20 +71,8 @@ def main() -> None:
             actors = {"main_thread": actor(1), "pool_threads": actor(fr_concurrency(cfg)), "stepper": actor(fr_concurrency(cfg))}
 
             def feed(name: str, seconds: float) -> float:
-                """FR images/s over ``seconds`` of steps sent back to back, two steps queued."""
-                a, sent, pending, started = actors[name], 0, [], time.perf_counter()
-                while time.perf_counter() - started < seconds:
-                    step = [messages[(sent + i) % len(messages)] for i in range(per_step)]  # by value, as env runners send them
-                    if name == "stepper":
-                        pending.append([a.train_step.remote(r) for r in step])
-                    else:
-                        pending.append([a.train_messages.remote(step)])
-                    sent += per_step
-                    if len(pending) >= 2:
-                        ray.get(pending.pop(0))
-                for calls in pending:
-                    ray.get(calls)
-                return sent * plain.batch_size / (time.perf_counter() - started)
+                # by value, as env runners send them; the stepper through the step queue
+                return feed_back_to_back(actors[name], messages, plain.batch_size, per_step, seconds, one_call_per_step=name != "stepper")
 
             for name in actors:  # warm-up: an actor's first steps run slow
                 feed(name, args.seconds / 2)
