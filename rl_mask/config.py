@@ -87,6 +87,7 @@ DEFAULT_FIXED_GRID = (
 REWARDS = ("leak", "paper", "leak+paper")
 ATTACKER_MODES = ("exact", "sampled")
 LEAK_REWARDS = ("estimate", "batch")
+UTILITY_CREDITS = ("setting", "shared")
 
 
 class ConfigError(ValueError):
@@ -262,6 +263,10 @@ class RLConfig:
     leak_lambda: float = 10.0
     utility_lambda: float = 20.0  # utility penalty = lambda * max(0, floor - validation accuracy)
     accuracy_floor: float = 0.80
+    # the validation accuracy the penalty reads (envs.validation): "setting": the batch's own
+    # channel removal's view of the validation faces (per-action credit); "shared": the one
+    # accuracy of the network that every batch of the window reads alike
+    utility_credit: str = "setting"
     # The attacker in the loop (rl_mask.attacks.online): its decoder trains on public faces
     # protected with each batch's settings, attacks the batch; the owner's judge scores it.
     # False: no attacker (only rl.reward='paper' needs none); it costs a decoder step, a decode
@@ -716,6 +721,7 @@ def validate_rl(r: RLConfig, batch_size: int, rows_per_step: int = 0) -> None:
     _require(r.horizon >= 1, "rl.horizon", r.horizon, ">= 1")
     _require(r.utility_lambda >= 0, "rl.utility_lambda", r.utility_lambda, ">= 0")
     _require(0 <= r.accuracy_floor <= 1, "rl.accuracy_floor", r.accuracy_floor, "[0, 1]")
+    _require(r.utility_credit in UTILITY_CREDITS, "rl.utility_credit", r.utility_credit, f"one of {UTILITY_CREDITS}")
     for name in ("eval_every", "iterations", "train_batch_size", "minibatch_size", "num_epochs", "checkpoint_every", "image_every", "policy_eval_steps", "fr_autosave_every"):
         _require(getattr(r, name) >= 1, f"rl.{name}", getattr(r, name), ">= 1")
     _require(r.record_masked_batches >= 0, "rl.record_masked_batches", r.record_masked_batches, ">= 0")

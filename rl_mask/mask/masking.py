@@ -360,6 +360,15 @@ class HybridMask:
         n = self.kept_per_plane
         return torch.tensor([p * n + j for p in range(self.planes) for j in range(extra)], dtype=torch.long)
 
+    def remove_extra(self, masked: torch.Tensor, extra: int) -> torch.Tensor:
+        """``masked`` (``transform``'s output) with its ``extra`` lowest kept channels of each
+        plane zeroed too, out of place (a caller's tensor stays as it was); with a key, they
+        are removed in the DCT basis."""
+        if not extra:
+            return masked
+        channels = self.extra_removed_channels(extra).to(masked.device)
+        return masked.index_fill(1, channels, 0.0) if self.key is None else self.key.zero_channels(masked, channels)
+
     def apply(
         self,
         images: torch.Tensor,
@@ -374,13 +383,7 @@ class HybridMask:
         ``transformed``: ``transform(images)`` if the caller has it already (not modified)."""
         self._check_planes(images)
         settings.check(images.shape[0], self.kept_per_plane, self.cap)
-        masked = self.transform(images) if transformed is None else transformed
-        if settings.extra_removed:  # out of place: a caller's ``transformed`` stays as it was
-            extra = self.extra_removed_channels(settings.extra_removed).to(masked.device)
-            if self.key is None:
-                masked = masked.index_fill(1, extra, 0.0)
-            else:  # the channels are removed in the DCT basis
-                masked = self.key.zero_channels(masked, extra)
+        masked = self.remove_extra(self.transform(images) if transformed is None else transformed, settings.extra_removed)
         out = mix(masked, labels, settings.k, weights=self.weights, alpha=settings.alpha, cap=self.cap, flip_prob=settings.flip, generator=generator)
         return out.with_settings(settings)
 

@@ -103,14 +103,19 @@ class HybridDefence(Defence):
         (before mixing, flips or anything drawn at random)."""
         return self.mask.transform(images)
 
-    def encode_eval(self, images: torch.Tensor) -> torch.Tensor:
+    def encode_eval(self, images: torch.Tensor, extra_removed: int = 0, generator: torch.Generator | None = None) -> torch.Tensor:
         """The k = 1 message of held-out / inference faces: channel removal, the owner's key
-        (if any), and sign flips with probability ``eval_flip``."""
-        return self.flip_eval(self.mask.transform(images))
+        (if any), and sign flips with probability ``eval_flip``. ``extra_removed``: zero that
+        many more channels first, as a batch setting's ``extra_removed`` leaves a face (the
+        adaptive reward's per-setting utility view, owner side; no such message crosses);
+        ``generator``: the flips' stream, else the defence's own."""
+        return self.flip_eval(self.mask.remove_extra(self.mask.transform(images), extra_removed), generator)
 
-    def flip_eval(self, coefficients: torch.Tensor) -> torch.Tensor:
+    def flip_eval(self, coefficients: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
         """The k = 1 messages' sign flips (probability ``eval_flip``) on ``coefficients``."""
-        return flip_signs(coefficients, self.eval_flip, self._eval_generator) if self.eval_flip > 0 else coefficients
+        if self.eval_flip <= 0:
+            return coefficients
+        return flip_signs(coefficients, self.eval_flip, self._eval_generator if generator is None else generator)
 
     def to_pixels(self, encoded: torch.Tensor) -> torch.Tensor:
         return self.mask.to_pixels(encoded)
