@@ -29,10 +29,8 @@ Each ``step(action)``:
      utility penalty is lambda * max(0, floor - validation accuracy): the env scores the FR
      network the server hands back (``TrainedModel``, fetched once every ``rl.eval_every``
      FR steps, once for all the sub-envs of a runner: ``envs.validation``) on its own k = 1
-     encodings of the validation faces, which never cross (``rl_mask.use.held_out``); with
-     ``rl.utility_credit=setting`` (default) on the validation faces with the batch's own
-     extra channels removed (``val_acc_setting``), so the penalty credits the action that
-     cost the accuracy; the test split is never used here.
+     encodings of the validation faces, which never cross (``rl_mask.use.held_out``); the
+     test split is never used here.
 
 Observation (float32 vector, ``7 + 2 * sum(nvec) + 4`` entries):
   [0] FR training progress: FR steps done / planned, clipped to [0, 1]
@@ -72,12 +70,11 @@ from rl_mask.owner.judge.leak_estimate import LeakEstimate
 from rl_mask.owner.judge.privacy import batch_leak
 from rl_mask.owner.recorder import BoundaryRecorder
 from rl_mask.owner.stream import TrainingStream, prepare_shard
-from rl_mask.use.held_out import removal_views, validation_set
+from rl_mask.use.held_out import validation_set
 
 BANDS = ((0, 6), (6, 15), (15, 28), (28, 64))
 LEAK_EMA = 0.9
 ATTACKS_IN_FLIGHT = 2  # per env, rl.attacker_mode=sampled
-VIEW_FLIP_SEED = 7_919  # + rl.seed: the flips of the per-setting validation views (envs.validation)
 
 
 def load_judge(judge) -> EvaluationModel | None:
@@ -126,8 +123,7 @@ class HybridMaskingEnv(gym.Env):
         self.defence = build_defence(self.cfg, "adaptive", k_choices=rl.k_choices)
         # The validation faces, encoded once and kept here: the FR network comes to them
         # (shared by the sub-envs of one runner: envs.inflight).
-        views = removal_views(self.defence, self.data, rl.extra_removed_choices, seed=rl.seed + VIEW_FLIP_SEED) if rl.utility_credit == "setting" else None
-        self.validation = ValidationScore(self.fr, validation_set(self.defence, self.data), rl.eval_every, views)
+        self.validation = ValidationScore(self.fr, validation_set(self.defence, self.data), rl.eval_every)
         kept = self.defence.mask.kept % CHANNELS_PER_PLANE
         self._band_index = [torch.nonzero((kept >= lo) & (kept < hi)).flatten() for lo, hi in BANDS]
 
@@ -273,11 +269,10 @@ class HybridMaskingEnv(gym.Env):
             self._leak_ema = LEAK_EMA * self._leak_ema + (1 - LEAK_EMA) * leak["leak"] if self._leak_seen else leak["leak"]
             self._leak_seen = True
             self._note_knob_leak(a, leak["leak"])
-        val_acc = self.validation.accuracy_for(settings)
-        parts = reward_parts(loss, val_acc, leak.get("leak", 0.0), self.cfg.rl)
+        parts = reward_parts(loss, self.validation.accuracy, leak.get("leak", 0.0), self.cfg.rl)
         self._t += 1
         self._prev_action = a
-        info = {**settings.as_dict(), "fr_loss": loss, "val_acc": self.validation.accuracy, "val_acc_setting": val_acc, "val_fr_step": self.validation.scored_step, "fr_step": self._status["fr_step"], **leak, **parts}
+        info = {**settings.as_dict(), "fr_loss": loss, "val_acc": self.validation.accuracy, "val_fr_step": self.validation.scored_step, "fr_step": self._status["fr_step"], **leak, **parts}
         self._log.append(info)
         return self._obs(), float(parts["reward"]), False, self._t >= self.horizon, info
 

@@ -11,9 +11,7 @@
 - ``leak+paper``: FR loss - leak_lambda * leak - utility penalty.
 
 utility penalty = utility_lambda * max(0, accuracy_floor - validation accuracy). Without it
-the policy would trade all utility for privacy. The validation accuracy is the batch's own
-setting's (``rl.utility_credit=setting``: the validation faces with its extra channels
-removed, ``envs.validation``) or the network's, shared by every batch (``shared``).
+the policy would trade all utility for privacy.
 """
 
 from __future__ import annotations

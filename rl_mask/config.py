@@ -87,7 +87,6 @@ DEFAULT_FIXED_GRID = (
 REWARDS = ("leak", "paper", "leak+paper")
 ATTACKER_MODES = ("exact", "sampled")
 LEAK_REWARDS = ("estimate", "batch")
-UTILITY_CREDITS = ("setting", "shared")
 
 
 class ConfigError(ValueError):
@@ -150,7 +149,7 @@ class DataConfig:
         return self.root or default_data_root()
 
 
-#: ``mask.eval_flip``'s "flip the k = 1 messages as the training rows are flipped".
+#: ``mask.eval_flip``'s (and ``mask.eval_extra_removed``'s) "the k = 1 messages as the training rows are".
 AS_TRAINED = -1.0
 #: ``mask.key_seed``'s "draw a fresh secret" (a config never keeps it: see ``MaskConfig``).
 FRESH_SECRET = -1
@@ -181,6 +180,11 @@ class MaskConfig:
     # 0.5 with mask.sign_flip), so that no message crosses less protected than they do and the
     # network knows the views; 0 sends them as channel removal (and key) alone
     eval_flip: float = AS_TRAINED
+    # more channels the k = 1 messages zero beyond removed_channels; -1 (the default): as the
+    # training rows' (the largest extra removal the defence trains under: the adaptive policy's
+    # rl.extra_removed_choices, a fixed setting's extra_removed), so that the network meets the
+    # views it was trained on and no message crosses with channels no training row carried
+    eval_extra_removed: int = -1
 
     def __post_init__(self):
         if self.key_seed == FRESH_SECRET:
@@ -263,10 +267,6 @@ class RLConfig:
     leak_lambda: float = 10.0
     utility_lambda: float = 20.0  # utility penalty = lambda * max(0, floor - validation accuracy)
     accuracy_floor: float = 0.80
-    # the validation accuracy the penalty reads (envs.validation): "setting": the batch's own
-    # channel removal's view of the validation faces (per-action credit); "shared": the one
-    # accuracy of the network that every batch of the window reads alike
-    utility_credit: str = "setting"
     # The attacker in the loop (rl_mask.attacks.online): its decoder trains on public faces
     # protected with each batch's settings, attacks the batch; the owner's judge scores it.
     # False: no attacker (only rl.reward='paper' needs none); it costs a decoder step, a decode
@@ -633,6 +633,8 @@ def validate_mask(m: MaskConfig, ks: list[int]) -> None:
     _require(m.key in ("none",) + KEY_KINDS, "mask.key", m.key, f"one of {('none',) + KEY_KINDS}")
     _require(m.key_seed >= 0, "mask.key_seed", m.key_seed, f">= 0, or {FRESH_SECRET} (or left out) for a fresh secret")
     _require(m.eval_flip == AS_TRAINED or 0.0 <= m.eval_flip <= 0.5, "mask.eval_flip", m.eval_flip, f"a probability in [0, 0.5], or {AS_TRAINED} for as the training rows")
+    kept = 64 - len(set(m.removed_channels))
+    _require(m.eval_extra_removed == AS_TRAINED or 0 <= m.eval_extra_removed < kept, "mask.eval_extra_removed", m.eval_extra_removed, f"a channel count in 0..{kept - 1}, or {int(AS_TRAINED)} for as the training rows")
     mixing = [k for k in ks if k > 1]
     if mixing:
         k_min = min(mixing)  # cap > 1/k binds hardest at the smallest mixing k
@@ -721,7 +723,6 @@ def validate_rl(r: RLConfig, batch_size: int, rows_per_step: int = 0) -> None:
     _require(r.horizon >= 1, "rl.horizon", r.horizon, ">= 1")
     _require(r.utility_lambda >= 0, "rl.utility_lambda", r.utility_lambda, ">= 0")
     _require(0 <= r.accuracy_floor <= 1, "rl.accuracy_floor", r.accuracy_floor, "[0, 1]")
-    _require(r.utility_credit in UTILITY_CREDITS, "rl.utility_credit", r.utility_credit, f"one of {UTILITY_CREDITS}")
     for name in ("eval_every", "iterations", "train_batch_size", "minibatch_size", "num_epochs", "checkpoint_every", "image_every", "policy_eval_steps", "fr_autosave_every"):
         _require(getattr(r, name) >= 1, f"rl.{name}", getattr(r, name), ">= 1")
     _require(r.record_masked_batches >= 0, "rl.record_masked_batches", r.record_masked_batches, ">= 0")

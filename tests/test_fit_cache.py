@@ -57,13 +57,16 @@ def test_a_hit_gives_the_fitted_decoder_and_the_same_rng_state(cache, public, vi
     assert torch.equal(rng_fresh, rng_stored) and torch.equal(rng_fresh, rng_loaded)
 
 
-def test_door_views_share_a_decoder_across_mixing_settings_not_across_flips(cache, public):
-    """The held-out encoding reads the mask, key and eval flips, not k, alpha or labels."""
-    fit_decoder(door_view("k=2,flip=0.5,extra_removed=0,alpha=0.5,labels=soft", 0.5), public)
+def test_door_views_share_a_decoder_across_mixing_settings_not_across_flips_or_removals(cache, public):
+    """The held-out encoding reads the mask, key, eval flips and the extra channels the
+    setting removes (the door removes them as its training rows do), not k, alpha or labels."""
+    fit_decoder(door_view("k=2,flip=0.5,extra_removed=4,alpha=0.5,labels=soft", 0.5), public)
     fit_decoder(door_view("k=6,flip=0.5,extra_removed=4,alpha=4.0,labels=hard", 0.5), public)
     assert len(list(cache.glob("decoder-*.pt"))) == 1
     fit_decoder(door_view("k=6,flip=0.0,extra_removed=4,alpha=4.0,labels=hard", 0.0), public)
     assert len(list(cache.glob("decoder-*.pt"))) == 2
+    fit_decoder(door_view("k=6,flip=0.0,extra_removed=0,alpha=4.0,labels=hard", 0.0), public)
+    assert len(list(cache.glob("decoder-*.pt"))) == 3
 
 
 def test_a_changed_encoding_or_input_misses(cache, public):

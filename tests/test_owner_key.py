@@ -2,13 +2,15 @@
 never in what an attacker runs; and the FR network still learns under it."""
 
 
+import pytest
 import torch
 
 import privacy_helpers as H
+from rl_mask.attacks.eval_door import EvalMessageView
 from rl_mask.bench.benchmark import attacked_batches, grid_defence, with_owner_options
-from rl_mask.config import Config, load_config, save_config
+from rl_mask.config import Config, ConfigError, load_config, save_config
 from rl_mask.mask.settings import MaskSettings
-from rl_mask.owner.defences import build_defence
+from rl_mask.owner.defences import build_defence, hybrid_defence
 from rl_mask.owner.key import OwnerKey
 from rl_mask.owner.messages import attacker_setup, probe_set, training_setup
 from rl_mask.owner.stream import TrainingStream, prepare_data
@@ -200,12 +202,41 @@ def test_k1_messages_are_flipped_as_the_training_rows(att_root):
     adaptive, mask = build_defence(cfg, "adaptive"), build_defence(cfg, "mask")
     assert adaptive.eval_flip == 0.5 and mask.eval_flip == 0.0
     assert torch.equal(mask.encode_eval(faces), adaptive.transform(faces))
+    unflipped = adaptive.mask.remove_extra(adaptive.transform(faces), adaptive.eval_extra_removed)
     first, second = adaptive.encode_eval(faces), adaptive.encode_eval(faces)
-    assert torch.equal(first.abs(), adaptive.transform(faces).abs()) and not torch.equal(first, second)
-    flipped = (first != adaptive.transform(faces)).float().mean()
+    assert torch.equal(first.abs(), unflipped.abs()) and not torch.equal(first, second)
+    flipped = (first != unflipped)[unflipped != 0].float().mean()
     assert 0.45 < float(flipped) < 0.55
     cfg.mask.eval_flip = 0.0
     assert build_defence(cfg, "adaptive").eval_flip == 0.0
+
+
+def test_k1_messages_remove_the_channels_the_training_rows_remove(att_root):
+    """``mask.eval_extra_removed=-1``: a fixed setting's probes and held-out encodings zero
+    the extra channels its training rows zero (in the DCT basis: under the key, undone by the
+    owner they are zero there), a policy's the most its settings remove, ``mask`` none; the
+    door's decoder simulates that encoding (its fit key reads it); an explicit count wins."""
+    cfg = Config()
+    faces = prepare_data(cfg).test_images[:4]
+    assert build_defence(cfg, "adaptive").eval_extra_removed == max(cfg.rl.extra_removed_choices) == 9
+    assert build_defence(cfg, "mask").eval_extra_removed == 0
+    fixed = grid_defence(cfg, "k=3,flip=0.0,extra_removed=4,alpha=4.0,labels=hard")
+    assert fixed.eval_extra_removed == 4 and grid_defence(cfg, "k=3,flip=0.0,extra_removed=0,alpha=4.0,labels=hard").eval_extra_removed == 0
+    pool = [MaskSettings(k=2, extra_removed=e) for e in (0, 4, 0)]
+    assert hybrid_defence(cfg, "adaptive", [2], settings_pool=pool).eval_extra_removed == 4
+    sent = fixed.encode_eval(faces)
+    in_dct = fixed.mask.key.invert(sent)
+    extra = fixed.mask.extra_removed_channels(4)
+    assert in_dct[:, extra].abs().max() < 1e-5 and in_dct.abs().amax(dim=(0, 2, 3)).gt(1e-3).sum() == in_dct.shape[1] - len(extra)
+    assert torch.allclose(in_dct, fixed.mask.key.invert(fixed.transform(faces)).index_fill(1, extra, 0.0), atol=1e-5)
+    door = EvalMessageView(fixed.public()).simulation_params()
+    assert door["eval_extra_removed"] == 4 and EvalMessageView(grid_defence(cfg, "k=3,flip=0.0,extra_removed=0,alpha=4.0,labels=hard").public()).simulation_params() != door
+    cfg.mask.eval_extra_removed = 0
+    assert grid_defence(cfg, "k=3,flip=0.0,extra_removed=4,alpha=4.0,labels=hard").eval_extra_removed == 0
+    assert torch.equal(build_defence(cfg, "adaptive").encode_eval(faces).abs(), build_defence(cfg, "adaptive").transform(faces).abs())
+    cfg.mask.eval_extra_removed = 60
+    with pytest.raises(ConfigError, match="mask.eval_extra_removed"):
+        cfg.validate()
 
 
 def test_key_recovery_reads_the_rows_it_holds_against_its_faces_under_the_same_public_settings(att_root):

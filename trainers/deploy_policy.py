@@ -81,7 +81,7 @@ def deploy_policy(run_dir: str | Path, cfg: Config, data: PrivateData, out_dir: 
             raise ConfigError(f"--adaptive-run {run.path}: data.{name}={getattr(r, name)!r} differs from this benchmark's {getattr(d, name)!r}")
     if Path(d.resolved_root()).resolve() != Path(r.resolved_root()).resolve():
         raise ConfigError(f"--adaptive-run {run.path}: data.root {r.resolved_root()} differs from this benchmark's {d.resolved_root()}")
-    owner_options = ("key", "key_seed", "eval_flip")  # the run's own: it is deployed as it was trained
+    owner_options = ("key", "key_seed", "eval_flip", "eval_extra_removed")  # the run's own: it is deployed as it was trained
     ours, theirs = ({k: v for k, v in vars(m).items() if k not in owner_options} for m in (cfg.mask, run.cfg.mask))
     if ours != theirs:
         raise ConfigError(f"--adaptive-run {run.path}: its mask {theirs} differs from this benchmark's {ours}")

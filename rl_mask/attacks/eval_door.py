@@ -15,7 +15,7 @@ from rl_mask.mask.masking import MaskedBatch
 from rl_mask.protocol import ProtectedBatch
 
 #: The fields of ``HybridDefence.describe`` its held-out encoding (``encode_eval``) depends on.
-HELD_OUT_ENCODING = ("removed_channels", "upsample", "sign_flip", "key", "eval_flip")
+HELD_OUT_ENCODING = ("removed_channels", "upsample", "sign_flip", "key", "eval_flip", "eval_extra_removed")
 
 
 class EvalMessageView(Defence):
@@ -42,7 +42,7 @@ class EvalMessageView(Defence):
         return {**self.defence.describe(), "message": "evaluation (k = 1)"}
 
     def simulation_params(self) -> dict:
-        """A hybrid defence's k = 1 held-out encoding reads the mask, the key and ``eval_flip``,
+        """A hybrid defence's k = 1 held-out encoding reads the mask, the key, ``eval_flip`` and ``eval_extra_removed``,
         not how training rows are mixed: rows alike there share one door decoder."""
         if not isinstance(self.defence, HybridDefence):
             return self.describe()

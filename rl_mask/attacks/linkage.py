@@ -132,8 +132,8 @@ def keyed_encoding(defence: Defence, photos: torch.Tensor, key: KeyEstimate) -> 
     """The attacker's photos as the owner's k = 1 message would be with the estimated key: the
     key applied where the owner applies it (before the flips when they act on keyed
     coordinates, ``KeyEstimate.compare_keyed``)."""
-    if key.compare_keyed:
-        return defence.flip_eval(key.apply(defence.transform(photos)))
+    if key.compare_keyed:  # the owner removes its extra channels in the DCT basis, before its key
+        return defence.flip_eval(key.apply(defence.mask.remove_extra(defence.transform(photos), defence.eval_extra_removed)))
     return key.apply(defence.encode_eval(photos))
 
 

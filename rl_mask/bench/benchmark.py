@@ -69,7 +69,7 @@ from rl_mask.config import (
 from rl_mask.mask.defences import Defence, HybridDefence
 from rl_mask.mask.settings import MaskSettings
 from rl_mask.owner.data import FaceDataError, FaceSplit
-from rl_mask.owner.defences import EVAL_FLIP_SEED, build_defence, hybrid_mask_from_config
+from rl_mask.owner.defences import EVAL_FLIP_SEED, build_defence, eval_extra_removed, hybrid_mask_from_config
 from rl_mask.owner.judge import PrivacyJudge, ScoringKey, judge_report, scoring_key, train_evaluation_model
 from rl_mask.owner.judge.evaluator import ARCHITECTURE as EVALUATOR_ARCHITECTURE
 from rl_mask.owner.key import OwnerKey
@@ -131,7 +131,7 @@ UTILITY_FIELDS = ("identification_acc", "identification_top5", "verification_acc
 def grid_defence(cfg: Config, text: str) -> HybridDefence:
     """One best-fixed grid point: the deployed mask with one fixed setting of the policy's knobs."""
     settings = MaskSettings(**parse_settings(text))
-    return HybridDefence(f"{GRID_PREFIX}[{text}]", hybrid_mask_from_config(cfg), [settings.k], settings_pool=[settings])
+    return HybridDefence(f"{GRID_PREFIX}[{text}]", hybrid_mask_from_config(cfg), [settings.k], settings_pool=[settings], eval_extra_removed=eval_extra_removed(cfg, GRID_PREFIX, [settings]))
 
 
 def deployed_owner_suffixes(cfg: Config, setting_flip: float) -> str:

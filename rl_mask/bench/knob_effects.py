@@ -41,7 +41,7 @@ def knob_effects(sweeps: list[dict]) -> dict:
                 policies.append(trial)
     rows = []
     for knob in DIMENSIONS:
-        for (name, value), cell in sorted(((k, c) for k, c in grid.items() if k[0] == knob), key=lambda kc: _order(kc[0][1])):
+        for (_, value), cell in sorted(((k, c) for k, c in grid.items() if k[0] == knob), key=lambda kc: _order(kc[0][1])):
             shares = [p["action_distribution"].get(knob, {}).get(value, 0.0) for p in policies]
             rows.append({
                 "knob": knob,

@@ -38,11 +38,23 @@ def eval_flip(cfg: Config, name: str, settings_pool=None) -> float:
     return 0.5 if cfg.mask.sign_flip else 0.0
 
 
+def eval_extra_removed(cfg: Config, name: str, settings_pool=None) -> int:
+    """How many more channels the k = 1 messages zero: ``mask.eval_extra_removed``, or as the
+    training rows (the largest extra removal the defence trains under)."""
+    if cfg.mask.eval_extra_removed != AS_TRAINED:
+        return cfg.mask.eval_extra_removed
+    if settings_pool:
+        return max(s.extra_removed for s in settings_pool)
+    return max(cfg.rl.extra_removed_choices) if name == "adaptive" else 0
+
+
 def hybrid_defence(cfg: Config, name: str, ks, probs=None, settings_pool=None) -> HybridDefence:
     """A hybrid defence with the config's owner options: the key, and sign flips
-    (``eval_flip``) on the k = 1 messages, drawn from the owner's secret."""
+    (``eval_flip``) on the k = 1 messages, drawn from the owner's secret; the k = 1 messages
+    remove the channels the training rows remove (``eval_extra_removed``)."""
     flip = eval_flip(cfg, name, settings_pool)
-    return HybridDefence(name, hybrid_mask_from_config(cfg), ks, probs, settings_pool, eval_flip=flip, eval_seed=owner_seed(EVAL_FLIP_SEED, cfg))
+    extra = eval_extra_removed(cfg, name, settings_pool)
+    return HybridDefence(name, hybrid_mask_from_config(cfg), ks, probs, settings_pool, eval_flip=flip, eval_seed=owner_seed(EVAL_FLIP_SEED, cfg), eval_extra_removed=extra)
 
 
 def build_defence(cfg: Config, name: str | None = None, k_probs: list[float] | None = None, k_choices: list[int] | None = None) -> Defence:
@@ -71,4 +83,4 @@ def build_defence(cfg: Config, name: str | None = None, k_probs: list[float] | N
     raise ValueError(f"unknown defence {name!r}")
 
 
-__all__ = ["build_defence", "eval_flip", "hybrid_defence", "hybrid_mask_from_config"]
+__all__ = ["build_defence", "eval_extra_removed", "eval_flip", "hybrid_defence", "hybrid_mask_from_config"]

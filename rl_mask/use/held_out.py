@@ -10,7 +10,6 @@ steps) and test (the reported figures) are owner-side computations, not messages
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Sequence
 
 import torch
 
@@ -43,15 +42,6 @@ def validation_set(defence: Defence, data: PrivateData) -> HeldOutSet:
     return HeldOutSet("validation", held_out_encoding(defence, data.val_images), data.val_labels.clone())
 
 
-def removal_views(defence: Defence, data: PrivateData, extra_removed: Sequence[int], seed: int) -> dict[int, HeldOutSet]:
-    """The validation faces as each ``extra_removed`` choice leaves them at k = 1 (that many
-    more channels zeroed, then the k = 1 messages' flips), per choice: the adaptive reward's
-    per-setting utility (``envs.validation``). Every view draws its flips from the same
-    ``seed``, so two views differ in their removed channels alone. Owner side, like the
-    validation set: no view crosses."""
-    return {int(e): HeldOutSet("validation", defence.encode_eval(data.val_images, int(e), torch.Generator().manual_seed(seed)), data.val_labels.clone()) for e in extra_removed}
-
-
 def final_test_set(defence: Defence, data: PrivateData) -> HeldOutSet:
     """The test faces with verification pairs: the final, reported evaluation."""
     return HeldOutSet("test", held_out_encoding(defence, data.test_images), data.test_labels.clone(), data.pairs, data.same)
@@ -72,12 +62,7 @@ def score_model(model: FaceRecognizer, held_out: HeldOutSet, chunk: int = 256) -
     return recognition_metrics(torch.cat(embs), torch.cat(logits), held_out.labels, held_out.pairs, held_out.same)
 
 
-def rebuild(trained: TrainedModel) -> FaceRecognizer:
-    """The network the server handed back, rebuilt on the owner's side (never unpickled)."""
-    model, _ = model_from_weights(trained.file_content(), f"the FR server's weights at step {trained.fr_step}")
-    return model
-
-
 def score_trained(trained: TrainedModel, held_out: HeldOutSet) -> dict:
     """``score_model`` on the network the server handed back."""
-    return score_model(rebuild(trained), held_out)
+    model, _ = model_from_weights(trained.file_content(), f"the FR server's weights at step {trained.fr_step}")
+    return score_model(model, held_out)

@@ -31,6 +31,7 @@ class HybridDefence(Defence):
         settings_pool: Sequence[MaskSettings] | None = None,
         eval_flip: float = 0.0,
         eval_seed: int = 0,
+        eval_extra_removed: int | None = None,
     ):
         if settings_pool:
             ks = sorted({s.k for s in settings_pool})
@@ -50,6 +51,14 @@ class HybridDefence(Defence):
         #: drawn from ``eval_seed`` (the owner's: ``rl_mask.config.owner_seed``)
         self.eval_flip = float(eval_flip)
         self._eval_generator = torch.Generator().manual_seed(eval_seed)
+        #: how many more channels the k = 1 messages zero, as a setting's ``extra_removed``
+        #: zeroes them in the training rows; None: as trained, the largest of the settings
+        #: pool (0 without one). Public, like the removed channels: no secret.
+        if eval_extra_removed is None:
+            eval_extra_removed = max((s.extra_removed for s in self.settings_pool), default=0)
+        if not 0 <= int(eval_extra_removed) < mask.kept_per_plane:
+            raise ValueError(f"eval_extra_removed={eval_extra_removed} must leave a channel: 0..{mask.kept_per_plane - 1}")
+        self.eval_extra_removed = int(eval_extra_removed)
 
     def with_owner_options(self, key=None, eval_flip: float = 0.0, eval_seed: int = 0) -> "HybridDefence":
         """A copy with the owner's key (``rl_mask.owner.key.OwnerKey``) on every message, and
@@ -103,19 +112,15 @@ class HybridDefence(Defence):
         (before mixing, flips or anything drawn at random)."""
         return self.mask.transform(images)
 
-    def encode_eval(self, images: torch.Tensor, extra_removed: int = 0, generator: torch.Generator | None = None) -> torch.Tensor:
-        """The k = 1 message of held-out / inference faces: channel removal, the owner's key
-        (if any), and sign flips with probability ``eval_flip``. ``extra_removed``: zero that
-        many more channels first, as a batch setting's ``extra_removed`` leaves a face (the
-        adaptive reward's per-setting utility view, owner side; no such message crosses);
-        ``generator``: the flips' stream, else the defence's own."""
-        return self.flip_eval(self.mask.remove_extra(self.mask.transform(images), extra_removed), generator)
+    def encode_eval(self, images: torch.Tensor) -> torch.Tensor:
+        """The k = 1 message of held-out / inference faces: channel removal (the mask's and
+        ``eval_extra_removed`` more, so the network meets the views it was trained on), the
+        owner's key (if any), and sign flips with probability ``eval_flip``."""
+        return self.flip_eval(self.mask.remove_extra(self.mask.transform(images), self.eval_extra_removed))
 
-    def flip_eval(self, coefficients: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
+    def flip_eval(self, coefficients: torch.Tensor) -> torch.Tensor:
         """The k = 1 messages' sign flips (probability ``eval_flip``) on ``coefficients``."""
-        if self.eval_flip <= 0:
-            return coefficients
-        return flip_signs(coefficients, self.eval_flip, self._eval_generator if generator is None else generator)
+        return flip_signs(coefficients, self.eval_flip, self._eval_generator) if self.eval_flip > 0 else coefficients
 
     def to_pixels(self, encoded: torch.Tensor) -> torch.Tensor:
         return self.mask.to_pixels(encoded)
@@ -134,6 +139,7 @@ class HybridDefence(Defence):
             "upsample": m.upsample,
             **({"key": m.key.describe()} if m.key is not None else {}),
             **({"eval_flip": self.eval_flip} if self.eval_flip else {}),
+            **({"eval_extra_removed": self.eval_extra_removed} if self.eval_extra_removed else {}),
             **({"settings": _pool_summary(self.settings_pool)} if self.settings_pool else {}),
         }
 
