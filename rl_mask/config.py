@@ -181,9 +181,9 @@ class MaskConfig:
     # network knows the views; 0 sends them as channel removal (and key) alone
     eval_flip: float = AS_TRAINED
     # more channels the k = 1 messages zero beyond removed_channels; -1 (the default): as the
-    # training rows' (the largest extra removal the defence trains under: the adaptive policy's
-    # rl.extra_removed_choices, a fixed setting's extra_removed), so that the network meets the
-    # views it was trained on and no message crosses with channels no training row carried
+    # training rows' (what every one of them zeroes: a fixed setting's extra_removed, the least
+    # of the adaptive policy's rl.extra_removed_choices), so that no message carries a channel
+    # no training row carried and the network keeps every channel it learned from
     eval_extra_removed: int = -1
 
     def __post_init__(self):

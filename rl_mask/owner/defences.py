@@ -40,12 +40,14 @@ def eval_flip(cfg: Config, name: str, settings_pool=None) -> float:
 
 def eval_extra_removed(cfg: Config, name: str, settings_pool=None) -> int:
     """How many more channels the k = 1 messages zero: ``mask.eval_extra_removed``, or as the
-    training rows (the largest extra removal the defence trains under)."""
+    training rows (what every training row zeroes: the least extra removal the defence trains
+    under). Not the largest, as for the flips: a channel the door zeroes that some training
+    rows carried is one the network learned from and loses (``benchmarks/door_views.py``)."""
     if cfg.mask.eval_extra_removed != AS_TRAINED:
         return cfg.mask.eval_extra_removed
     if settings_pool:
-        return max(s.extra_removed for s in settings_pool)
-    return max(cfg.rl.extra_removed_choices) if name == "adaptive" else 0
+        return min(s.extra_removed for s in settings_pool)
+    return min(cfg.rl.extra_removed_choices) if name == "adaptive" else 0
 
 
 def hybrid_defence(cfg: Config, name: str, ks, probs=None, settings_pool=None) -> HybridDefence:

@@ -52,10 +52,10 @@ class HybridDefence(Defence):
         self.eval_flip = float(eval_flip)
         self._eval_generator = torch.Generator().manual_seed(eval_seed)
         #: how many more channels the k = 1 messages zero, as a setting's ``extra_removed``
-        #: zeroes them in the training rows; None: as trained, the largest of the settings
-        #: pool (0 without one). Public, like the removed channels: no secret.
+        #: zeroes them in the training rows; None: as trained, what every setting of the
+        #: pool removes (its least; 0 without one). Public, like the removed channels.
         if eval_extra_removed is None:
-            eval_extra_removed = max((s.extra_removed for s in self.settings_pool), default=0)
+            eval_extra_removed = min((s.extra_removed for s in self.settings_pool), default=0)
         if not 0 <= int(eval_extra_removed) < mask.kept_per_plane:
             raise ValueError(f"eval_extra_removed={eval_extra_removed} must leave a channel: 0..{mask.kept_per_plane - 1}")
         self.eval_extra_removed = int(eval_extra_removed)
