@@ -633,8 +633,6 @@ def validate_mask(m: MaskConfig, ks: list[int]) -> None:
     _require(m.key in ("none",) + KEY_KINDS, "mask.key", m.key, f"one of {('none',) + KEY_KINDS}")
     _require(m.key_seed >= 0, "mask.key_seed", m.key_seed, f">= 0, or {FRESH_SECRET} (or left out) for a fresh secret")
     _require(m.eval_flip == AS_TRAINED or 0.0 <= m.eval_flip <= 0.5, "mask.eval_flip", m.eval_flip, f"a probability in [0, 0.5], or {AS_TRAINED} for as the training rows")
-    kept = 64 - len(set(m.removed_channels))
-    _require(m.eval_extra_removed == AS_TRAINED or 0 <= m.eval_extra_removed < kept, "mask.eval_extra_removed", m.eval_extra_removed, f"a channel count in 0..{kept - 1}, or {int(AS_TRAINED)} for as the training rows")
     mixing = [k for k in ks if k > 1]
     if mixing:
         k_min = min(mixing)  # cap > 1/k binds hardest at the smallest mixing k
@@ -869,6 +867,7 @@ def validate(cfg: Config) -> None:
         _require(g["k"] <= cfg.fr.batch_size, "benchmark.fixed_grid", item, f"k <= fr.batch_size ({cfg.fr.batch_size})")
         _require(g["extra_removed"] < left, "benchmark.fixed_grid", item, f"extra_removed < {left} (the channels mask.removed_channels leaves)")
     _require(all(n < left for n in cfg.rl.extra_removed_choices), "rl.extra_removed_choices", cfg.rl.extra_removed_choices, f"each < {left}: mask.removed_channels leaves {left} channels per plane, at least one must stay")
+    _require(cfg.mask.eval_extra_removed == AS_TRAINED or 0 <= cfg.mask.eval_extra_removed < left, "mask.eval_extra_removed", cfg.mask.eval_extra_removed, f"a channel count in 0..{left - 1}, or {int(AS_TRAINED)} for as the training rows")
     # a convolution reads neighbouring block positions together: through a scramble nothing is a
     # neighbour any more (README, "the scramble key")
     positionless = {s for s, kind in KEY_SUFFIX_KINDS.items() if kind in POSITIONLESS_KEYS}
