@@ -2,11 +2,13 @@
 
 import math
 
+import numpy as np
 import pytest
+from scipy import stats
 
 from rl_mask.bench.aggregate import comparisons, judge_verdict
 from rl_mask.bench.runtime import estimate_seconds
-from rl_mask.bench.stats import aggregate, differ, t_interval, wilson_interval
+from rl_mask.bench.stats import aggregate, differ, spread_beyond_measurement, t_interval, wilson_interval
 
 Z = 1.959963984540054
 
@@ -23,6 +25,31 @@ def test_t_interval_matches_the_closed_form():
     lo, hi = t_interval([1.0, 2.0, 3.0])  # mean 2, sd 1, t(0.975, df=2) = 4.302653
     assert (lo, hi) == pytest.approx((2 - 4.302653 / math.sqrt(3), 2 + 4.302653 / math.sqrt(3)), abs=1e-5)
     assert t_interval([0.5, 0.5]) == (0.5, 0.5)
+
+
+def test_the_spread_over_seeds_splits_into_measurement_noise_and_the_rest():
+    """Simulated seeds: a thing that moves by sd 0.02 between seeds, each measured with noise of
+    standard error 0.05. Over many draws of 3 seeds the mean estimated variance beyond the noise
+    is the thing's own (method of moments is unbiased), and the width from noise alone is the
+    closed form 2 t(0.975, 2) se / sqrt(3)."""
+    rng = np.random.default_rng(0)
+    own, se = 0.02, 0.05
+    extra_var = []
+    for _ in range(4000):
+        values = 0.3 + rng.normal(0, own, 3) + rng.normal(0, se, 3)
+        r = spread_beyond_measurement(list(values), [se] * 3)
+        extra_var.append(r["sd_between_seeds"] ** 2 - r["rms_standard_error"] ** 2)  # unclipped: unbiased
+    assert np.mean(extra_var) == pytest.approx(own**2, abs=0.0002)
+    assert r["width_from_measurement_alone"] == pytest.approx(2 * stats.t.ppf(0.975, 2) * se / math.sqrt(3))
+    # the measurements per seed that bring the width to a target: m = se^2 / ((W / factor)^2 - own^2)
+    r = spread_beyond_measurement([0.30, 0.34, 0.32], [0.05] * 3, target_width=0.10)
+    factor = 2 * stats.t.ppf(0.975, 2) / math.sqrt(3)
+    beyond = math.sqrt(max(0.0, 0.02**2 - 0.05**2))
+    assert r["sd_beyond_measurement"] == beyond == 0.0  # the noise explains all of this spread
+    assert r["measurements_per_seed_for_target"] == math.ceil(0.05**2 / ((0.10 / factor) ** 2))
+    assert spread_beyond_measurement([0.1, 0.5, 0.9], [0.01] * 3, target_width=0.10)["measurements_per_seed_for_target"] is None
+    with pytest.raises(ValueError, match="one standard error each"):
+        spread_beyond_measurement([0.1, 0.2], [0.01])
 
 
 def test_aggregate_means_numbers_keeps_the_rest_and_clips_proportions():

@@ -7,7 +7,7 @@ import random
 
 import pytest
 
-from rl_mask.bench.front import dominance, hypervolume, pareto_front, weakly_dominates
+from rl_mask.bench.front import covers_within, dominance, hypervolume, pareto_front, weakly_dominates, weakly_dominates_within
 from rl_mask.bench.sweep_plan import FIXED, POLICY, Trial, confirmation_of, grid_settings, knob_grid, make_plan, read_confirmations, read_plan, write_confirmations, write_plan
 from rl_mask.bench.sweep_report import leak_above_reference, markdown, raw_leak, summarize, to_confirm, trial_record
 from rl_mask.config import Config, ConfigError, knob_grid_size, load_config, parse_settings
@@ -51,6 +51,37 @@ def test_front_and_dominance():
     assert dominance(other, pts) == {"x": ["c"], "y": ["a", "b", "c", "d"]}
     assert weakly_dominates(other[1:], pts) and not weakly_dominates(pts, other)
     assert weakly_dominates([("same", 0.1, 0.9)], [("copy", 0.1, 0.9)])  # equal points cover each other
+
+
+def test_within_the_intervals_only_a_difference_with_intervals_apart_counts():
+    policy = ("p", (0.15, 0.25), (0.80, 0.95))
+    assert covers_within(policy, ("level", (0.20, 0.30), (0.85, 0.99)))  # overlaps on both axes
+    assert not covers_within(policy, ("less leak", (0.05, 0.14), (0.80, 0.95)))  # leak interval wholly below
+    assert not covers_within(policy, ("more utility", (0.20, 0.30), (0.96, 0.99)))  # utility interval wholly above
+    assert covers_within(policy, ("worse", (0.5, 0.6), (0.1, 0.2)))
+    # both directions can hold: two fronts the intervals cannot tell apart
+    grid = [("g1", (0.12, 0.22), (0.85, 0.97)), ("g2", (0.4, 0.5), (0.9, 0.99))]
+    assert weakly_dominates_within([policy], grid) and weakly_dominates_within(grid, [policy])
+    assert not weakly_dominates_within([policy], grid + [("g3", (0.01, 0.10), (0.7, 0.9))])
+
+
+def test_the_summary_reads_dominance_within_the_intervals_on_both_axes():
+    """By the means the grid's point has more utility, so neither front weakly dominates; within
+    the intervals the policy's front covers the grid's, and the grid's is only held back on the
+    leak above the reference, where its interval is wholly above the policy's."""
+    records = [
+        {**_record("fixed-a", FIXED, 0.22, 0.90, 300), "leak_ci": [0.20, 0.25], "utility_ci": [0.80, 0.95], "leak_reference": 0.05},
+        {**_record("policy-1", POLICY, 0.20, 0.88, 300), "leak_ci": [0.17, 0.23], "utility_ci": [0.78, 0.94], "leak_reference": 0.15},
+    ]
+    s = summarize(records)
+    assert not s["policy_front_weakly_dominates_fixed_front"] and not s["fixed_front_weakly_dominates_policy_front"]
+    assert s["policy_front_weakly_dominates_fixed_front_within_intervals"] and s["fixed_front_weakly_dominates_policy_front_within_intervals"]
+    above = s["above_reference"]  # excess: grid 0.17 [0.15, 0.20], policy 0.05 [0.02, 0.08]
+    assert above["policy_front_weakly_dominates_fixed_front_within_intervals"]
+    assert not above["fixed_front_weakly_dominates_policy_front_within_intervals"]
+    text = markdown({"mode": "quick", "seeds": 1, "attacks": ["whitebox"], "data_root": "faces", "grid": "1 setting", "trials": _report_rows(records), "confirmations": None, "summary": s, "wall_seconds": 60.0})
+    assert "by the means **no**, within the 95% intervals **yes**" in text
+    assert "within the intervals: policy over grid **yes**, grid over policy **no**" in text
 
 
 def test_the_whole_knob_grid_and_a_seeded_sample_of_it():

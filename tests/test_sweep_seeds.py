@@ -1,13 +1,14 @@
 """Sweeps read as seeds (``rl_mask.bench.sweep_seeds``), on the recorded sweeps' results."""
 
 import json
+import math
 import shutil
 from pathlib import Path
 
 import pytest
 from scipy import stats
 
-from rl_mask.bench.sweep_report import raw_leak, summarize
+from rl_mask.bench.sweep_report import raw_leak, summarize, worst_message
 from rl_mask.bench.sweep_seeds import across_seeds, markdown
 
 RESULTS = Path(__file__).resolve().parents[1] / "benchmarks" / "results"
@@ -32,6 +33,16 @@ def test_each_sweep_is_one_seed_of_the_policy_and_its_best_grid_point():
     hv = summary["hypervolume"]["raw"]
     assert hv["policy"]["per_seed"] == [summarize(r["trials"])["sides"]["policy"]["hypervolume"] for r in recorded]
     assert "| 10.0 |" in markdown(summary)
+    # the policy's leak spread split into each seed's own measurement noise (its 95% interval) and the rest
+    trials = [{t["key"]: t for t in r["trials"]} for r in recorded]
+    errors = [(ci[1] - ci[0]) / (2 * 1.959964) for ci in (worst_message(t["policy-leak_lambda=10.0"])[2] for t in trials)]
+    noise = summary["per_leak_lambda"]["10.0"]["leak_noise"]
+    assert noise["rms_standard_error"] == pytest.approx(math.sqrt(sum(e * e for e in errors) / 2))
+    assert noise["width"] == pytest.approx(summary["per_leak_lambda"]["10.0"]["leak"]["width"])
+    assert "measurement noise alone gives a width of" in markdown(summary)
+    within = [summarize(r["trials"])["fixed_front_weakly_dominates_policy_front_within_intervals"] for r in recorded]
+    means = [s["fixed_front_weakly_dominates_policy_front"]["raw"] for s in summary["per_sweep"]]
+    assert f"- grid over policies: raw {sum(means)} / {sum(within)} of 2" in markdown(summary)
 
 
 def test_the_training_batches_alone_read_as_the_sweeps_reported_them():

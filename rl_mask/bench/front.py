@@ -71,6 +71,25 @@ def weakly_dominates(front: list[Point], others: list[Point]) -> bool:
     return all(any(covers(p, q) for p in front) for q in others)
 
 
+#: A point with its 95% intervals: ``(name, (leak_lo, leak_hi), (utility_lo, utility_hi))``.
+IntervalPoint = tuple[str, tuple[float, float], tuple[float, float]]
+
+
+def covers_within(a: IntervalPoint, b: IntervalPoint) -> bool:
+    """``b`` is better than ``a`` on neither axis by more than the intervals allow: its leak
+    interval is not wholly below ``a``'s, nor its utility interval wholly above. The reading of
+    "at least as good" that one noisy measurement per point supports."""
+    _, (a_leak_lo, _), (_, a_util_hi) = a
+    _, (_, b_leak_hi), (b_util_lo, _) = b
+    return not (b_leak_hi < a_leak_lo or b_util_lo > a_util_hi)
+
+
+def weakly_dominates_within(front: list[IntervalPoint], others: list[IntervalPoint]) -> bool:
+    """Every point of ``others`` is covered within the intervals by a point of ``front``. Both
+    directions can hold at once: then the two fronts cannot be told apart."""
+    return all(any(covers_within(p, q) for p in front) for q in others)
+
+
 def best_at_utility(items: list, utility, leak, target: float, tolerance: float) -> tuple[object, bool]:
     """The benchmark's ``best-fixed`` rule: among ``items`` whose ``utility`` is at least
     ``target - tolerance``, the lowest ``leak`` (ties: more utility); ``(item, True)``. If none is

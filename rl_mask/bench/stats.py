@@ -39,6 +39,37 @@ def t_interval(values: list[float]) -> tuple[float, float]:
     return float(lo), float(hi)
 
 
+def spread_beyond_measurement(values: list[float], standard_errors: list[float], target_width: float | None = None) -> dict:
+    """How much of the spread of ``values`` over seeds their own measurement noise explains.
+
+    Each seed's figure is the thing measured (which moves with the seed) plus measurement noise
+    of standard error ``standard_errors[i]``, so (method of moments) the variance over seeds is
+    the thing's own variance plus the mean squared standard error. Returns the sd over seeds,
+    the rms standard error, the width of the 95% t-interval that measurement noise alone would
+    give at this N, the sd left beyond it (0 where the noise explains all of it) and, given
+    ``target_width``, how many measurements per seed (averaged) would bring the interval to it
+    at this N (None: not even without any noise, the thing itself spreads too much)."""
+    n = len(values)
+    if n < 2 or len(standard_errors) != n:
+        raise ValueError(f"need N >= 2 values and one standard error each, got {n} values and {len(standard_errors)} standard errors")
+    sd = float(np.std(values, ddof=1))
+    mse = float(np.mean(np.square(standard_errors)))
+    factor = 2 * float(stats.t.ppf(1 - ALPHA / 2, n - 1)) / math.sqrt(n)  # interval width per unit sd
+    beyond = math.sqrt(max(0.0, sd * sd - mse))
+    out = {
+        "sd_between_seeds": sd,
+        "rms_standard_error": math.sqrt(mse),
+        "width": factor * sd,
+        "width_from_measurement_alone": factor * math.sqrt(mse),
+        "sd_beyond_measurement": beyond,
+    }
+    if target_width is not None:
+        room = (target_width / factor) ** 2 - beyond * beyond  # variance left for the averaged measurement
+        out["target_width"] = target_width
+        out["measurements_per_seed_for_target"] = None if room <= 0 else max(1, math.ceil(mse / room))
+    return out
+
+
 def wilson_interval(rate: float, n: int) -> tuple[float, float]:
     """95% Wilson interval of a proportion ``rate`` observed over ``n`` trials."""
     k = int(round(rate * n))

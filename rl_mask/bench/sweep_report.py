@@ -14,7 +14,7 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 
-from rl_mask.bench.front import REFERENCE, best_at_utility, dominance, hypervolume, pareto_front, weakly_dominates  # noqa: E402
+from rl_mask.bench.front import REFERENCE, best_at_utility, dominance, hypervolume, pareto_front, weakly_dominates, weakly_dominates_within  # noqa: E402
 from rl_mask.bench.report import counted, worst_case  # noqa: E402
 from rl_mask.bench.sweep_plan import FIXED, POLICY, Trial  # noqa: E402
 from rl_mask.checkpoint import atomic_write_text  # noqa: E402
@@ -106,17 +106,38 @@ def leak_above_reference(record: dict) -> float:
     return max(0.0, worst_above_reference(record)[0])
 
 
-def _points(records: list[dict], leak_of=raw_leak) -> list[tuple[str, float, float]]:
-    return [(r["key"], leak_of(r), r["utility"]) for r in records]
+def raw_leak_interval(record: dict) -> list[float]:
+    """The 95% interval of ``raw_leak`` (the worst message's; the mean itself where none was kept)."""
+    _, leak, ci = worst_message(record)
+    return list(ci) if ci else [leak, leak]
 
 
-def fronts(records: list[dict], leak_of=raw_leak) -> dict:
+def above_reference_interval(record: dict) -> list[float]:
+    """The 95% interval of ``leak_above_reference``, clipped at 0 as the figure is."""
+    excess, ci = worst_above_reference(record)
+    return [max(0.0, c) for c in (ci or [excess, excess])]
+
+
+#: The leak axes a front is read on: each a trial's leak and its 95% interval.
+AXES = {"raw": (raw_leak, raw_leak_interval), "above_reference": (leak_above_reference, above_reference_interval)}
+
+
+def _interval_points(records: list[dict], interval_of) -> dict[str, tuple]:
+    return {r["key"]: (r["key"], tuple(interval_of(r)), tuple(r.get("utility_ci") or [r["utility"], r["utility"]])) for r in records}
+
+
+def fronts(records: list[dict], axis: str = "raw") -> dict:
     """On one leak axis: each side's front and hypervolume, which front points dominate which,
-    and whether one front weakly dominates the other (by the means)."""
-    points = {kind: _points([r for r in records if r["kind"] == kind], leak_of) for kind in SIDES}
+    and whether one front weakly dominates the other, by the means and within the 95%
+    intervals (``front.weakly_dominates_within``: a point of the other front counts as better
+    only where an interval is apart)."""
+    leak_of, interval_of = AXES[axis]
+    points = {kind: [(r["key"], leak_of(r), r["utility"]) for r in records if r["kind"] == kind] for kind in SIDES}
     names = {kind: pareto_front(points[kind]) for kind in SIDES}
     on_front = {kind: [p for p in points[kind] if p[0] in names[kind]] for kind in SIDES}
     policy, fixed = on_front[POLICY], on_front[FIXED]
+    intervals = _interval_points(records, interval_of)
+    policy_within, fixed_within = ([intervals[name] for name in names[kind]] for kind in (POLICY, FIXED))
     return {
         "front": names,
         "hypervolume": {kind: hypervolume(points[kind]) if points[kind] else 0.0 for kind in SIDES},
@@ -124,6 +145,8 @@ def fronts(records: list[dict], leak_of=raw_leak) -> dict:
         "fixed_dominates": dominance(fixed, policy),
         "policy_front_weakly_dominates_fixed_front": bool(policy and fixed and weakly_dominates(policy, fixed)),
         "fixed_front_weakly_dominates_policy_front": bool(policy and fixed and weakly_dominates(fixed, policy)),
+        "policy_front_weakly_dominates_fixed_front_within_intervals": bool(policy and fixed and weakly_dominates_within(policy_within, fixed_within)),
+        "fixed_front_weakly_dominates_policy_front_within_intervals": bool(policy and fixed and weakly_dominates_within(fixed_within, policy_within)),
     }
 
 
@@ -181,13 +204,10 @@ def best_fixed_comparison(records: list[dict], tolerance: float) -> list[dict]:
     return [compare(policy, *pick_best_fixed(records, policy, tolerance)) for policy in records if policy["kind"] == POLICY]
 
 
-def _axes(records: list[dict]) -> dict:
-    """The leak axes the records allow: raw, and above the do-nothing reference where every
-    record holds it."""
-    axes = {"raw": raw_leak}
-    if records and all(r.get("leak_reference") is not None for r in records):
-        axes["above_reference"] = leak_above_reference
-    return axes
+def _axes(records: list[dict]) -> list[str]:
+    """The leak axes (``AXES``) the records allow: raw, and above the do-nothing reference where
+    every record holds it."""
+    return ["raw", "above_reference"] if records and all(r.get("leak_reference") is not None for r in records) else ["raw"]
 
 
 def to_confirm(records: list[dict], tolerance: float) -> list[str]:
@@ -195,8 +215,8 @@ def to_confirm(records: list[dict], tolerance: float) -> list[str]:
     grid point each front policy is compared with), in the records' order: what the
     confirmation measures again."""
     picked: set[str] = set()
-    for leak_of in _axes(records).values():
-        for names in fronts(records, leak_of)["front"].values():
+    for axis in _axes(records):
+        for names in fronts(records, axis)["front"].values():
             picked.update(names)
     if any(r["kind"] == FIXED for r in records):
         for policy in records:
@@ -236,10 +256,10 @@ def confirmed(records: list[dict], confirmations: list[dict], tolerance: float) 
     grid point picked for it on the first measurement, compared on the fresh one."""
     again = {c["confirms"]: c for c in confirmations}
     out = {"axes": {}, "policy_vs_best_fixed": [], "moved": moved(records, confirmations)}
-    for axis, leak_of in _axes(records).items():
-        first = fronts(records, leak_of)["front"]
+    for axis in _axes(records):
+        first = fronts(records, axis)["front"]
         held = [again[k] for kind in SIDES for k in first[kind] if k in again]
-        summary = fronts(held, leak_of)
+        summary = fronts(held, axis)
         summary["picked_on_first_measurement"] = first
         summary["missing"] = [k for kind in SIDES for k in first[kind] if k not in again]
         out["axes"][axis] = summary
@@ -274,9 +294,9 @@ def summarize(records: list[dict], tolerance: float = 0.02, confirmations: list[
         }
     return {
         "sides": sides,
-        **{k: raw[k] for k in ("policy_dominates", "fixed_dominates", "policy_front_weakly_dominates_fixed_front", "fixed_front_weakly_dominates_policy_front")},
+        **{k: v for k, v in raw.items() if k not in ("front", "hypervolume")},
         # the same on the leak above the do-nothing reference (None: records without it)
-        "above_reference": fronts(records, leak_above_reference) if "above_reference" in _axes(records) else None,
+        "above_reference": fronts(records, "above_reference") if "above_reference" in _axes(records) else None,
         "fr_steps_ratio_policy_to_fixed": (sides[POLICY]["fr_steps"] / sides[FIXED]["fr_steps"]) if sides[FIXED]["fr_steps"] else None,
         "hypervolume_reference": {"leak": REFERENCE[0], "utility": REFERENCE[1]},
         "best_fixed_tolerance": tolerance,
@@ -291,6 +311,21 @@ def _pct(x: float | None) -> str:
 
 def _with_ci(value: float, ci: list[float] | None) -> str:
     return _pct(value) + (f" [{100 * ci[0]:.1f}, {100 * ci[1]:.1f}]" if ci else "")
+
+
+def _yes(flag: bool | None) -> str:
+    return "n/a" if flag is None else ("yes" if flag else "no")
+
+
+def _weak_dominance_lines(fronts_: dict) -> list[str]:
+    """Whether one front weakly dominates the other, by the means and within the intervals
+    (sweeps summarised before the interval reading was kept show n/a there)."""
+    return [
+        f"- The policy front weakly dominates the grid front: by the means **{_yes(fronts_['policy_front_weakly_dominates_fixed_front'])}**, "
+        f"within the 95% intervals **{_yes(fronts_.get('policy_front_weakly_dominates_fixed_front_within_intervals'))}**.",
+        f"- The grid front weakly dominates the policy front: by the means **{_yes(fronts_['fixed_front_weakly_dominates_policy_front'])}**, "
+        f"within the 95% intervals **{_yes(fronts_.get('fixed_front_weakly_dominates_policy_front_within_intervals'))}**.",
+    ]
 
 
 def _dominance_lines(fronts_: dict, prefix: str = "") -> list[str]:
@@ -357,11 +392,7 @@ def markdown(results: dict) -> str:
             f"The confirmation (below) measured the picks again for {sides[POLICY]['confirmation_fr_steps']} FR steps on the policy side and "
             f"{sides[FIXED]['confirmation_fr_steps']} on the grid's, not counted above."
         )
-    lines += [
-        "",
-        f"- The policy front weakly dominates the grid front (by the means): **{'yes' if s['policy_front_weakly_dominates_fixed_front'] else 'no'}**.",
-        f"- The grid front weakly dominates the policy front (by the means): **{'yes' if s['fixed_front_weakly_dominates_policy_front'] else 'no'}**.",
-    ]
+    lines += ["", *_weak_dominance_lines(s)]
     lines += _dominance_lines(s)
     above = s.get("above_reference")
     if above:
@@ -370,11 +401,18 @@ def markdown(results: dict) -> str:
             "",
             f"**On the leak above the do-nothing reference** (per message, the leak minus the do-nothing attacker's on the same rows; a trial's largest, 0 at or below it; "
             f"the raw any-of-k leak's chance floor grows with k, so raw leaks of different k do not compare): hypervolume policy {hv[POLICY]:.4f}, grid {hv[FIXED]:.4f}; "
-            f"the policy front weakly dominates the grid front: **{'yes' if above['policy_front_weakly_dominates_fixed_front'] else 'no'}**; "
-            f"the grid front the policy front: **{'yes' if above['fixed_front_weakly_dominates_policy_front'] else 'no'}**.",
+            f"the policy front weakly dominates the grid front: **{_yes(above['policy_front_weakly_dominates_fixed_front'])}**; "
+            f"the grid front the policy front: **{_yes(above['fixed_front_weakly_dominates_policy_front'])}**; "
+            f"within the intervals: policy over grid **{_yes(above['policy_front_weakly_dominates_fixed_front_within_intervals'])}**, "
+            f"grid over policy **{_yes(above['fixed_front_weakly_dominates_policy_front_within_intervals'])}**.",
         ]
         lines += _dominance_lines(above, "(above the reference) ")
-    lines += ["", "Dominance is read from the means; with intervals as wide as below, a single-seed difference is not evidence."]
+    lines += [
+        "",
+        "Dominance by the means compares the means alone; with intervals as wide as below, a single-seed difference is not evidence. Within the "
+        "intervals, a front weakly dominates another when each of the other's front points is matched by one of its own that the other point "
+        "beats on neither axis with the 95% intervals apart; where both directions hold, the two fronts cannot be told apart on this measurement.",
+    ]
     comparison = s.get("policy_vs_best_fixed", [])
     if comparison:
         lines += [
@@ -434,16 +472,19 @@ def _confirmed_lines(conf: dict, confirmations: list[dict]) -> list[str]:
         "attackers and judge (the benchmark's seeds after the first measurement's); a policy's trained policy deployed again, not retrained. Each side's front below is the "
         "points picked on the first measurement, read on the second.",
         "",
-        "| leak axis | side | points picked | hypervolume on the fresh measurement | its front weakly dominates the other's |",
-        "|---|---|---|---|---|",
+        "| leak axis | side | points picked | hypervolume on the fresh measurement | its front weakly dominates the other's: by the means | within the intervals |",
+        "|---|---|---|---|---|---|",
     ]
     for axis, summary in conf["axes"].items():
         for kind, title in SIDES.items():
             other = "policy_front_weakly_dominates_fixed_front" if kind == POLICY else "fixed_front_weakly_dominates_policy_front"
             picked = summary["picked_on_first_measurement"][kind]
-            lines.append(f"| {AXIS_TITLES[axis]} | {title} | {len(picked)} | {summary['hypervolume'][kind]:.4f} | {'yes' if summary[other] else 'no'} |")
+            lines.append(
+                f"| {AXIS_TITLES[axis]} | {title} | {len(picked)} | {summary['hypervolume'][kind]:.4f} | {_yes(summary[other])} "
+                f"| {_yes(summary.get(other + '_within_intervals'))} |"
+            )
         if summary["missing"]:
-            lines.append(f"| {AXIS_TITLES[axis]} | not measured again | {', '.join(f'`{k}`' for k in summary['missing'])} | | |")
+            lines.append(f"| {AXIS_TITLES[axis]} | not measured again | {', '.join(f'`{k}`' for k in summary['missing'])} | | | |")
     if conf.get("moved"):
         lines += [
             "",

@@ -13,13 +13,17 @@ batches or the probe door). Across seeds: the mean, the 95% t-interval
 from __future__ import annotations
 
 import json
+import math
 from pathlib import Path
 
-from rl_mask.bench.stats import t_interval
+from rl_mask.bench.stats import spread_beyond_measurement, t_interval
 from rl_mask.bench.sweep_plan import FIXED, POLICY
 from rl_mask.bench.sweep_report import leak_above_reference, summarize
 
 AXES = ("raw", "above_reference")
+#: The widest 95% interval over seeds the issue accepts for the policy's leak (10 points).
+TARGET_WIDTH = 0.10
+NORMAL_95 = 1.959964
 SIDES = (POLICY, FIXED)
 
 
@@ -56,6 +60,7 @@ def one_seed(results: dict, training_batches_only: bool = False) -> dict:
         policy = policies[c["policy"]]
         row = {
             "leak": c["policy_leak"],
+            "leak_standard_error": standard_error(c["policy_leak_ci"]),
             "utility": c["policy_utility"],
             "above_reference": leak_above_reference(policy),
             "best_fixed": c["best_fixed"],
@@ -68,6 +73,7 @@ def one_seed(results: dict, training_batches_only: bool = False) -> dict:
             f = fresh[c["policy"]]
             row["fresh"] = {
                 "leak": f["policy_leak"],
+                "leak_standard_error": standard_error(f["policy_leak_ci"]),
                 "best_fixed": f["best_fixed"],
                 "leak_minus_best_fixed": f["policy_leak"] - f["fixed_leak"],
                 "utility_minus_best_fixed": f["policy_utility"] - f["fixed_utility"],
@@ -79,17 +85,26 @@ def one_seed(results: dict, training_batches_only: bool = False) -> dict:
         "grid": results.get("grid"),
         "per_leak_lambda": per_lambda,
         "hypervolume": hypervolume,
-        "fixed_front_weakly_dominates_policy_front": {
-            "raw": summary["fixed_front_weakly_dominates_policy_front"],
-            "above_reference": summary["above_reference"]["fixed_front_weakly_dominates_policy_front"],
-        },
-        "policy_front_weakly_dominates_fixed_front": {
-            "raw": summary["policy_front_weakly_dominates_fixed_front"],
-            "above_reference": summary["above_reference"]["policy_front_weakly_dominates_fixed_front"],
+        **{
+            verdict: {"raw": summary[verdict], "above_reference": summary["above_reference"][verdict]}
+            for side in ("fixed_front_weakly_dominates_policy_front", "policy_front_weakly_dominates_fixed_front")
+            for verdict in (side, side + "_within_intervals")
         },
         "fr_steps_ratio_policy_to_fixed": summary["fr_steps_ratio_policy_to_fixed"],
         "policy_vs_best_fixed": summary["policy_vs_best_fixed"],
     }
+
+
+def standard_error(ci: list[float] | None) -> float | None:
+    """A figure's standard error read off its 95% interval (half its width over 1.96; a Wilson
+    interval is a little lopsided, so this is the symmetric approximation)."""
+    return None if not ci else (ci[1] - ci[0]) / (2 * NORMAL_95)
+
+
+def _noise(values: list[float], errors: list[float | None]) -> dict | None:
+    """``stats.spread_beyond_measurement`` at the issue's 10-point target, where every seed has
+    a standard error."""
+    return None if any(e is None for e in errors) else spread_beyond_measurement(values, errors, TARGET_WIDTH)
 
 
 def spread(values: list[float]) -> dict:
@@ -126,8 +141,15 @@ def across_seeds(folders: list[Path], training_batches_only: bool = False) -> di
             "leak_minus_best_fixed": _difference([r["leak_minus_best_fixed"] for r in rows], "the policy leaks less", "the best grid point leaks less"),
             "utility_minus_best_fixed": _difference([r["utility_minus_best_fixed"] for r in rows], "the best grid point identifies better", "the policy identifies better"),
         }
+        # where the spread over seeds comes from: each seed's own measurement noise, and the rest
+        per_lambda[lam]["leak_noise"] = _noise([r["leak"] for r in rows], [r["leak_standard_error"] for r in rows])
         if all("fresh" in r for r in rows):  # every sweep measured this policy and its pick again
             per_lambda[lam]["fresh_leak_minus_best_fixed"] = _difference([r["fresh"]["leak_minus_best_fixed"] for r in rows], "the policy leaks less", "the best grid point leaks less")
+            # the same policy measured twice per seed (first and fresh), averaged: half the measurement variance
+            both = [(r["leak"] + r["fresh"]["leak"]) / 2 for r in rows]
+            errors = [None if None in (r["leak_standard_error"], r["fresh"]["leak_standard_error"]) else math.hypot(r["leak_standard_error"], r["fresh"]["leak_standard_error"]) / 2 for r in rows]
+            per_lambda[lam]["leak_two_measurements"] = spread(both)
+            per_lambda[lam]["leak_two_measurements_noise"] = _noise(both, errors)
     hypervolume = {
         axis: {side: spread([s["hypervolume"][axis][side] for s in seeds]) for side in SIDES}
         | {"policy_minus_fixed": _difference([s["hypervolume"][axis][POLICY] - s["hypervolume"][axis][FIXED] for s in seeds], "the grid's front is larger", "the policies' front is larger")}
@@ -148,6 +170,26 @@ def _pct(s: dict) -> str:
     return f"{100 * s['mean']:.1f} [{100 * s['ci'][0]:.1f}, {100 * s['ci'][1]:.1f}] (width {100 * s['width']:.1f})"
 
 
+def _noise_lines(summary: dict) -> list[str]:
+    """Where the policy's leak spread over seeds comes from (points)."""
+    lines = []
+    for lam, row in summary["per_leak_lambda"].items():
+        for key, value, what in (
+            ("leak_noise", "leak", "one measurement per seed"),
+            ("leak_two_measurements_noise", "leak_two_measurements", "first and fresh measurement averaged per seed"),
+        ):
+            n = row.get(key)
+            if not n:
+                continue
+            need = n["measurements_per_seed_for_target"]
+            lines.append(
+                f"- leak_lambda {lam}, {what}: policy leak {_pct(row[value])}; measurement noise alone gives a width of {100 * n['width_from_measurement_alone']:.1f} "
+                f"(sd over seeds {100 * n['sd_between_seeds']:.1f}, rms standard error {100 * n['rms_standard_error']:.1f}, sd beyond the noise {100 * n['sd_beyond_measurement']:.1f}); "
+                + (f"a width of {100 * n['target_width']:.0f} at this N needs {need} such measurement(s) per seed" if need else f"no number of measurements per seed reaches a width of {100 * n['target_width']:.0f} at this N")
+            )
+    return ["", "Where the policy's leak spread comes from:", "", *lines] if lines else []
+
+
 def markdown(summary: dict) -> str:
     lines = [
         f"{len(summary['folders'])} sweeps as seeds ({summary['data_root']}); leak: {summary['leak']}; mean [95% t-interval] in points",
@@ -158,9 +200,17 @@ def markdown(summary: dict) -> str:
     for lam, row in summary["per_leak_lambda"].items():
         cells = [_pct(row[k]) for k in ("leak", "utility", "above_reference", "leak_minus_best_fixed", "utility_minus_best_fixed")]
         lines.append(f"| {lam} | " + " | ".join(cells) + " |")
+    lines += _noise_lines(summary)
     fresh = {lam: row["fresh_leak_minus_best_fixed"] for lam, row in summary["per_leak_lambda"].items() if "fresh_leak_minus_best_fixed" in row}
     if fresh:
         lines += ["", "Measured again (the sweeps' confirmations), leak minus best grid point: " + "; ".join(f"leak_lambda {lam}: {_pct(s)}, {s['verdict']}" for lam, s in fresh.items())]
+    lines += ["", "Sweeps in which one front weakly dominates the other (by the means / within the 95% intervals; both directions within the intervals: the fronts cannot be told apart):", ""]
+    for verdict, title in (("policy_front_weakly_dominates_fixed_front", "policies over grid"), ("fixed_front_weakly_dominates_policy_front", "grid over policies")):
+        counts = [
+            f"{axis} {sum(s[verdict][axis] for s in summary['per_sweep'])} / {sum(s.get(verdict + '_within_intervals', {}).get(axis, False) for s in summary['per_sweep'])} of {len(summary['per_sweep'])}"
+            for axis in AXES
+        ]
+        lines.append(f"- {title}: " + "; ".join(counts))
     lines += ["", "| leak axis | hypervolume, policies | hypervolume, grid | policies minus grid |", "|---|---|---|---|"]
     for axis, hv in summary["hypervolume"].items():
         cells = [f"{hv[k]['mean']:.3f} [{hv[k]['ci'][0]:.3f}, {hv[k]['ci'][1]:.3f}]" for k in (*SIDES, "policy_minus_fixed")]
