@@ -403,8 +403,8 @@ def markdown(results: dict) -> str:
             f"the raw any-of-k leak's chance floor grows with k, so raw leaks of different k do not compare): hypervolume policy {hv[POLICY]:.4f}, grid {hv[FIXED]:.4f}; "
             f"the policy front weakly dominates the grid front: **{_yes(above['policy_front_weakly_dominates_fixed_front'])}**; "
             f"the grid front the policy front: **{_yes(above['fixed_front_weakly_dominates_policy_front'])}**; "
-            f"within the intervals: policy over grid **{_yes(above['policy_front_weakly_dominates_fixed_front_within_intervals'])}**, "
-            f"grid over policy **{_yes(above['fixed_front_weakly_dominates_policy_front_within_intervals'])}**.",
+            f"within the intervals: policy over grid **{_yes(above.get('policy_front_weakly_dominates_fixed_front_within_intervals'))}**, "
+            f"grid over policy **{_yes(above.get('fixed_front_weakly_dominates_policy_front_within_intervals'))}**.",
         ]
         lines += _dominance_lines(above, "(above the reference) ")
     lines += [
