@@ -16,6 +16,8 @@ import json
 import math
 from pathlib import Path
 
+from scipy import stats
+
 from rl_mask.bench.stats import spread_beyond_measurement, t_interval
 from rl_mask.bench.sweep_plan import FIXED, POLICY
 from rl_mask.bench.sweep_report import leak_above_reference, summarize
@@ -60,7 +62,7 @@ def one_seed(results: dict, training_batches_only: bool = False) -> dict:
         policy = policies[c["policy"]]
         row = {
             "leak": c["policy_leak"],
-            "leak_standard_error": standard_error(c["policy_leak_ci"]),
+            "leak_standard_error": standard_error(c["policy_leak_ci"], policy.get("seeds", 1)),
             "utility": c["policy_utility"],
             "above_reference": leak_above_reference(policy),
             "best_fixed": c["best_fixed"],
@@ -73,7 +75,7 @@ def one_seed(results: dict, training_batches_only: bool = False) -> dict:
             f = fresh[c["policy"]]
             row["fresh"] = {
                 "leak": f["policy_leak"],
-                "leak_standard_error": standard_error(f["policy_leak_ci"]),
+                "leak_standard_error": standard_error(f["policy_leak_ci"], policy.get("seeds", 1)),
                 "best_fixed": f["best_fixed"],
                 "leak_minus_best_fixed": f["policy_leak"] - f["fixed_leak"],
                 "utility_minus_best_fixed": f["policy_utility"] - f["fixed_utility"],
@@ -95,10 +97,13 @@ def one_seed(results: dict, training_batches_only: bool = False) -> dict:
     }
 
 
-def standard_error(ci: list[float] | None) -> float | None:
-    """A figure's standard error read off its 95% interval (half its width over 1.96; a Wilson
-    interval is a little lopsided, so this is the symmetric approximation)."""
-    return None if not ci else (ci[1] - ci[0]) / (2 * NORMAL_95)
+def standard_error(ci: list[float] | None, seeds: int = 1) -> float | None:
+    """A figure's standard error read off its 95% interval: half its width over 1.96 for one
+    measurement seed (a Wilson interval is a little lopsided: this is the symmetric
+    approximation), over the t quantile for a t-interval over ``seeds`` seeds."""
+    if not ci:
+        return None
+    return (ci[1] - ci[0]) / (2 * (NORMAL_95 if seeds < 2 else float(stats.t.ppf(0.975, seeds - 1))))
 
 
 def _noise(values: list[float], errors: list[float | None]) -> dict | None:
@@ -182,10 +187,11 @@ def _noise_lines(summary: dict) -> list[str]:
             if not n:
                 continue
             need = n["measurements_per_seed_for_target"]
+            unit = "measurement(s)" if key == "leak_noise" else "averages of two"
             lines.append(
                 f"- leak_lambda {lam}, {what}: policy leak {_pct(row[value])}; measurement noise alone gives a width of {100 * n['width_from_measurement_alone']:.1f} "
                 f"(sd over seeds {100 * n['sd_between_seeds']:.1f}, rms standard error {100 * n['rms_standard_error']:.1f}, sd beyond the noise {100 * n['sd_beyond_measurement']:.1f}); "
-                + (f"a width of {100 * n['target_width']:.0f} at this N needs {need} such measurement(s) per seed" if need else f"no number of measurements per seed reaches a width of {100 * n['target_width']:.0f} at this N")
+                + (f"a width of {100 * n['target_width']:.0f} at this N needs {need} such {unit} per seed" if need else f"no number of measurements per seed reaches a width of {100 * n['target_width']:.0f} at this N")
             )
     return ["", "Where the policy's leak spread comes from:", "", *lines] if lines else []
 
