@@ -75,3 +75,14 @@ def test_sweeps_of_different_face_sets_or_too_few_are_refused(tmp_path):
     (broken / "results.json").write_text(json.dumps(results))
     with pytest.raises(ValueError, match="'summary'"):
         across_seeds([ATT[0], broken])
+
+
+def test_sweeps_with_grids_of_different_sizes_are_read_for_the_policy_alone():
+    """A sweep run for one more policy seed (``sweep.grid_sample=1``) adds to the policy's
+    spread, not to any comparison with the grid: the summary says the grids differ."""
+    same = across_seeds(ATT)
+    assert same["grid_points"] == [24, 24] and not same["grids_differ"]
+    assert "grids differ" not in markdown(same)
+    mixed = across_seeds([RESULTS / "sweep-att-quick-s5", RESULTS / "sweep-att-quick-s8-policy"])
+    assert mixed["grid_points"] == [24, 1] and mixed["grids_differ"]
+    assert "grids differ in size (24, 1 points)" in markdown(mixed)

@@ -85,6 +85,7 @@ def one_seed(results: dict, training_batches_only: bool = False) -> dict:
     return {
         "data_root": results["data_root"],
         "grid": results.get("grid"),
+        "grid_points": sum(r["kind"] == FIXED for r in trials),
         "per_leak_lambda": per_lambda,
         "hypervolume": hypervolume,
         **{
@@ -136,6 +137,7 @@ def across_seeds(folders: list[Path], training_batches_only: bool = False) -> di
     lambdas = [set(s["per_leak_lambda"]) for s in seeds]
     if any(lam != lambdas[0] for lam in lambdas):
         raise ValueError(f"the sweeps ran different leak_lambda values: {[sorted(lam) for lam in lambdas]}")
+    grid_sizes = [s["grid_points"] for s in seeds]
     per_lambda = {}
     for lam in sorted(lambdas[0], key=float):
         rows = [s["per_leak_lambda"][lam] for s in seeds]
@@ -166,6 +168,10 @@ def across_seeds(folders: list[Path], training_batches_only: bool = False) -> di
         "folders": [str(f) for f in folders],
         "data_root": roots.pop(),
         "per_sweep": seeds,
+        # sweeps run only for more policy seeds (a grid of 1) read the policy's own rows alone:
+        # a best grid point, a grid front or a hypervolume over unlike grids is not one quantity
+        "grid_points": grid_sizes,
+        "grids_differ": len(set(grid_sizes)) > 1,
         "per_leak_lambda": per_lambda,
         "hypervolume": hypervolume,
     }
@@ -200,6 +206,11 @@ def markdown(summary: dict) -> str:
     lines = [
         f"{len(summary['folders'])} sweeps as seeds ({summary['data_root']}); leak: {summary['leak']}; mean [95% t-interval] in points",
         "",
+        *(
+            [f"**The sweeps' grids differ in size ({', '.join(map(str, summary['grid_points']))} points): read the policy's own figures (leak, identification, the spread below) only; everything that compares with the grid mixes unlike grids.**", ""]
+            if summary["grids_differ"]
+            else []
+        ),
         "| leak_lambda | policy leak | identification | leak above reference | leak minus best grid point | identification minus best grid point |",
         "|---|---|---|---|---|---|",
     ]
