@@ -79,6 +79,8 @@ def test_a_two_trial_sweep_stopped_mid_way_resumes_without_rerunning_its_finishe
     results = json.loads((sweep / "results.json").read_text())
     assert [r["key"] for r in results["trials"]] == [t.key for t in plan] and second.is_file()
     assert (sweep / "tune" / "attempt-2").is_dir() and results["wall_seconds"] > 0
+    cfg = load_config(sweep / "config.yaml")  # the seeds that make this sweep one seed of an experiment
+    assert results["run_seeds"] == {"rl": cfg.rl.seed, "fr": cfg.fr.seed, "benchmark": cfg.benchmark.seed, "grid": cfg.sweep.grid_seed}
     check_two_trial_sweep(sweep, results)
 
 

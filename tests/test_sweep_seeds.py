@@ -86,3 +86,22 @@ def test_sweeps_with_grids_of_different_sizes_are_read_for_the_policy_alone():
     mixed = across_seeds([RESULTS / "sweep-att-quick-s5", RESULTS / "sweep-att-quick-s8-policy"])
     assert mixed["grid_points"] == [24, 1] and mixed["grids_differ"]
     assert "grids differ in size (24, 1 points)" in markdown(mixed)
+
+
+def test_two_sweeps_of_the_same_seeds_are_not_read_as_two_seeds(tmp_path):
+    """Sweep 5 run again with the door fixed measured seed 5 a second time: read with sweep 5
+    it would halve the interval's honest width. Older results are matched by their grid draw,
+    newer ones by the seeds they record."""
+    with pytest.raises(ValueError, match=r"sweep-att-quick-s5 and .*sweep-att-quick-s5-door ran with the same grid draw"):
+        across_seeds([RESULTS / "sweep-att-quick-s5", RESULTS / "sweep-att-quick-s5-door", RESULTS / "sweep-att-quick-s6"])
+    seeded = []
+    for name, rl_seed in (("a", 4), ("b", 4), ("c", 5)):
+        folder = tmp_path / name
+        shutil.copytree(RESULTS / ("sweep-att-quick-s5" if name != "c" else "sweep-att-quick-s6"), folder)
+        results = json.loads((folder / "results.json").read_text())
+        results["run_seeds"] = {"rl": rl_seed, "fr": 1000 * (rl_seed + 1), "benchmark": 1000 * (rl_seed + 1), "grid": rl_seed}
+        (folder / "results.json").write_text(json.dumps(results))
+        seeded.append(folder)
+    with pytest.raises(ValueError, match="ran with the same seeds .*'rl': 4"):
+        across_seeds(seeded)
+    assert across_seeds([seeded[0], seeded[2]])["grid_points"] == [24, 24]

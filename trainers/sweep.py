@@ -178,6 +178,9 @@ def run_sweep(cfg: Config | None, out_dir: str | Path, *, quick: bool = False, a
         "attacks": list(cfg.sweep.attacks),
         "data_root": cfg.data.root,
         "grid": f"{fixed} settings" + (" (the whole grid)" if whole else f" of the whole grid's {knob_grid_size(cfg.rl)}, drawn at random without replacement with random.Random({cfg.sweep.grid_seed})"),
+        # what makes this sweep one seed of an experiment: two sweeps that share these measured
+        # the same draw twice (``bench.sweep_seeds`` refuses to read them as two seeds)
+        "run_seeds": {"rl": cfg.rl.seed, "fr": cfg.fr.seed, "benchmark": cfg.benchmark.seed, "grid": cfg.sweep.grid_seed},
         "trials": records,
         "confirmations": confirmations,
         "summary": summarize(records, cfg.benchmark.best_fixed_tolerance, confirmations),

@@ -8,6 +8,8 @@ grid point of its own sweep (picked as the sweep picks it, at the policy's ident
 per leak axis, each side's hypervolume (each trial's leak: its worst message, the training
 batches or the probe door). Across seeds: the mean, the 95% t-interval
 (``stats.t_interval``) and its width. A difference is called only when its interval excludes 0.
+Two sweeps of the same seeds (one run again after a fix) are one seed measured twice, and are
+refused: read as two seeds they would narrow the interval by a repeat, not by a new draw.
 """
 
 from __future__ import annotations
@@ -38,6 +40,27 @@ def load_sweep(folder: Path) -> dict:
         if field not in results:
             raise ValueError(f"{path}: field {field!r} missing (not a sweep's results)")
     return results
+
+
+def seed_identity(results: dict) -> tuple:
+    """What makes a sweep one seed: its ``run_seeds`` (rl, fr, benchmark, grid), or, in a
+    results.json written before they were recorded, its grid draw (the grid seed's description
+    and the fixed trials drawn), since every recorded sweep moved all its seeds together."""
+    if "run_seeds" in results:
+        return ("run_seeds", tuple(sorted(results["run_seeds"].items())))
+    return ("grid draw", results.get("grid"), tuple(sorted(t["key"] for t in results["trials"] if t["kind"] == FIXED)))
+
+
+def _refuse_repeated_seeds(folders: list[Path], recorded: list[dict]) -> None:
+    seen: dict[tuple, Path] = {}
+    for folder, results in zip(folders, recorded):
+        identity = seed_identity(results)
+        if identity in seen:
+            what = "the same seeds " + str(dict(identity[1])) if identity[0] == "run_seeds" else "the same grid draw (" + str(identity[1]) + "; no run_seeds recorded)"
+            raise ValueError(
+                f"{seen[identity]} and {folder} ran with {what}: two measurements of one seed are not two seeds; read one of them"
+            )
+        seen[identity] = folder
 
 
 def _training_batches_only(records: list[dict] | None) -> list[dict] | None:
@@ -130,10 +153,12 @@ def across_seeds(folders: list[Path], training_batches_only: bool = False) -> di
     leak: its worst message, or with ``training_batches_only`` its training batches')."""
     if len(folders) < 2:
         raise ValueError(f"need at least 2 sweeps to read as seeds, got {len(folders)}")
-    seeds = [one_seed(load_sweep(f), training_batches_only) for f in folders]
-    roots = {s["data_root"] for s in seeds}
+    recorded = [load_sweep(f) for f in folders]
+    roots = {r["data_root"] for r in recorded}
     if len(roots) > 1:
         raise ValueError(f"the sweeps are on different face sets: {sorted(roots)}")
+    _refuse_repeated_seeds(folders, recorded)
+    seeds = [one_seed(r, training_batches_only) for r in recorded]
     lambdas = [set(s["per_leak_lambda"]) for s in seeds]
     if any(lam != lambdas[0] for lam in lambdas):
         raise ValueError(f"the sweeps ran different leak_lambda values: {[sorted(lam) for lam in lambdas]}")
