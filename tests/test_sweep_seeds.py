@@ -90,7 +90,7 @@ def test_sweeps_with_grids_of_different_sizes_are_read_for_the_policy_alone():
 
 def test_two_sweeps_of_the_same_seeds_are_not_read_as_two_seeds(tmp_path):
     """Sweep 5 run again with the door fixed measured seed 5 a second time: read with sweep 5
-    it would halve the interval's honest width. Older results are matched by their grid draw,
+    it would narrow the interval by a repeat, not a new draw. Older results are matched by their grid draw,
     newer ones by the seeds they record."""
     with pytest.raises(ValueError, match=r"sweep-att-quick-s5 and .*sweep-att-quick-s5-door ran with the same grid draw"):
         across_seeds([RESULTS / "sweep-att-quick-s5", RESULTS / "sweep-att-quick-s5-door", RESULTS / "sweep-att-quick-s6"])
