@@ -433,6 +433,12 @@ class SweepConfig:
     # with) with fresh measurement seeds, so that no pick is reported on the figures it was
     # picked on (trainers.sweep)
     confirm: bool = True
+    # measurement seeds of each policy trial (0: benchmark.seeds, as every grid point): the
+    # trained policy deployed and attacked that many times (fresh FR network, draws, attackers,
+    # judge each time) and averaged. The policy's leak moves by 4-5 points between measurements
+    # of one policy (80 door probes); repeats narrow its interval over sweep seeds where more
+    # sweep seeds would also redo the grid. The repeats' FR steps are reported apart.
+    policy_seeds: int = 0
 
 
 @dataclass
@@ -850,6 +856,7 @@ def validate_sweep(s: SweepConfig) -> None:
     _require(s.trial_cpus >= 0, "sweep.trial_cpus", s.trial_cpus, ">= 0")
     _require(s.trial_gpus >= 0, "sweep.trial_gpus", s.trial_gpus, ">= 0")
     _require(s.max_concurrent >= 0, "sweep.max_concurrent", s.max_concurrent, ">= 0 (0: as the resources allow)")
+    _require(s.policy_seeds >= 0, "sweep.policy_seeds", s.policy_seeds, ">= 0 (0: benchmark.seeds)")
 
 
 def validate(cfg: Config) -> None:

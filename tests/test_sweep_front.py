@@ -126,6 +126,7 @@ def test_the_plan_round_trips_and_a_damaged_plan_is_refused(tmp_path):
         ("sweep.attacks=[whitebox-eval]", r"sweep\.attacks=.*attack on the training batches"),
         ("sweep.attacks=[nope]", r"sweep\.attacks=.*nope is not"),
         ("sweep.trial_cpus=-1", r"sweep\.trial_cpus"),
+        ("sweep.policy_seeds=-1", r"sweep\.policy_seeds=-1 is out of range: >= 0"),
     ],
 )
 def test_bad_sweep_values_name_the_field(override, match):

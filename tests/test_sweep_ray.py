@@ -1,8 +1,8 @@
 """``rl-mask sweep`` through Ray Tune on the real faces, at budgets that only exercise it: a
 two-trial sweep (a fixed grid point and a policy) stopped with SIGINT after its first trial,
 resumed without rerunning it, and both trials read back with their confirmation (each is its
-side's front, so both are measured again with fresh seeds). One sweep for both: the suite's
-time."""
+side's front, so both are measured again with fresh seeds); the policy is measured over two
+seeds, the grid point over one. One sweep for all of it: the suite's time."""
 
 import json
 import os
@@ -29,7 +29,8 @@ TINY = {
         "attacker_batch_size": 4, "judge_steps": 5, "record_masked_batches": 1, "num_env_runners": 0, "max_inflight": 1,
     },
     "benchmark": {"quick": {"fr_steps": 4, "eval_model_steps": 4, "attack_batches": 1, "context_batches": 1, "decoder_steps": 3, "decoder_batch_size": 8}},
-    "sweep": {"leak_lambdas": [10.0], "grid_sample": 1, "attacks": ["whitebox"], "trial_cpus": 1, "max_concurrent": 1},
+    # the policy measured over two seeds (sweep.policy_seeds), the grid point over one
+    "sweep": {"leak_lambdas": [10.0], "grid_sample": 1, "attacks": ["whitebox"], "trial_cpus": 1, "max_concurrent": 1, "policy_seeds": 2},
 }
 
 
@@ -100,6 +101,10 @@ def check_two_trial_sweep(sweep, results):
         row = measured["defences"][0]
         assert record["utility"] == row["utility"]["identification_acc"] and record["leak"] == row["attacks"]["whitebox"]["acc1"]
         assert record["fr_steps_measured"] == row["fr_steps"] == TINY["benchmark"]["quick"]["fr_steps"]
+        # the policy's figures are the mean over its two measurements, the repeat's FR steps apart
+        seeds = 2 if trial.kind == POLICY else 1
+        assert record["seeds"] == measured["seeds"] == seeds and record["fr_steps_repeats"] == (seeds - 1) * row["fr_steps"]
+        assert len(row["attacks"]["whitebox"]["seeds"]["acc1"]) == seeds and record["leak"] == pytest.approx(sum(row["attacks"]["whitebox"]["seeds"]["acc1"]) / seeds)
     fixed, policy = (by_key[t.key] for t in plan)
     assert fixed["fr_steps_training"] == 0 and fixed["setting"] == plan[0].setting
     # the policy trial trained with its own leak_lambda, then was deployed and attacked
@@ -108,21 +113,25 @@ def check_two_trial_sweep(sweep, results):
     assert policy["fr_steps_training"] == json.loads((run / "summary.json").read_text())["fr_steps"] >= 16
     assert policy["action_distribution"] and policy["leak_lambda"] == 10.0
     assert results["summary"]["sides"][POLICY]["fr_steps"] == policy["fr_steps"]
-    # the two measurements share one judge (SWEEP/fits): the policy's measurement, which ran
-    # second, wrote no judge file (the other one is its training run's judge: other steps);
-    # the two confirmations share a third, their fresh seeds' judge
+    # measurements of one seed share one judge (SWEEP/fits): the policy's first seed, measured
+    # after the grid point, wrote no judge file, its second seed did (the file before it is the
+    # training run's judge: other steps); the grid point's confirmation (its seed 1) shares the
+    # policy's seed-1 judge; the policy's confirmation (its seeds 2 and 3) writes two more
     judges = sorted(j.stat().st_mtime_ns for j in (sweep / "fits").glob("judge-*.pt"))
     started = (trial_dir(sweep, plan[1]) / "measure" / "config.yaml").stat().st_mtime_ns
-    assert len(judges) == 3 and judges[1] < started < judges[2]
+    assert len(judges) == 5 and judges[1] < started < judges[2]
     # each side's front is its one trial: both measured again, with the seeds after the first
     # measurement's, the policy deployed again (not retrained)
     confirm = read_confirmations(sweep, plan)
     assert [c.confirms for c in confirm] == [t.key for t in plan] and [c["confirms"] for c in results["confirmations"]] == [t.key for t in plan]
-    first, again = (load_config(trial_dir(sweep, t) / "measure" / "config.yaml") for t in (plan[1], confirm[1]))
-    assert again.benchmark.seed == first.benchmark.seed + SEED_STRIDE and again.fr.seed == first.fr.seed + SEED_STRIDE
+    for trial, again_trial, seeds in ((plan[0], confirm[0], 1), (plan[1], confirm[1], 2)):
+        first, again = (load_config(trial_dir(sweep, t) / "measure" / "config.yaml") for t in (trial, again_trial))
+        assert again.benchmark.seed == first.benchmark.seed + seeds * SEED_STRIDE and again.fr.seed == first.fr.seed + seeds * SEED_STRIDE
+        assert again.benchmark.seeds == first.benchmark.seeds == seeds
     assert results["confirmations"][1]["fr_steps_training"] == 0 and not (trial_dir(sweep, confirm[1]) / "run").exists()
     assert list((sweep / "tune").glob("attempt-3/*/result.json"))  # the confirmation: a Tune experiment of its own
     assert results["summary"]["confirmed"]["axes"]["raw"]["picked_on_first_measurement"] == {POLICY: [plan[1].key], FIXED: [plan[0].key]}
     md = (sweep / "results.md").read_text()
     assert all(f"`{k}`" in md for k in by_key) and "hypervolume" in md and "## The picks measured again" in md
+    assert f"took {TINY['benchmark']['quick']['fr_steps']} FR steps on the policy side and 0 on the grid's" in md  # the repeat, apart
     assert (sweep / "front.png").stat().st_size > 0

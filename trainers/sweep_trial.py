@@ -6,7 +6,8 @@ the trained policy deployed on a fresh FR network (``--adaptive-run``); a fixed 
 benchmark of one fixed setting of the knobs. Both are measured by the same benchmark code,
 budget and attacks. A confirmation trial measures a finished trial again with the benchmark's
 seeds that follow the first measurement's (a policy trial's trained policy is deployed again,
-not retrained). The trial writes under ``SWEEP/trials/KEY/``::
+not retrained). A policy trial may be measured over more seeds than a grid point
+(``sweep.policy_seeds``): repeats of one measurement, averaged. The trial writes under ``SWEEP/trials/KEY/``::
 
     run/         the policy's rl-mask train run folder (policy trials)
     measure/     the benchmark folder (results.json, results.md, runs/)
@@ -72,6 +73,14 @@ def trial_threads(cfg: Config) -> int:
     return max(1, int(cfg.sweep.trial_cpus))
 
 
+def measurement_seeds(cfg: Config, trial: Trial) -> int:
+    """How many benchmark seeds measure the trial: ``sweep.policy_seeds`` for a policy trial
+    where set, ``benchmark.seeds`` otherwise."""
+    if trial.kind == POLICY and cfg.sweep.policy_seeds:
+        return cfg.sweep.policy_seeds
+    return cfg.benchmark.seeds
+
+
 def policy_config(cfg: Config, trial: Trial) -> Config:
     """The trial's ``rl-mask train`` config: its ``rl.leak_lambda``, env, learner and FR network
     in the trial's own process (train's debug layout)."""
@@ -109,6 +118,7 @@ def run_trial(sweep_dir: Path, trial: Trial, quick: bool, progress: bool = False
     out.mkdir(parents=True, exist_ok=True, mode=RUN_DIR_MODE)
     bench = copy.deepcopy(cfg)
     bench.benchmark.attacks = list(cfg.sweep.attacks)
+    bench.benchmark.seeds = measurement_seeds(cfg, trial)
     fr_training, train_seconds, policy_run = 0, 0.0, None
     if trial.kind == POLICY:
         if trial.confirms:
@@ -123,7 +133,7 @@ def run_trial(sweep_dir: Path, trial: Trial, quick: bool, progress: bool = False
         # the owner options a policy run of this config deploys (key, flipped k = 1 messages)
         bench.benchmark.defences = [f"fixed[{trial.setting}]" + deployed_owner_suffixes(cfg, parse_settings(trial.setting)["flip"])]
     if trial.confirms:  # the seeds after the first measurement's: fresh FR network, draws, attackers, judge
-        bench = seed_config(bench, cfg.benchmark.seeds)
+        bench = seed_config(bench, bench.benchmark.seeds)
     bench.validate()
     measure = out / "measure"
     if measure.exists():  # this sweep's own attempt, stopped before its results.json

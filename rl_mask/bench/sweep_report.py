@@ -57,6 +57,9 @@ def trial_record(trial: Trial, results: dict, fr_steps_training: int, wall_secon
         "fr_steps_training": int(fr_steps_training),
         "fr_steps_measured": measured,
         "fr_steps": int(fr_steps_training) + measured,
+        # measurements beyond the first (a policy trial measured over sweep.policy_seeds): their
+        # FR steps narrow the figure's interval, they search nothing; reported apart from fr_steps
+        "fr_steps_repeats": measured * (int(results["seeds"]) - 1),
         "wall_seconds": round(float(wall_seconds), 2),
         "judge_test_acc": results["evaluation_model"]["test_acc"],
         "judge_competent": bool(results["evaluation_model"]["competent"]),
@@ -291,6 +294,7 @@ def summarize(records: list[dict], tolerance: float = 0.02, confirmations: list[
             "fr_steps": sum(r["fr_steps"] for r in rows),
             "trial_wall_seconds": round(sum(r["wall_seconds"] for r in rows), 2),
             "confirmation_fr_steps": sum(r["fr_steps"] for r in confirmations or [] if r["kind"] == kind),
+            "repeat_fr_steps": sum(r.get("fr_steps_repeats", 0) for r in rows),
         }
     return {
         "sides": sides,
@@ -387,6 +391,13 @@ def markdown(results: dict) -> str:
         f"The policy side spent {'n/a' if ratio is None else f'{ratio:.2f}x'} the FR steps of the grid (its training steps plus the deployment's). "
         f"Sweep wall time {results['wall_seconds'] / 60:.1f} min over all its attempts (trials run side by side as resources allow).",
     ]
+    repeats = {kind: sides[kind].get("repeat_fr_steps", 0) for kind in SIDES}
+    if any(repeats.values()):
+        with_repeats = (sides[POLICY]["fr_steps"] + repeats[POLICY]) / (sides[FIXED]["fr_steps"] + repeats[FIXED]) if sides[FIXED]["fr_steps"] else None
+        lines.append(
+            f"Measurements beyond the first (repeats of one trial's measurement, averaged into its figures) took {repeats[POLICY]} FR steps on the policy side and "
+            f"{repeats[FIXED]} on the grid's, not counted above; counted, the policy side spent {'n/a' if with_repeats is None else f'{with_repeats:.2f}x'} the grid's."
+        )
     if s.get("confirmed"):
         lines.append(
             f"The confirmation (below) measured the picks again for {sides[POLICY]['confirmation_fr_steps']} FR steps on the policy side and "
