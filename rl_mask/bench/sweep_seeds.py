@@ -51,7 +51,7 @@ def seed_identity(results: dict) -> tuple:
     return ("grid draw", results.get("grid"), tuple(sorted(t["key"] for t in results["trials"] if t["kind"] == FIXED)))
 
 
-def _refuse_repeated_seeds(folders: list[Path], recorded: list[dict]) -> None:
+def refuse_repeated_seeds(folders: list[Path], recorded: list[dict]) -> None:
     seen: dict[tuple, Path] = {}
     for folder, results in zip(folders, recorded):
         identity = seed_identity(results)
@@ -85,6 +85,8 @@ def one_seed(results: dict, training_batches_only: bool = False) -> dict:
         policy = policies[c["policy"]]
         row = {
             "leak": c["policy_leak"],
+            # measurements averaged into it (``sweep.policy_seeds``): its standard error is theirs
+            "measurements": policy.get("seeds", 1),
             "leak_standard_error": standard_error(c["policy_leak_ci"], policy.get("seeds", 1)),
             "utility": c["policy_utility"],
             "above_reference": leak_above_reference(policy),
@@ -157,7 +159,7 @@ def across_seeds(folders: list[Path], training_batches_only: bool = False) -> di
     roots = {r["data_root"] for r in recorded}
     if len(roots) > 1:
         raise ValueError(f"the sweeps are on different face sets: {sorted(roots)}")
-    _refuse_repeated_seeds(folders, recorded)
+    refuse_repeated_seeds(folders, recorded)
     seeds = [one_seed(r, training_batches_only) for r in recorded]
     lambdas = [set(s["per_leak_lambda"]) for s in seeds]
     if any(lam != lambdas[0] for lam in lambdas):
@@ -167,6 +169,7 @@ def across_seeds(folders: list[Path], training_batches_only: bool = False) -> di
     for lam in sorted(lambdas[0], key=float):
         rows = [s["per_leak_lambda"][lam] for s in seeds]
         per_lambda[lam] = {
+            "measurements_per_seed": [r.get("measurements", 1) for r in rows],
             "leak": spread([r["leak"] for r in rows]),
             "utility": spread([r["utility"] for r in rows]),
             "above_reference": spread([r["above_reference"] for r in rows]),
@@ -210,15 +213,17 @@ def _noise_lines(summary: dict) -> list[str]:
     """Where the policy's leak spread over seeds comes from (points)."""
     lines = []
     for lam, row in summary["per_leak_lambda"].items():
+        counts = sorted(set(row.get("measurements_per_seed", [1])))
+        first = "one measurement per seed" if counts == [1] else f"{' or '.join(map(str, counts))} measurements averaged per seed"
         for key, value, what in (
-            ("leak_noise", "leak", "one measurement per seed"),
+            ("leak_noise", "leak", first),
             ("leak_two_measurements_noise", "leak_two_measurements", "first and fresh measurement averaged per seed"),
         ):
             n = row.get(key)
             if not n:
                 continue
             need = n["measurements_per_seed_for_target"]
-            unit = "measurement(s)" if key == "leak_noise" else "averages of two"
+            unit = ("measurement(s)" if counts == [1] else "measurements") if key == "leak_noise" else "averages of two"
             lines.append(
                 f"- leak_lambda {lam}, {what}: policy leak {_pct(row[value])}; measurement noise alone gives a width of {100 * n['width_from_measurement_alone']:.1f} "
                 f"(sd over seeds {100 * n['sd_between_seeds']:.1f}, rms standard error {100 * n['rms_standard_error']:.1f}, sd beyond the noise {100 * n['sd_beyond_measurement']:.1f}); "
