@@ -17,6 +17,9 @@ import numpy as np
 
 from rl_mask.bench.aggregate import UTILITY_KEY
 from rl_mask.bench.stats import accuracy_trials, aggregate
+from rl_mask.bench.sweep_plan import POLICY, Trial
+from rl_mask.bench.sweep_report import raw_leak, trial_record
+from rl_mask.bench.sweep_seeds import spread
 
 
 def _subset(figures: dict, indices: list[int], trials: dict[str, int] | Callable[[dict], dict[str, int]] | None = None) -> dict:
@@ -48,10 +51,6 @@ def measured_on(results: dict, indices: list[int]) -> dict:
 
 
 def _policy_record(key: str, leak_lambda: float, results: dict, indices: list[int]) -> dict:
-    # late import: sweep_report draws figures (matplotlib), this module is also read without it
-    from rl_mask.bench.sweep_plan import POLICY, Trial
-    from rl_mask.bench.sweep_report import trial_record
-
     return trial_record(Trial(key, POLICY, leak_lambda=leak_lambda), measured_on(results, indices), 0, 0.0)
 
 
@@ -63,9 +62,6 @@ def width_by_measurements(sweeps: list[tuple[dict, dict[str, dict]]], target_wid
     seeds and its width against ``target_width``; and per seed every measurement alone (the
     worst message, the training batches' worst attack, the probe door, identification) with
     the spread between them: one measurement's own noise."""
-    from rl_mask.bench.sweep_report import raw_leak
-    from rl_mask.bench.sweep_seeds import spread
-
     if len(sweeps) < 2:
         raise ValueError(f"need at least 2 sweeps to read as seeds, got {len(sweeps)}")
     keys = [sorted(measures) for _, measures in sweeps]
