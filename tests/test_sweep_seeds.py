@@ -88,6 +88,24 @@ def test_sweeps_with_grids_of_different_sizes_are_read_for_the_policy_alone():
     assert "grids differ in size (24, 1 points)" in markdown(mixed)
 
 
+def test_a_policy_measured_ten_times_per_seed_reads_as_the_mean_of_its_measurements():
+    """Three sweeps for the policy alone (``sweep.grid_sample=1``), each policy measured over
+    ten benchmark seeds (``sweep.policy_seeds=10``): each seed's figure is that mean, its
+    standard error the t-interval's over the ten, and the summary says so and says that a grid
+    of one point is no grid."""
+    folders = [RESULTS / f"sweep-att-quick-s{n}-policy10" for n in (13, 14, 15)]
+    summary = across_seeds(folders)
+    row = summary["per_leak_lambda"]["10.0"]
+    assert row["measurements_per_seed"] == [10, 10, 10] and summary["grid_points"] == [1, 1, 1]
+    policies = [next(t for t in json.loads((f / "results.json").read_text())["trials"] if t["kind"] == "policy") for f in folders]
+    assert [p["seeds"] for p in policies] == [10, 10, 10] and all(p["fr_steps_repeats"] == 9 * p["fr_steps_measured"] for p in policies)
+    assert row["leak"]["per_seed"] == [raw_leak(p) for p in policies]
+    errors = [(worst_message(p)[2][1] - worst_message(p)[2][0]) / (2 * stats.t.ppf(0.975, 9)) for p in policies]
+    assert row["leak_noise"]["rms_standard_error"] == pytest.approx(math.sqrt(sum(e * e for e in errors) / 3))
+    md = markdown(summary)
+    assert "10 measurements averaged per seed" in md and "ran for the policy alone (grids of 1 point)" in md
+
+
 def test_two_sweeps_of_the_same_seeds_are_not_read_as_two_seeds(tmp_path):
     """Sweep 5 run again with the door fixed measured seed 5 a second time: read with sweep 5
     it would narrow the interval by a repeat, not a new draw. Older results are matched by their grid draw,

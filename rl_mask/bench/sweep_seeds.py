@@ -223,7 +223,7 @@ def _noise_lines(summary: dict) -> list[str]:
             if not n:
                 continue
             need = n["measurements_per_seed_for_target"]
-            unit = ("measurement(s)" if counts == [1] else "measurements") if key == "leak_noise" else "averages of two"
+            unit = ("measurement(s)" if counts == [1] else f"average(s) of {' or '.join(map(str, counts))} measurements") if key == "leak_noise" else "averages of two"
             lines.append(
                 f"- leak_lambda {lam}, {what}: policy leak {_pct(row[value])}; measurement noise alone gives a width of {100 * n['width_from_measurement_alone']:.1f} "
                 f"(sd over seeds {100 * n['sd_between_seeds']:.1f}, rms standard error {100 * n['rms_standard_error']:.1f}, sd beyond the noise {100 * n['sd_beyond_measurement']:.1f}); "
@@ -239,6 +239,8 @@ def markdown(summary: dict) -> str:
         *(
             [f"**The sweeps' grids differ in size ({', '.join(map(str, summary['grid_points']))} points): read the policy's own figures (leak, identification, the spread below) only; everything that compares with the grid mixes unlike grids.**", ""]
             if summary["grids_differ"]
+            else [f"**The sweeps ran for the policy alone (grids of {min(summary['grid_points'])} point): read the policy's own figures only; a best grid point, a front or a hypervolume of one point says nothing about the grid.**", ""]
+            if min(summary["grid_points"]) < 2
             else []
         ),
         "| leak_lambda | policy leak | identification | leak above reference | leak minus best grid point | identification minus best grid point |",
