@@ -24,6 +24,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 from rl_mask.bench.repeats import markdown, width_by_measurements  # noqa: E402
 from rl_mask.bench.sweep_plan import POLICY  # noqa: E402
 from rl_mask.bench.sweep_seeds import TARGET_WIDTH, load_sweep, refuse_repeated_seeds  # noqa: E402
+from trainers.sweep_trial import TRIALS_DIR  # noqa: E402
 
 
 def policy_measures(folder: Path, results: dict) -> dict[str, dict]:
@@ -31,7 +32,7 @@ def policy_measures(folder: Path, results: dict) -> dict[str, dict]:
     for trial in results["trials"]:
         if trial["kind"] != POLICY:
             continue
-        path = folder / "trials" / trial["key"] / "measure" / "results.json"
+        path = folder / TRIALS_DIR / trial["key"] / "measure" / "results.json"
         if not path.is_file():
             raise FileNotFoundError(f"{path}: the policy trial's benchmark results are missing (a sweep folder as rl-mask sweep wrote it is needed, not its copied summary)")
         out[trial["key"]] = json.loads(path.read_text())

@@ -10,7 +10,6 @@ what one measurement's own noise is, measured rather than read off a Wilson inte
 
 from __future__ import annotations
 
-import copy
 from collections.abc import Callable
 
 import numpy as np
@@ -40,14 +39,22 @@ def measured_on(results: dict, indices: list[int]) -> dict:
     n = int(results["seeds"])
     if not indices or any(not 0 <= i < n for i in indices) or len(set(indices)) != len(indices):
         raise ValueError(f"seeds {indices}: each must be one of the {n} measured (0..{n - 1}), without repeats")
-    out = copy.deepcopy(results)
-    out["seeds"] = len(indices)
     n_test = int(results["data"]["private_test_images"])
-    out["evaluation_model"] = _subset(results["evaluation_model"], indices, {"test_acc": n_test, "test_top5": n_test, "train_acc": 0})
-    for row in out["defences"]:
-        row["utility"] = _subset(row["utility"], indices, {UTILITY_KEY: n_test, "identification_top5": n_test})
-        row["attacks"] = {a: _subset(c, indices, accuracy_trials) for a, c in row["attacks"].items()}
-    return out
+    # new dicts where figures change; the rest is shared with ``results`` (read, never written)
+    return {
+        **results,
+        "seeds": len(indices),
+        "per_seed": [results["per_seed"][i] for i in indices] if "per_seed" in results else None,
+        "evaluation_model": _subset(results["evaluation_model"], indices, {"test_acc": n_test, "test_top5": n_test, "train_acc": 0}),
+        "defences": [
+            {
+                **row,
+                "utility": _subset(row["utility"], indices, {UTILITY_KEY: n_test, "identification_top5": n_test}),
+                "attacks": {a: _subset(c, indices, accuracy_trials) for a, c in row["attacks"].items()},
+            }
+            for row in results["defences"]
+        ],
+    }
 
 
 def _policy_record(key: str, leak_lambda: float, results: dict, indices: list[int]) -> dict:
